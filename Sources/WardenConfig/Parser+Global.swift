@@ -1,0 +1,387 @@
+extension Parser {
+    static let setKeywords: Set<String> = [
+        "daemon", "init", "logfile", "log", "pidfile", "idfile", "statefile", "eventqueue", "mailserver",
+        "mail-format", "alert", "httpd", "limits", "onreboot", "ssl", "mmonit", "expectbuffer", "fips",
+        "terminal", "hostname",
+    ]
+
+    func setStatement() throws {
+        advance()
+        let keyword = peek
+        guard keyword.kind == .word, Self.setKeywords.contains(keyword.keyword) else {
+            throw fail(
+                .unknownStatement, "unknown setting 'set \(keyword.text)'", at: keyword,
+                hint: suggestion(for: keyword.text, among: Self.setKeywords))
+        }
+        advance()
+        switch keyword.keyword {
+        case "daemon":
+            configuration.daemon.interval = try integer("the cycle length in seconds", range: 1...86400 * 365)
+            if at("start"), peekSecond.is("delay") {
+                advance()
+                advance()
+                configuration.daemon.startDelay = try integer("the start delay in seconds", range: 0...86400 * 365)
+            }
+        case "init":
+            configuration.initMode = true
+        case "logfile", "log":
+            if accept("syslog") {
+                var facility = "log_user"
+                if accept("facility") { facility = try value("a syslog facility").text }
+                configuration.log = .syslog(facility: facility)
+            } else {
+                configuration.log = .file(try absolutePath("the log file"))
+            }
+        case "pidfile":
+            configuration.pidfile = try absolutePath("the pid file")
+        case "idfile":
+            configuration.idfile = try absolutePath("the id file")
+        case "statefile":
+            configuration.statefile = try absolutePath("the state file")
+        case "eventqueue":
+            try eventQueue(keyword)
+        case "mailserver":
+            try mailServers()
+        case "mail-format":
+            configuration.mailFormat = try mailFormat()
+        case "alert":
+            configuration.alerts.append(try alertRecipient())
+        case "httpd":
+            try httpd()
+        case "limits":
+            try limits()
+        case "onreboot":
+            configuration.onReboot = try onReboot()
+        case "ssl":
+            _ = try keyValueBlock("set ssl")
+        case "mmonit":
+            let target = try value("the M/Monit collector URL")
+            report(
+                .warning(
+                    .invalidValue, "'set mmonit' is accepted but warden does not report to M/Monit",
+                    at: location(of: keyword), length: keyword.length))
+            _ = try url(target)
+            while accept("timeout") { _ = try duration("a timeout") }
+            if accept("register") {
+                _ = accept("without")
+                _ = accept("credentials")
+            }
+        case "expectbuffer":
+            _ = try quantity("the expect buffer size")
+        case "fips":
+            break
+        case "terminal":
+            _ = try expectKeyword(["batch"], after: "set terminal")
+        case "hostname":
+            _ = try value("a host name")
+        default:
+            break
+        }
+    }
+
+    private func eventQueue(_ keyword: Token) throws {
+        var basedir: String?
+        var slots: Int?
+        while true {
+            if accept("basedir") {
+                basedir = try absolutePath("the event queue directory")
+            } else if accept("slots") {
+                slots = try integer("the number of slots", range: 1...1_000_000)
+            } else {
+                break
+            }
+        }
+        guard let basedir else {
+            throw fail(.syntax, "expected 'basedir PATH' after 'set eventqueue', found \(peek.display)", at: peek)
+        }
+        configuration.eventQueue = EventQueueSettings(basedir: basedir, slots: slots)
+    }
+
+    private func mailServers() throws {
+        repeat {
+            let host = try value("a mail server host")
+            var server = MailServer(host: host.text)
+            while true {
+                if accept("port") {
+                    server.port = try port()
+                } else if accept("username") {
+                    server.username = try value("a user name").text
+                    try expect("password", after: "username")
+                    server.password = try value("a password").text
+                } else if accept("password") {
+                    server.password = try value("a password").text
+                } else if let security = accept(any: ["tls", "ssl", "tlsv1", "tlsv11", "tlsv12", "tlsv13", "sslv3", "auto"]) {
+                    server.security = security.keyword == "ssl" || security.keyword == "sslv3" ? .implicitTLS : .startTLS
+                    if peek.kind == .leftBrace { _ = try keyValueBlock("ssl options") }
+                } else if accept("timeout") {
+                    server.timeout = try duration("a timeout")
+                } else if accept("hostname") {
+                    _ = try value("the host name to announce")
+                } else {
+                    break
+                }
+            }
+            configuration.mailServers.append(server)
+        } while acceptKind(.comma) != nil
+        // `with timeout` and `using hostname` after the list apply to every server.
+        while true {
+            if accept("timeout") {
+                let timeout = try duration("a timeout")
+                for index in configuration.mailServers.indices where configuration.mailServers[index].timeout == nil {
+                    configuration.mailServers[index].timeout = timeout
+                }
+            } else if accept("hostname") {
+                _ = try value("the host name to announce")
+            } else {
+                break
+            }
+        }
+    }
+
+    func port() throws -> Int {
+        let token = peek
+        let value = try integer("a port number", range: 0...Int(Int32.max))
+        guard (1...65535).contains(value) else {
+            throw fail(.portOutOfRange, "port \(value) is out of range (1...65535)", at: token)
+        }
+        return value
+    }
+
+    func mailFormat() throws -> MailFormat {
+        let open = peek
+        guard acceptKind(.leftBrace) != nil else {
+            throw fail(.syntax, "expected '{' after 'mail-format', found \(open.display)", at: open)
+        }
+        var format = MailFormat()
+        while let raw = acceptKind(.raw) {
+            switch raw.rawKey {
+            case "from": format.from = raw.text
+            case "reply-to": format.replyTo = raw.text
+            case "subject": format.subject = raw.text
+            case "message": format.message = raw.text
+            default: break
+            }
+        }
+        guard acceptKind(.rightBrace) != nil else {
+            throw fail(
+                .syntax, "expected 'from:', 'reply-to:', 'subject:', 'message:' or '}' in mail-format, found \(peek.display)",
+                at: peek)
+        }
+        return format
+    }
+
+    /// `ADDR [[not] { events }] [mail-format { … }] [reminder [on] N [cycles]]`.
+    func alertRecipient() throws -> AlertRecipient {
+        let addressToken = try value("an e-mail address")
+        var address = addressToken.text
+        if address.lowercased() == "[email", at("protected]") {
+            // The chapter's text went through a web page that hides addresses ("[email protected]").
+            let rest = advance()
+            address = "[email \(rest.text)"
+            report(
+                .warning(
+                    .obfuscatedAddress,
+                    "'\(address)' is how a web page hides an e-mail address; alerts to it cannot be delivered",
+                    at: location(of: addressToken), length: rest.column + rest.length - addressToken.column,
+                    hint: "write the real address, e.g. 'alert me@example.com'"))
+        } else if !address.contains("@") {
+            throw fail(
+                .invalidValue, "expected an e-mail address, found '\(address)'", at: addressToken,
+                hint: address == "set" ? nil : "alert takes an address such as 'ops@example.com'")
+        }
+        var recipient = AlertRecipient(address: address)
+        while true {
+            if at("not") && peekSecond.kind == .leftBrace {
+                advance()
+                recipient.filter = .except(try eventSet())
+            } else if peek.kind == .leftBrace {
+                recipient.filter = .only(try eventSet())
+            } else if accept("mail-format") {
+                recipient.mailFormat = try mailFormat()
+            } else if accept("reminder") {
+                recipient.reminder = try integer("the reminder interval in cycles", range: 1...1_000_000)
+                _ = accept(any: ["cycle", "cycles"])
+            } else {
+                break
+            }
+        }
+        return recipient
+    }
+
+    private func eventSet() throws -> Set<EventKind> {
+        advance()  // {
+        var events = Set<EventKind>()
+        while peek.kind != .rightBrace {
+            let token = peek
+            if acceptKind(.comma) != nil { continue }
+            guard token.kind == .word else {
+                throw fail(.syntax, "expected an event name or '}', found \(token.display)", at: token)
+            }
+            advance()
+            if let event = EventKind(rawValue: token.keyword) ?? EventKind.synonyms[token.keyword] {
+                events.insert(event)
+            } else {
+                let names = Set(EventKind.allCases.map(\.rawValue))
+                throw fail(
+                    .invalidValue, "unknown event '\(token.text)'", at: token,
+                    hint: suggestion(for: token.text, among: names))
+            }
+        }
+        advance()  // }
+        return events
+    }
+
+    private func httpd() throws {
+        var settings = configuration.httpd ?? HTTPDSettings()
+        while true {
+            if accept("port") {
+                settings.port = try port()
+            } else if accept("unixsocket") {
+                settings.unixSocket = try absolutePath("the unix socket")
+                while let key = accept(any: ["uid", "gid", "permission"]) {
+                    _ = try value("a value for '\(key.text)'")
+                }
+            } else if accept("address") {
+                settings.address = try value("an address to bind").text
+            } else if accept("allow") {
+                settings.allow.append(try allowRule())
+            } else if at("ssl") {
+                advance()
+                if peek.kind == .leftBrace {
+                    let options = try keyValueBlock("ssl options")
+                    var ssl = SSLSettings()
+                    ssl.pemfile = options["pemfile"]
+                    ssl.clientPemfile = options["clientpemfile"]
+                    ssl.selfSigned = options["selfsigned"] == "allow"
+                    settings.ssl = ssl
+                } else {
+                    _ = accept(any: ["enable", "disable"])
+                    settings.ssl = settings.ssl ?? SSLSettings()
+                }
+            } else if accept("pemfile") {
+                var ssl = settings.ssl ?? SSLSettings()
+                ssl.pemfile = try absolutePath("the PEM file")
+                settings.ssl = ssl
+            } else if accept("signature") {
+                _ = try expectKeyword(["enable", "disable"], after: "signature")
+            } else {
+                break
+            }
+        }
+        if settings.port == nil, settings.unixSocket == nil {
+            throw fail(.syntax, "expected 'port N' or 'unixsocket PATH' in 'set httpd', found \(peek.display)", at: peek)
+        }
+        configuration.httpd = settings
+    }
+
+    private func allowRule() throws -> AllowRule {
+        let token = peek
+        if let hash = accept(any: ["md5", "crypt", "cleartext"]) {
+            let path = try absolutePath("the htpasswd file")
+            var users: [String] = []
+            while peek.kind == .word || peek.kind == .string, !peek.startsLine,
+                !peek.isAny(["read-only", "readonly", "allow", "ssl", "port", "address"])
+            {
+                users.append(advance().text)
+            }
+            let readOnly = accept(any: ["read-only", "readonly"]) != nil
+            return .htpasswd(path: path, hash: AllowRule.PasswordHash(rawValue: hash.keyword)!, users: users, readOnly: readOnly)
+        }
+        let entry = try value("a host, network, 'user:password' or htpasswd file")
+        let text = entry.text
+        if text.hasPrefix("@") {
+            let readOnly = accept(any: ["read-only", "readonly"]) != nil
+            return .group(String(text.dropFirst()), readOnly: readOnly)
+        }
+        if let colon = text.firstIndex(of: ":"), !text.contains("/"), text.filter({ $0 == ":" }).count == 1 || peek.kind == .string {
+            var password = String(text[text.index(after: colon)...])
+            if password.isEmpty, peek.kind == .string { password = advance().text }
+            let readOnly = accept(any: ["read-only", "readonly"]) != nil
+            return .user(name: String(text[..<colon]), password: password, readOnly: readOnly)
+        }
+        if let slash = text.firstIndex(of: "/") {
+            let address = String(text[..<slash])
+            let mask = String(text[text.index(after: slash)...])
+            if let bits = Int(mask), (0...128).contains(bits) {
+                return .network(address: address, prefix: bits)
+            }
+            if let bits = Self.prefixLength(ofMask: mask) {
+                return .network(address: address, prefix: bits)
+            }
+            throw fail(.invalidValue, "'\(mask)' is not a network mask or prefix length", at: token)
+        }
+        return .host(text)
+    }
+
+    /// `255.255.255.0` → 24; nil when the mask is not contiguous.
+    static func prefixLength(ofMask mask: String) -> Int? {
+        let parts = mask.split(separator: ".").compactMap { UInt8($0) }
+        guard parts.count == 4 else { return nil }
+        let value = parts.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let bits = value.nonzeroBitCount
+        return value == (bits == 0 ? 0 : UInt32.max << (32 - bits)) ? bits : nil
+    }
+
+    private func limits() throws {
+        let options = try keyValueBlock("set limits")
+        var limits = configuration.limits
+        for (key, raw) in options {
+            let number = Double(raw.prefix { $0.isASCIIDigit || $0 == "." }) ?? 0
+            let unit = raw.drop { $0.isASCIIDigit || $0 == "." || $0 == " " }.lowercased()
+            let bytes = Int(number * (Self.sizeUnits[unit] ?? 1))
+            let seconds = Int(number * (Self.timeUnits[unit] ?? 1))
+            switch key {
+            case "programoutput": limits.programOutput = bytes
+            case "sendexpectbuffer": limits.sendExpectBuffer = bytes
+            case "filecontentbuffer": limits.fileContentBuffer = bytes
+            case "httpcontentbuffer": limits.httpContentBuffer = bytes
+            case "networktimeout": limits.networkTimeout = seconds
+            case "programtimeout": limits.programTimeout = seconds
+            case "stoptimeout": limits.stopTimeout = seconds
+            case "starttimeout": limits.startTimeout = seconds
+            case "restarttimeout": limits.restartTimeout = seconds
+            default: break
+            }
+        }
+        configuration.limits = limits
+    }
+
+    func onReboot() throws -> OnReboot {
+        let token = try expectKeyword(["start", "nostart", "laststate"], after: "onreboot")
+        return OnReboot(rawValue: token.keyword)!
+    }
+
+    /// `{ key: value[,] … }` as in `set limits`, `set ssl` and `with ssl { … }`; keys lowercased.
+    func keyValueBlock(_ context: String) throws -> [String: String] {
+        let open = peek
+        guard acceptKind(.leftBrace) != nil else {
+            throw fail(.syntax, "expected '{' after '\(context)', found \(open.display)", at: open)
+        }
+        var result: [String: String] = [:]
+        while peek.kind != .rightBrace {
+            if acceptKind(.comma) != nil { continue }
+            let keyToken = peek
+            guard keyToken.kind == .word else {
+                throw fail(.syntax, "expected 'key: value' or '}' in '\(context)', found \(keyToken.display)", at: keyToken)
+            }
+            advance()
+            var key = keyToken.keyword
+            if key.hasSuffix(":") {
+                key.removeLast()
+            } else if peek.is(":") {
+                advance()
+            }
+            var values: [String] = []
+            while peek.kind == .word || peek.kind == .string, !peek.keyword.hasSuffix(":") {
+                if peekSecond.is(":") { break }
+                values.append(advance().text)
+            }
+            guard !values.isEmpty else {
+                throw fail(.syntax, "expected a value for '\(key)' in '\(context)', found \(peek.display)", at: peek)
+            }
+            result[key] = values.joined(separator: " ")
+        }
+        advance()
+        return result
+    }
+}

@@ -1,0 +1,180 @@
+extension Parser {
+    static let serviceTypes: Set<String> = [
+        "process", "program", "file", "fifo", "directory", "filesystem", "host", "system", "network",
+    ]
+
+    func checkStatement() throws {
+        advance()
+        let typeToken = peek
+        guard typeToken.kind == .word, Self.serviceTypes.contains(typeToken.keyword) else {
+            throw fail(
+                .syntax,
+                "expected a service type (process, program, file, directory, filesystem, host, system, network) after 'check', found \(typeToken.display)",
+                at: typeToken, hint: suggestion(for: typeToken.text, among: Self.serviceTypes))
+        }
+        advance()
+        let nameToken = try value("a service name")
+        var name = nameToken.text
+        if name == "$HOST" { name = localHostName() }
+        let kind: Service.Kind
+        switch typeToken.keyword {
+        case "process":
+            if accept("pidfile") {
+                kind = .process(.pidfile(try absolutePath("the pid file")))
+            } else if let keyword = accept(any: ["matching", "match"]) {
+                let pattern = try value("a regular expression after '\(keyword.text)'")
+                try validateRegex(pattern)
+                kind = .process(.matching(pattern.text))
+            } else if accept("pid") {
+                throw fail(.syntax, "'check process … pid N' is not supported; use 'pidfile PATH' or 'matching \"REGEX\"'", at: peek)
+            } else {
+                throw fail(
+                    .syntax, "expected 'pidfile PATH' or 'matching \"REGEX\"' after 'check process \(name)', found \(peek.display)",
+                    at: peek, hint: suggestion(for: peek.text, among: ["pidfile", "matching"]))
+            }
+        case "program":
+            try expect("path", after: "check program \(name)")
+            var spec = try program("program")
+            if accept("timeout") { spec.timeout = try duration("a timeout") }
+            kind = .program(spec)
+        case "file", "fifo", "directory", "filesystem":
+            try expect("path", after: "check \(typeToken.keyword) \(name)")
+            let path = try value("a path")
+            if typeToken.keyword != "filesystem", !path.text.hasPrefix("/") {
+                throw fail(.relativePath, "the path must be absolute, found '\(path.text)'", at: path)
+            }
+            switch typeToken.keyword {
+            case "file": kind = .file(path: path.text)
+            case "fifo": kind = .fifo(path: path.text)
+            case "directory": kind = .directory(path: path.text)
+            default: kind = .filesystem(path: path.text)
+            }
+        case "host":
+            try expect("address", after: "check host \(name)")
+            kind = .host(address: try value("a host name or address").text)
+        case "network":
+            if accept("address") {
+                kind = .network(.address(try value("an address").text))
+            } else {
+                try expect("interface", after: "check network \(name)")
+                kind = .network(.interface(try value("an interface name").text))
+            }
+        default:
+            kind = .system
+        }
+        let service = Service(name: name, kind: kind, location: location(of: nameToken))
+        services.append(ServiceBuilder(service: service, checkToken: nameToken))
+        current = services.count - 1
+        if !checkSeenInFile {
+            checkSeenInFile = true
+            bindPendingAlerts(to: services.count - 1, checkToken: nameToken)
+        }
+    }
+
+    func alertStatement() throws {
+        let keyword = advance()
+        if keyword.keyword == "noalert" {
+            let address = try value("an e-mail address").text
+            if checkSeenInFile, let current {
+                services[current].service.noAlerts.append(address)
+            } else {
+                pendingNoAlerts.append(address)
+            }
+            return
+        }
+        let recipient = try alertRecipient()
+        if checkSeenInFile, let current {
+            services[current].service.alerts.append(recipient)
+        } else {
+            pendingAlerts.append((recipient, location(of: keyword), keyword))
+        }
+    }
+
+    func serviceStatement() throws {
+        guard let index = current else { return }
+        let keyword = advance()
+        switch keyword.keyword {
+        case "start", "stop", "restart":
+            if !accept("program"), peek.kind == .word {
+                throw fail(
+                    .syntax, "expected 'program =' after '\(keyword.text)', found \(peek.display)", at: peek,
+                    hint: suggestion(for: peek.text, among: ["program"]))
+            }
+            guard let op = acceptKind(.op), op.text == "=" else {
+                throw fail(.syntax, "expected '=' after '\(keyword.text) program', found \(peek.display)", at: peek)
+            }
+            let spec = try program("\(keyword.keyword) program")
+            switch keyword.keyword {
+            case "start": services[index].service.start = spec
+            case "stop": services[index].service.stop = spec
+            default: services[index].service.restart = spec
+            }
+        case "if":
+            try rule(for: index, ifToken: keyword)
+        case "depends", "depend":
+            repeat {
+                let dependency = try value("a service name")
+                services[index].service.dependencies.append(dependency.text)
+                services[index].dependencyLocations[dependency.text] = location(of: dependency)
+            } while acceptKind(.comma) != nil
+        case "group":
+            services[index].service.groups.append(try value("a group name").text)
+        case "mode":
+            let mode = try expectKeyword(["active", "passive", "manual"], after: "mode")
+            services[index].service.mode = Service.Mode(rawValue: mode.keyword)!
+        case "every":
+            if peek.kind == .string {
+                services[index].service.every = .cron(try cron())
+            } else {
+                let cycles = try integer("a number of cycles", range: 1...1_000_000)
+                _ = try expectKeyword(["cycles", "cycle"], after: "every \(cycles)")
+                services[index].service.every = .cycles(cycles)
+            }
+        case "onreboot":
+            services[index].service.onReboot = try onReboot()
+        default:
+            break
+        }
+    }
+
+    /// `not every "cron"` is parsed by the rule entry (`if`-less `not`), so only the positive form is here.
+    private func cron() throws -> String {
+        let token = advance()
+        let fields = token.text.split(whereSeparator: \.isWhitespace)
+        guard fields.count == 5 else {
+            throw fail(.invalidValue, "a cron specification has 5 fields (minute hour day month weekday), found \(fields.count)", at: token)
+        }
+        return token.text
+    }
+
+    func validateRegex(_ token: Token) throws {
+        if let problem = RegexValidator.problem(in: token.text) {
+            throw fail(.invalidRegex, "invalid regular expression \(token.display): \(problem)", at: token)
+        }
+    }
+
+    func localHostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// POSIX extended regular expressions, as monit compiles them with `regcomp(REG_EXTENDED)`.
+public enum RegexValidator {
+    public static func problem(in pattern: String) -> String? {
+        var regex = regex_t()
+        let status = regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB)
+        defer { if status == 0 { regfree(&regex) } }
+        guard status != 0 else { return nil }
+        var buffer = [CChar](repeating: 0, count: 256)
+        regerror(status, &regex, &buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).lowercased()
+    }
+}
