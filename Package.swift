@@ -30,13 +30,14 @@ let package = Package(
         ),
         .testTarget(
             name: "WardenConfigTests",
-            dependencies: ["WardenConfig"],
-            resources: [.copy("Corpus")],
+            dependencies: ["WardenConfig", "WardenTestSupport"],
+            exclude: ["Corpus"],
             swiftSettings: swiftSettings
         ),
+        .target(name: "WardenTestSupport", path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenIntegrationTests",
-            dependencies: ["WardenConfig"],
+            dependencies: ["WardenConfig", "WardenTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -269,9 +269,9 @@ public struct Service: Sendable, Hashable {
     public var alerts: [AlertRecipient] = []
     public var noAlerts: [String] = []
     public var onReboot: OnReboot?
-    public var location: SourceLocation
+    public var location: FileLocation
 
-    public init(name: String, kind: Kind, location: SourceLocation) {
+    public init(name: String, kind: Kind, location: FileLocation) {
         self.name = name
         self.kind = kind
         self.location = location
@@ -283,7 +283,7 @@ public struct RestartLimit: Sendable, Hashable {
     public var restarts: Int
     public var cycles: Int
     public var action: Action
-    public var location: SourceLocation
+    public var location: FileLocation
 }
 
 /// `if <condition> [for …] then ACTION [else if succeeded then ACTION]`.
@@ -292,11 +292,11 @@ public struct Rule: Sendable, Hashable {
     public var window: FailureWindow
     public var action: Action
     public var recoveryAction: Action?
-    public var location: SourceLocation
+    public var location: FileLocation
 
     public init(
         condition: Condition, window: FailureWindow = .once, action: Action, recoveryAction: Action? = nil,
-        location: SourceLocation
+        location: FileLocation
     ) {
         self.condition = condition
         self.window = window

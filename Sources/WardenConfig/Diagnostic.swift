@@ -54,14 +54,14 @@ public struct Diagnostic: Sendable, Hashable, Error {
     public var id: ID
     public var severity: Severity
     public var message: String
-    public var location: SourceLocation?
+    public var location: FileLocation?
     /// How many bytes the caret marks (1 = a single `^`).
     public var length: Int
     public var hint: String?
     public var notes: [Diagnostic]
 
     public init(
-        _ severity: Severity, _ id: ID, _ message: String, at location: SourceLocation?,
+        _ severity: Severity, _ id: ID, _ message: String, at location: FileLocation?,
         length: Int = 1, hint: String? = nil, notes: [Diagnostic] = []
     ) {
         self.id = id
@@ -74,20 +74,20 @@ public struct Diagnostic: Sendable, Hashable, Error {
     }
 
     public static func error(
-        _ id: ID, _ message: String, at location: SourceLocation?, length: Int = 1, hint: String? = nil,
+        _ id: ID, _ message: String, at location: FileLocation?, length: Int = 1, hint: String? = nil,
         notes: [Diagnostic] = []
     ) -> Diagnostic {
         Diagnostic(.error, id, message, at: location, length: length, hint: hint, notes: notes)
     }
 
     public static func warning(
-        _ id: ID, _ message: String, at location: SourceLocation?, length: Int = 1, hint: String? = nil,
+        _ id: ID, _ message: String, at location: FileLocation?, length: Int = 1, hint: String? = nil,
         notes: [Diagnostic] = []
     ) -> Diagnostic {
         Diagnostic(.warning, id, message, at: location, length: length, hint: hint, notes: notes)
     }
 
-    public static func note(_ id: ID, _ message: String, at location: SourceLocation?) -> Diagnostic {
+    public static func note(_ id: ID, _ message: String, at location: FileLocation?) -> Diagnostic {
         Diagnostic(.note, id, message, at: location)
     }
 }

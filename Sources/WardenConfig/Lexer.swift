@@ -34,8 +34,8 @@ struct Lexer {
         return (tokens, lexer.diagnostics)
     }
 
-    private func location(_ offset: Int) -> SourceLocation {
-        SourceLocation(file: source.path, line: line, column: offset - lineStart + 1)
+    private func location(_ offset: Int) -> FileLocation {
+        FileLocation(file: source.path, line: line, column: offset - lineStart + 1)
     }
 
     private func token(_ kind: Token.Kind, _ text: String, from start: Int) -> Token {
@@ -91,6 +91,9 @@ struct Lexer {
             default:
                 break
             }
+            if byte == UInt8(ascii: "<"), let placeholder = placeholder() {
+                return placeholder
+            }
             if Self.isOperator(byte) {
                 return op()
             }
@@ -128,6 +131,20 @@ struct Lexer {
     private mutating func scanWord() -> Token {
         let start = index
         while index < bytes.count, !Self.endsWord(bytes[index]) { index += 1 }
+        return token(.word, String(decoding: bytes[start..<index], as: UTF8.self), from: start)
+    }
+
+    /// `<smtp.domain>`: a placeholder as documentation writes them; monit takes it as a word.
+    private mutating func placeholder() -> Token? {
+        let start = index
+        var probe = index + 1
+        guard probe < bytes.count, !Self.endsWord(bytes[probe]), !Self.isOperator(bytes[probe]) else { return nil }
+        while probe < bytes.count, bytes[probe] != UInt8(ascii: ">") {
+            if Self.isSpace(bytes[probe]) || bytes[probe] == UInt8(ascii: "\n") { return nil }
+            probe += 1
+        }
+        guard probe < bytes.count else { return nil }
+        index = probe + 1
         return token(.word, String(decoding: bytes[start..<index], as: UTF8.self), from: start)
     }
 

@@ -100,6 +100,12 @@ extension Parser {
     private func mailServers() throws {
         repeat {
             let host = try value("a mail server host")
+            if host.text.hasPrefix("<") {
+                report(
+                    .warning(
+                        .invalidValue, "mail server '\(host.text)' looks like a placeholder; mail to it cannot be delivered",
+                        at: location(of: host), length: host.length, hint: "write your SMTP server's host name, e.g. 'set mailserver smtp.example.com'"))
+            }
             var server = MailServer(host: host.text)
             while true {
                 if accept("port") {
@@ -123,7 +129,12 @@ extension Parser {
             }
             configuration.mailServers.append(server)
         } while acceptKind(.comma) != nil
-        // `with timeout` and `using hostname` after the list apply to every server.
+        // monit reads `with timeout` after the last server as the timeout of every server.
+        if let last = configuration.mailServers.last?.timeout {
+            for index in configuration.mailServers.indices where configuration.mailServers[index].timeout == nil {
+                configuration.mailServers[index].timeout = last
+            }
+        }
         while true {
             if accept("timeout") {
                 let timeout = try duration("a timeout")
@@ -269,7 +280,7 @@ extension Parser {
             }
         }
         if settings.port == nil, settings.unixSocket == nil {
-            throw fail(.syntax, "expected 'port N' or 'unixsocket PATH' in 'set httpd', found \(peek.display)", at: peek)
+            settings.port = 2812  // monit's default port
         }
         configuration.httpd = settings
     }

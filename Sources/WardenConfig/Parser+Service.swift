@@ -100,8 +100,9 @@ extension Parser {
                     .syntax, "expected 'program =' after '\(keyword.text)', found \(peek.display)", at: peek,
                     hint: suggestion(for: peek.text, among: ["program"]))
             }
-            guard let op = acceptKind(.op), op.text == "=" else {
-                throw fail(.syntax, "expected '=' after '\(keyword.text) program', found \(peek.display)", at: peek)
+            // monit makes the '=' optional.
+            if let op = acceptKind(.op), op.text != "=" {
+                throw fail(.syntax, "expected '=' after '\(keyword.text) program', found '\(op.text)'", at: op)
             }
             let spec = try program("\(keyword.keyword) program")
             switch keyword.keyword {

@@ -35,10 +35,10 @@ final class Parser {
     var tokens: [Token] = []
     var position = 0
     var file: SourceFile
-    var includeStack: [(path: String, location: SourceLocation?)] = []
+    var includeStack: [(path: String, location: FileLocation?)] = []
     var openParens: [Token] = []
     var checkSeenInFile = false
-    var pendingAlerts: [(recipient: AlertRecipient, location: SourceLocation, keyword: Token)] = []
+    var pendingAlerts: [(recipient: AlertRecipient, location: FileLocation, keyword: Token)] = []
     var pendingNoAlerts: [String] = []
 
     var errorCount: Int { diagnostics.count { $0.severity == .error } }
@@ -51,7 +51,7 @@ final class Parser {
 
     // MARK: - Files
 
-    func parseFile(_ path: String, includedAt: SourceLocation?) {
+    func parseFile(_ path: String, includedAt: FileLocation?) {
         let canonical = reader.realPath(path)
         if includeStack.contains(where: { reader.realPath($0.path) == canonical }) {
             report(.error(.includeCycle, "'\(path)' includes itself", at: includedAt))
@@ -300,8 +300,8 @@ final class Parser {
 
     // MARK: - Diagnostics
 
-    func location(of token: Token) -> SourceLocation {
-        SourceLocation(file: file.path, line: token.line, column: token.column)
+    func location(of token: Token) -> FileLocation {
+        FileLocation(file: file.path, line: token.line, column: token.column)
     }
 
     func report(_ diagnostic: Diagnostic) {
@@ -359,5 +359,5 @@ func editDistance(_ a: String, _ b: String) -> Int {
 struct ServiceBuilder {
     var service: Service
     var checkToken: Token
-    var dependencyLocations: [String: SourceLocation] = [:]
+    var dependencyLocations: [String: FileLocation] = [:]
 }
