@@ -71,7 +71,7 @@ public struct MailFormat: Sendable, Hashable {
 }
 
 /// monit's event names, used in `only on { … }` and `but not on { … }` filters.
-public enum EventKind: String, Sendable, Hashable, CaseIterable {
+public enum EventKind: String, Sendable, Hashable, CaseIterable, Codable {
     case action, checksum, bytein, byteout, connection, content, data, exec, exist, fsflags, gid, icmp,
         instance, invalid, link, nonexist, packetin, packetout, permission, pid, ppid, resource,
         saturation, size, speed, status, timeout, timestamp, uid, uptime

@@ -36,7 +36,7 @@ struct Warden: ParsableCommand {
             Exit codes: 0 success, 1 invalid control file or failed action, 64 usage error.
             """,
         version: version,
-        subcommands: [Validate.self]
+        subcommands: [Validate.self, Reload.self, Quit.self]
     )
 
     @OptionGroup var options: GlobalOptions
@@ -44,11 +44,15 @@ struct Warden: ParsableCommand {
     @Flag(name: .customShort("t"), help: "Check the control file's syntax and exit.")
     var testOnly = false
 
+    @Flag(name: .customShort("I"), help: "Stay in the foreground (do not daemonize).")
+    var foreground = false
+
     mutating func run() throws {
+        let path = try options.resolveControlFile()
         if testOnly {
-            throw ExitCode(Validate.check(try options.resolveControlFile()))
+            throw ExitCode(Validate.check(path))
         }
-        throw ValidationError("the daemon is not part of this build yet; use -t to validate a control file")
+        throw ExitCode(try Daemon(controlFile: path, foreground: foreground, verbose: options.verbose).run())
     }
 }
 
@@ -75,6 +79,60 @@ extension Warden {
             }
             print("Control file syntax OK")
             return 0
+        }
+    }
+}
+
+extension Warden {
+    /// Finds the running daemon from the control file's `set pidfile` (or the default).
+    static func daemonPID(_ options: GlobalOptions) throws -> (pid_t, Configuration?) {
+        let path = try options.resolveControlFile()
+        let configuration = ControlFile.load(path).configuration
+        let pidPath = configuration?.pidfile ?? Daemon.defaultPIDFile()
+        guard let pid = PIDLock.runningPID(pidPath), pid > 0 else {
+            printError("warden daemon is not running")
+            throw ExitCode(1)
+        }
+        return (pid, configuration)
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-read the control file in the running daemon (checked here first).")
+
+        @OptionGroup var options: GlobalOptions
+
+        mutating func run() throws {
+            let path = try options.resolveControlFile()
+            let result = ControlFile.load(path)
+            if result.diagnostics.hasErrors {
+                printError(result.renderedDiagnostics(), terminator: "")
+                printError("control file not reloaded; the daemon keeps its configuration")
+                throw ExitCode(1)
+            }
+            let (pid, _) = try Warden.daemonPID(options)
+            kill(pid, SIGHUP)
+            print("Reinitializing warden daemon")
+        }
+    }
+
+    struct Quit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop the daemon; services keep running unless --stop-services is given.")
+
+        @OptionGroup var options: GlobalOptions
+
+        @Flag(help: "Stop every service, dependants first, before quitting.")
+        var stopServices = false
+
+        mutating func run() throws {
+            let (pid, _) = try Warden.daemonPID(options)
+            kill(pid, stopServices ? SIGUSR2 : SIGTERM)
+            // Wait (bounded) so scripts can rely on the daemon being gone when this returns.
+            for _ in 0..<600 where kill(pid, 0) == 0 {
+                usleep(50_000)
+            }
+            print("warden daemon with pid \(pid) stopped")
         }
     }
 }

@@ -1,0 +1,28 @@
+#ifndef WARDEN_SHIMS_H
+#define WARDEN_SHIMS_H
+
+#include <sys/types.h>
+
+/// pidfd_open(2): a file descriptor that becomes readable when the process exits; -1 with errno when unsupported.
+int warden_pidfd_open(pid_t pid);
+
+/// prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are reparented to us, so we reap them.
+int warden_set_child_subreaper(void);
+
+/// Starts a program in its own session (setsid), stdin from /dev/null, stdout and stderr to `output_fd`
+/// (or /dev/null when -1), with the given environment; drops to gid/uid when `set_ids` is non-zero.
+/// Only async-signal-safe calls happen between fork and exec. Returns 0 and the pid, or an errno value.
+int warden_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+                 uid_t uid, gid_t gid, int set_ids, const char *directory, pid_t *pid_out);
+
+/// Double fork and setsid: the caller continues as a daemon detached from its terminal. Returns 0 in
+/// the daemon; the original process exits. Must run before any other thread exists.
+int warden_daemonize(void);
+
+#endif
+
+/// pipe2(2) with O_CLOEXEC, and O_NONBLOCK on both ends when `nonblocking` is non-zero.
+int warden_pipe(int fds[2], int nonblocking);
+
+/// Names the calling thread (at most 15 bytes), for ps and gdb.
+void warden_set_thread_name(const char *name);

@@ -1,0 +1,80 @@
+import WardenConfig
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What survives a restart of warden itself (`set statefile`).
+public struct PersistentState: Sendable, Codable, Hashable {
+    public struct ServiceState: Sendable, Codable, Hashable {
+        public var monitor: MonitorState
+        public var restarts: RestartHistory
+        public var pid: Int32?
+        public var processStartTicks: UInt64?
+        public var lastEvent: Event?
+    }
+
+    public var version = 1
+    /// The kernel's boot time, to tell a reboot (onreboot applies) from a restart of warden.
+    public var bootTime: UInt64 = 0
+    public var cycle = 0
+    public var services: [String: ServiceState] = [:]
+
+    public init() {}
+}
+
+/// Reads and writes the state file atomically: write a temporary file, fsync, rename, fsync the directory.
+public struct StateStore: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public func load() -> PersistentState? {
+        guard let bytes = try? FileSystemReader().read(path) else { return nil }
+        return try? JSONCoding.decode(PersistentState.self, from: bytes)
+    }
+
+    public func save(_ state: PersistentState) throws {
+        try AtomicFile.write(try JSONCoding.encode(state), to: path, mode: 0o600)
+    }
+}
+
+/// Writes a whole file or nothing, never following a planted symlink.
+public enum AtomicFile {
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let temporary = "\(path).tmp.\(getpid())"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SystemError(errno: errno) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let error = SystemError(errno: errno)
+                close(fd)
+                unlink(temporary)
+                throw error
+            }
+            offset += written
+        }
+        if fsync(fd) != 0 {
+            let error = SystemError(errno: errno)
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = SystemError(errno: errno)
+            unlink(temporary)
+            throw error
+        }
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+}

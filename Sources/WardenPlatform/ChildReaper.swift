@@ -1,0 +1,98 @@
+import CWardenShims
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The only caller of waitpid(2) in the daemon: reaps every child (and, as a subreaper, every orphaned
+/// descendant) the moment it exits, so no zombie lingers, and hands exit statuses to whoever waits.
+public final class ChildReaper: Sendable {
+    public static let shared = ChildReaper()
+
+    private struct State {
+        var waiters: [pid_t: [CheckedContinuation<Int32, Never>]] = [:]
+        /// Statuses nobody has asked for yet (a program that exited before its waiter registered).
+        var unclaimed: [pid_t: Int32] = [:]
+        var unclaimedOrder: [pid_t] = []
+        var started = false
+    }
+
+    private let state = Mutex(State())
+    private let childAppeared = DispatchSemaphore(value: 0)
+
+    /// Makes warden the reaper of orphaned descendants and starts the reaping thread (once).
+    public func start() {
+        let first = state.withLock { state -> Bool in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
+        _ = warden_set_child_subreaper()
+        Thread.start(name: "warden-reap") { [self] in loop() }
+    }
+
+    /// Tells the reaper a child exists now, waking it if it had none.
+    func childSpawned() {
+        childAppeared.signal()
+    }
+
+    /// Waits for a child to exit and returns its raw wait status.
+    public func waitForExit(_ pid: pid_t) async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let status = state.withLock { state -> Int32? in
+                if let status = state.unclaimed.removeValue(forKey: pid) { return status }
+                state.waiters[pid, default: []].append(continuation)
+                return nil
+            }
+            if let status { continuation.resume(returning: status) }
+        }
+    }
+
+    /// The exit status if the child has already exited and nobody collected it.
+    public func takeStatus(_ pid: pid_t) -> Int32? {
+        state.withLock { $0.unclaimed.removeValue(forKey: pid) }
+    }
+
+    private func loop() {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, 0)
+            if pid > 0 {
+                deliver(pid, status)
+            } else if errno == ECHILD {
+                _ = childAppeared.wait(timeout: .now() + .seconds(1))
+            }
+        }
+    }
+
+    private func deliver(_ pid: pid_t, _ status: Int32) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
+            if let waiters = state.waiters.removeValue(forKey: pid) { return waiters }
+            state.unclaimed[pid] = status
+            state.unclaimedOrder.append(pid)
+            // Orphaned daemons are reaped too and never claimed: keep only recent statuses.
+            if state.unclaimedOrder.count > 4096 {
+                let old = state.unclaimedOrder.removeFirst()
+                state.unclaimed.removeValue(forKey: old)
+            }
+            return []
+        }
+        for waiter in waiters { waiter.resume(returning: status) }
+    }
+}
+
+/// Decodes a raw wait status.
+public enum ExitStatus {
+    /// The exit code, or -signal for a process killed by a signal.
+    public static func code(_ status: Int32) -> Int32 {
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : -signal
+    }
+
+    public static func describe(_ status: Int32) -> String {
+        let code = code(status)
+        return code >= 0 ? "exit status \(code)" : "killed by signal \(-code)"
+    }
+}

@@ -1,0 +1,158 @@
+import CWardenShims
+import Dispatch
+import Logging
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+import WardenConfig
+import WardenCore
+import WardenPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running daemon: loads the control file, daemonizes, and runs the supervisor until SIGTERM.
+struct Daemon {
+    let controlFile: String
+    let foreground: Bool
+    let verbose: Bool
+
+    static func defaultPIDFile() -> String {
+        if getuid() == 0 { return "/run/warden.pid" }
+        return (getenv("HOME").map { String(cString: $0) } ?? "/tmp") + "/.warden.pid"
+    }
+
+    func run() throws -> Int32 {
+        let result = ControlFile.load(controlFile)
+        if !result.diagnostics.isEmpty { printError(result.renderedDiagnostics(), terminator: "") }
+        guard let configuration = result.configuration else { return 1 }
+        let pidPath = configuration.pidfile ?? Self.defaultPIDFile()
+        if let running = PIDLock.runningPID(pidPath) {
+            printError("warden: a warden daemon is already running with pid \(running) (pidfile '\(pidPath)')")
+            return 1
+        }
+        let stayInForeground = foreground || configuration.initMode
+        if !stayInForeground {
+            print("Starting warden \(Supervisor.version) daemon\(configuration.httpd.map { h in h.port.map { " with http interface at [\(h.address ?? "*")]:\($0)" } ?? "" } ?? "")")
+            guard warden_daemonize() == 0 else {
+                printError("warden: cannot daemonize: \(String(cString: strerror(errno)))")
+                return 1
+            }
+        }
+        let lock: PIDLock
+        do {
+            lock = try PIDLock(path: pidPath)
+        } catch {
+            printError("warden: \(error)")
+            return 1
+        }
+        let sink = LogSink(target: configuration.log, verbose: verbose, toStandardError: stayInForeground && configuration.log == nil)
+        let level: Logger.Level = verbose ? .debug : .info
+        LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: level) }
+        let logger = Logger(label: "warden")
+
+        let status = Mutex<Int32>(0)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let supervisor = Supervisor(configuration: configuration, logger: logger)
+            let signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [
+                        .init(service: supervisor),
+                        .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
+                    ],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger))
+            do {
+                try await group.run()
+            } catch {
+                logger.error("warden stopped: \(error)")
+                status.withLock { $0 = 1 }
+            }
+            done.signal()
+        }
+        done.wait()
+        lock.release()
+        return status.withLock { $0 }
+    }
+}
+
+/// SIGHUP re-reads the control file (keeping the running configuration when it is invalid), SIGUSR1
+/// re-opens the log file, SIGUSR2 stops every service and then warden (`warden quit --stop-services`).
+struct SignalService: ServiceLifecycle.Service {
+    let supervisor: Supervisor
+    let controlFile: String
+    let sink: LogSink
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1, .sigusr2)
+        for await signal in signals.cancelOnGracefulShutdown() {
+            switch signal {
+            case .sighup:
+                logger.info("reinitializing warden -- control file '\(controlFile)'")
+                let result = ControlFile.load(controlFile)
+                guard let configuration = result.configuration else {
+                    for diagnostic in result.diagnostics where diagnostic.severity == .error {
+                        logger.error("\(diagnostic.location.map { "\($0): " } ?? "")\(diagnostic.message)")
+                    }
+                    logger.error("control file '\(controlFile)' is invalid; keeping the running configuration")
+                    continue
+                }
+                await supervisor.reload(configuration)
+            case .sigusr1:
+                sink.reopen()
+                logger.info("log file re-opened")
+            case .sigusr2:
+                logger.info("stopping all services before quitting")
+                await supervisor.stopAll()
+                return
+            default:
+                break
+            }
+        }
+    }
+}
+
+/// The daemon's pidfile, locked with flock(2) so a second daemon on the same file is refused.
+final class PIDLock {
+    let path: String
+    private let fd: Int32
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw Failure(description: "cannot open pidfile '\(path)': \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let other = PIDFile.read(path).map { " with pid \($0)" } ?? ""
+            close(fd)
+            throw Failure(description: "a warden daemon is already running\(other) (pidfile '\(path)')")
+        }
+        _ = ftruncate(fd, 0)
+        LogSink.writeAll(fd, "\(getpid())\n")
+        fsync(fd)
+    }
+
+    /// The pid of a daemon holding the lock, or nil when none does.
+    static func runningPID(_ path: String) -> pid_t? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return nil
+        }
+        return PIDFile.read(path) ?? -1
+    }
+
+    func release() {
+        unlink(path)
+        close(fd)
+    }
+}
