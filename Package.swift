@@ -11,7 +11,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "warden", targets: ["warden"]),
+        .executable(name: "myapp", targets: ["myapp"]),
         .library(name: "WardenConfig", targets: ["WardenConfig"]),
+        .library(name: "WardenZinc", targets: ["WardenZinc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -22,6 +24,16 @@ let package = Package(
     targets: [
         .target(name: "WardenConfig", swiftSettings: swiftSettings),
         .target(name: "CWardenShims"),
+        .target(
+            name: "WardenZinc",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "myapp", dependencies: ["WardenZinc"], swiftSettings: swiftSettings),
         .target(
             name: "WardenPlatform",
             dependencies: [
@@ -58,6 +70,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "WardenTestSupport", path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WardenCoreTests",
+            dependencies: ["WardenCore", "WardenConfig"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "WardenIntegrationTests",
             dependencies: ["WardenConfig", "WardenTestSupport"],

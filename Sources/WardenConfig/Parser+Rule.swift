@@ -19,7 +19,7 @@ extension Parser {
                 report(
                     .error(
                         .restartWindow,
-                        "'\(restarts) restarts within \(cycles) cycles' can never happen: warden restarts a service at most once per cycle",
+                        "'\(restarts) restarts within \(cycles) cycles' asks for more restarts than cycles; monit rejects it too",
                         at: location(of: countToken), length: countToken.length,
                         hint: "use a window of at least \(restarts) cycles"))
             }

@@ -27,7 +27,7 @@ struct ServiceRuntime {
     var connectionGraceUntil: ContinuousClock.Instant?
     var lastCheck: WallClock.Time?
     var lastCheckCycle = -1
-    var lastAutomaticStartCycle = -1
+    var lastAutomaticStart: ContinuousClock.Instant?
     var lastCPUTicks: UInt64?
     var lastCPUSample: ContinuousClock.Instant?
     var metrics = ServiceMetrics()

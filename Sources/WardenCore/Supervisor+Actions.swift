@@ -99,13 +99,9 @@ extension Supervisor {
             logger.error("'\(name)' has no start program")
             return
         }
-        if automatic {
-            update(name) {
-                $0.restarts.record(cycle: cycle)
-                $0.lastAutomaticStartCycle = cycle
-            }
-        } else {
-            update(name) { $0.restarts.record(cycle: cycle) }
+        update(name) {
+            $0.restarts.record(cycle: cycle)
+            if automatic { $0.lastAutomaticStart = .now }
         }
         logger.info("'\(name)' start: '\(start.commandLine)'")
         let timeout = start.timeout ?? configuration.limits.startTimeout
@@ -259,7 +255,13 @@ extension Supervisor {
             await stopService(name)
             await startService(name, automatic: automatic)
         }
+        await restartDependants(of: name)
+    }
+
+    /// A restart of a dependency restarts the services that depend on it and are running.
+    func restartDependants(of name: String) async {
         for dependant in dependants(of: name) where services[dependant]?.monitor != .notMonitored {
+            guard case .process = services[dependant]?.config.kind, services[dependant]?.pid != nil else { continue }
             logger.info("'\(dependant)' restarting because '\(name)' restarted")
             await withBusy(dependant) {
                 await self.stopService(dependant)
@@ -276,7 +278,7 @@ extension Supervisor {
             break
         case .restart:
             guard services[name]?.config.mode == .active else { return }
-            guard services[name]?.lastAutomaticStartCycle != cycle else { return }
+            if deferredForCrashLoop(name) { return }
             if restartLimitReached(name) { return }
             logger.info("'\(name)' trying to restart")
             await restartService(name, automatic: true)

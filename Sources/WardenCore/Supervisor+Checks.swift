@@ -72,11 +72,12 @@ extension Supervisor {
                 update(name) { $0.failures[.nonexist] = "process is not running" }
             }
             guard runtime.config.mode == .active, runtime.config.start != nil else { return }
-            // At most one automatic start per cycle: a crash loop waits for the next tick.
-            guard services[name]?.lastAutomaticStartCycle != cycle else { return }
+            if deferredForCrashLoop(name) { return }
             if restartLimitReached(name) { return }
+            guard await dependenciesReady(name) else { return }
             logger.info("'\(name)' trying to restart")
             await startService(name, automatic: true)
+            if services[name]?.pid != nil { await restartDependants(of: name) }
             return
         }
         adopt(name, process)
@@ -115,6 +116,33 @@ extension Supervisor {
                 $0.failures[.exec] = nil
             }
         }
+    }
+
+    /// Automatic starts are at least `minimumRestartInterval` apart, so an app that dies at once
+    /// cannot make warden fork in a tight loop; a deferred start happens as soon as the interval is over.
+    func deferredForCrashLoop(_ name: String) -> Bool {
+        guard let last = services[name]?.lastAutomaticStart else { return false }
+        let elapsed = ContinuousClock.now - last
+        guard elapsed < Self.minimumRestartInterval else { return false }
+        checkLater(name, after: Self.minimumRestartInterval - elapsed)
+        return true
+    }
+
+    /// Waits (up to the start timeout) for dependencies being started to be running; false when one is not.
+    func dependenciesReady(_ name: String) async -> Bool {
+        guard let dependencies = services[name]?.config.dependencies, !dependencies.isEmpty else { return true }
+        let deadline = ContinuousClock.now + .seconds(configuration.limits.startTimeout)
+        while ContinuousClock.now < deadline {
+            let waiting = dependencies.filter { dependency in
+                guard let runtime = services[dependency], runtime.monitor != .notMonitored else { return false }
+                if case .process = runtime.config.kind { return runtime.busy || runtime.pid == nil }
+                return runtime.busy
+            }
+            if waiting.isEmpty { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        logger.info("'\(name)' waits for its dependencies to run")
+        return false
     }
 
     /// `if N restarts within M cycles then …`: true when a limit fired and the start must not happen.

@@ -25,7 +25,11 @@ public actor Supervisor: ServiceLifecycle.Service {
         case tick
         case exited(pid_t)
         case check(String)
+        case checkLater(String, Duration)
     }
+
+    /// The shortest time between two automatic starts of one service.
+    static let minimumRestartInterval = Duration.seconds(1)
 
     nonisolated let logger: Logger
     public nonisolated let events: EventBus
@@ -123,12 +127,21 @@ public actor Supervisor: ServiceLifecycle.Service {
             }
         case .check(let name):
             group.addTask { await self.check(name) }
+        case .checkLater(let name, let delay):
+            group.addTask {
+                try? await Task.sleep(for: delay)
+                await self.check(name)
+            }
         }
     }
 
     /// Asks for an immediate check of a service outside the cycle.
     nonisolated func requestCheck(_ name: String) {
         triggerContinuation.yield(.check(name))
+    }
+
+    nonisolated func checkLater(_ name: String, after delay: Duration) {
+        triggerContinuation.yield(.checkLater(name, delay))
     }
 
     // MARK: - Configuration

@@ -87,7 +87,7 @@ final class TemporaryFile {
         var template = Array("/tmp/warden-test-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: template)
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
@@ -105,7 +105,7 @@ public final class TemporaryDirectory: @unchecked Sendable {
     public init(_ prefix: String = "warden") throws {
         var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: template)
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Writes a file (creating directories) with the given mode and returns its path.
@@ -120,4 +120,123 @@ public final class TemporaryDirectory: @unchecked Sendable {
     }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+extension TestSupport {
+    /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests run one at a time).
+    public static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Polls `condition` every 10 ms until it holds or `timeout` seconds pass.
+    @discardableResult
+    public static func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+
+    /// A GET on 127.0.0.1; nil on any connection error.
+    public static func httpGet(port: Int, path: String = "/", timeout: Double = 2, headers: [String: String] = [:]) -> (status: Int, body: String, headers: [String: String])? {
+        guard let result = try? run("/usr/bin/curl", ["-s", "-m", String(timeout), "-D", "-", "-o", "-"] + headers.flatMap { ["-H", "\($0.key): \($0.value)"] } + ["http://127.0.0.1:\(port)\(path)"], timeout: timeout + 2),
+            result.status == 0
+        else { return nil }
+        let parts = result.stdout.components(separatedBy: "\r\n\r\n")
+        let head = parts.first ?? ""
+        let body = parts.dropFirst().joined(separator: "\r\n\r\n")
+        let lines = head.components(separatedBy: "\r\n")
+        let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+        var headerMap: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headerMap[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return (status, body, headerMap)
+    }
+
+    public static func readPID(_ path: String) -> pid_t? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    public static func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    /// Pids of live processes whose command line contains `needle`.
+    public static func processes(containing needle: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let command = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return command.contains(needle) && isAlive(pid)
+        }
+    }
+}
+
+/// A warden daemon started by a test in the foreground (`-I`), ended by its PID.
+public final class WardenProcess: @unchecked Sendable {
+    public let process = Process()
+    public let logPath: String
+    public let controlFile: String
+
+    public init(controlFile: String, logPath: String, arguments: [String] = ["-I", "-v"], environment: [String: String]? = nil) throws {
+        self.controlFile = controlFile
+        self.logPath = logPath
+        process.executableURL = URL(fileURLWithPath: TestSupport.wardenBinary)
+        process.arguments = ["-c", controlFile] + arguments
+        if let environment { process.environment = environment }
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    public var pid: pid_t { process.processIdentifier }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until the log contains `text` `count` times.
+    @discardableResult
+    public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 20) -> Bool {
+        TestSupport.waitUntil(timeout: timeout) { log.components(separatedBy: text).count - 1 >= count }
+    }
+
+    public func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// SIGTERM, then SIGKILL after `grace` seconds.
+    public func stop(grace: Double = 10) {
+        guard process.isRunning else { return }
+        kill(pid, SIGTERM)
+        if !TestSupport.waitUntil(timeout: grace, { !process.isRunning }) { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    public func kill9() {
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
 }

@@ -1,0 +1,69 @@
+import Dispatch
+import WardenZinc
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The chapter's myapp.st, in Swift:
+//   ZnServer defaultOn: 8080. ZnServer default logToStandardOutput.
+//   ZnServer default delegate map: 'image' to: MyFirstWebApp new;
+//       map: 'redirect-to-image' to: [ :request | ZnResponse redirect: 'image' ]; map: '/' to: 'redirect-to-image'.
+//   ZnServer default start
+// Usage: myapp [--port N] [--bind ADDRESS] [--pidfile PATH]
+
+var port = 8080
+var bind = "127.0.0.1"
+var pidfile: String?
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--port": port = Int(arguments.next() ?? "") ?? port
+    case "--bind": bind = arguments.next() ?? bind
+    case "--pidfile": pidfile = arguments.next()
+    default:
+        print("usage: myapp [--port N] [--bind ADDRESS] [--pidfile PATH]")
+        exit(64)
+    }
+}
+
+let server = ZnServer(port: port, bindAddress: bind)
+server.logToStandardOutput()
+server.delegate
+    .map("image", to: MyFirstWebApp())
+    .map("redirect-to-image") { _ in .redirect("image") }
+    .map("/", toKey: "redirect-to-image")
+    .map("ping") { _ in .ok("pong") }
+
+signal(SIGTERM, SIG_IGN)
+signal(SIGINT, SIG_IGN)
+let stopSignals = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0) }
+
+do {
+    try await server.start()
+} catch {
+    print("myapp: cannot listen on \(bind):\(port): \(error)")
+    exit(1)
+}
+if let pidfile {
+    // Written after the socket listens, so a supervisor that sees the pid can reach the app.
+    let text = "\(getpid())\n"
+    let temporary = pidfile + ".tmp"
+    if let file = fopen(temporary, "w") {
+        fputs(text, file)
+        fclose(file)
+        rename(temporary, pidfile)
+    }
+}
+await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+    for source in stopSignals {
+        source.setEventHandler {
+            for other in stopSignals { other.cancel() }
+            continuation.resume()
+        }
+        source.resume()
+    }
+}
+// Graceful stop: no new connections, requests in flight finish.
+await server.stop()
+if let pidfile { unlink(pidfile) }

@@ -1,0 +1,275 @@
+import Foundation
+import Testing
+import WardenTestSupport
+
+/// The real warden binary supervising real processes on 127.0.0.1.
+@Suite("Supervision engine, end to end", .serialized)
+struct SupervisionTests {
+    func controlFile(_ directory: TemporaryDirectory, _ body: String, daemon: Int = 1) throws -> String {
+        try directory.write("wardenrc", "set daemon \(daemon)\nset statefile \(directory.path)/state\nset pidfile \(directory.path)/warden.pid\n" + body)
+    }
+
+    func appCheck(_ app: TestApp, name: String = "app", extra: String = "") -> String {
+        """
+        check process \(name) with pidfile \(app.pidfile)
+          start program = "\(app.startScript)"
+          stop program = "\(app.stopScript)"
+          if failed url http://127.0.0.1:\(app.port)/ping and content == "pong" timeout 2 seconds then restart
+        \(extra)
+
+        """
+    }
+
+    @Test func killedProcessIsRestartedWithinMilliseconds() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        // A 10-second cycle: only the pidfd can explain a fast restart.
+        let warden = try WardenProcess(controlFile: try controlFile(directory, appCheck(app), daemon: 10), logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing }, "\(warden.log)")
+        var latencies: [Double] = []
+        for _ in 0..<5 {
+            // Past the 1 s minimum between automatic starts, so the measure is the detection itself.
+            usleep(1_200_000)
+            let old = try #require(app.pid)
+            let killed = Date()
+            kill(old, SIGKILL)
+            let restarted = TestSupport.waitUntil(timeout: 8) { app.pid != old && app.isServing }
+            #expect(restarted, "\(warden.log)")
+            latencies.append(Date().timeIntervalSince(killed))
+            #expect(app.instances == 1)
+        }
+        print("kill -9 → serving again (s):", latencies.map { String(format: "%.3f", $0) })
+        // Generous liveness bound: far below the 10 s cycle.
+        #expect(latencies.max()! < 3)
+        #expect(warden.log.contains("'app' process is not running"))
+        #expect(warden.log.contains("'app' trying to restart"))
+    }
+
+    @Test func hungProcessIsRestartedAfterTheURLTimeout() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let warden = try WardenProcess(controlFile: try controlFile(directory, appCheck(app)), logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
+        // Let one URL test pass so the start grace period is over.
+        #expect(warden.waitForLog("connection succeeded", timeout: 10) || !warden.log.isEmpty)
+        usleep(1_500_000)
+        let old = try #require(app.pid)
+        kill(old, SIGSTOP)
+        let stopped = Date()
+        #expect(TestSupport.waitUntil(timeout: 15) { app.pid != old && app.isServing }, "\(warden.log)")
+        let latency = Date().timeIntervalSince(stopped)
+        print("SIGSTOP → restarted and serving (s):", String(format: "%.3f", latency))
+        #expect(latency < 10)
+        #expect(warden.log.contains("failed protocol test [HTTP]"))
+        #expect(!TestSupport.isAlive(old))
+    }
+
+    @Test func crashLoopEndsInTimeout() throws {
+        let directory = try TemporaryDirectory()
+        let crash = try directory.write(
+            "crash.sh", "#!/bin/sh\nsetsid /bin/sh -c 'echo $$ > \(directory.path)/crash.pid; sleep 0.2' >/dev/null 2>&1 &\nexit 0\n", mode: 0o755)
+        let rc = try controlFile(
+            directory,
+            """
+            check process crash with pidfile \(directory.path)/crash.pid
+              start program = "\(crash)"
+              if 3 restarts within 5 cycles then timeout
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("service restarted 3 times within", timeout: 20), "\(warden.log)")
+        let starts = warden.log.components(separatedBy: "'crash' start:").count - 1
+        #expect(starts == 3)
+        // No further start after the timeout.
+        usleep(2_500_000)
+        #expect(warden.log.components(separatedBy: "'crash' start:").count - 1 == 3)
+    }
+
+    @Test func failingStartProgramIsReportedAtOnceWithoutABusyLoop() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        let rc = try controlFile(
+            directory,
+            """
+            check process bad with pidfile \(directory.path)/bad.pid
+              start program = "\(app.failingStartScript)"
+            check process missing with pidfile \(directory.path)/missing.pid
+              start program = "/nonexistent/start-me"
+            """)
+        let started = Date()
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("'bad' failed to start (exit status 1)", timeout: 10), "\(warden.log)")
+        // monit waits the whole 30 s start timeout; warden knows at once.
+        #expect(Date().timeIntervalSince(started) < 8)
+        #expect(warden.log.contains("app: cannot start (simulated)"))
+        #expect(warden.waitForLog("'missing' failed to start", timeout: 5))
+        // One attempt per cycle, not a busy loop: ~1 per second.
+        usleep(3_000_000)
+        let attempts = warden.log.components(separatedBy: "'bad' start:").count - 1
+        #expect(attempts >= 2 && attempts <= 6, "\(attempts) attempts in ~4 s")
+    }
+
+    @Test func stalePidfileAndRecycledPidAreNotMistakenForTheApp() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        // Stale: a pid that does not exist. Recycled: a live process that started after the pidfile was written.
+        try directory.write("app.pid", "999999\n")
+        let stale = try WardenProcess(controlFile: try controlFile(directory, appCheck(app)), logPath: directory.path + "/log1")
+        #expect(TestSupport.waitUntil(timeout: 15) { app.isServing }, "\(stale.log)")
+        stale.stop()
+        app.killAll()
+        let pidfile = app.pidfile
+        try "1\n".write(toFile: pidfile, atomically: false, encoding: .utf8)
+        // Backdate the pidfile: pid 1 started long ago, so make the pidfile older than an unrelated new process.
+        let unrelated = Process()
+        unrelated.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        unrelated.arguments = ["30"]
+        try unrelated.run()
+        defer { unrelated.terminate() }
+        try "\(unrelated.processIdentifier)\n".write(toFile: pidfile, atomically: false, encoding: .utf8)
+        var old = timespec(tv_sec: time(nil) - 3600, tv_nsec: 0)
+        var times = [old, old]
+        _ = utimensat(AT_FDCWD, pidfile, &times, 0)
+        old.tv_sec += 0
+        let recycled = try WardenProcess(controlFile: try controlFile(directory, appCheck(app)), logPath: directory.path + "/log2")
+        defer { recycled.stop() }
+        #expect(TestSupport.waitUntil(timeout: 15) { app.isServing }, "\(recycled.log)")
+        #expect(unrelated.isRunning, "the unrelated process must never be signalled")
+    }
+
+    @Test func foregroundStartProgramIsARunningService() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let rc = try controlFile(
+            directory,
+            """
+            check process fg with pidfile \(directory.path)/fg.pid
+              start program = "\(app.foregroundCommand)"
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("'fg' process is running with pid", timeout: 10), "\(warden.log)")
+        #expect(!warden.log.contains("failed to start"))
+        usleep(2_000_000)
+        #expect(app.instances == 1)
+        #expect(warden.log.components(separatedBy: "'fg' start:").count - 1 == 1)
+    }
+
+    @Test func dependenciesStartFirstAndRestartTheirDependants() throws {
+        let directory = try TemporaryDirectory()
+        let db = try TestApp(in: directory, name: "db")
+        let web = try TestApp(in: directory, name: "web")
+        defer {
+            db.killAll()
+            web.killAll()
+        }
+        let rc = try controlFile(
+            directory,
+            """
+            check process web with pidfile \(web.pidfile)
+              start program = "\(web.startScript)"
+              stop program = "\(web.stopScript)"
+              depends on db
+            check process db with pidfile \(db.pidfile)
+              start program = "\(db.startScript)"
+              stop program = "\(db.stopScript)"
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { db.isServing && web.isServing }, "\(warden.log)")
+        let log = warden.log
+        let dbStart = try #require(log.range(of: "'db' start:"))
+        let webStart = try #require(log.range(of: "'web' start:"))
+        #expect(dbStart.lowerBound < webStart.lowerBound, "db must start before web")
+        // Killing db restarts db, and web with it.
+        let webPID = try #require(web.pid)
+        kill(try #require(db.pid), SIGKILL)
+        #expect(TestSupport.waitUntil(timeout: 15) { web.pid != webPID && web.isServing && db.isServing }, "\(warden.log)")
+        #expect(warden.log.contains("'web' restarting because 'db' restarted"))
+        // quit --stop-services stops web before db.
+        let quit = try TestSupport.run(TestSupport.wardenBinary, ["quit", "--stop-services", "-c", rc])
+        #expect(quit.status == 0, "\(quit.stderr)")
+        #expect(TestSupport.waitUntil(timeout: 15) { db.instances == 0 && web.instances == 0 })
+        let final = warden.log
+        let webStop = try #require(final.range(of: "'web' stop:"))
+        let dbStop = try #require(final.range(of: "'db' stop:"))
+        #expect(webStop.lowerBound < dbStop.lowerBound)
+    }
+
+    @Test func wardenKilledWithSIGKILLAdoptsTheRunningAppWithoutADoubleStart() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let rc = try controlFile(directory, appCheck(app))
+        let first = try WardenProcess(controlFile: rc, logPath: directory.path + "/log1")
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
+        #expect(TestSupport.waitUntil(timeout: 5) { FileManager.default.fileExists(atPath: directory.path + "/state") })
+        let pid = try #require(app.pid)
+        first.kill9()
+        for round in 0..<3 {
+            let next = try WardenProcess(controlFile: rc, logPath: directory.path + "/log-\(round)")
+            #expect(next.waitForLog("'app' process is running with pid \(pid)", timeout: 10), "\(next.log)")
+            usleep(1_500_000)
+            #expect(!next.log.contains("'app' start:"), "adopted, never started again")
+            #expect(app.instances == 1)
+            next.kill9()
+        }
+        #expect(app.pid == pid)
+        let state = try String(contentsOfFile: directory.path + "/state", encoding: .utf8)
+        #expect(state.contains("\"app\""))
+        var info = stat()
+        stat(directory.path + "/state", &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+    }
+
+    @Test func badReloadKeepsTheRunningConfiguration() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let rc = try controlFile(directory, appCheck(app))
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
+        try directory.write("wardenrc", try String(contentsOfFile: rc, encoding: .utf8) + "\nfoobar\n")
+        // The CLI checks first and refuses.
+        let reload = try TestSupport.run(TestSupport.wardenBinary, ["reload", "-c", rc])
+        #expect(reload.status == 1)
+        #expect(reload.stderr.contains("error: unknown statement 'foobar'"))
+        // A SIGHUP straight to the daemon: it logs the error and keeps running the old configuration.
+        warden.signal(SIGHUP)
+        #expect(warden.waitForLog("keeping the running configuration", timeout: 10), "\(warden.log)")
+        #expect(warden.process.isRunning)
+        let old = try #require(app.pid)
+        kill(old, SIGKILL)
+        #expect(TestSupport.waitUntil(timeout: 10) { app.pid != old && app.isServing }, "still supervising after the bad reload")
+        // A good reload that removes the service: no longer monitored.
+        try directory.write("wardenrc", "set daemon 1\nset pidfile \(directory.path)/warden.pid\n")
+        let good = try TestSupport.run(TestSupport.wardenBinary, ["reload", "-c", rc])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(warden.waitForLog("'app' removed from the configuration", timeout: 10))
+    }
+
+    @Test func quitLeavesServicesRunningAndASecondDaemonIsRefused() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let rc = try controlFile(directory, appCheck(app))
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
+        let second = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "-I"], timeout: 10)
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("already running with pid \(warden.pid)"))
+        let quit = try TestSupport.run(TestSupport.wardenBinary, ["quit", "-c", rc])
+        #expect(quit.status == 0)
+        #expect(TestSupport.waitUntil(timeout: 10) { !warden.process.isRunning })
+        #expect(app.isServing, "quit leaves the services running, as monit does")
+    }
+}
