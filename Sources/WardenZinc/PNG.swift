@@ -71,7 +71,7 @@ public enum PNG {
 /// The first file of a `multipart/form-data` body.
 public enum Multipart {
     public static func firstFile(_ body: [UInt8], contentType: String) -> [UInt8]? {
-        guard let range = contentType.range(of: "boundary=") else { return nil }
+        guard let range = contentType.firstRange(of: "boundary=") else { return nil }
         var boundary = String(contentType[range.upperBound...])
         if let semicolon = boundary.firstIndex(of: ";") { boundary = String(boundary[..<semicolon]) }
         boundary = boundary.trimmingCharacters(in: "\"")

@@ -1,3 +1,4 @@
+import Dispatch
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -187,3 +188,29 @@ final class ZnConnectionHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension ZnConnectionHandler: Sendable {}
+
+extension ZnServer {
+    /// Serves until SIGTERM or SIGINT, then stops gracefully (requests in flight finish).
+    public func runUntilTerminated() async {
+        await Self.waitForTerminationSignal()
+        await stop()
+    }
+
+    static func waitForTerminationSignal() async {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let queue = DispatchQueue(label: "zn.signals")
+        let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumed = Mutex(false)
+            for source in sources {
+                source.setEventHandler { @Sendable in
+                    guard resumed.withLock({ done in defer { done = true }; return !done }) else { return }
+                    continuation.resume()
+                }
+                source.resume()
+            }
+        }
+        for source in sources { source.cancel() }
+    }
+}

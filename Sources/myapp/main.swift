@@ -1,4 +1,3 @@
-import Dispatch
 import WardenZinc
 
 #if canImport(Glibc)
@@ -35,10 +34,6 @@ server.delegate
     .map("/", toKey: "redirect-to-image")
     .map("ping") { _ in .ok("pong") }
 
-signal(SIGTERM, SIG_IGN)
-signal(SIGINT, SIG_IGN)
-let stopSignals = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0) }
-
 do {
     try await server.start()
 } catch {
@@ -55,15 +50,6 @@ if let pidfile {
         rename(temporary, pidfile)
     }
 }
-await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-    for source in stopSignals {
-        source.setEventHandler {
-            for other in stopSignals { other.cancel() }
-            continuation.resume()
-        }
-        source.resume()
-    }
-}
-// Graceful stop: no new connections, requests in flight finish.
-await server.stop()
+// Graceful stop on SIGTERM/SIGINT: no new connections, requests in flight finish.
+await server.runUntilTerminated()
 if let pidfile { unlink(pidfile) }
