@@ -23,7 +23,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "WardenConfig", swiftSettings: swiftSettings),
-        .target(name: "CWardenShims"),
+        .target(name: "CWardenShims", linkerSettings: [.linkedLibrary("crypt")]),
         .target(
             name: "WardenZinc",
             dependencies: [
@@ -53,10 +53,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "WardenHTTP",
+            dependencies: [
+                "WardenConfig", "WardenCore", "WardenPlatform", "CWardenShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "warden",
             dependencies: [
-                "WardenConfig", "WardenCore", "WardenPlatform",
+                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -117,3 +117,14 @@ void warden_set_thread_name(const char *name) {
     short_name[15] = 0;
     pthread_setname_np(pthread_self(), short_name);
 }
+
+#include <crypt.h>
+int warden_crypt(const char *key, const char *setting, char *out, int out_size) {
+    struct crypt_data data;
+    memset(&data, 0, sizeof data);
+    char *result = crypt_r(key, setting, &data);
+    if (result == NULL || result[0] == '*') return -1;
+    strncpy(out, result, (size_t)out_size - 1);
+    out[out_size - 1] = 0;
+    return 0;
+}

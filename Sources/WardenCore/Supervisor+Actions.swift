@@ -319,7 +319,8 @@ extension Supervisor {
 }
 
 extension String {
-    var trimmingTrailingWhitespace: String {
+    /// The string without trailing spaces and line breaks.
+    public var trimmingTrailingWhitespace: String {
         var copy = self
         while let last = copy.last, last.isWhitespace { copy.removeLast() }
         return copy

@@ -286,7 +286,7 @@ extension Supervisor {
             (result, body) = await probe.http(
                 HTTPProbeRequest(
                     host: url.host, port: url.port, path: url.path, hostHeader: url.port == 80 ? url.host : "\(url.host):\(url.port)",
-                    basicAuthorization: url.user.map { base64("\($0):\(url.password ?? "")") },
+                    basicAuthorization: url.user.map { Base64.encode(Array("\($0):\(url.password ?? "")".utf8)) },
                     timeout: timeout, bodyLimit: configuration.limits.httpContentBuffer))
         case .port(let host, let port, _):
             where_ = "[\(host)]:\(port)"
@@ -483,24 +483,4 @@ enum RegexSearch {
         defer { regfree(&regex) }
         return regexec(&regex, text, 0, nil, 0) == 0
     }
-}
-
-func base64(_ text: String) -> String {
-    let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-    let bytes = Array(text.utf8)
-    var out = ""
-    var index = 0
-    while index < bytes.count {
-        let chunk = bytes[index..<min(index + 3, bytes.count)]
-        let value = chunk.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (16 - 8 * UInt32($1.offset)) }
-        for position in 0..<4 {
-            if position <= chunk.count {
-                out.append(table[Int((value >> (18 - 6 * UInt32(position))) & 0x3f)])
-            } else {
-                out.append("=")
-            }
-        }
-        index += 3
-    }
-    return out
 }

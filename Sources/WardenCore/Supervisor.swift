@@ -45,7 +45,7 @@ public actor Supervisor: ServiceLifecycle.Service {
     /// Check and start order: dependencies before dependants.
     var order: [String] = []
     public private(set) var cycle = 0
-    public let startedAt = WallClock.now()
+    public nonisolated let startedAt = WallClock.now()
     private var stateDirty = false
 
     public init(

@@ -6,6 +6,7 @@ import Synchronization
 import UnixSignals
 import WardenConfig
 import WardenCore
+import WardenHTTP
 import WardenPlatform
 
 #if canImport(Glibc)
@@ -57,12 +58,16 @@ struct Daemon {
         Task {
             let supervisor = Supervisor(configuration: configuration, logger: logger)
             let signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: supervisor),
+                .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
+            ]
+            if let httpd = configuration.httpd {
+                services.append(.init(service: ControlServer(settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger)))
+            }
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [
-                        .init(service: supervisor),
-                        .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
-                    ],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
             do {

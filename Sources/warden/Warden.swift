@@ -1,5 +1,6 @@
 import ArgumentParser
 import WardenConfig
+import WardenCore
 
 #if canImport(Glibc)
 import Glibc
@@ -33,10 +34,13 @@ struct Warden: ParsableCommand {
         commandName: "warden",
         abstract: "Supervise services as monit does, with monit's control-file language.",
         discussion: """
-            Exit codes: 0 success, 1 invalid control file or failed action, 64 usage error.
+            Commands: warden [-c FILE] [-I] [-v] runs the daemon; -t validates; status [NAME] [--json], summary,
+            start|stop|restart|monitor|unmonitor NAME|all|-g GROUP, reload, quit [--stop-services], validate.
+            Exit codes: 0 success; 1 invalid control file, refused or failed action; 2 no daemon reachable;
+            64 usage error.
             """,
         version: version,
-        subcommands: [Validate.self, Reload.self, Quit.self]
+        subcommands: [Validate.self, Reload.self, Quit.self, Status.self, Summary.self, Act.self]
     )
 
     @OptionGroup var options: GlobalOptions
@@ -46,6 +50,24 @@ struct Warden: ParsableCommand {
 
     @Flag(name: .customShort("I"), help: "Stay in the foreground (do not daemonize).")
     var foreground = false
+
+    /// `warden start NAME` and friends are `warden action start NAME` underneath.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var index = 0
+        while index < arguments.count, arguments[index].hasPrefix("-") {
+            index += arguments[index] == "-c" || arguments[index] == "-g" ? 2 : 1
+        }
+        if index < arguments.count, UserAction(rawValue: arguments[index]) != nil {
+            arguments.insert("action", at: index)
+        }
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 
     mutating func run() throws {
         let path = try options.resolveControlFile()

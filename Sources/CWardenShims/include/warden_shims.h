@@ -26,3 +26,7 @@ int warden_pipe(int fds[2], int nonblocking);
 
 /// Names the calling thread (at most 15 bytes), for ps and gdb.
 void warden_set_thread_name(const char *name);
+
+/// crypt_r(3): hashes `key` with the salt/method of `setting` (DES, $1$, $5$, $6$) into `out`.
+/// Returns 0 on success, -1 when the method is unsupported.
+int warden_crypt(const char *key, const char *setting, char *out, int out_size);

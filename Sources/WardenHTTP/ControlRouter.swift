@@ -1,0 +1,202 @@
+import Logging
+import NIOHTTP1
+import Synchronization
+import WardenConfig
+import WardenCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct ControlRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: [String: String]
+    public var headers: [(String, String)]
+    public var form: [String: String]
+    public var client: String
+
+    init(head: HTTPRequestHead, body: [UInt8], client: String) {
+        method = head.method.rawValue
+        let uri = head.uri
+        let mark = uri.firstIndex(of: "?")
+        path = FormDecoding.percentDecode(String(uri[..<(mark ?? uri.endIndex)]))
+        query = mark.map { FormDecoding.decode(String(uri[uri.index(after: $0)...])) } ?? [:]
+        headers = head.headers.map { ($0.name, $0.value) }
+        let contentType = head.headers.first(name: "Content-Type") ?? ""
+        form = contentType.hasPrefix("application/x-www-form-urlencoded") ? FormDecoding.decode(String(decoding: body, as: UTF8.self)) : [:]
+        self.client = client
+    }
+
+    public init(method: String, path: String, query: [String: String] = [:], headers: [(String, String)] = [], form: [String: String] = [:], client: String = "127.0.0.1") {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.form = form
+        self.client = client
+    }
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}
+
+public struct ControlResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    static func text(_ status: Int, _ text: String, type: String = "text/plain; charset=utf-8") -> ControlResponse {
+        ControlResponse(status: status, headers: [("Content-Type", type)], body: Array(text.utf8))
+    }
+
+    static func html(_ html: String, status: Int = 200) -> ControlResponse {
+        text(status, html, type: "text/html; charset=utf-8")
+    }
+
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Routes requests to the dashboard, the API and actions, after authentication.
+public final class ControlRouter: Sendable {
+    let supervisor: Supervisor
+    let policy: AccessPolicy
+    let configuration: Configuration
+    let logger: Logger
+    /// Proves a form was served by this daemon: POSTs without it are refused (CSRF).
+    let csrfToken: String
+    private let failures = Mutex<[String: Int]>([:])
+
+    public init(supervisor: Supervisor, policy: AccessPolicy, configuration: Configuration, logger: Logger) {
+        self.supervisor = supervisor
+        self.policy = policy
+        self.configuration = configuration
+        self.logger = logger
+        var generator = SystemRandomNumberGenerator()  // a cryptographically secure source
+        self.csrfToken = (0..<4).map { _ in String(generator.next() as UInt64, radix: 16) }.joined()
+    }
+
+    public func handle(_ request: ControlRequest) async -> ControlResponse {
+        let identity: (user: String?, readOnly: Bool)
+        switch policy.authenticate(authorization: request.header("Authorization")) {
+        case .granted(let user, let readOnly):
+            identity = (user, readOnly)
+            failures.withLock { $0[request.client] = nil }
+        case .denied:
+            // Repeated failures from one address are answered ever more slowly (up to 3 s).
+            let count = failures.withLock { failures -> Int in
+                failures[request.client, default: 0] += 1
+                return failures[request.client]!
+            }
+            if count > 1 { try? await Task.sleep(for: .milliseconds(min(3000, 50 << min(count, 8)))) }
+            let who = request.header("Authorization") == nil ? "no credentials" : "wrong credentials"
+            logger.error("HttpRequest: access denied -- client [\(request.client)]: \(who)")
+            var response = ControlResponse.html(Pages.unauthorized, status: 401)
+            response.headers.append(("WWW-Authenticate", "Basic realm=\"warden\""))
+            return response
+        }
+
+        switch (request.method, request.path) {
+        case ("GET", "/"), ("HEAD", "/"):
+            return .html(Pages.dashboard(await supervisor.snapshots(), supervisor: supervisor, configuration: configuration))
+        case ("GET", "/_status"):
+            return await status(request)
+        case ("GET", "/_summary"):
+            return .text(200, TextStatus.summary(await supervisor.snapshots()))
+        case ("GET", "/metrics"):
+            return .text(200, Metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
+        case ("POST", "/_doaction"):
+            return await action(request, identity: identity, service: request.form["service"], redirect: false)
+        case ("GET", _), ("HEAD", _):
+            let name = String(request.path.dropFirst())
+            guard let snapshot = await supervisor.snapshot(named: name) else {
+                return .html(Pages.message("Not found", "There is no service named \"\(Pages.escape(name))\"."), status: 404)
+            }
+            return .html(Pages.service(snapshot, csrfToken: csrfToken, readOnly: identity.readOnly, configuration: configuration))
+        case ("POST", _):
+            return await action(request, identity: identity, service: String(request.path.dropFirst()), redirect: true)
+        default:
+            return .text(405, "Method Not Allowed")
+        }
+    }
+
+    private func status(_ request: ControlRequest) async -> ControlResponse {
+        let snapshots = await supervisor.snapshots()
+        switch request.query["format"]?.lowercased() {
+        case "xml":
+            return .text(200, await XMLStatus.document(snapshots, supervisor: supervisor, configuration: configuration), type: "text/xml; charset=ISO-8859-1")
+        case "json":
+            let document = StatusDocument(
+                version: Supervisor.version, uptime: WallClock.now() - supervisor.startedAt, poll: configuration.daemon.interval,
+                controlFile: configuration.controlFile, services: snapshots)
+            let bytes = (try? JSONCoding.encode(document, pretty: true)) ?? []
+            return ControlResponse(status: 200, headers: [("Content-Type", "application/json")], body: bytes)
+        default:
+            return .text(200, TextStatus.status(snapshots, name: request.query["service"]))
+        }
+    }
+
+    /// State-changing requests: POST only, with the CSRF token (or the CLI's header), never read-only.
+    private func action(_ request: ControlRequest, identity: (user: String?, readOnly: Bool), service: String?, redirect: Bool) async -> ControlResponse {
+        let token = request.form["securitytoken"] ?? request.header("X-CSRF-Token") ?? ""
+        let fromCLI = request.header("X-Requested-By") == "warden-cli"
+        guard fromCLI || AccessPolicy.constantTimeEquals(Array(token.utf8), Array(csrfToken.utf8)) else {
+            logger.error("HttpRequest: access denied -- client [\(request.client)]: missing or invalid CSRF token")
+            return .html(Pages.message("Forbidden", "Invalid CSRF token."), status: 403)
+        }
+        guard !identity.readOnly else {
+            logger.error("HttpRequest: access denied -- client [\(request.client)]: user '\(identity.user ?? "")' is read-only")
+            return .html(Pages.message("Forbidden", "You are not allowed to change anything (read-only user)."), status: 403)
+        }
+        guard let raw = request.form["action"], let action = UserAction(rawValue: raw) else {
+            return .text(400, "invalid action \"\(request.form["action"] ?? "")\"")
+        }
+        guard let service, await supervisor.snapshot(named: service) != nil else {
+            return .text(400, "There is no service named \"\(service ?? "")\"")
+        }
+        logger.info("'\(service)' \(action.rawValue) requested by \(identity.user ?? "client") from \(request.client)")
+        // Like monit, the answer does not wait for the action to finish.
+        let supervisor = self.supervisor
+        Task { try? await supervisor.perform(action, on: service) }
+        if redirect {
+            return ControlResponse(status: 303, headers: [("Location", "/\(Pages.escapeURL(service))")], body: [])
+        }
+        return .text(200, "\(action.rawValue) \(service)\n")
+    }
+}
+
+/// The JSON status document (`/_status?format=json`, `warden status --json`).
+public struct StatusDocument: Codable, Sendable {
+    public var version: String
+    public var uptime: Double
+    public var poll: Int
+    public var controlFile: String
+    public var services: [ServiceSnapshot]
+}
+
+enum FormDecoding {
+    static func decode(_ text: String) -> [String: String] {
+        var result: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            result[percentDecode(String(parts[0]))] = parts.count > 1 ? percentDecode(String(parts[1])) : ""
+        }
+        return result
+    }
+
+    static func percentDecode(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

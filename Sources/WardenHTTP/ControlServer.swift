@@ -1,0 +1,145 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import WardenConfig
+import WardenCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// monit's httpd: the dashboard, the status API and the actions the CLI sends, on a TCP port
+/// and/or a unix socket. A client whose address the allow-list does not admit is closed before a
+/// byte is read.
+public final class ControlServer: ServiceLifecycle.Service, Sendable {
+    let settings: HTTPDSettings
+    let router: ControlRouter
+    let logger: Logger
+    private let bound = Mutex<[any Channel]>([])
+
+    public init(settings: HTTPDSettings, supervisor: Supervisor, configuration: Configuration, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+        self.router = ControlRouter(
+            supervisor: supervisor, policy: AccessPolicy(rules: settings.allow), configuration: configuration, logger: logger)
+    }
+
+    /// The TCP port actually bound, once running.
+    public var tcpPort: Int? { bound.withLock { $0.compactMap { $0.localAddress?.port }.first } }
+
+    public func run() async throws {
+        var channels: [NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>] = []
+        if let port = settings.port {
+            let host = Self.bindAddress(settings.address)
+            channels.append(try await bootstrap().bind(host: host, port: port) { self.initialize($0) })
+            logger.info("warden httpd listening on [\(host)]:\(port)")
+        }
+        if let path = settings.unixSocket {
+            unlink(path)
+            let previous = umask(0o177)  // the socket is created 0600
+            defer { umask(previous) }
+            channels.append(try await bootstrap().bind(unixDomainSocketPath: path) { self.initialize($0) })
+            chmod(path, 0o600)
+            logger.info("warden httpd listening on unix socket \(path)")
+        }
+        bound.withLock { $0 = channels.map(\.channel) }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for channel in channels {
+                    group.addTask {
+                        try? await channel.executeThenClose { inbound in
+                            try await withThrowingDiscardingTaskGroup { connections in
+                                for try await connection in inbound {
+                                    connections.addTask { await self.serve(connection) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            for channel in self.bound.withLock({ $0 }) { channel.close(promise: nil) }
+        }
+        if let path = settings.unixSocket { unlink(path) }
+    }
+
+    static func bindAddress(_ address: String?) -> String {
+        guard let address else { return "0.0.0.0" }
+        return address == "localhost" ? "127.0.0.1" : address
+    }
+
+    private func bootstrap() -> ServerBootstrap {
+        ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+    }
+
+    private func initialize(_ channel: any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>> {
+        channel.eventLoop.makeCompletedFuture {
+            if let remote = channel.remoteAddress, let address = remote.addressBytes, !router.policy.admits(address: address) {
+                // Refused before any parsing: no HTTP decoder is ever added to this channel.
+                logger.error("HttpRequest: access denied -- client [\(remote.ipAddress ?? "?")]: host not allowed")
+                channel.close(promise: nil)
+                return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+            }
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+            return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+        }
+    }
+
+    /// One connection: requests one after another (keep-alive), each answered in full.
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        let client = connection.channel.remoteAddress?.ipAddress ?? "unix"
+        try? await connection.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            var body: [UInt8] = []
+            for try await part in inbound {
+                switch part {
+                case .head(let requestHead):
+                    head = requestHead
+                    body = []
+                case .body(var buffer):
+                    guard body.count + buffer.readableBytes <= 65536 else {
+                        try await write(ControlResponse.text(413, "Payload Too Large"), to: outbound, keepAlive: false, head: head)
+                        return
+                    }
+                    body += buffer.readBytes(length: buffer.readableBytes) ?? []
+                case .end:
+                    guard let requestHead = head else { return }
+                    let request = ControlRequest(head: requestHead, body: body, client: client)
+                    let response = await router.handle(request)
+                    try await write(response, to: outbound, keepAlive: requestHead.isKeepAlive, head: requestHead)
+                    if !requestHead.isKeepAlive { return }
+                    head = nil
+                }
+            }
+        }
+    }
+
+    private func write(_ response: ControlResponse, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, keepAlive: Bool, head: HTTPRequestHead?) async throws {
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        headers.add(name: "X-Frame-Options", value: "SAMEORIGIN")
+        headers.add(name: "Content-Security-Policy", value: "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'")
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        headers.add(name: "Cache-Control", value: "no-store")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let responseHead = HTTPResponseHead(version: head?.version ?? .http1_1, status: .init(statusCode: response.status), headers: headers)
+        try await outbound.write(.head(responseHead))
+        if !response.body.isEmpty, head?.method != .HEAD {
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body))))
+        }
+        try await outbound.write(.end(nil))
+    }
+}
+
+extension SocketAddress {
+    /// The raw address bytes (4 for IPv4, 16 for IPv6), nil for unix sockets.
+    var addressBytes: [UInt8]? {
+        ipAddress.flatMap(AccessPolicy.parseAddress)
+    }
+}

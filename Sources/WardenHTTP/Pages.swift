@@ -1,0 +1,210 @@
+import WardenConfig
+import WardenCore
+import WardenPlatform
+
+/// The dashboard's HTML: no JavaScript needed, no external assets, readable on a phone.
+public enum Pages {
+    static let style = """
+        body{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
+        header{background:#1d2330;color:#fff;padding:.8em 1.2em}header a{color:#fff;text-decoration:none}
+        main{padding:1em;max-width:70em;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}
+        th,td{padding:.45em .6em;text-align:left;border-bottom:1px solid #e3e6ea;font-size:.92em}
+        th{background:#eef0f3}.ok{color:#137333;font-weight:600}.fail{color:#c5221f;font-weight:600}
+        .off{color:#80868b;font-weight:600}.init{color:#b06000;font-weight:600}
+        .summary{display:flex;flex-wrap:wrap;gap:1.5em;margin-bottom:1em}.summary div{background:#fff;padding:.6em 1em}
+        form{display:inline}button{margin:.2em;padding:.4em .9em}.wrap{overflow-x:auto}
+        """
+
+    static func page(_ title: String, refresh: Bool = true, _ body: String) -> String {
+        """
+        <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>\
+        <meta name="viewport" content="width=device-width, initial-scale=1">\(refresh ? "<meta http-equiv=\"refresh\" content=\"5\">" : "")\
+        <style>\(style)</style></head><body><header><a href="/">warden</a> &mdash; \(escape(title))</header><main>\(body)</main></body></html>
+        """
+    }
+
+    static func statusClass(_ snapshot: ServiceSnapshot) -> String {
+        switch snapshot.monitor {
+        case .notMonitored: "off"
+        case .initializing: snapshot.failures.isEmpty ? "init" : "fail"
+        case .monitored: snapshot.failures.isEmpty ? "ok" : "fail"
+        }
+    }
+
+    static func dashboard(_ snapshots: [ServiceSnapshot], supervisor: Supervisor, configuration: Configuration) -> String {
+        let system = SystemSnapshot.read()
+        let usedMemory = system.memoryTotalBytes - system.memoryAvailableBytes
+        let uptime = duration(WallClock.now() - supervisor.startedAt)
+        var rows = ""
+        for service in snapshots {
+            rows += """
+                <tr id="service-\(escape(service.name))"><td><a href="/\(escapeURL(service.name))">\(escape(service.name))</a></td>\
+                <td>\(service.type)</td><td class="\(statusClass(service))" data-status="\(escape(service.status))">\(escape(service.status))</td>\
+                <td>\(service.pid.map(String.init) ?? "-")</td><td>\(service.uptimeSeconds.map(duration) ?? "-")</td>\
+                <td>\(service.metrics.cpuPercent.map { format($0) + "%" } ?? "-")</td>\
+                <td>\(service.metrics.memoryBytes.map(bytes) ?? "-")</td><td>\(service.restarts)</td>\
+                <td>\(escape(service.events.last?.message ?? "-"))</td><td>\(service.lastCheck.map { HTTPDate.rfc822($0) } ?? "-")</td></tr>
+                """
+        }
+        return page(
+            "\(hostName())",
+            """
+            <div class="summary"><div>Host <b>\(escape(hostName()))</b></div><div>Uptime \(duration(system.uptimeSeconds))</div>\
+            <div>Load \(format(system.load1)) \(format(system.load5)) \(format(system.load15))</div>\
+            <div>Memory \(bytes(usedMemory)) of \(bytes(system.memoryTotalBytes))</div>\
+            <div>warden \(Supervisor.version), up \(uptime)</div></div>
+            <div class="wrap"><table><thead><tr><th>Service</th><th>Type</th><th>Status</th><th>PID</th><th>Uptime</th>\
+            <th>CPU</th><th>Memory</th><th>Restarts</th><th>Last result</th><th>Checked</th></tr></thead><tbody>\(rows)</tbody></table></div>
+            """)
+    }
+
+    static func service(_ service: ServiceSnapshot, csrfToken: String, readOnly: Bool, configuration: Configuration) -> String {
+        var buttons = ""
+        if !readOnly {
+            for action in UserAction.allCases {
+                buttons += """
+                    <form method="post" action="/\(escapeURL(service.name))"><input type="hidden" name="securitytoken" value="\(csrfToken)">\
+                    <input type="hidden" name="action" value="\(action.rawValue)"><button type="submit" name="do" value="\(action.rawValue)">\(action.rawValue.capitalizedFirst)</button></form>
+                    """
+            }
+        }
+        let config = configuration.service(named: service.name)
+        var details: [(String, String)] = [
+            ("Status", "<span class=\"\(statusClass(service))\" id=\"status\">\(escape(service.status))</span>"),
+            ("Monitoring", service.monitor.rawValue), ("Mode", service.mode),
+            ("PID", service.pid.map(String.init) ?? "-"), ("Uptime", service.uptimeSeconds.map(duration) ?? "-"),
+            ("Restarts", String(service.restarts)), ("CPU", service.metrics.cpuPercent.map { format($0) + "%" } ?? "-"),
+            ("Memory", service.metrics.memoryBytes.map(bytes) ?? "-"),
+            ("Groups", service.groups.isEmpty ? "-" : escape(service.groups.joined(separator: ", "))),
+            ("Depends on", service.dependencies.isEmpty ? "-" : escape(service.dependencies.joined(separator: ", "))),
+        ]
+        if let start = config?.start { details.append(("Start program", escape(start.commandLine))) }
+        if let stop = config?.stop { details.append(("Stop program", escape(stop.commandLine))) }
+        if let rules = config?.rules, !rules.isEmpty { details.append(("Rules", "\(rules.count) (\(rules.map(\.action.name).joined(separator: ", ")))")) }
+        let table = details.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined()
+        let events = service.events.reversed().map {
+            "<tr><td>\(HTTPDate.rfc822($0.date))</td><td>\(escape($0.title))</td><td>\(escape($0.message))</td><td>\(escape($0.action))</td></tr>"
+        }.joined()
+        return page(
+            service.name,
+            """
+            <h2>\(escape(service.type)) '\(escape(service.name))'</h2><div class="wrap"><table>\(table)</table></div>
+            <p>\(buttons)</p><h3>Recent events</h3><div class="wrap"><table><thead><tr><th>Date</th><th>Event</th><th>Description</th>\
+            <th>Action</th></tr></thead><tbody>\(events.isEmpty ? "<tr><td colspan=4>none</td></tr>" : events)</tbody></table></div>
+            """)
+    }
+
+    static let unauthorized = page(
+        "401 Unauthorized", refresh: false,
+        "<h2>Unauthorized</h2><p>You are not authorized to access warden. Either you supplied the wrong credentials, or your browser doesn't understand how to supply them.</p>")
+
+    static func message(_ title: String, _ text: String) -> String {
+        page(title, refresh: false, "<h2>\(escape(title))</h2><p>\(text)</p>")
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "&": out += "&amp;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    public static func escapeURL(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || "-_.~".utf8.contains(byte) {
+                out.append(Character(UnicodeScalar(byte)))
+            } else {
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(seconds)
+        let days = total / 86400
+        let hours = total % 86400 / 3600
+        let minutes = total % 3600 / 60
+        if days > 0 { return "\(days)d \(hours)h \(minutes)m" }
+        if hours > 0 { return "\(hours)h \(minutes)m" }
+        return "\(minutes)m \(total % 60)s"
+    }
+
+    static func bytes(_ value: UInt64) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB"]
+        var amount = Double(value)
+        var unit = 0
+        while amount >= 1024, unit < units.count - 1 {
+            amount /= 1024
+            unit += 1
+        }
+        return "\(format(amount)) \(units[unit])"
+    }
+
+    static func format(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(abs(tenths % 10))"
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension String {
+    var capitalizedFirst: String { prefix(1).uppercased() + dropFirst() }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// monit's plain-text status and summary, as the CLI prints them.
+enum TextStatus {
+    static func summary(_ snapshots: [ServiceSnapshot]) -> String {
+        var out = "warden \(Supervisor.version)\n"
+        out += " " + "Service Name".padding(33) + "Status".padding(28) + "Type".padding(14) + "\n"
+        for service in snapshots {
+            let status = service.status.count > 28 ? String(service.status.prefix(25)) + "..." : service.status
+            out += " " + service.name.padding(33) + status.padding(28) + service.type.padding(14) + "\n"
+        }
+        return out
+    }
+
+    static func status(_ snapshots: [ServiceSnapshot], name: String?) -> String {
+        var out = "warden \(Supervisor.version)\n\n"
+        for service in snapshots where name == nil || service.name == name {
+            out += "\(service.type) '\(service.name)'\n"
+            var lines = [
+                ("status", service.status), ("monitoring status", service.monitor == .notMonitored ? "Not monitored" : service.monitor == .initializing ? "Initializing" : "Monitored"),
+                ("monitoring mode", service.mode),
+            ]
+            if let pid = service.pid { lines.append(("pid", String(pid))) }
+            if let uptime = service.uptimeSeconds { lines.append(("uptime", Pages.duration(uptime))) }
+            if let cpu = service.metrics.cpuPercent { lines.append(("cpu", Pages.format(cpu) + "%")) }
+            if let memory = service.metrics.memoryBytes { lines.append(("memory", Pages.bytes(memory))) }
+            lines.append(("restarts", String(service.restarts)))
+            if let checked = service.lastCheck { lines.append(("data collected", HTTPDate.rfc822(checked))) }
+            for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
+            out += "\n"
+        }
+        return out
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
+    }
+}

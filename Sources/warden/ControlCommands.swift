@@ -1,0 +1,139 @@
+import ArgumentParser
+import WardenConfig
+import WardenCore
+import WardenHTTP
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options shared by the commands that talk to the running daemon.
+struct ClientOptions: ParsableArguments {
+    @OptionGroup var global: GlobalOptions
+
+    func client() throws -> ControlClient {
+        let path = try global.resolveControlFile()
+        let result = ControlFile.load(path)
+        guard let configuration = result.configuration else {
+            printError(result.renderedDiagnostics(), terminator: "")
+            throw ExitCode(1)
+        }
+        guard let httpd = configuration.httpd, let client = ControlClient(settings: httpd) else {
+            printError("warden: the control file has no 'set httpd'; the CLI reaches the daemon through it")
+            throw ExitCode(1)
+        }
+        return client
+    }
+}
+
+/// Exit codes: 0 done, 1 refused or failed (message on stderr), 2 no daemon reachable.
+func checked(_ response: ControlClient.Response) throws -> ControlClient.Response {
+    switch response.status {
+    case 200..<400: return response
+    case 401:
+        printError("warden: access denied -- the daemon refused the credentials")
+    case 403:
+        printError("warden: forbidden -- \(response.body.contains("read-only") ? "read-only user" : "refused by the daemon")")
+    default:
+        printError("warden: \(response.body.trimmingTrailingWhitespace)")
+    }
+    throw ExitCode(1)
+}
+
+func call<T>(_ body: @escaping @Sendable () async throws -> T) throws -> T where T: Sendable {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
+        done.signal()
+    }
+    done.wait()
+    switch box.get()! {
+    case .success(let value): return value
+    case .failure(let error as ControlClient.Failure):
+        printError("warden: \(error)")
+        throw ExitCode(2)
+    case .failure(let error): throw error
+    }
+}
+
+final class ResultBox<T: Sendable>: Sendable {
+    private let value = Mutex<Result<T, any Error>?>(nil)
+    func set(_ result: Result<T, any Error>) { value.withLock { $0 = result } }
+    func get() -> Result<T, any Error>? { value.withLock { $0 } }
+}
+
+extension Warden {
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the status of every service, or of one.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "A service name.") var name: String?
+        @Flag(help: "Print the documented JSON status.") var json = false
+
+        mutating func run() throws {
+            let client = try options.client()
+            if json {
+                let response = try checked(try call { try await client.get("/_status?format=json") })
+                print(response.body)
+                return
+            }
+            let path = "/_status" + (name.map { "?service=\(Pages.escapeURL($0))" } ?? "")
+            let response = try checked(try call { try await client.get(path) })
+            if let name, !response.body.contains("'\(name)'") {
+                printError("warden: there is no service named \"\(name)\"")
+                throw ExitCode(1)
+            }
+            print(response.body, terminator: "")
+        }
+    }
+
+    struct Summary: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print one line per service.")
+        @OptionGroup var options: ClientOptions
+
+        mutating func run() throws {
+            let client = try options.client()
+            print(try checked(try call { try await client.get("/_summary") }).body, terminator: "")
+        }
+    }
+
+    /// start, stop, restart, monitor, unmonitor: one service, `all`, or a group with -g.
+    struct Act: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "action", shouldDisplay: false)
+        @OptionGroup var options: ClientOptions
+        @Argument var action: String
+        @Argument var name: String?
+        @Option(name: .customShort("g"), help: "Every service of this group.") var group: String?
+
+        mutating func run() throws {
+            guard let userAction = UserAction(rawValue: action) else { throw ValidationError("unknown action '\(action)'") }
+            let client = try options.client()
+            var targets: [String]
+            if let group {
+                let snapshots = try statusDocument(client).services
+                targets = snapshots.filter { $0.groups.contains(group) }.map(\.name)
+                guard !targets.isEmpty else {
+                    printError("warden: there is no service in group \"\(group)\"")
+                    throw ExitCode(1)
+                }
+            } else if name == "all" {
+                targets = try statusDocument(client).services.filter { $0.type != "System" }.map(\.name)
+            } else if let name {
+                targets = [name]
+            } else {
+                throw ValidationError("name a service, 'all', or a group with -g")
+            }
+            for target in targets {
+                _ = try checked(try call { try await client.post("/_doaction", form: ["action": userAction.rawValue, "service": target]) })
+            }
+        }
+
+        func statusDocument(_ client: ControlClient) throws -> StatusDocument {
+            let response = try checked(try call { try await client.get("/_status?format=json") })
+            return try JSONCoding.decode(StatusDocument.self, from: Array(response.body.utf8))
+        }
+    }
+}
+
+import Dispatch
+import Synchronization
