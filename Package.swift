@@ -88,6 +88,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "WardenHTTPTests",
+            dependencies: ["WardenHTTP", "WardenConfig", "WardenCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenZincTests",
+            dependencies: ["WardenZinc", "WardenTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WardenIntegrationTests",
             dependencies: ["WardenConfig", "WardenTestSupport"],
             swiftSettings: swiftSettings
