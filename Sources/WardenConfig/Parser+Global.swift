@@ -2,7 +2,7 @@ extension Parser {
     static let setKeywords: Set<String> = [
         "daemon", "init", "logfile", "log", "pidfile", "idfile", "statefile", "eventqueue", "mailserver",
         "mail-format", "alert", "httpd", "limits", "onreboot", "ssl", "mmonit", "expectbuffer", "fips",
-        "terminal", "hostname",
+        "terminal", "hostname", "proxy",
     ]
 
     func setStatement() throws {
@@ -74,6 +74,8 @@ extension Parser {
             _ = try expectKeyword(["batch"], after: "set terminal")
         case "hostname":
             _ = try value("a host name")
+        case "proxy":
+            try proxySettings()
         default:
             break
         }

@@ -1,6 +1,6 @@
 extension Parser {
     static let serviceTypes: Set<String> = [
-        "process", "program", "file", "fifo", "directory", "filesystem", "host", "system", "network",
+        "process", "program", "file", "fifo", "directory", "filesystem", "host", "system", "network", "site",
     ]
 
     func checkStatement() throws {
@@ -13,6 +13,8 @@ extension Parser {
                 at: typeToken, hint: suggestion(for: typeToken.text, among: Self.serviceTypes))
         }
         advance()
+        if typeToken.is("site") { return try siteCheck() }
+        currentSite = nil
         let nameToken = try value("a service name")
         var name = nameToken.text
         if name == "$HOST" { name = localHostName() }

@@ -30,6 +30,7 @@ final class Parser {
     /// Services in declaration order; `current` is the one service statements apply to.
     var services: [ServiceBuilder] = []
     var current: Int?
+    var currentSite: Int?
 
     // Per-file state, saved and restored around an include.
     var tokens: [Token] = []
@@ -129,8 +130,10 @@ final class Parser {
 
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
-        "every", "alert", "noalert", "onreboot",
+        "every", "alert", "noalert", "onreboot", "pass", "serve", "access", "error", "maintenance",
     ]
+
+    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance"]
 
     func statement() throws {
         let token = peek
@@ -142,6 +145,12 @@ final class Parser {
         case "check": try checkStatement()
         case "include": try include()
         case "alert", "noalert": try alertStatement()
+        case _ where Self.siteKeywords.contains(token.keyword):
+            guard currentSite != nil else {
+                throw fail(
+                    .statementOutsideService, "'\(token.text)' must follow a 'check site' statement", at: token)
+            }
+            try siteStatement()
         default:
             guard Self.statementKeywords.contains(token.keyword) else {
                 throw fail(

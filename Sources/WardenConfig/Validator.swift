@@ -36,6 +36,17 @@ enum Validator {
             }
         }
         diagnostics += dependencyCycles(firstByName)
+        for site in configuration.sites {
+            for service in site.services where !names.contains(service) {
+                diagnostics.append(
+                    .error(.unknownDependency, "site '\(site.name)' passes to service '\(service)', which is not defined", at: site.location))
+            }
+        }
+        if !configuration.sites.isEmpty, configuration.proxy == nil {
+            diagnostics.append(
+                .warning(.invalidValue, "'check site' without 'set proxy': no proxy will listen", at: configuration.sites[0].location,
+                    hint: "add 'set proxy listen 127.0.0.1 port 8000'"))
+        }
         return diagnostics
     }
 

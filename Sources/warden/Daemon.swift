@@ -7,6 +7,7 @@ import UnixSignals
 import WardenConfig
 import WardenCore
 import WardenHTTP
+import WardenProxy
 import WardenPlatform
 
 #if canImport(Glibc)
@@ -57,13 +58,28 @@ struct Daemon {
         let done = DispatchSemaphore(value: 0)
         Task {
             let supervisor = Supervisor(configuration: configuration, logger: logger)
-            let signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
+            var signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: supervisor),
                 .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
             ]
             if let httpd = configuration.httpd {
                 services.append(.init(service: ControlServer(settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger)))
+            }
+            if let proxySettings = configuration.proxy {
+                let availability = ServiceAvailability()
+                let proxy = ProxyServer(settings: proxySettings, sites: configuration.sites, availability: availability, logger: logger)
+                do {
+                    try await proxy.bind()
+                } catch {
+                    logger.error("proxy: cannot listen: \(error)")
+                    status.withLock { $0 = 1 }
+                    done.signal()
+                    return
+                }
+                services.append(.init(service: proxy))
+                services.append(.init(service: AvailabilityFeed(supervisor: supervisor, availability: availability)))
+                signals.onReopenLogs = { proxy.reopenLogs() }
             }
             let group = ServiceGroup(
                 configuration: .init(
@@ -91,6 +107,7 @@ struct SignalService: ServiceLifecycle.Service {
     let controlFile: String
     let sink: LogSink
     let logger: Logger
+    var onReopenLogs: @Sendable () -> Void = {}
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1, .sigusr2)
@@ -109,7 +126,8 @@ struct SignalService: ServiceLifecycle.Service {
                 await supervisor.reload(configuration)
             case .sigusr1:
                 sink.reopen()
-                logger.info("log file re-opened")
+                onReopenLogs()
+                logger.info("log files re-opened")
             case .sigusr2:
                 logger.info("stopping all services before quitting")
                 await supervisor.stopAll()
@@ -159,5 +177,33 @@ final class PIDLock {
     func release() {
         unlink(path)
         close(fd)
+    }
+}
+
+/// Tells the proxy which services are up: at start, on every event, and once a second.
+struct AvailabilityFeed: ServiceLifecycle.Service {
+    let supervisor: Supervisor
+    let availability: ServiceAvailability
+
+    func run() async throws {
+        let events = supervisor.events.subscribe()
+        await refresh()
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in events.cancelOnGracefulShutdown() { await refresh() }
+            }
+            group.addTask {
+                while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: .seconds(1))
+                    await refresh()
+                }
+            }
+        }
+    }
+
+    private func refresh() async {
+        for snapshot in await supervisor.snapshots() {
+            availability.set(snapshot.name, up: snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
+        }
     }
 }

@@ -1,0 +1,156 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `serve /prefix from /dir`: files with sendfile, content types, ETag/Last-Modified/304 and Range/206,
+/// never a path outside the directory (no `..`, no encoded `%2e%2e`, no symlink that leads out).
+enum StaticFiles {
+    enum Body {
+        case bytes([UInt8])
+        case file(NIOFileHandle, Range<Int>)
+    }
+
+    struct Response {
+        var status: HTTPResponseStatus
+        var headers: HTTPHeaders
+        var body: Body
+    }
+
+    static let contentTypes: [String: String] = [
+        "html": "text/html; charset=utf-8", "htm": "text/html; charset=utf-8", "css": "text/css", "js": "application/javascript",
+        "json": "application/json", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
+        "svg": "image/svg+xml", "ico": "image/x-icon", "txt": "text/plain; charset=utf-8", "pdf": "application/pdf",
+        "woff": "font/woff", "woff2": "font/woff2", "xml": "application/xml", "webp": "image/webp", "wasm": "application/wasm",
+    ]
+
+    static func page(_ status: HTTPResponseStatus) -> Response {
+        let body = ProxyPages.page(Int(status.code), status.reasonPhrase, "warden")
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.count))
+        return Response(status: status, headers: headers, body: .bytes(body))
+    }
+
+    /// The file a request path names under `root`, or nil when it would leave the directory.
+    static func resolve(path: String, prefix: String, root: String) -> String? {
+        var relative = String(path.dropFirst(prefix == "/" ? 1 : prefix.count))
+        guard let decoded = percentDecode(relative) else { return nil }
+        relative = decoded
+        let segments = relative.split(separator: "/", omittingEmptySubsequences: true)
+        if segments.contains(where: { $0 == ".." || $0 == "." || $0.contains("\0") || $0.contains("\\") }) { return nil }
+        var candidate = root + "/" + segments.joined(separator: "/")
+        guard let realRoot = realPath(root), let realCandidate = realPath(candidate) else { return nil }
+        guard realCandidate == realRoot || realCandidate.hasPrefix(realRoot + "/") else { return nil }
+        if isDirectory(realCandidate) { candidate = realCandidate + "/index.html" } else { candidate = realCandidate }
+        guard let final = realPath(candidate), final.hasPrefix(realRoot + "/") else { return nil }
+        return final
+    }
+
+    static func response(for request: HTTPRequestHead, prefix: String, root: String) -> Response {
+        guard request.method == .GET || request.method == .HEAD else { return page(.methodNotAllowed) }
+        let path = String(request.uri.prefix { $0 != "?" })
+        guard let file = resolve(path: path, prefix: prefix, root: root) else { return page(.notFound) }
+        var info = stat()
+        guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return page(.notFound) }
+        let size = Int(info.st_size)
+        let modified = Int(info.st_mtim.tv_sec)
+        let etag = "\"\(String(modified, radix: 16))-\(String(size, radix: 16))\""
+        let lastModified = httpDate(modified)
+        var headers = HTTPHeaders()
+        headers.add(name: "ETag", value: etag)
+        headers.add(name: "Last-Modified", value: lastModified)
+        headers.add(name: "Accept-Ranges", value: "bytes")
+        let notModified =
+            request.headers.first(name: "If-None-Match").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: " ") }.contains(etag) || $0 == "*" }
+            ?? (request.headers.first(name: "If-Modified-Since") == lastModified)
+        if notModified {
+            return Response(status: .notModified, headers: headers, body: .bytes([]))
+        }
+        let ext = file.split(separator: ".").last.map { $0.lowercased() } ?? ""
+        headers.add(name: "Content-Type", value: contentTypes[ext] ?? "application/octet-stream")
+        var range = 0..<size
+        var status = HTTPResponseStatus.ok
+        if let header = request.headers.first(name: "Range") {
+            guard let requested = byteRange(header, size: size) else {
+                var headers = page(.rangeNotSatisfiable).headers
+                headers.add(name: "Content-Range", value: "bytes */\(size)")
+                return Response(status: .rangeNotSatisfiable, headers: headers, body: page(.rangeNotSatisfiable).body)
+            }
+            range = requested
+            status = .partialContent
+            headers.add(name: "Content-Range", value: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)")
+        }
+        headers.add(name: "Content-Length", value: String(range.count))
+        guard let handle = try? NIOFileHandle(_deprecatedPath: file) else { return page(.forbidden) }
+        return Response(status: status, headers: headers, body: .file(handle, range))
+    }
+
+    /// One `bytes=a-b`, `a-` or `-n` range; nil when unsatisfiable or malformed.
+    static func byteRange(_ header: String, size: Int) -> Range<Int>? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let spec = header.dropFirst(6)
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        if parts[0].isEmpty {
+            guard let suffix = Int(parts[1]), suffix > 0, size > 0 else { return nil }
+            return max(0, size - suffix)..<size
+        }
+        guard let start = Int(parts[0]), start < size else { return nil }
+        let end = parts[1].isEmpty ? size - 1 : min(size - 1, Int(parts[1]) ?? -1)
+        guard end >= start else { return nil }
+        return start..<(end + 1)
+    }
+
+    static func percentDecode(_ text: String) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next(), let low = iterator.next(),
+                    let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+                else { return nil }
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func httpDate(_ seconds: Int) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var result = Substring(self)
+        while let first = result.first, set.contains(first) { result.removeFirst() }
+        while let last = result.last, set.contains(last) { result.removeLast() }
+        return String(result)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String { String(self).trimmingCharacters(in: set) }
+}
