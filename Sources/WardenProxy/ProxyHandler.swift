@@ -46,6 +46,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var clientAddress = "-"
     private var readTimeout: Scheduled<Void>?
     private weak var context: ChannelHandlerContext?
+    /// The head sent upstream, kept so an idempotent request can be sent again on a new connection.
+    private var forwardedHead: HTTPRequestHead?
+    private var retries = 0
 
     init(shared: ProxyContext) {
         self.shared = shared
@@ -99,6 +102,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             let forwarded = Self.upstreamHead(head, client: clientAddress, scheme: shared.scheme)
+            forwardedHead = forwarded
+            retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(site.hold)), parts: [.head(forwarded)], ended: false)
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
             connect(context: context)
@@ -248,6 +253,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func upstreamFailed() {
         guard let context else { return }
         readTimeout?.cancel()
+        // The upstream died before answering (a crash, or a pooled connection it had closed): an
+        // idempotent request without a body is sent again, held while the service comes back.
+        if responseStatus == 0, case .forwarding(_, true) = state, let head = forwardedHead, let route,
+            head.method == .GET || head.method == .HEAD, retries < 3
+        {
+            retries += 1
+            state = .pending(deadline: .now() + .seconds(Int64(max(route.site.hold, 1))), parts: [.head(head), .end(nil)], ended: true)
+            retry(after: .milliseconds(10), context: context)
+            return
+        }
         if responseStatus == 0 {
             respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
         } else {

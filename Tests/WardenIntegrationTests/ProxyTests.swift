@@ -1,0 +1,309 @@
+import Foundation
+import Testing
+import WardenTestSupport
+
+/// The proxy in the real binary, in front of real upstreams, and side by side with nginx.
+@Suite("Reverse proxy", .serialized)
+struct ProxyTests {
+    struct Setup {
+        let directory: TemporaryDirectory
+        let upstream: EchoUpstream
+        let port: Int
+        let warden: WardenProcess
+    }
+
+    func start(extraSite: String = "", services: String = "") throws -> Setup {
+        let directory = try TemporaryDirectory()
+        let upstream = try EchoUpstream(directory: directory)
+        let port = TestSupport.freePort()
+        try directory.write("public/hello.txt", "hello, static\n", mode: 0o644)
+        try directory.write("public/index.html", "<h1>index</h1>\n", mode: 0o644)
+        try directory.write("secret.txt", "top secret\n", mode: 0o644)
+        symlink(directory.path + "/secret.txt", directory.path + "/public/escape.txt")
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set proxy
+                listen 127.0.0.1 port \(port)
+                timeout read 3 seconds
+                timeout header 2 seconds
+                max body 5 MB
+            \(services)
+            check site main with host "mydomain.com" alias "anothercooldomain.org"
+                pass / to http://127.0.0.1:\(upstream.port)/
+                serve /static from \(directory.path)/public
+                access log \(directory.path)/access.log combined
+            \(extraSite)
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        #expect(warden.waitForLog("proxy listening", timeout: 15), "\(warden.log)")
+        return Setup(directory: directory, upstream: upstream, port: port, warden: warden)
+    }
+
+    func echo(_ port: Int, _ path: String, headers: [String: String] = ["Host": "mydomain.com"]) throws -> [String: Any] {
+        let response = try #require(TestSupport.httpGet(port: port, path: path, headers: headers))
+        return try #require(JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+    }
+
+    @Test func forwardsWithPreservedHostAndForwardedHeaders() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let seen = try echo(setup.port, "/some/path?q=1", headers: ["Host": "mydomain.com", "Connection": "keep-alive, X-Secret", "X-Secret": "hop", "Proxy-Authorization": "x"])
+        let headers = try #require(seen["headers"] as? [String: String])
+        #expect(seen["path"] as? String == "/some/path?q=1")
+        #expect(headers["host"] == "mydomain.com", "ProxyPreserveHost on")
+        #expect(headers["x-forwarded-for"] == "127.0.0.1")
+        #expect(headers["x-forwarded-proto"] == "http")
+        #expect(headers["x-forwarded-host"] == "mydomain.com")
+        #expect(headers["x-secret"] == nil, "headers named in Connection are hop-by-hop")
+        #expect(headers["proxy-authorization"] == nil)
+        // Response hop-by-hop headers are not passed back either.
+        let raw = try #require(TestSupport.httpGet(port: setup.port, path: "/", headers: ["Host": "mydomain.com"]))
+        #expect(raw.headers["keep-alive"] == nil)
+        let log = try String(contentsOfFile: setup.directory.path + "/access.log", encoding: .utf8)
+        #expect(log.contains("\"GET /some/path?q=1 HTTP/1.1\" 200"))
+        #expect(log.range(of: #"^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "#, options: .regularExpression) != nil)
+    }
+
+    @Test func locationAndRefreshAreRewrittenToThePublicHost() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let response = try #require(TestSupport.httpGet(port: setup.port, path: "/redirect", headers: ["Host": "mydomain.com"]))
+        #expect(response.status == 302)
+        #expect(response.headers["location"] == "http://mydomain.com/landing")
+        #expect(response.headers["refresh"] == "0; url=http://mydomain.com/x")
+        let relative = try #require(TestSupport.httpGet(port: setup.port, path: "/relative", headers: ["Host": "mydomain.com"]))
+        #expect(relative.headers["location"] == "image", "a relative Location is left alone, as Zinc sends it")
+    }
+
+    @Test func staticFilesWithConditionalAndRangeRequestsAndNoTraversal() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let file = try #require(TestSupport.httpGet(port: setup.port, path: "/static/hello.txt"))
+        #expect(file.status == 200)
+        #expect(file.body == "hello, static\n")
+        #expect(file.headers["content-type"] == "text/plain; charset=utf-8")
+        let etag = try #require(file.headers["etag"])
+        #expect(TestSupport.httpGet(port: setup.port, path: "/static/hello.txt", headers: ["If-None-Match": etag])?.status == 304)
+        let range = try #require(TestSupport.httpGet(port: setup.port, path: "/static/hello.txt", headers: ["Range": "bytes=0-4"]))
+        #expect(range.status == 206)
+        #expect(range.body == "hello")
+        #expect(range.headers["content-range"] == "bytes 0-4/14")
+        #expect(TestSupport.httpGet(port: setup.port, path: "/static/hello.txt", headers: ["Range": "bytes=100-"])?.status == 416)
+        #expect(TestSupport.httpGet(port: setup.port, path: "/static/")?.body == "<h1>index</h1>\n")
+        for attack in ["/static/../secret.txt", "/static/%2e%2e/secret.txt", "/static/..%2fsecret.txt", "/static/%2E%2E%2Fsecret.txt", "/static/escape.txt", "/static/hello.txt%00"] {
+            let response = try TestSupport.run("/usr/bin/curl", ["-s", "--path-as-is", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(setup.port)\(attack)"])
+            #expect(!response.stdout.contains("top secret"), "\(attack)")
+            #expect(response.stdout.hasSuffix("404") || response.stdout.hasSuffix("400"), "\(attack) → \(response.stdout)")
+        }
+    }
+
+    @Test func largeBodiesStreamInBothDirectionsWithBoundedMemory() throws {
+        let setup = try start(extraSite: "")
+        defer { setup.warden.stop() }
+        let download = try TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "http://127.0.0.1:\(setup.port)/big?n=300"], timeout: 120)
+        #expect(download.stdout == "200 314572800")
+        let upload = setup.directory.path + "/upload.bin"
+        _ = try TestSupport.run("/usr/bin/truncate", ["-s", "4M", upload])
+        let response = try TestSupport.run("/usr/bin/curl", ["-s", "-H", "Host: mydomain.com", "--data-binary", "@\(upload)", "http://127.0.0.1:\(setup.port)/upload"], timeout: 60)
+        #expect(response.stdout.contains("\"received\": 4194304"), "\(response.stdout)")
+        let chunked = try TestSupport.run("/usr/bin/curl", ["-s", "-H", "Transfer-Encoding: chunked", "--data-binary", "@\(upload)", "http://127.0.0.1:\(setup.port)/upload"], timeout: 60)
+        #expect(chunked.stdout.contains("\"received\": 4194304"), "\(chunked.stdout)")
+        let status = try String(contentsOfFile: "/proc/\(setup.warden.pid)/status", encoding: .utf8)
+        let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        print("warden peak RSS after a 300 MB download: \(peak) kB")
+        #expect(peak < 150_000, "300 MB went through without sitting in memory")
+        let tooBig = setup.directory.path + "/big.bin"
+        _ = try TestSupport.run("/usr/bin/truncate", ["-s", "6M", tooBig])
+        let refused = try TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "@\(tooBig)", "http://127.0.0.1:\(setup.port)/upload"], timeout: 60)
+        #expect(refused.stdout == "413")
+    }
+
+    @Test func upstreamDownIs502AndSlowUpstreamIs504() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let slow = try TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(setup.port)/slow=6"], timeout: 30)
+        #expect(slow.stdout == "504")
+        setup.upstream.stop()
+        let down = try #require(TestSupport.httpGet(port: setup.port, path: "/"))
+        #expect(down.status == 502)
+        #expect(down.body.contains("502 Bad Gateway"))
+    }
+
+    @Test func smugglingAndOversizedRequestsAreRefused() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let cases: [(String, String)] = [
+            ("CL.TE", "POST / HTTP/1.1\r\nHost: mydomain.com\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"),
+            ("TE.CL", "POST / HTTP/1.1\r\nHost: mydomain.com\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n1\r\nG\r\n0\r\n\r\n"),
+            ("duplicate CL", "POST / HTTP/1.1\r\nHost: mydomain.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nAB"),
+            ("obfuscated TE", "POST / HTTP/1.1\r\nHost: mydomain.com\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+            ("header injection", "GET / HTTP/1.1\r\nHost: mydomain.com\r\nX-A: a\rX-B: b\r\n\r\n"),
+            ("long URI", "GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: mydomain.com\r\n\r\n"),
+            ("many headers", "GET / HTTP/1.1\r\nHost: mydomain.com\r\n" + (0..<150).map { "X-\($0): v\r\n" }.joined() + "\r\n"),
+        ]
+        for (name, raw) in cases {
+            let result = try TestSupport.run("/usr/bin/python3", ["-c", """
+                import socket, sys
+                s = socket.create_connection(("127.0.0.1", \(setup.port)), timeout=5)
+                s.sendall(sys.stdin.buffer.read())
+                data = b""
+                try:
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk: break
+                        data += chunk
+                except socket.timeout:
+                    data += b" TIMEOUT"
+                print(data.decode(errors="replace"))
+                """], input: raw, timeout: 15)
+            let first = result.stdout.split(separator: "\r\n").first.map(String.init) ?? ""
+            #expect(first.hasPrefix("HTTP/1.1 4"), "\(name): \(first)")
+            #expect(!result.stdout.contains("TIMEOUT"), "\(name): the connection is closed")
+            #expect(result.stdout.components(separatedBy: "HTTP/1.1").count - 1 == 1, "\(name): exactly one response, nothing smuggled")
+        }
+        #expect(TestSupport.httpGet(port: setup.port, path: "/")?.status == 200, "still serving")
+    }
+
+    @Test func slowlorisConnectionsDoNotStarveANormalClient() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let script = """
+            import socket, time, urllib.request
+            idle = []
+            for i in range(300):
+                s = socket.create_connection(("127.0.0.1", \(setup.port)))
+                s.sendall(b"GET / HTTP/1.1\\r\\nHost: mydomain.com\\r\\nX-Slow: ")
+                idle.append(s)
+            ok = 0
+            for i in range(20):
+                with urllib.request.urlopen("http://127.0.0.1:\(setup.port)/", timeout=5) as r:
+                    ok += r.status == 200
+            time.sleep(3)
+            closed = 0
+            for s in idle:
+                s.settimeout(0.5)
+                try:
+                    closed += s.recv(1) == b""
+                except Exception:
+                    pass
+            print(ok, closed)
+            """
+        let result = try TestSupport.run("/usr/bin/python3", ["-c", script], timeout: 60)
+        let numbers = result.stdout.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(numbers.first == 20, "a normal client is served while 300 slow ones hang: \(result.stdout) \(result.stderr)")
+        #expect(numbers.last == 300, "slow clients are disconnected after the header timeout")
+    }
+
+    @Test func requestsAreHeldWhileASupervisedAppRestarts() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        try directory.write("maintenance.html", "<h1>back soon</h1>\n", mode: 0o644)
+        let setup = try start(
+            extraSite: """
+                check site app with host "app.local"
+                    pass / to http://127.0.0.1:\(app.port)/ for service app
+                    maintenance page \(directory.path)/maintenance.html hold 8 seconds
+                """,
+            services: """
+                check process app with pidfile \(app.pidfile)
+                    start program = "\(app.startScript)"
+                    stop program = "\(app.stopScript)"
+                """)
+        defer { setup.warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
+        // A client hammering through the proxy while the app is killed: every request answered 200.
+        let script = """
+            import threading, time, urllib.request
+            results = []
+            def client():
+                end = time.time() + 6
+                while time.time() < end:
+                    try:
+                        req = urllib.request.Request("http://127.0.0.1:\(setup.port)/ping", headers={"Host": "app.local"})
+                        with urllib.request.urlopen(req, timeout=10) as r:
+                            results.append(r.status)
+                    except Exception as e:
+                        results.append(str(e))
+            threads = [threading.Thread(target=client) for _ in range(4)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            print(len(results), sum(1 for r in results if r == 200))
+            print([r for r in results if r != 200][:5])
+            """
+        let load = Process()
+        load.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        load.arguments = ["-c", script]
+        let output = Pipe()
+        load.standardOutput = output
+        try load.run()
+        usleep(1_500_000)
+        for _ in 0..<2 {
+            if let pid = app.pid { kill(pid, SIGKILL) }
+            usleep(1_800_000)
+        }
+        load.waitUntilExit()
+        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        let counts = lines.first?.split(separator: " ").compactMap { Int($0) } ?? []
+        #expect(counts.count == 2 && counts[0] > 20 && counts[0] == counts[1], "every request during two restarts was served: \(lines)")
+        // Stopped by an operator: after the hold, the maintenance page with Retry-After.
+        _ = try TestSupport.run(TestSupport.wardenBinary, ["quit", "--stop-services", "-c", setup.warden.controlFile])
+    }
+
+    @Test func sideBySideWithNginxOnTheChaptersConfiguration() throws {
+        guard let nginx = TestSupport.peer("nginx", candidates: ["/usr/sbin/nginx"]) else {
+            #expect(!TestSupport.isCI, "nginx is not installed (.ci/run installs it)")
+            return
+        }
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let nginxPort = TestSupport.freePort()
+        let conf = try setup.directory.write(
+            "nginx.conf",
+            """
+            daemon off;
+            worker_processes 1;
+            pid \(setup.directory.path)/nginx.pid;
+            error_log \(setup.directory.path)/nginx-error.log;
+            events { worker_connections 256; }
+            http {
+                access_log off;
+                server {
+                    listen 127.0.0.1:\(nginxPort);
+                    server_name mydomain.com;
+                    location / {
+                        proxy_set_header Host $host;
+                        proxy_pass http://127.0.0.1:\(setup.upstream.port);
+                    }
+                }
+            }
+            """, mode: 0o644)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: nginx)
+        server.arguments = ["-c", conf, "-p", setup.directory.path]
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            kill(server.processIdentifier, SIGQUIT)
+            server.waitUntilExit()
+        }
+        #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.httpGet(port: nginxPort, path: "/") != nil })
+        for path in ["/", "/a/b?c=d", "/status=404", "/status=500", "/status=204", "/redirect", "/relative"] {
+            let viaNginx = try #require(TestSupport.httpGet(port: nginxPort, path: path, headers: ["Host": "mydomain.com"]))
+            let viaWarden = try #require(TestSupport.httpGet(port: setup.port, path: path, headers: ["Host": "mydomain.com"]))
+            #expect(viaNginx.status == viaWarden.status, "\(path)")
+            if viaNginx.status == 200 {
+                let nginxSeen = try #require(JSONSerialization.jsonObject(with: Data(viaNginx.body.utf8)) as? [String: Any])
+                let wardenSeen = try #require(JSONSerialization.jsonObject(with: Data(viaWarden.body.utf8)) as? [String: Any])
+                #expect(nginxSeen["path"] as? String == wardenSeen["path"] as? String)
+                let nginxHeaders = nginxSeen["headers"] as? [String: String] ?? [:]
+                let wardenHeaders = wardenSeen["headers"] as? [String: String] ?? [:]
+                #expect(nginxHeaders["host"] == wardenHeaders["host"], "the upstream sees the same Host")
+                #expect(nginxHeaders["user-agent"] == wardenHeaders["user-agent"])
+            }
+        }
+    }
+}
