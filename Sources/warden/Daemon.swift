@@ -19,6 +19,8 @@ struct Daemon {
     let controlFile: String
     let foreground: Bool
     let verbose: Bool
+    /// The demo stops its services when it ends, so it leaves no process behind.
+    var stopServicesOnExit = false
 
     static func defaultPIDFile() -> String {
         if getuid() == 0 { return "/run/warden.pid" }
@@ -59,6 +61,7 @@ struct Daemon {
         Task {
             let supervisor = Supervisor(configuration: configuration, logger: logger)
             var signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
+            signals.stopServicesOnTermination = stopServicesOnExit
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: supervisor),
                 .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
@@ -84,7 +87,7 @@ struct Daemon {
             let group = ServiceGroup(
                 configuration: .init(
                     services: services,
-                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    gracefulShutdownSignals: stopServicesOnExit ? [] : [.sigterm, .sigint],
                     logger: logger))
             do {
                 try await group.run()
@@ -108,9 +111,11 @@ struct SignalService: ServiceLifecycle.Service {
     let sink: LogSink
     let logger: Logger
     var onReopenLogs: @Sendable () -> Void = {}
+    var stopServicesOnTermination = false
 
     func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1, .sigusr2)
+        let trapped: [UnixSignal] = stopServicesOnTermination ? [.sighup, .sigusr1, .sigusr2, .sigint, .sigterm] : [.sighup, .sigusr1, .sigusr2]
+        let signals = await UnixSignalsSequence(trapping: trapped)
         for await signal in signals.cancelOnGracefulShutdown() {
             switch signal {
             case .sighup:
@@ -128,7 +133,7 @@ struct SignalService: ServiceLifecycle.Service {
                 sink.reopen()
                 onReopenLogs()
                 logger.info("log files re-opened")
-            case .sigusr2:
+            case .sigusr2, .sigint, .sigterm:
                 logger.info("stopping all services before quitting")
                 await supervisor.stopAll()
                 return

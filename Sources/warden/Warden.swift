@@ -40,7 +40,7 @@ struct Warden: ParsableCommand {
             64 usage error.
             """,
         version: version,
-        subcommands: [Validate.self, Reload.self, Quit.self, Status.self, Summary.self, Act.self]
+        subcommands: [Demo.self, Validate.self, Reload.self, Quit.self, Status.self, Summary.self, Act.self]
     )
 
     @OptionGroup var options: GlobalOptions
@@ -160,10 +160,19 @@ extension Warden {
 }
 
 func printError(_ text: String, terminator: String = "\n") {
-    var bytes = Array((text + terminator).utf8)
+    writeAll(2, text + terminator)
+}
+
+/// Unbuffered standard output, for lines that must appear before a long-running part starts.
+func printOut(_ text: String, terminator: String = "\n") {
+    writeAll(1, text + terminator)
+}
+
+private func writeAll(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)
     var offset = 0
     while offset < bytes.count {
-        let written = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+        let written = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
         if written <= 0 { return }
         offset += written
     }
