@@ -98,6 +98,7 @@ public actor Supervisor: ServiceLifecycle.Service {
         saveState()
         emit(Event(service: hostName, kind: .instance, state: .changed, message: "warden \(Self.version) stopped", action: "stop"))
         logger.info("'\(hostName)' warden \(Self.version) stopped")
+        events.finish()
     }
 
     private func handle(_ trigger: Trigger, in group: inout DiscardingTaskGroup) async {

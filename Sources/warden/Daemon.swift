@@ -7,6 +7,7 @@ import UnixSignals
 import WardenConfig
 import WardenCore
 import WardenHTTP
+import WardenMail
 import WardenProxy
 import WardenPlatform
 
@@ -68,6 +69,12 @@ struct Daemon {
             ]
             if let httpd = configuration.httpd {
                 services.append(.init(service: ControlServer(settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger)))
+            }
+            if !configuration.mailServers.isEmpty || !configuration.alerts.isEmpty || configuration.services.contains(where: { !$0.alerts.isEmpty }) {
+                let alerts = AlertService(
+                    configuration: configuration, hostName: Pages.hostName(), mailer: "warden \(Supervisor.version)", logger: logger)
+                // First in the group, so it is shut down last and still mails warden's own "stopped" event.
+                services.insert(.init(service: AlertFeed(supervisor: supervisor, alerts: alerts, interval: configuration.daemon.interval)), at: 0)
             }
             if let proxySettings = configuration.proxy {
                 let availability = ServiceAvailability()
@@ -189,9 +196,16 @@ final class PIDLock {
 struct AvailabilityFeed: ServiceLifecycle.Service {
     let supervisor: Supervisor
     let availability: ServiceAvailability
+    let events: AsyncStream<Event>
+
+    init(supervisor: Supervisor, availability: ServiceAvailability) {
+        self.supervisor = supervisor
+        self.availability = availability
+        self.events = supervisor.events.subscribe()
+    }
 
     func run() async throws {
-        let events = supervisor.events.subscribe()
+        let events = self.events
         await refresh()
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -209,6 +223,46 @@ struct AvailabilityFeed: ServiceLifecycle.Service {
     private func refresh() async {
         for snapshot in await supervisor.snapshots() {
             availability.set(snapshot.name, up: snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
+        }
+    }
+}
+
+/// Turns the supervisor's events into alert mails, and gives the alert service its cycle ticks.
+struct AlertFeed: ServiceLifecycle.Service {
+    let alerts: AlertService
+    let interval: Int
+    /// Subscribed at creation, so warden's own "started" event is not missed.
+    let events: AsyncStream<Event>
+
+    init(supervisor: Supervisor, alerts: AlertService, interval: Int) {
+        self.alerts = alerts
+        self.interval = interval
+        self.events = supervisor.events.subscribe()
+    }
+
+    func run() async throws {
+        let events = self.events
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                // Runs until the supervisor finishes the stream, after its last event.
+                for await event in events {
+                    let state: AlertEvent.State = switch event.state {
+                    case .failed: .failed
+                    case .succeeded: .succeeded
+                    case .changed: .changed
+                    }
+                    await alerts.handle(
+                        AlertEvent(
+                            service: event.service, kind: event.kind, state: state, title: event.title, message: event.message,
+                            action: event.action, date: event.date))
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: .seconds(interval))
+                    await alerts.tick()
+                }
+            }
         }
     }
 }
