@@ -117,6 +117,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "WardenMailTests",
+            dependencies: [
+                "WardenMail", "WardenConfig",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WardenZincTests",
             dependencies: ["WardenZinc", "WardenTestSupport"],
             swiftSettings: swiftSettings
