@@ -1,4 +1,5 @@
 import ArgumentParser
+import WardenConfig
 import WardenPlatform
 
 #if canImport(Glibc)
@@ -201,5 +202,30 @@ struct ServiceScripts {
             then timeout
 
         """
+    }
+}
+
+extension Warden {
+    /// `warden import nginx|apache FILE`: the chapter's front-server configuration in warden's syntax.
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Translate an nginx server block or an Apache VirtualHost into set proxy / check site.")
+
+        @Argument(help: "nginx or apache.") var kind: String
+        @Argument(help: "The configuration file.") var file: String
+
+        mutating func run() throws {
+            let bytes = try FileSystemReader().read(file)
+            let text = String(decoding: bytes, as: UTF8.self)
+            let result: FrontServerImport.Result
+            switch kind.lowercased() {
+            case "nginx": result = FrontServerImport.nginx(text, path: file)
+            case "apache", "apache2", "httpd": result = FrontServerImport.apache(text, path: file)
+            default: throw ValidationError("import knows 'nginx' and 'apache'")
+            }
+            let sources = [file: SourceFile(path: file, bytes: bytes)]
+            for diagnostic in result.diagnostics { printError(diagnostic.rendered(sources: sources), terminator: "") }
+            print(result.controlFile, terminator: "")
+        }
     }
 }
