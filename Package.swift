@@ -58,6 +58,7 @@ let package = Package(
             name: "WardenHTTP",
             dependencies: [
                 "WardenConfig", "WardenCore", "WardenPlatform", "CWardenShims",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,6 +71,7 @@ let package = Package(
             name: "WardenProxy",
             dependencies: [
                 "WardenConfig", "WardenPlatform",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -50,24 +50,24 @@ extension Supervisor {
         return (uid, gid)
     }
 
-    func spawn(_ spec: ProgramSpec, name: String, event: EventKind?, message: String?) throws -> SpawnedProgram {
+    func spawn(_ spec: ProgramSpec, name: String, event: EventKind?, message: String?, outputLimit: Int? = nil) throws -> SpawnedProgram {
         guard let (uid, gid) = identity(spec) else {
             throw SpawnError(description: "unknown user or group in 'as uid \(spec.uid ?? "") gid \(spec.gid ?? "")'")
         }
         let logger = self.logger
         return try Spawner.spawn(
             spec.arguments, environment: environment(service: name, event: event, message: message), uid: uid, gid: gid,
-            outputLimit: configuration.limits.programOutput
+            outputLimit: outputLimit ?? configuration.limits.programOutput
         ) { line in
             logger.debug("'\(name)' output: \(line)")
         }
     }
 
     /// Runs a program and waits for it, killing its process group after `timeout` seconds.
-    func runToCompletion(_ spec: ProgramSpec, name: String, timeout: Int, event: EventKind?, message: String?) async -> ProgramResult {
+    func runToCompletion(_ spec: ProgramSpec, name: String, timeout: Int, event: EventKind?, message: String?, outputLimit: Int? = nil) async -> ProgramResult {
         let program: SpawnedProgram
         do {
-            program = try spawn(spec, name: name, event: event, message: message)
+            program = try spawn(spec, name: name, event: event, message: message, outputLimit: outputLimit)
         } catch {
             return .failedToRun("\(error)")
         }

@@ -178,13 +178,12 @@ extension Supervisor {
     func sampleResources(_ name: String, _ process: ProcessSnapshot) {
         guard let runtime = services[name] else { return }
         let now = ContinuousClock.now
-        let system = SystemSnapshot.read()
         var metrics = runtime.metrics
         if let lastTicks = runtime.lastCPUTicks, let lastSample = runtime.lastCPUSample, runtime.pid == process.pid {
             let elapsed = Double((now - lastSample).components.seconds) + Double((now - lastSample).components.attoseconds) / 1e18
             if elapsed > 0 {
                 let ticks = Double(process.cpuTicks &- lastTicks) / Double(ProcessTable.clockTicksPerSecond)
-                metrics.cpuPercent = max(0, ticks / elapsed / Double(max(1, system.cpuCount)) * 100)
+                metrics.cpuPercent = max(0, ticks / elapsed / Double(ProcessTable.cpuCount) * 100)
             }
         }
         metrics.memoryBytes = process.residentBytes
@@ -449,7 +448,9 @@ extension Supervisor {
 
     private func checkProgram(_ name: String, _ spec: ProgramSpec) async {
         let timeout = spec.timeout ?? configuration.limits.programTimeout
-        let result = await runToCompletion(spec, name: name, timeout: timeout, event: nil, message: nil)
+        // The first kilobyte of a check program's output goes into its event.
+        let result = await runToCompletion(
+            spec, name: name, timeout: timeout, event: nil, message: nil, outputLimit: max(1024, configuration.limits.programOutput))
         switch result {
         case .exited(let status, let output):
             update(name) {

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import WardenConfig
 import WardenCore
 
@@ -14,10 +15,13 @@ public struct ControlClient: Sendable {
 
     public let endpoint: Endpoint
     public let authorization: String?
+    /// The daemon's httpd speaks HTTPS (`with ssl`); its certificate is not verified, as monit's CLI.
+    public let tls: Bool
 
-    public init(endpoint: Endpoint, authorization: String?) {
+    public init(endpoint: Endpoint, authorization: String?, tls: Bool = false) {
         self.endpoint = endpoint
         self.authorization = authorization
+        self.tls = tls
     }
 
     /// From `set httpd`: the unix socket when there is one, else the TCP port on loopback.
@@ -30,6 +34,7 @@ public struct ControlClient: Sendable {
         } else {
             return nil
         }
+        tls = settings.ssl != nil && settings.unixSocket == nil
         let user = settings.allow.lazy.compactMap { rule -> String? in
             if case .user(let name, let password, _) = rule { return "\(name):\(password)" }
             return nil
@@ -90,8 +95,14 @@ public struct ControlClient: Sendable {
     }
 
     private func connect(_ bootstrap: ClientBootstrap) async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
+        let tls = self.tls
         let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>> = { channel in
             channel.eventLoop.makeCompletedFuture {
+                if tls {
+                    var configuration = TLSConfiguration.makeClientConfiguration()
+                    configuration.certificateVerification = .none
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: NIOSSLContext(configuration: configuration), serverHostname: nil))
+                }
                 try channel.pipeline.syncOperations.addHTTPClientHandlers()
                 return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
             }

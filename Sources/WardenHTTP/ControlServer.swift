@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import WardenConfig
@@ -18,11 +19,14 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
     let settings: HTTPDSettings
     let router: ControlRouter
     let logger: Logger
+    /// `with ssl { pemfile: … }`: HTTPS with the certificate and key of one PEM file, as monit has it.
+    let tls: NIOSSLContext?
     private let bound = Mutex<[any Channel]>([])
 
-    public init(settings: HTTPDSettings, supervisor: Supervisor, configuration: Configuration, logger: Logger) {
+    public init(settings: HTTPDSettings, supervisor: Supervisor, configuration: Configuration, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
+        self.tls = try settings.ssl?.pemfile.map { try TLSFiles.serverContext(certificate: $0, key: $0) }
         self.router = ControlRouter(
             supervisor: supervisor, policy: AccessPolicy(rules: settings.allow), configuration: configuration, logger: logger)
     }
@@ -85,6 +89,9 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
                 channel.close(promise: nil)
                 return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
             }
+            if let tls, channel.remoteAddress?.ipAddress != nil {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+            }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
         }
@@ -141,5 +148,14 @@ extension SocketAddress {
     /// The raw address bytes (4 for IPv4, 16 for IPv6), nil for unix sockets.
     var addressBytes: [UInt8]? {
         ipAddress.flatMap(AccessPolicy.parseAddress)
+    }
+}
+
+/// Server TLS from PEM files (a monit `pemfile` holds both the certificate chain and the key).
+public enum TLSFiles {
+    public static func serverContext(certificate: String, key: String) throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        return try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey)))
     }
 }

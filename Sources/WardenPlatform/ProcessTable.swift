@@ -24,6 +24,7 @@ public struct ProcessSnapshot: Sendable, Hashable {
 public enum ProcessTable {
     public static let clockTicksPerSecond = UInt64(sysconf(Int32(_SC_CLK_TCK)))
     public static let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    public static let cpuCount = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     public static func snapshot(_ pid: pid_t) -> ProcessSnapshot? {
         guard pid > 0, let text = readSmallFile("/proc/\(pid)/stat") else { return nil }

@@ -15,7 +15,7 @@ struct ProxyContext: Sendable {
     let availability: ServiceAvailability
     let accessLogs: [String: LogFile]
     let maintenancePages: [String: [UInt8]]
-    let scheme: String
+    var scheme: String
 }
 
 /// One client connection: routes each request to an upstream (streaming both ways, with

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import WardenConfig
@@ -39,15 +40,23 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
 
     /// Binds every listener (privileged ports need root; call before dropping privileges).
     public func bind() async throws {
-        for listen in settings.listens where !listen.isTLS {
-            let shared = self.shared
+        for listen in settings.listens {
+            var shared = self.shared
+            var tls: NIOSSLContext?
+            if let certificate = listen.certificate {
+                let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(file: listen.key ?? certificate, format: .pem)
+                tls = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+                shared.scheme = "https"
+            }
             let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
-                .childChannelInitializer { channel in
+                .childChannelInitializer { [shared, tls] channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(HeaderTimeoutHandler(header: shared.settings.headerTimeout, idle: shared.settings.idleTimeout))
                         try channel.pipeline.syncOperations.addHandler(ProxyHandler(shared: shared))
@@ -55,10 +64,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                 }
                 .bind(host: listen.address, port: listen.port).get()
             channels.withLock { $0.append(channel) }
-            logger.info("proxy listening on [\(listen.address)]:\(channel.localAddress?.port ?? listen.port)")
-        }
-        for listen in settings.listens where listen.isTLS {
-            logger.warning("proxy: TLS listener [\(listen.address)]:\(listen.port) is not supported in this build; skipped")
+            logger.info("proxy listening on \(tls == nil ? "http" : "https")://[\(listen.address)]:\(channel.localAddress?.port ?? listen.port)")
         }
     }
 

@@ -68,7 +68,14 @@ struct Daemon {
                 .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
             ]
             if let httpd = configuration.httpd {
-                services.append(.init(service: ControlServer(settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger)))
+                do {
+                    services.append(.init(service: try ControlServer(settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger)))
+                } catch {
+                    logger.error("httpd: cannot load the TLS certificate: \(error)")
+                    status.withLock { $0 = 1 }
+                    done.signal()
+                    return
+                }
             }
             if !configuration.mailServers.isEmpty || !configuration.alerts.isEmpty || configuration.services.contains(where: { !$0.alerts.isEmpty }) {
                 let alerts = AlertService(

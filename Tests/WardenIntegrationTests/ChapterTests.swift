@@ -79,7 +79,11 @@ struct ChapterTests {
             """)
         try directory.write("maintenance.html", "<h1>back soon</h1>\n", mode: 0o644)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
-        defer { warden.stop() }
+        defer {
+            // warden quits as monit does, leaving the app running: the test ends it by its pid.
+            warden.stop()
+            if let pid = TestSupport.readPID(directory.path + "/myapp.pid") { kill(pid, SIGKILL) }
+        }
         let host = ["Host": "mydomain.com"]
         #expect(TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: proxyPort, path: "/ping", headers: host)?.body == "pong" }, "\(warden.log)")
         let root = try #require(TestSupport.httpGet(port: proxyPort, path: "/", headers: host))

@@ -179,4 +179,30 @@ struct ControlServerTests {
         let after = try TestSupport.run(chromium, flags + ["--dump-dom", "http://127.0.0.1:\(setup.port)/"], timeout: 60)
         #expect(after.stdout.contains("id=\"service-app\""))
     }
+
+    @Test func dashboardOverHTTPSAndTheCLIThroughIt() throws {
+        let directory = try TemporaryDirectory()
+        let tls = try TestSupport.selfSignedCertificate(in: directory)
+        let port = TestSupport.freePort()
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set httpd port \(port) and use address 127.0.0.1
+                with ssl { pemfile: \(tls.pem) }
+                allow admin:s3cret
+            check host loopback with address 127.0.0.1
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("httpd listening", timeout: 15), "\(warden.log)")
+        let secure = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "-u", "admin:s3cret", "-o", "/dev/null", "-w", "%{http_code} %{scheme}", "https://127.0.0.1:\(port)/"])
+        #expect(secure.stdout.lowercased() == "200 https")
+        let plain = try TestSupport.run("/usr/bin/curl", ["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/"])
+        #expect(plain.stdout != "200", "plain HTTP is not served on the HTTPS port")
+        let summary = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "summary"])
+        #expect(summary.status == 0, "\(summary.stderr)")
+        #expect(summary.stdout.contains("loopback"))
+    }
 }

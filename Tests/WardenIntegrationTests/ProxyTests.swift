@@ -306,4 +306,29 @@ struct ProxyTests {
             }
         }
     }
+
+    @Test func tlsListenerTerminatesHTTPS() throws {
+        let directory = try TemporaryDirectory()
+        let upstream = try EchoUpstream(directory: directory)
+        let tls = try TestSupport.selfSignedCertificate(in: directory)
+        let port = TestSupport.freePort()
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set proxy
+                listen 127.0.0.1 port \(port) with ssl { certificate: \(tls.cert), key: \(tls.key) }
+            check site main default
+                pass / to http://127.0.0.1:\(upstream.port)/
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("proxy listening on https://", timeout: 15), "\(warden.log)")
+        let result = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "-H", "Host: secure.example", "https://127.0.0.1:\(port)/hello"])
+        let seen = try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let headers = try #require(seen["headers"] as? [String: String])
+        #expect(headers["x-forwarded-proto"] == "https")
+        #expect(headers["host"] == "secure.example")
+    }
 }

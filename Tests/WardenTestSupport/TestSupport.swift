@@ -240,3 +240,15 @@ public final class WardenProcess: @unchecked Sendable {
 
     deinit { stop() }
 }
+
+extension TestSupport {
+    /// A self-signed certificate and key for 127.0.0.1, and a PEM holding both (monit's `pemfile`).
+    public static func selfSignedCertificate(in directory: TemporaryDirectory) throws -> (cert: String, key: String, pem: String) {
+        let cert = directory.path + "/cert.pem"
+        let key = directory.path + "/key.pem"
+        let result = try run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"])
+        guard result.status == 0 else { throw CocoaError(.fileWriteUnknown) }
+        let pem = try directory.write("both.pem", try String(contentsOfFile: cert, encoding: .utf8) + String(contentsOfFile: key, encoding: .utf8))
+        return (cert, key, pem)
+    }
+}

@@ -73,7 +73,7 @@ def app_config(kind, work, hang=False):
 
 
 def kill_all(pattern):
-    subprocess.run(["pkill", "-9", "-f", pattern], check=False)
+    subprocess.run(["pkill", "-9", "-f", "--", pattern], check=False)
 
 
 def latency(kind, signal_number, runs, settle):
