@@ -130,7 +130,7 @@ public enum FrontServerImport {
             case "<virtualhost":
                 var site = Site()
                 for address in words.dropFirst() {
-                    let target = address.trimmingCharacters(in: ">")
+                    let target = address.trimming(">")
                     let parts = target.split(separator: ":")
                     site.listens.append((parts.first == "*" || parts.count < 2 ? "0.0.0.0" : String(parts[0]), Int(parts.last ?? "80") ?? 80))
                 }
@@ -194,21 +194,5 @@ public enum FrontServerImport {
             if let error = site.errorLog { out += "    error log \(error)\n" }
         }
         return out
-    }
-}
-
-extension StringProtocol {
-    var trimmed: String {
-        var result = Substring(self)
-        while let first = result.first, first.isWhitespace { result.removeFirst() }
-        while let last = result.last, last.isWhitespace { result.removeLast() }
-        return String(result)
-    }
-
-    func trimmingCharacters(in set: String) -> String {
-        var result = Substring(self)
-        while let first = result.first, set.contains(first) { result.removeFirst() }
-        while let last = result.last, set.contains(last) { result.removeLast() }
-        return String(result)
     }
 }

@@ -22,7 +22,7 @@ extension Supervisor {
             "LANG": "C.UTF-8",
         ]
         var values: [String: String] = [
-            "SERVICE": service, "HOST": hostName, "DATE": HTTPDate.rfc822(WallClock.now()),
+            "SERVICE": service, "HOST": hostName, "DATE": TimeFormat.http(WallClock.now()),
         ]
         if let event { values["EVENT"] = Event(service: service, kind: event, state: .failed, message: "", action: "").title }
         if let message { values["DESCRIPTION"] = message }
@@ -324,17 +324,5 @@ extension String {
         var copy = self
         while let last = copy.last, last.isWhitespace { copy.removeLast() }
         return copy
-    }
-}
-
-/// Dates as mail headers and monit's environment write them.
-public enum HTTPDate {
-    public static func rfc822(_ time: WallClock.Time) -> String {
-        var seconds = time_t(time)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -45,7 +45,7 @@ public struct AccessPolicy: Sendable {
                 for line in text.split(separator: "\n") {
                     let parts = line.split(separator: ":", maxSplits: 1).map(String.init)
                     guard parts.count == 2, only.isEmpty || only.contains(parts[0]) else { continue }
-                    let secret: Secret = hash == .cleartext ? .cleartext(parts[1]) : .hashed(parts[1].trimmingWhitespace)
+                    let secret: Secret = hash == .cleartext ? .cleartext(parts[1]) : .hashed(parts[1].trimmed)
                     users[parts[0]] = User(secret: secret, readOnly: readOnly)
                 }
             case .group:
@@ -78,7 +78,7 @@ public struct AccessPolicy: Sendable {
     public func authenticate(authorization: String?) -> Authentication {
         guard requiresCredentials else { return .granted(user: nil, readOnly: false) }
         guard let authorization, authorization.lowercased().hasPrefix("basic "),
-            let decoded = Base64.decode(String(authorization.dropFirst(6)).trimmingWhitespace)
+            let decoded = Base64.decode(String(authorization.dropFirst(6)).trimmed)
         else { return .denied }
         let text = String(decoding: decoded, as: UTF8.self)
         guard let colon = text.firstIndex(of: ":") else { return .denied }
@@ -175,14 +175,5 @@ public struct AccessPolicy: Sendable {
             cursor = info.pointee.ai_next
         }
         return Array(Set(addresses.map { $0 })).sorted { $0.count < $1.count }
-    }
-}
-
-extension String {
-    var trimmingWhitespace: String {
-        var result = Substring(self)
-        while let first = result.first, first.isWhitespace { result.removeFirst() }
-        while let last = result.last, last.isWhitespace { result.removeLast() }
-        return String(result)
     }
 }

@@ -43,7 +43,7 @@ public enum Pages {
                 <td>\(service.pid.map(String.init) ?? "-")</td><td>\(service.uptimeSeconds.map(duration) ?? "-")</td>\
                 <td>\(service.metrics.cpuPercent.map { format($0) + "%" } ?? "-")</td>\
                 <td>\(service.metrics.memoryBytes.map(bytes) ?? "-")</td><td>\(service.restarts)</td>\
-                <td>\(escape(service.events.last?.message ?? "-"))</td><td>\(service.lastCheck.map { HTTPDate.rfc822($0) } ?? "-")</td></tr>
+                <td>\(escape(service.events.last?.message ?? "-"))</td><td>\(service.lastCheck.map { TimeFormat.http($0) } ?? "-")</td></tr>
                 """
         }
         return page(
@@ -83,7 +83,7 @@ public enum Pages {
         if let rules = config?.rules, !rules.isEmpty { details.append(("Rules", "\(rules.count) (\(rules.map(\.action.name).joined(separator: ", ")))")) }
         let table = details.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined()
         let events = service.events.reversed().map {
-            "<tr><td>\(HTTPDate.rfc822($0.date))</td><td>\(escape($0.title))</td><td>\(escape($0.message))</td><td>\(escape($0.action))</td></tr>"
+            "<tr><td>\(TimeFormat.http($0.date))</td><td>\(escape($0.title))</td><td>\(escape($0.message))</td><td>\(escape($0.action))</td></tr>"
         }.joined()
         return page(
             service.name,
@@ -195,7 +195,7 @@ enum TextStatus {
             if let cpu = service.metrics.cpuPercent { lines.append(("cpu", Pages.format(cpu) + "%")) }
             if let memory = service.metrics.memoryBytes { lines.append(("memory", Pages.bytes(memory))) }
             lines.append(("restarts", String(service.restarts)))
-            if let checked = service.lastCheck { lines.append(("data collected", HTTPDate.rfc822(checked))) }
+            if let checked = service.lastCheck { lines.append(("data collected", TimeFormat.http(checked))) }
             for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
             out += "\n"
         }

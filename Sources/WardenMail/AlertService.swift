@@ -132,12 +132,7 @@ public actor AlertService {
 
     /// monit's variables: $EVENT, $SERVICE, $DATE, $HOST, $ACTION, $DESCRIPTION.
     func substitute(_ template: String, _ event: AlertEvent) -> String {
-        var seconds = time_t(event.date)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S", &parts)
-        let date = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let date = TimeFormat.string(event.date, "%a, %d %b %Y %H:%M:%S")
         let values: [(String, String)] = [
             ("$DESCRIPTION", event.message), ("$SERVICE", event.service), ("$EVENT", event.title), ("$ACTION", event.action),
             ("$DATE", date), ("$HOST", hostName),

@@ -28,7 +28,7 @@ public struct MailMessage: Sendable, Codable, Hashable {
         if let open = text.lastIndex(of: "<"), let close = text.lastIndex(of: ">"), open < close {
             return String(text[text.index(after: open)..<close])
         }
-        return text.trimmingCharacters(in: " \t")
+        return text.trimming(" \t")
     }
 
     /// Headers and body, dot-stuffed, ready to follow SMTP's DATA (without the final ".").
@@ -58,12 +58,7 @@ public struct MailMessage: Sendable, Codable, Hashable {
     }
 
     static func rfc5322Date(_ time: Double) -> String {
-        var seconds = time_t(time)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S %z", &parts)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        TimeFormat.string(time, "%a, %d %b %Y %H:%M:%S %z")
     }
 }
 
@@ -84,12 +79,5 @@ extension String {
             previousCR = false
         }
         return out
-    }
-
-    func trimmingCharacters(in set: String) -> String {
-        var result = Substring(self)
-        while let first = result.first, set.contains(first) { result.removeFirst() }
-        while let last = result.last, set.contains(last) { result.removeLast() }
-        return String(result)
     }
 }

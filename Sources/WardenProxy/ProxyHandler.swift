@@ -105,7 +105,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             forwardedHead = forwarded
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(site.hold)), parts: [.head(forwarded)], ended: false)
-            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
             connect(context: context)
         }
     }
@@ -132,6 +131,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func connect(context: ChannelHandlerContext) {
         guard case .pending(let deadline, _, _) = state, let route else { return }
         if let service = route.service, !shared.availability.isUp(service) {
+            setClientReading(false, context: context)
             if NIODeadline.now() < deadline {
                 retry(after: .milliseconds(25), context: context)
             } else {
@@ -148,6 +148,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             attach(upstream, context: context)
             return
         }
+        // Waiting for a new connection: stop reading the client meanwhile (back-pressure).
+        setClientReading(false, context: context)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(.seconds(Int64(shared.settings.connectTimeout)))
@@ -202,7 +204,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             upstream.send(part, flush: index == parts.count - 1)
         }
         if ended { armReadTimeout(context: context) }
-        context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        setClientReading(true, context: context)
+    }
+
+    private var clientPaused = false
+
+    /// Toggles reading from the client only when it changes (an option set per request costs).
+    private func setClientReading(_ reading: Bool, context: ChannelHandlerContext) {
+        guard clientPaused == reading else { return }
+        clientPaused = !reading
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: reading)
     }
 
     private func armReadTimeout(context: ChannelHandlerContext) {
@@ -307,7 +318,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if request?.method != .HEAD {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         }
-        context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        setClientReading(true, context: context)
         finish(context: context)
     }
 
@@ -466,12 +477,18 @@ final class UpstreamHandler: ChannelInboundHandler {
         }
     }
 
+    private var paused = false
+
     func pauseReading() {
-        context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        guard !paused else { return }
+        paused = true
+        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
     }
 
     func resumeReading() {
-        context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        guard paused else { return }
+        paused = false
+        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
     }
 
     /// Detaches from the client; returns to `pool` when reusable, else closes.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import WardenConfig
 
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +39,7 @@ enum StaticFiles {
     /// The file a request path names under `root`, or nil when it would leave the directory.
     static func resolve(path: String, prefix: String, root: String) -> String? {
         var relative = String(path.dropFirst(prefix == "/" ? 1 : prefix.count))
-        guard let decoded = percentDecode(relative) else { return nil }
+        guard let decoded = PercentEncoding.decode(relative, strict: true) else { return nil }
         relative = decoded
         let segments = relative.split(separator: "/", omittingEmptySubsequences: true)
         if segments.contains(where: { $0 == ".." || $0 == "." || $0.contains("\0") || $0.contains("\\") }) { return nil }
@@ -65,7 +66,7 @@ enum StaticFiles {
         headers.add(name: "Last-Modified", value: lastModified)
         headers.add(name: "Accept-Ranges", value: "bytes")
         let notModified =
-            request.headers.first(name: "If-None-Match").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: " ") }.contains(etag) || $0 == "*" }
+            request.headers.first(name: "If-None-Match").map { $0.split(separator: ",").map { $0.trimming(" ") }.contains(etag) || $0 == "*" }
             ?? (request.headers.first(name: "If-Modified-Since") == lastModified)
         if notModified {
             return Response(status: .notModified, headers: headers, body: .bytes([]))
@@ -105,22 +106,6 @@ enum StaticFiles {
         return start..<(end + 1)
     }
 
-    static func percentDecode(_ text: String) -> String? {
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next(), let low = iterator.next(),
-                    let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-                else { return nil }
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
     static func realPath(_ path: String) -> String? {
         guard let resolved = realpath(path, nil) else { return nil }
         defer { free(resolved) }
@@ -133,24 +118,6 @@ enum StaticFiles {
     }
 
     static func httpDate(_ seconds: Int) -> String {
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        TimeFormat.http(Double(seconds))
     }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var result = Substring(self)
-        while let first = result.first, set.contains(first) { result.removeFirst() }
-        while let last = result.last, set.contains(last) { result.removeLast() }
-        return String(result)
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(in set: String) -> String { String(self).trimmingCharacters(in: set) }
 }

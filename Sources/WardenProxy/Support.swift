@@ -110,12 +110,7 @@ public final class LogFile: Sendable {
 
     /// nginx's `combined` format.
     static func combined(client: String, time: time_t, request: String, status: Int, bytes: Int, referer: String?, agent: String?) -> String {
-        var seconds = time
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        strftime(&buffer, buffer.count, "%d/%b/%Y:%H:%M:%S %z", &parts)
-        let stamp = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let stamp = TimeFormat.string(Double(time), "%d/%b/%Y:%H:%M:%S %z")
         return "\(client) - - [\(stamp)] \"\(request)\" \(status) \(bytes) \"\(referer ?? "-")\" \"\(agent ?? "-")\"\n"
     }
 }

@@ -62,12 +62,7 @@ final class LogSink: Sendable {
     }
 
     static func timestamp() -> String {
-        var now = time(nil)
-        var parts = tm()
-        localtime_r(&now, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        TimeFormat.string(Double(time(nil)), "%Y-%m-%dT%H:%M:%S%z")
     }
 
     static func writeAll(_ fd: Int32, _ text: String) {
