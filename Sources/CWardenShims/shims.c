@@ -25,7 +25,7 @@ int warden_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
-int warden_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+int warden_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,
                  uid_t uid, gid_t gid, int set_ids, const char *directory, pid_t *pid_out) {
     // A pipe with CLOEXEC reports exec failure (its errno) back to the parent.
     int status_pipe[2];
@@ -44,7 +44,11 @@ int warden_spawn(const char *path, char *const argv[], char *const envp[], int o
         for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
         setsid();
         int null_fd = open("/dev/null", O_RDWR);
-        if (null_fd >= 0) dup2(null_fd, 0);
+        if (input_fd >= 0) {
+            dup2(input_fd, 0);
+        } else if (null_fd >= 0) {
+            dup2(null_fd, 0);
+        }
         int out = output_fd >= 0 ? output_fd : null_fd;
         if (out >= 0) {
             dup2(out, 1);
@@ -126,5 +130,13 @@ int warden_crypt(const char *key, const char *setting, char *out, int out_size) 
     if (result == NULL || result[0] == '*') return -1;
     strncpy(out, result, (size_t)out_size - 1);
     out[out_size - 1] = 0;
+    return 0;
+}
+
+int warden_drop_privileges(const char *user, uid_t uid, gid_t gid) {
+    if (initgroups(user, gid) != 0) return errno;
+    if (setgid(gid) != 0) return errno;
+    if (setuid(uid) != 0) return errno;
+    if (uid != 0 && setuid(0) == 0) return EPERM;
     return 0;
 }

@@ -50,7 +50,7 @@ public enum Spawner {
     ///   - outputLine: called for each line the program prints, for the log.
     public static func spawn(
         _ arguments: [String], environment: [String: String], uid: uid_t? = nil, gid: gid_t? = nil,
-        directory: String? = "/", outputLimit: Int = 1024,
+        directory: String? = "/", outputLimit: Int = 1024, input: Int32? = nil,
         outputLine: (@Sendable (String) -> Void)? = nil
     ) throws -> SpawnedProgram {
         guard let path = arguments.first else { throw SpawnError(description: "empty command") }
@@ -67,7 +67,7 @@ public enum Spawner {
         }
         var pid: pid_t = 0
         let result = warden_spawn(
-            path, argv, envp, pipeFDs[1], uid ?? getuid(), gid ?? getgid(), uid != nil || gid != nil ? 1 : 0,
+            path, argv, envp, input ?? -1, pipeFDs[1], uid ?? getuid(), gid ?? getgid(), uid != nil || gid != nil ? 1 : 0,
             directory, &pid)
         close(pipeFDs[1])
         if pid > 0 { ChildReaper.shared.childSpawned() }
@@ -169,5 +169,22 @@ public final class ExitWatcher: Sendable {
         guard let fd = watched.withLock({ $0.removeValue(forKey: pid) }) else { return }
         poller.unregister(fd)
         close(fd)
+    }
+}
+
+public enum Privileges {
+    /// Becomes `user` (and `group`, else the user's primary group) for good.
+    public static func drop(user: String, group: String?) throws {
+        guard let entry = getpwnam(user) else { throw SpawnError(description: "unknown user '\(user)'") }
+        let uid = entry.pointee.pw_uid
+        var gid = entry.pointee.pw_gid
+        if let group {
+            guard let resolved = Spawner.groupID(group) else { throw SpawnError(description: "unknown group '\(group)'") }
+            gid = resolved
+        }
+        let result = warden_drop_privileges(user, uid, gid)
+        guard result == 0 else {
+            throw SpawnError(description: "cannot become \(user): \(String(cString: strerror(result)))")
+        }
     }
 }

@@ -52,6 +52,7 @@ struct Daemon {
             printError("warden: \(error)")
             return 1
         }
+        signal(SIGPIPE, SIG_IGN)  // a proxy worker that died must not kill the daemon through its pipe
         let sink = LogSink(target: configuration.log, verbose: verbose, toStandardError: stayInForeground && configuration.log == nil)
         let level: Logger.Level = verbose ? .debug : .info
         LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: level) }
@@ -84,19 +85,29 @@ struct Daemon {
                 services.insert(.init(service: AlertFeed(supervisor: supervisor, alerts: alerts, interval: configuration.daemon.interval)), at: 0)
             }
             if let proxySettings = configuration.proxy {
-                let availability = ServiceAvailability()
-                let proxy = ProxyServer(settings: proxySettings, sites: configuration.sites, availability: availability, logger: logger)
-                do {
-                    try await proxy.bind()
-                } catch {
-                    logger.error("proxy: cannot listen: \(error)")
-                    status.withLock { $0 = 1 }
-                    done.signal()
-                    return
+                if proxySettings.user != nil, geteuid() == 0 {
+                    // Bind as root, serve as the configured user: a worker process of its own, since the
+                    // daemon must stay root to run start programs `as uid`.
+                    let worker = ProxyWorkerService(controlFile: controlFile, supervisor: supervisor, logger: logger)
+                    services.append(.init(service: worker))
+                } else {
+                    if proxySettings.user != nil {
+                        logger.warning("proxy: 'user \(proxySettings.user!)' needs warden to run as root; serving as uid \(geteuid())")
+                    }
+                    let availability = ServiceAvailability()
+                    let proxy = ProxyServer(settings: proxySettings, sites: configuration.sites, availability: availability, logger: logger)
+                    do {
+                        try await proxy.bind()
+                    } catch {
+                        logger.error("proxy: cannot listen: \(error)")
+                        status.withLock { $0 = 1 }
+                        done.signal()
+                        return
+                    }
+                    services.append(.init(service: proxy))
+                    services.append(.init(service: AvailabilityFeed(supervisor: supervisor) { availability.set($0, up: $1) }))
+                    signals.onReopenLogs = { proxy.reopenLogs() }
                 }
-                services.append(.init(service: proxy))
-                services.append(.init(service: AvailabilityFeed(supervisor: supervisor, availability: availability)))
-                signals.onReopenLogs = { proxy.reopenLogs() }
             }
             let group = ServiceGroup(
                 configuration: .init(
@@ -202,12 +213,12 @@ final class PIDLock {
 /// Tells the proxy which services are up: at start, on every event, and once a second.
 struct AvailabilityFeed: ServiceLifecycle.Service {
     let supervisor: Supervisor
-    let availability: ServiceAvailability
+    let publish: @Sendable (String, Bool) -> Void
     let events: AsyncStream<Event>
 
-    init(supervisor: Supervisor, availability: ServiceAvailability) {
+    init(supervisor: Supervisor, publish: @escaping @Sendable (String, Bool) -> Void) {
         self.supervisor = supervisor
-        self.availability = availability
+        self.publish = publish
         self.events = supervisor.events.subscribe()
     }
 
@@ -229,7 +240,7 @@ struct AvailabilityFeed: ServiceLifecycle.Service {
 
     private func refresh() async {
         for snapshot in await supervisor.snapshots() {
-            availability.set(snapshot.name, up: snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
+            publish(snapshot.name, snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
         }
     }
 }

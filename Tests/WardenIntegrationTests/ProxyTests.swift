@@ -331,4 +331,47 @@ struct ProxyTests {
         #expect(headers["x-forwarded-proto"] == "https")
         #expect(headers["host"] == "secure.example")
     }
+
+    @Test func proxyDropsRootAfterBindingAndStillHoldsDuringRestarts() throws {
+        let directory = try TemporaryDirectory()
+        chmod(directory.path, 0o755)
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let port = TestSupport.freePort()
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set proxy
+                listen 127.0.0.1 port \(port)
+                user nobody group nogroup
+            check process app with pidfile \(app.pidfile)
+                start program = "\(app.startScript)"
+                stop program = "\(app.stopScript)"
+            check site app default
+                pass / to http://127.0.0.1:\(app.port)/ for service app
+                maintenance page \(directory.path)/maintenance.html hold 8 seconds
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
+        guard getuid() == 0 else {
+            #expect(warden.waitForLog("needs warden to run as root", timeout: 10))
+            warden.stop()
+            return
+        }
+        #expect(warden.waitForLog("proxy worker running as nobody", timeout: 15), "\(warden.log)")
+        let line = try #require(warden.log.split(separator: "\n").first { $0.contains("proxy worker running as nobody") })
+        let workerPID = try #require(line.firstMatch(of: /with pid (\d+)/).flatMap { pid_t($0.1) })
+        let status = try String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)
+        #expect(status.contains("Uid:\t65534\t65534\t65534\t65534"), "every uid of the worker is nobody's")
+        #expect(status.contains("Gid:\t65534\t65534\t65534\t65534"))
+        #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.httpGet(port: port, path: "/ping")?.body == "pong" })
+        usleep(1_200_000)
+        kill(try #require(app.pid), SIGKILL)
+        let held = try #require(TestSupport.httpGet(port: port, path: "/ping", timeout: 15))
+        #expect(held.status == 200, "the worker learns of the restart through its pipe and holds the request")
+        warden.stop()
+        #expect(TestSupport.waitUntil(timeout: 10) { !TestSupport.isAlive(workerPID) }, "the worker ends with the daemon")
+    }
 }

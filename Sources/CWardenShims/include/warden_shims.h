@@ -9,11 +9,15 @@ int warden_pidfd_open(pid_t pid);
 /// prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are reparented to us, so we reap them.
 int warden_set_child_subreaper(void);
 
-/// Starts a program in its own session (setsid), stdin from /dev/null, stdout and stderr to `output_fd`
+/// Starts a program in its own session (setsid), stdin from `input_fd` (or /dev/null when -1), stdout and stderr to `output_fd`
 /// (or /dev/null when -1), with the given environment; drops to gid/uid when `set_ids` is non-zero.
 /// Only async-signal-safe calls happen between fork and exec. Returns 0 and the pid, or an errno value.
-int warden_spawn(const char *path, char *const argv[], char *const envp[], int output_fd,
+int warden_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,
                  uid_t uid, gid_t gid, int set_ids, const char *directory, pid_t *pid_out);
+
+/// Drops to `uid`/`gid` with the user's supplementary groups; 0 on success, else an errno value.
+/// Afterwards regaining root must fail, or it is an error (EPERM expected).
+int warden_drop_privileges(const char *user, uid_t uid, gid_t gid);
 
 /// Double fork and setsid: the caller continues as a daemon detached from its terminal. Returns 0 in
 /// the daemon; the original process exits. Must run before any other thread exists.
