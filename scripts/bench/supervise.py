@@ -7,7 +7,7 @@
 3. daemon cost: RSS and CPU time of the supervisor over 30 s with 1, 50 and 200 `check process`
    (sleep processes) at `set daemon 1`.
 
-Usage: scripts/bench/supervise.py [KILLS]   (run from the package root; needs monit, release builds)
+Usage: scripts/bench/supervise.py [KILLS] [cost]   (needs monit and release builds; `cost` runs part 3 only)
 """
 import os, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
@@ -16,6 +16,7 @@ WARDEN = os.path.join(ROOT, ".build/release/warden")
 MYAPP = os.path.join(ROOT, ".build/release/myapp")
 MONIT = "/usr/bin/monit"
 KILLS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+COST_ONLY = "cost" in sys.argv[2:]
 PORT = 18990
 
 
@@ -140,6 +141,8 @@ def main():
         if not os.access(binary, os.X_OK):
             raise SystemExit("missing %s (swift build -c release; apt-get install monit)" % binary)
     print("machine: %s, %d cpus, %s" % (os.uname().release, os.cpu_count(), time.strftime("%Y-%m-%d")))
+    if COST_ONLY:
+        return costs()
     crash = {k: latency(k, signal.SIGKILL, KILLS, 1.5) for k in ("warden", "monit")}
     for k, v in crash.items():
         print("kill -9 -> serving, %-6s: %s" % (k, summary(v)))
@@ -147,6 +150,10 @@ def main():
     hang = {k: latency(k, signal.SIGSTOP, 3, 35 if k == "monit" else 3) for k in ("warden", "monit")}
     for k, v in hang.items():
         print("SIGSTOP -> serving, %-6s: %s" % (k, summary(v)))
+    costs()
+
+
+def costs():
     for checks in (1, 50, 200):
         w = cost("warden", checks)
         m = cost("monit", checks)
