@@ -100,6 +100,9 @@ extension Supervisor {
                 $0.pid = process.pid
                 $0.processStartTicks = process.startTime
                 $0.startedAt = ProcessTable.startDate(process)
+                // CPU is a difference between two samples of the same process.
+                $0.lastCPUTicks = nil
+                $0.lastCPUSample = nil
             }
             watch(process.pid)
             // A death between locating and watching would be missed by the pidfd: look once more.
@@ -181,8 +184,8 @@ extension Supervisor {
         var metrics = runtime.metrics
         if let lastTicks = runtime.lastCPUTicks, let lastSample = runtime.lastCPUSample, runtime.pid == process.pid {
             let elapsed = Double((now - lastSample).components.seconds) + Double((now - lastSample).components.attoseconds) / 1e18
-            if elapsed > 0 {
-                let ticks = Double(process.cpuTicks &- lastTicks) / Double(ProcessTable.clockTicksPerSecond)
+            if elapsed > 0, process.cpuTicks >= lastTicks {
+                let ticks = Double(process.cpuTicks - lastTicks) / Double(ProcessTable.clockTicksPerSecond)
                 metrics.cpuPercent = max(0, ticks / elapsed / Double(ProcessTable.cpuCount) * 100)
             }
         }

@@ -66,6 +66,7 @@ public final class ControlRouter: Sendable {
     let logger: Logger
     /// Proves a form was served by this daemon: POSTs without it are refused (CSRF).
     let csrfToken: String
+    let metrics = MetricsExporter()
     private let failures = Mutex<[String: Int]>([:])
 
     public init(supervisor: Supervisor, policy: AccessPolicy, configuration: Configuration, logger: Logger) {
@@ -105,7 +106,7 @@ public final class ControlRouter: Sendable {
         case ("GET", "/_summary"):
             return .text(200, TextStatus.summary(await supervisor.snapshots()))
         case ("GET", "/metrics"):
-            return .text(200, Metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
+            return .text(200, metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
         case ("POST", "/_doaction"):
             return await action(request, identity: identity, service: request.form["service"], redirect: false)
         case ("GET", _), ("HEAD", _):

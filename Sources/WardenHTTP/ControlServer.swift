@@ -22,8 +22,11 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
     /// `with ssl { pemfile: … }`: HTTPS with the certificate and key of one PEM file, as monit has it.
     let tls: NIOSSLContext?
     private let bound = Mutex<[any Channel]>([])
+    /// Subscribed at creation, so the event counters miss nothing.
+    private let events: AsyncStream<Event>
 
     public init(settings: HTTPDSettings, supervisor: Supervisor, configuration: Configuration, logger: Logger) throws {
+        self.events = supervisor.events.subscribe()
         self.settings = settings
         self.logger = logger
         self.tls = try settings.ssl?.pemfile.map { try TLSFiles.serverContext(certificate: $0, key: $0) }
@@ -52,6 +55,10 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         bound.withLock { $0 = channels.map(\.channel) }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
+                let (events, metrics) = (self.events, router.metrics)
+                group.addTask {
+                    for await event in events.cancelOnGracefulShutdown() { metrics.record(event) }
+                }
                 for channel in channels {
                     group.addTask {
                         try? await channel.executeThenClose { inbound in

@@ -130,6 +130,7 @@ public enum Pages {
     }
 
     static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, abs(seconds) < 1e15 else { return "-" }
         let total = Int(seconds)
         let days = total / 86400
         let hours = total % 86400 / 3600
@@ -151,6 +152,7 @@ public enum Pages {
     }
 
     static func format(_ value: Double) -> String {
+        guard value.isFinite, abs(value) < 1e15 else { return value.isNaN ? "-" : String(describing: value) }
         let tenths = Int((value * 10).rounded())
         return "\(tenths / 10).\(abs(tenths % 10))"
     }

@@ -1,5 +1,9 @@
 import WardenConfig
 import WardenCore
+import CoreMetrics
+import Metrics
+import Prometheus
+import Synchronization
 import WardenPlatform
 
 #if canImport(Glibc)
@@ -68,33 +72,64 @@ enum XMLStatus {
     static func escape(_ text: String) -> String { Pages.escape(text) }
 }
 
-/// `/metrics`: Prometheus text exposition of every service.
-enum Metrics {
-    static func exposition(_ snapshots: [ServiceSnapshot]) -> String {
-        var out = ""
-        func family(_ name: String, _ type: String, _ help: String, _ values: [(ServiceSnapshot, Double)]) {
-            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-            for (service, value) in values {
-                out += "\(name){service=\"\(labelEscape(service.name))\",type=\"\(service.type.lowercased())\"} \(value)\n"
+/// `/metrics`: swift-metrics instruments, exported in Prometheus's text format by swift-prometheus.
+/// Gauges per service are made once, when a service is first seen; event counters as events happen.
+final class MetricsExporter: Sendable {
+    private struct ServiceInstruments {
+        var up: CoreMetrics.Gauge
+        var monitored: CoreMetrics.Gauge
+        var status: CoreMetrics.Gauge
+        var restarts: CoreMetrics.Counter
+        var restartsSeen: Int
+        var cpu: CoreMetrics.Gauge
+        var memory: CoreMetrics.Gauge
+        var responseTime: CoreMetrics.Gauge
+    }
+
+    let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let instruments = Mutex<[String: ServiceInstruments]>([:])
+
+    init() {
+        factory = PrometheusMetricsFactory(registry: registry)
+    }
+
+    /// Counts an event: `warden_events_total{service, event, state}`.
+    func record(_ event: Event) {
+        CoreMetrics.Counter(
+            label: "warden_events_total",
+            dimensions: [("service", event.service), ("event", event.kind.rawValue), ("state", event.state.rawValue)],
+            factory: factory
+        ).increment()
+    }
+
+    /// Brings the gauges up to date with the services and renders the exposition.
+    func exposition(_ snapshots: [ServiceSnapshot]) -> String {
+        instruments.withLock { instruments in
+            for service in snapshots {
+                let dimensions = [("service", service.name), ("type", service.type.lowercased())]
+                var set = instruments[service.name] ?? ServiceInstruments(
+                    up: CoreMetrics.Gauge(label: "warden_service_up", dimensions: dimensions, factory: factory),
+                    monitored: CoreMetrics.Gauge(label: "warden_service_monitored", dimensions: dimensions, factory: factory),
+                    status: CoreMetrics.Gauge(label: "warden_service_status", dimensions: dimensions, factory: factory),
+                    restarts: CoreMetrics.Counter(label: "warden_service_restarts_total", dimensions: dimensions, factory: factory),
+                    restartsSeen: 0,
+                    cpu: CoreMetrics.Gauge(label: "warden_service_cpu_percent", dimensions: dimensions, factory: factory),
+                    memory: CoreMetrics.Gauge(label: "warden_service_memory_bytes", dimensions: dimensions, factory: factory),
+                    responseTime: CoreMetrics.Gauge(label: "warden_service_check_seconds", dimensions: dimensions, factory: factory))
+                set.up.record(service.isHealthy ? 1 : 0)
+                set.monitored.record(service.monitor == .notMonitored ? 0 : 1)
+                set.status.record(Double(XMLStatus.statusBits(service)))
+                if service.restarts > set.restartsSeen {
+                    set.restarts.increment(by: service.restarts - set.restartsSeen)
+                    set.restartsSeen = service.restarts
+                }
+                set.cpu.record(service.metrics.cpuPercent ?? 0)
+                set.memory.record(Double(service.metrics.memoryBytes ?? 0))
+                set.responseTime.record(service.metrics.responseTime ?? 0)
+                instruments[service.name] = set
             }
         }
-        family("warden_service_up", "gauge", "1 when the service is monitored and all its checks pass.", snapshots.map { ($0, $0.isHealthy ? 1 : 0) })
-        family("warden_service_monitored", "gauge", "1 when warden monitors the service.", snapshots.map { ($0, $0.monitor == .notMonitored ? 0 : 1) })
-        family("warden_service_status", "gauge", "monit's status bit mask of failing checks (0 = OK).", snapshots.map { ($0, Double(XMLStatus.statusBits($0))) })
-        family("warden_service_restarts_total", "counter", "Starts and restarts done by warden.", snapshots.map { ($0, Double($0.restarts)) })
-        family("warden_service_cpu_percent", "gauge", "CPU use of the service's process.", snapshots.compactMap { s in s.metrics.cpuPercent.map { (s, $0) } })
-        family("warden_service_memory_bytes", "gauge", "Resident memory of the service's process.", snapshots.compactMap { s in s.metrics.memoryBytes.map { (s, Double($0)) } })
-        family("warden_service_check_seconds", "gauge", "Response time of the last connection test.", snapshots.compactMap { s in s.metrics.responseTime.map { (s, $0) } })
-        return out
-    }
-
-    static func labelEscape(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
-    }
-}
-
-extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+        return registry.emitToString()
     }
 }

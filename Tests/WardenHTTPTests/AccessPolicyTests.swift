@@ -56,3 +56,16 @@ struct AccessPolicyTests {
         #expect(!AccessPolicy.constantTimeEquals([], Array("a".utf8)))
     }
 }
+
+@Suite("Dashboard formatting")
+struct PagesTests {
+    @Test func numbersThatCannotBeIntegersDoNotCrashThePage() {
+        // A CPU sample across a pid change once produced ~1e17 %; the page must never trap on it.
+        #expect(Pages.format(1.25) == "1.3" || Pages.format(1.25) == "1.2")
+        #expect(!Pages.format(.infinity).isEmpty)
+        #expect(Pages.format(.nan) == "-")
+        #expect(!Pages.format(1.8e19).isEmpty)
+        #expect(Pages.duration(.infinity) == "-")
+        #expect(Pages.duration(3725) == "1h 2m")
+    }
+}
