@@ -17,7 +17,7 @@ extension Parser {
         currentSite = nil
         let nameToken = try value("a service name")
         var name = nameToken.text
-        if name == "$HOST" { name = localHostName() }
+        if name == "$HOST" { name = HostName.current }
         let kind: Service.Kind
         switch typeToken.keyword {
         case "process":
@@ -154,12 +154,6 @@ extension Parser {
         if let problem = RegexValidator.problem(in: token.text) {
             throw fail(.invalidRegex, "invalid regular expression \(token.display): \(problem)", at: token)
         }
-    }
-
-    func localHostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

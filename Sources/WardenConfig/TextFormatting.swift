@@ -59,3 +59,12 @@ extension StringProtocol {
         return String(result)
     }
 }
+
+/// The machine's host name (`$HOST` in control files and mails, the dashboard's title).
+public enum HostName {
+    public static var current: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -57,7 +57,7 @@ public actor Supervisor: ServiceLifecycle.Service {
         self.events = events
         self.stateStore = stateStore ?? configuration.statefile.map(StateStore.init(path:))
         self.probe = probe
-        self.hostName = Self.localHostName()
+        self.hostName = HostName.current
         let (stream, continuation) = AsyncStream.makeStream(of: Trigger.self)
         self.triggers = stream
         self.triggerContinuation = continuation
@@ -333,7 +333,7 @@ public actor Supervisor: ServiceLifecycle.Service {
 
     private func restoreState() {
         guard let stored = stateStore?.load() else { return }
-        let rebooted = stored.bootTime != Self.bootTime()
+        let rebooted = stored.bootTime != ProcessTable.bootTime
         cycle = stored.cycle
         for (name, saved) in stored.services {
             guard services[name] != nil else { continue }
@@ -354,7 +354,7 @@ public actor Supervisor: ServiceLifecycle.Service {
     func saveState() {
         guard let stateStore else { return }
         var state = PersistentState()
-        state.bootTime = Self.bootTime()
+        state.bootTime = ProcessTable.bootTime
         state.cycle = cycle
         for (name, runtime) in services {
             state.services[name] = .init(
@@ -369,22 +369,7 @@ public actor Supervisor: ServiceLifecycle.Service {
         }
     }
 
-    static func bootTime() -> UInt64 {
-        guard let stat = try? FileSystemReader().read("/proc/stat") else { return 0 }
-        let text = String(decoding: stat, as: UTF8.self)
-        for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
-            return UInt64(line.dropFirst(6)) ?? 0
-        }
-        return 0
-    }
-
     public static let version = "0.1.0"
-
-    static func localHostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 
     nonisolated func watch(_ pid: pid_t) {
         exitWatcher.watch(pid)

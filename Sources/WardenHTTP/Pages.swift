@@ -157,11 +157,7 @@ public enum Pages {
         return "\(tenths / 10).\(abs(tenths % 10))"
     }
 
-    public static func hostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    public static func hostName() -> String { HostName.current }
 }
 
 extension String {

@@ -45,7 +45,7 @@ public struct ConnectionProbe: Sendable {
         let started = ContinuousClock.now
         do {
             let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(Int64(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)))
+                .connectTimeout(Self.timeAmount(timeout))
                 .connect(host: host, port: port).get()
             try? await channel.close()
             return ProbeResult(succeeded: true, message: "connection succeeded", responseTime: .now - started, status: nil)
@@ -73,11 +73,10 @@ public struct ConnectionProbe: Sendable {
     public func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String) {
         let started = ContinuousClock.now
         let promise = group.next().makePromise(of: (Int, [UInt8]).self)
-        let timeoutNanos = Int64(request.timeout.components.seconds) * 1_000_000_000
-            + request.timeout.components.attoseconds / 1_000_000_000
+        let timeout = Self.timeAmount(request.timeout)
         do {
             let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(timeoutNanos))
+                .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -86,7 +85,7 @@ public struct ConnectionProbe: Sendable {
                     }
                 }
                 .connect(host: request.host, port: request.port).get()
-            let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeoutNanos)) {
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) {
                 promise.fail(ProbeTimeout())
             }
             defer {
@@ -106,6 +105,10 @@ public struct ConnectionProbe: Sendable {
             }
             return (ProbeResult(succeeded: false, message: message, responseTime: .now - started, status: nil), "")
         }
+    }
+
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     static func describe(_ error: any Error) -> String {
