@@ -26,7 +26,6 @@ struct ServiceRuntime {
     /// After a start, connection failures count only once a test has passed or the start timeout is over.
     var connectionGraceUntil: ContinuousClock.Instant?
     var lastCheck: WallClock.Time?
-    var lastCheckCycle = -1
     var lastAutomaticStart: ContinuousClock.Instant?
     var lastCPUTicks: UInt64?
     var lastCPUSample: ContinuousClock.Instant?

@@ -15,7 +15,6 @@ extension Supervisor {
         update(name) {
             $0.busy = true
             $0.lastCheck = WallClock.now()
-            $0.lastCheckCycle = cycle
         }
         switch runtime.config.kind {
         case .process:

@@ -10,7 +10,6 @@ public final class SpawnedProgram: Sendable {
     public let pid: pid_t
     private let output: Mutex<[UInt8]>
     private let limit: Int
-    private let finished = Mutex(false)
 
     init(pid: pid_t, limit: Int) {
         self.pid = pid

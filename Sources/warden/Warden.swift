@@ -160,20 +160,10 @@ extension Warden {
 }
 
 func printError(_ text: String, terminator: String = "\n") {
-    writeAll(2, text + terminator)
+    LogSink.writeAll(2, text + terminator)
 }
 
 /// Unbuffered standard output, for lines that must appear before a long-running part starts.
 func printOut(_ text: String, terminator: String = "\n") {
-    writeAll(1, text + terminator)
-}
-
-private func writeAll(_ fd: Int32, _ text: String) {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if written <= 0 { return }
-        offset += written
-    }
+    LogSink.writeAll(1, text + terminator)
 }

@@ -252,3 +252,25 @@ extension TestSupport {
         return (cert, key, pem)
     }
 }
+
+extension TestSupport {
+    /// Sends raw bytes on a new connection to 127.0.0.1 and reads until the server closes it (or 5 s
+    /// pass): what a server answers to malformed requests, and whether it closes the connection.
+    public static func rawExchange(port: Int, _ request: String) throws -> (response: String, closed: Bool) {
+        let result = try run("/usr/bin/python3", ["-c", """
+            import socket, sys
+            s = socket.create_connection(("127.0.0.1", \(port)), timeout=5)
+            s.sendall(sys.stdin.buffer.read())
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk: break
+                    data += chunk
+            except socket.timeout:
+                data += b" TIMEOUT"
+            print(data.decode(errors="replace"))
+            """], input: request, timeout: 15)
+        return (result.stdout, !result.stdout.contains("TIMEOUT"))
+    }
+}
