@@ -2,6 +2,7 @@
 #include "warden_shims.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -23,6 +24,13 @@ int warden_pidfd_open(pid_t pid) {
 
 int warden_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+int warden_usable_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_COUNT(&set);
 }
 
 int warden_spawn(const char *path, char *const argv[], char *const envp[], int input_fd, int output_fd,

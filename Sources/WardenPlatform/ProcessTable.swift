@@ -1,3 +1,4 @@
+import CWardenShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,6 +26,11 @@ public enum ProcessTable {
     public static let clockTicksPerSecond = UInt64(sysconf(Int32(_SC_CLK_TCK)))
     public static let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
     public static let cpuCount = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    /// The CPUs warden may run on (its affinity mask, e.g. under `taskset`), for sizing thread pools.
+    public static var usableCPUCount: Int {
+        let count = Int(warden_usable_cpu_count())
+        return count > 0 ? count : cpuCount
+    }
 
     public static func snapshot(_ pid: pid_t) -> ProcessSnapshot? {
         guard pid > 0, let text = readSmallFile("/proc/\(pid)/stat") else { return nil }

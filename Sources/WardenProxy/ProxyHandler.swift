@@ -1,54 +1,82 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 import WardenConfig
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What every connection of one proxy shares.
 struct ProxyContext: Sendable {
     let settings: ProxySettings
-    let router: SiteRouter
+    let sites: SiteTable
     let pool: UpstreamPool
     let availability: ServiceAvailability
-    let accessLogs: [String: LogFile]
-    let maintenancePages: [String: [UInt8]]
     var scheme: String
 }
 
+/// Numbers client connections for the error log (nginx's `*N`).
+private let connectionNumbers = Atomic<UInt64>(0)
+
 /// One client connection: routes each request to an upstream (streaming both ways, with
-/// back-pressure), a directory, or a page of its own; holds requests while the app restarts.
+/// back-pressure), a directory, or a page of its own; holds requests while the app restarts;
+/// turns into a byte tunnel when the upstream accepts a WebSocket upgrade.
 ///
-/// Not handled here: HTTP parsing errors (NIO's `HTTPServerProtocolErrorHandler` answers 400 and
-/// closes) and pipelining (NIO's `HTTPServerPipelineHandler` serializes requests).
+/// Requests are decoded by NIO's `HTTPRequestDecoder`; everything written (to the client and to the
+/// upstream) is bytes, and upstream responses are framed by `ResponseFramer` and passed through, so a
+/// proxied request costs one decode, not three decodes and two encodes.
+/// Pipelined requests are queued here rather than by NIO's pipelining handler, which stops and
+/// restarts reading the socket around every request (two `epoll_ctl` calls each).
 final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = IOData
 
     enum State {
         case idle
         /// Waiting for the service or a connection; request parts are kept meanwhile.
-        case pending(deadline: NIODeadline, parts: [HTTPClientRequestPart], ended: Bool)
+        case pending(deadline: NIODeadline, parts: [ByteBuffer], ended: Bool)
         case forwarding(UpstreamHandler, requestEnded: Bool)
         /// Answered locally (static file, error page); the rest of the request body is dropped.
         case draining
+        /// Upgraded: the pipeline is being handed to a `TunnelHandler`.
+        case tunnel
+    }
+
+    /// What the connection's one timer is waiting for.
+    enum Timeout {
+        case none, header, idle, upstreamRead, send
     }
 
     private let shared: ProxyContext
+    private let number = connectionNumbers.add(1, ordering: .relaxed).newValue
     private var state = State.idle
+    private weak var context: ChannelHandlerContext?
+    private var clientAddress = "-"
+
+    // The request being answered.
     private var request: HTTPRequestHead?
-    private var route: (site: Site, upstream: HTTPURL, service: String?)?
+    private var entry: SiteTable.Entry?
+    private var upstreamURL: HTTPURL?
+    private var service: String?
     private var keepAlive = true
+    private var upgrade = false
     private var responseStatus = 0
     private var responseBytes = 0
-    private var clientAddress = "-"
-    private var readTimeout: Scheduled<Void>?
-    private weak var context: ChannelHandlerContext?
     /// The head sent upstream, kept so an idempotent request can be sent again on a new connection.
-    private var forwardedHead: HTTPRequestHead?
+    private var forwardedHead: ByteBuffer?
+    /// The client's body was chunked; NIO hands it over de-chunked, so it is chunked again upstream.
+    private var chunkedBody = false
     private var retries = 0
+
+    /// Pipelined request parts that arrived while a response was still going out.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var processingQueue = false
+    private var clientPaused = false
+    private var upstreamNeedsFlush = false
+
+    // One timer per connection, re-armed lazily: most requests only move `deadline`.
+    private var timeout = Timeout.none
+    private var deadline = NIODeadline.distantFuture
+    private var timer: Scheduled<Void>?
+    private var timerFiresAt = NIODeadline.distantFuture
 
     init(shared: ProxyContext) {
         self.shared = shared
@@ -57,16 +85,74 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
+        if context.channel.isActive { setTimeout(.header, context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
+        setTimeout(.header, context: context)
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if case .tunnel = state { return }
+        if !queued.isEmpty || (part.isHead && !isIdle) {
+            queued.append(part)
+            // A client pipelining faster than it is answered waits for its answers.
+            if queued.count > 64 { setClientReading(false, context: context) }
+            return
+        }
+        handle(part, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if upstreamNeedsFlush, case .forwarding(let upstream, _) = state {
+            upstreamNeedsFlush = false
+            upstream.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    private var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             start(head, context: context)
         case .body(let buffer):
-            forward(.body(.byteBuffer(buffer)), context: context)
-        case .end(let trailers):
-            forward(.end(trailers), context: context)
+            guard buffer.readableBytes > 0 else { return }
+            if chunkedBody {
+                var prefix = context.channel.allocator.buffer(capacity: 24)
+                prefix.writeString(String(buffer.readableBytes, radix: 16))
+                prefix.writeStaticString("\r\n")
+                forward(prefix, end: false, context: context)
+                forward(buffer, end: false, context: context)
+                forward(Self.crlf, end: false, context: context)
+            } else {
+                forward(buffer, end: false, context: context)
+            }
+        case .end:
+            forward(chunkedBody ? Self.lastChunk : Self.empty, end: true, context: context)
+        }
+    }
+
+    private static let crlf = ByteBuffer(string: "\r\n")
+    private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
+    private static let empty = ByteBuffer()
+
+    /// Starts the queued requests once the one before them is answered.
+    private func processQueue(context: ChannelHandlerContext) {
+        guard !processingQueue else { return }
+        processingQueue = true
+        defer { processingQueue = false }
+        while let part = queued.first {
+            if part.isHead, !isIdle { break }
+            queued.removeFirst()
+            handle(part, context: context)
         }
     }
 
@@ -75,17 +161,20 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         request = head
         keepAlive = head.isKeepAlive
+        upgrade = false
         responseStatus = 0
         responseBytes = 0
-        route = nil
-        if let problem = Self.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
+        upstreamURL = nil
+        service = nil
+        setTimeout(.none, context: context)
+        entry = shared.sites.snapshot.entry(forHost: head.headers.first(name: "Host"))
+        if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
             keepAlive = false
+            logError("info", "client sent an invalid request (\(problem.code) \(problem.reasonPhrase))")
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
             return
         }
-        guard let site = shared.router.site(forHost: head.headers.first(name: "Host")),
-            let route = SiteRouter.route(in: site, path: Self.path(of: head.uri))
-        else {
+        guard let entry, let route = entry.route(for: HeaderRules.path(of: head.uri)) else {
             respond(status: .notFound, body: ProxyPages.notFound, context: context)
             return
         }
@@ -96,53 +185,71 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             responseStatus = Int(response.status.code)
             writeStatic(response, context: context)
         case .upstream(let url, let service):
-            self.route = (site, url, service)
-            if shared.availability.inMaintenance(site.name) {
-                maintenance(site, context: context)
+            upstreamURL = url
+            self.service = service
+            if shared.availability.inMaintenance(entry.site.name) {
+                maintenance(context: context)
                 return
             }
-            let forwarded = Self.upstreamHead(head, client: clientAddress, scheme: shared.scheme)
-            forwardedHead = forwarded
+            upgrade = HeaderRules.isUpgrade(head)
+            chunkedBody = head.headers.contains(name: "Transfer-Encoding")
+            var forwarded = HeaderRules.upstreamHead(head, client: clientAddress, scheme: shared.scheme, upgrade: upgrade)
+            forwarded.uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: url.path)
+            var bytes = context.channel.allocator.buffer(capacity: 512)
+            HeadEncoding.request(forwarded, into: &bytes)
+            forwardedHead = bytes
             retries = 0
-            state = .pending(deadline: .now() + .seconds(Int64(site.hold)), parts: [.head(forwarded)], ended: false)
+            state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), parts: [bytes], ended: false)
             connect(context: context)
         }
     }
 
-    private func forward(_ part: HTTPClientRequestPart, context: ChannelHandlerContext) {
-        let isEnd: Bool
-        if case .end = part { isEnd = true } else { isEnd = false }
+    /// `pass /app to http://host/base/` sends `/app/x` as `/base/x`; a bare `http://host/` keeps the URI.
+    static func upstreamURI(_ uri: String, prefix: String, base: String) -> String {
+        guard base != "/", uri.hasPrefix(prefix) else { return uri }
+        let rest = uri.dropFirst(prefix.count)
+        if base.hasSuffix("/"), rest.hasPrefix("/") { return base + rest.dropFirst() }
+        if !base.hasSuffix("/"), !rest.isEmpty, !rest.hasPrefix("/"), !rest.hasPrefix("?") { return base + "/" + rest }
+        return base + rest
+    }
+
+    private func forward(_ bytes: ByteBuffer, end isEnd: Bool, context: ChannelHandlerContext) {
         switch state {
         case .pending(let deadline, var parts, _):
-            parts.append(part)
+            state = .idle  // keeps `parts` uniquely referenced while it grows
+            if bytes.readableBytes > 0 { parts.append(bytes) }
             state = .pending(deadline: deadline, parts: parts, ended: isEnd)
         case .forwarding(let upstream, _):
-            upstream.send(part, flush: true)
+            if bytes.readableBytes > 0 {
+                upstream.write(bytes)
+                upstreamNeedsFlush = true
+            }
             if isEnd {
                 state = .forwarding(upstream, requestEnded: true)
-                armReadTimeout(context: context)
+                setTimeout(.upstreamRead, context: context)
+            } else if !upstream.isWritable {
+                // Back-pressure on uploads: the client waits while the upstream's socket is full.
+                setClientReading(false, context: context)
             }
-        case .draining, .idle:
+        case .draining, .idle, .tunnel:
             break
         }
     }
 
     /// Connects (or reuses a pooled connection); while the service is down or refuses, retries until the hold ends.
     private func connect(context: ChannelHandlerContext) {
-        guard case .pending(let deadline, _, _) = state, let route else { return }
-        if let service = route.service, !shared.availability.isUp(service) {
+        guard case .pending(let deadline, _, _) = state, let url = upstreamURL else { return }
+        if let service, !shared.availability.isUp(service) {
             setClientReading(false, context: context)
             if NIODeadline.now() < deadline {
                 retry(after: .milliseconds(25), context: context)
             } else {
-                maintenance(route.site, context: context)
+                maintenance(context: context)
             }
             return
         }
-        let host = route.upstream.host
-        let port = route.upstream.port
         let pool = shared.pool
-        if let channel = shared.pool.acquire(on: context.eventLoop, host: host, port: port),
+        if let channel = pool.acquire(on: context.eventLoop, host: url.host, port: url.port),
             let upstream = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
         {
             attach(upstream, context: context)
@@ -156,11 +263,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pool))
+                    // Bytes after a 101 belong to the upgraded protocol: they go on to the tunnel.
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: url.host, port: url.port, pool: pool))
                 }
             }
-            .connect(host: host, port: port)
+            .connect(host: url.host, port: url.port)
             .assumeIsolated()
             .whenComplete { result in
                 let handler = loopBound.value
@@ -172,16 +279,22 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                         return
                     }
                     handler.attach(upstream, context: context)
-                case .failure:
-                    if case .pending(let deadline, _, _) = handler.state, route.site.hold > 0, NIODeadline.now() < deadline {
-                        handler.retry(after: .milliseconds(25), context: context)
-                    } else if route.service.map({ !handler.shared.availability.isUp($0) }) == true {
-                        handler.maintenance(route.site, context: context)
-                    } else {
-                        handler.respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
-                    }
+                case .failure(let error):
+                    handler.connectFailed(error, context: context)
                 }
             }
+    }
+
+    private func connectFailed(_ error: any Error, context: ChannelHandlerContext) {
+        guard case .pending(let deadline, _, _) = state, let entry else { return }
+        if entry.site.hold > 0, NIODeadline.now() < deadline {
+            retry(after: .milliseconds(25), context: context)
+        } else if let service, !shared.availability.isUp(service) {
+            maintenance(context: context)
+        } else {
+            logError("error", "connect() failed (\(error)) while connecting to upstream")
+            respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
+        }
     }
 
     private func retry(after delay: TimeAmount, context: ChannelHandlerContext) {
@@ -200,57 +313,74 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
-        for (index, part) in parts.enumerated() {
-            upstream.send(part, flush: index == parts.count - 1)
+        if let request, let url = upstreamURL {
+            let publicHost = request.headers.first(name: "Host") ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost"
+            upstream.expectResponse(
+                toHead: request.method == .HEAD, dechunk: request.version == .http1_0,
+                rewrite: ResponseFramer.Rewrite(upstream: url, scheme: shared.scheme, publicHost: publicHost))
         }
-        if ended { armReadTimeout(context: context) }
-        setClientReading(true, context: context)
+        for part in parts { upstream.write(part) }
+        upstream.flush()
+        if ended { setTimeout(.upstreamRead, context: context) }
+        if upstream.isWritable { setClientReading(true, context: context) }
     }
 
-    private var clientPaused = false
-
-    /// Toggles reading from the client only when it changes (an option set per request costs).
+    /// Toggles reading from the client only when it changes (each change is an `epoll_ctl`).
     private func setClientReading(_ reading: Bool, context: ChannelHandlerContext) {
         guard clientPaused == reading else { return }
         clientPaused = !reading
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: reading)
     }
 
-    private func armReadTimeout(context: ChannelHandlerContext) {
-        readTimeout?.cancel()
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        readTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(shared.settings.readTimeout))) {
-            let handler = loopBound.value
-            guard let context = handler.context, case .forwarding(let upstream, _) = handler.state, handler.responseStatus == 0 else { return }
-            upstream.release(reusable: false)
-            handler.respond(status: .gatewayTimeout, body: ProxyPages.gatewayTimeout, context: context)
-        }
-    }
-
     // MARK: - Responses from the upstream (called by UpstreamHandler on the same event loop)
 
-    func upstreamHead(_ head: HTTPResponseHead) {
-        guard let context else { return }
-        readTimeout?.cancel()
-        var headers = Self.withoutHopByHop(head.headers)
-        if let route, let request {
-            let publicHost = request.headers.first(name: "Host") ?? route.site.hosts.first ?? "localhost"
-            for name in ["Location", "Content-Location", "Refresh"] {
-                guard let value = headers.first(name: name) else { continue }
-                headers.replaceOrAdd(name: name, value: Self.reverseRewrite(value, upstream: route.upstream, publicBase: "\(shared.scheme)://\(publicHost)"))
+    func upstreamInformational(_ bytes: ByteBuffer) {
+        guard let context, let request, request.version != .http1_0 else { return }
+        context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+    }
+
+    func upstreamHead(_ head: ResponseFramer.Head, upstream: UpstreamHandler) {
+        guard let context, let request else { return }
+        if timeout == .upstreamRead { setTimeout(.none, context: context) }
+        responseStatus = head.status
+        var bytes = head.bytes
+        if head.status == 101 {
+            guard upgrade else {
+                upstreamBroken(ResponseFramer.Failure(description: "upstream switched protocols unasked"))
+                return
+            }
+        } else {
+            // A body that ends with the upstream connection, or chunks a 1.0 client cannot read, ends this one too.
+            if head.framing == .untilClose || (head.framing == .chunked && request.version == .http1_0) { keepAlive = false }
+            if !keepAlive {
+                bytes.writeStaticString("Connection: close\r\n")
+            } else if request.version == .http1_0 {
+                bytes.writeStaticString("Connection: keep-alive\r\n")
             }
         }
-        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
-        responseStatus = Int(head.status.code)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request?.version ?? .http1_1, status: head.status, headers: headers))), promise: nil)
+        bytes.writeStaticString("\r\n")
+        context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
     }
 
     func upstreamBody(_ buffer: ByteBuffer, upstream: UpstreamHandler) {
         guard let context else { return }
         responseBytes += buffer.readableBytes
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
         // Back-pressure: a slow client stops the reads from the upstream until it catches up.
-        if !context.channel.isWritable { upstream.pauseReading() }
+        if !context.channel.isWritable {
+            // Paused before the flush: a flush that drains the socket reports writability at once.
+            upstream.pauseReading()
+            context.flush()
+        }
+    }
+
+    func flushClient() {
+        context?.flush()
+    }
+
+    func upstreamWritable() {
+        guard let context, case .forwarding(_, false) = state else { return }
+        setClientReading(true, context: context)
     }
 
     func upstreamEnd(upstream: UpstreamHandler, reusable: Bool) {
@@ -263,47 +393,166 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamFailed() {
         guard let context else { return }
-        readTimeout?.cancel()
+        if timeout == .upstreamRead { setTimeout(.none, context: context) }
         // The upstream died before answering (a crash, or a pooled connection it had closed): an
         // idempotent request without a body is sent again, held while the service comes back.
-        if responseStatus == 0, case .forwarding(_, true) = state, let head = forwardedHead, let route,
-            head.method == .GET || head.method == .HEAD, retries < 3
+        if responseStatus == 0, case .forwarding(_, true) = state, let head = forwardedHead, let entry,
+            request?.method == .GET || request?.method == .HEAD, retries < 3
         {
             retries += 1
-            state = .pending(deadline: .now() + .seconds(Int64(max(route.site.hold, 1))), parts: [.head(head), .end(nil)], ended: true)
+            state = .pending(deadline: .now() + .seconds(Int64(max(entry.site.hold, 1))), parts: [head], ended: true)
             retry(after: .milliseconds(10), context: context)
             return
         }
         if responseStatus == 0 {
+            logError("error", "upstream prematurely closed connection while reading response header from upstream")
+            respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
+        } else {
+            logError("error", "upstream prematurely closed connection while reading upstream")
+            context.close(promise: nil)
+        }
+    }
+
+    /// The upstream's response was malformed (its connection is already closed).
+    func upstreamBroken(_ error: any Error) {
+        guard let context else { return }
+        logError("error", "\(error) while reading response header from upstream")
+        if responseStatus == 0 || !isForwarding {
+            state = .draining
             respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
         } else {
             context.close(promise: nil)
         }
     }
 
+    private var isForwarding: Bool {
+        if case .forwarding = state { return true }
+        return false
+    }
+
+    /// After a 101 the connection is no longer HTTP: both pipelines become a byte tunnel. Bytes the
+    /// upstream sent after its 101 go to the client first; bytes the client sent after its request
+    /// come out of the request decoder when it is removed, into the tunnel.
+    func upstreamSwitched(leftover: ByteBuffer, upstream: UpstreamHandler) {
+        guard let context, let upstreamContext = upstream.context else { return }
+        state = .tunnel
+        setTimeout(.none, context: context)
+        logAccess()
+        upstream.owner = nil
+        if leftover.readableBytes > 0 { context.write(wrapOutboundOut(.byteBuffer(leftover)), promise: nil) }
+        context.flush()
+        let (clientSide, upstreamSide) = TunnelHandler.pair()
+        let client = context.pipeline.syncOperations
+        let server = upstreamContext.pipeline.syncOperations
+        do {
+            try server.addHandler(upstreamSide)
+            server.removeHandler(upstream, promise: nil)
+            try client.addHandler(clientSide)
+            client.removeHandler(context: context, promise: nil)
+            if let decoder = try? client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+                client.removeHandler(decoder, promise: nil)
+            }
+        } catch {
+            context.close(promise: nil)
+            upstreamContext.close(promise: nil)
+        }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .forwarding(let upstream, _) = state { upstream.resumeReading() }
+        if context.channel.isWritable {
+            if case .forwarding(let upstream, _) = state { upstream.resumeReading() }
+            if timeout == .send { setTimeout(.none, context: context) }
+        } else if timeout == .none {
+            setTimeout(.send, context: context)
+        }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        readTimeout?.cancel()
+        timer?.cancel()
+        timer = nil
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
         state = .idle
+        queued.removeAll()
         context.fireChannelInactive()
+    }
+
+    /// A request NIO's decoder cannot parse: 400 (431 for an oversized head) when no response is
+    /// under way, and the connection closed either way; other errors just close it.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parseError = error as? HTTPParserError, isIdle, queued.isEmpty else {
+            context.close(promise: nil)
+            return
+        }
+        let status: HTTPResponseStatus = parseError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        request = nil
+        entry = nil
+        keepAlive = false
+        respond(status: status, body: ProxyPages.page(Int(status.code), status.reasonPhrase, "warden"), context: context)
+    }
+
+    // MARK: - Timeouts
+
+    private func setTimeout(_ kind: Timeout, context: ChannelHandlerContext) {
+        timeout = kind
+        let seconds: Int
+        switch kind {
+        case .none:
+            deadline = .distantFuture
+            return
+        case .header: seconds = shared.settings.headerTimeout
+        case .idle: seconds = shared.settings.idleTimeout
+        case .upstreamRead: seconds = shared.settings.readTimeout
+        case .send: seconds = shared.settings.sendTimeout
+        }
+        deadline = .now() + .seconds(Int64(seconds))
+        if deadline < timerFiresAt { arm(at: deadline, context: context) }
+    }
+
+    private func arm(at when: NIODeadline, context: ChannelHandlerContext) {
+        timer?.cancel()
+        timerFiresAt = when
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { loopBound.value.timerFired() }
+    }
+
+    private func timerFired() {
+        timer = nil
+        timerFiresAt = .distantFuture
+        guard let context, timeout != .none else { return }
+        if NIODeadline.now() < deadline {
+            arm(at: deadline, context: context)
+            return
+        }
+        let expired = timeout
+        timeout = .none
+        deadline = .distantFuture
+        switch expired {
+        case .upstreamRead:
+            guard case .forwarding(let upstream, _) = state, responseStatus == 0 else { return }
+            logError("error", "upstream timed out (110: Connection timed out) while reading response header from upstream")
+            upstream.release(reusable: false)
+            respond(status: .gatewayTimeout, body: ProxyPages.gatewayTimeout, context: context)
+        case .header, .idle, .send:
+            context.close(promise: nil)
+        case .none:
+            break
+        }
     }
 
     // MARK: - Local answers
 
-    private func maintenance(_ site: Site, context: ChannelHandlerContext) {
+    private func maintenance(context: ChannelHandlerContext) {
+        guard let entry else { return }
         var headers = HTTPHeaders()
-        headers.add(name: "Retry-After", value: String(max(1, site.hold)))
-        let page = shared.maintenancePages[site.name] ?? ProxyPages.defaultMaintenance
-        respond(status: .serviceUnavailable, body: page, extraHeaders: headers, context: context)
+        headers.add(name: "Retry-After", value: String(max(1, entry.site.hold)))
+        if let service, !shared.availability.isUp(service) {
+            logError("warn", "service \"\(service)\" is not running; answered with the maintenance page")
+        }
+        respond(status: .serviceUnavailable, body: entry.maintenancePage ?? ProxyPages.defaultMaintenance, extraHeaders: headers, context: context)
     }
 
     func respond(status: HTTPResponseStatus, body: [UInt8], extraHeaders: HTTPHeaders = HTTPHeaders(), context: ChannelHandlerContext) {
-        readTimeout?.cancel()
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
         if case .pending(_, _, let ended) = state, !ended { keepAlive = false }
         state = .draining
@@ -314,206 +563,82 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         responseStatus = Int(status.code)
         responseBytes = body.count
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request?.version ?? .http1_1, status: status, headers: headers))), promise: nil)
-        if request?.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        }
-        setClientReading(true, context: context)
+        var bytes = context.channel.allocator.buffer(capacity: 256 + body.count)
+        HeadEncoding.response(status, headers, into: &bytes)
+        if request?.method != .HEAD { bytes.writeBytes(body) }
+        context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
         finish(context: context)
     }
 
     private func writeStatic(_ response: StaticFiles.Response, context: ChannelHandlerContext) {
         var headers = response.headers
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request?.version ?? .http1_1, status: response.status, headers: headers))), promise: nil)
+        var head = context.channel.allocator.buffer(capacity: 512)
+        HeadEncoding.response(response.status, headers, into: &head)
         switch response.body {
         case .bytes(let bytes) where request?.method != .HEAD:
             responseBytes = bytes.count
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+            head.writeBytes(bytes)
+            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         case .file(let handle, let range) where request?.method != .HEAD:
             responseBytes = range.count
+            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
             let region = FileRegion(fileHandle: handle, readerIndex: range.lowerBound, endIndex: range.upperBound)
-            context.write(wrapOutboundOut(.body(.fileRegion(region)))).assumeIsolated().whenComplete { _ in try? handle.close() }
-            finish(context: context)
-            return
+            context.write(wrapOutboundOut(.fileRegion(region))).assumeIsolated().whenComplete { _ in try? handle.close() }
         case .file(let handle, _):
             try? handle.close()
+            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         default:
-            break
+            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         }
         finish(context: context)
     }
 
+    /// Ends the response; the connection then waits for the next request, or closes.
     private func finish(context: ChannelHandlerContext) {
         logAccess()
-        let close = !keepAlive
-        let promise: EventLoopPromise<Void>? = close ? context.eventLoop.makePromise() : nil
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
-        if let promise {
-            promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        state = .idle
+        if keepAlive {
+            context.flush()
+            setTimeout(.idle, context: context)
+            setClientReading(true, context: context)
+            processQueue(context: context)
+        } else {
+            queued.removeAll()
+            let flushed = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: flushed)
+            flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
-        if case .draining = state { state = .idle } else if case .forwarding = state { state = .idle }
     }
+
+    // MARK: - Logs
 
     private func logAccess() {
-        guard let request, let site = route?.site ?? shared.router.site(forHost: request.headers.first(name: "Host")),
-            let log = shared.accessLogs[site.name]
-        else { return }
-        log.write(
-            LogFile.combined(
-                client: clientAddress, time: time(nil), request: "\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)",
-                status: responseStatus, bytes: responseBytes, referer: request.headers.first(name: "Referer"),
-                agent: request.headers.first(name: "User-Agent")))
+        guard let request, let log = entry?.accessLog else { return }
+        log.writeAccess(
+            client: clientAddress, request: "\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)",
+            status: responseStatus, bytes: responseBytes, referer: request.headers.first(name: "Referer"),
+            agent: request.headers.first(name: "User-Agent"))
     }
 
-    // MARK: - Header rules
-
-    /// Requests that must not reach an upstream: smuggling attempts and oversized parts.
-    static func reject(_ head: HTTPRequestHead, maximumBody: Int) -> HTTPResponseStatus? {
-        if head.uri.utf8.count > 8192 { return .uriTooLong }
-        if head.headers.count > 100 || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > 32768 {
-            return .requestHeaderFieldsTooLarge
+    private func logError(_ level: String, _ message: String) {
+        guard let entry, let log = entry.errorLog else { return }
+        var details = [("client", clientAddress), ("server", entry.site.hosts.first { $0 != "*" } ?? entry.site.name)]
+        if let request {
+            details.append(("request", "\"\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)\""))
         }
-        let lengths = head.headers[canonicalForm: "Content-Length"]
-        let encodings = head.headers[canonicalForm: "Transfer-Encoding"]
-        if lengths.count > 1 || (!lengths.isEmpty && !encodings.isEmpty) { return .badRequest }
-        if !encodings.isEmpty, encodings.map({ $0.lowercased() }) != ["chunked"] { return .badRequest }
-        if let length = lengths.first {
-            guard let value = Int(length), value >= 0 else { return .badRequest }
-            if value > maximumBody { return .payloadTooLarge }
-        }
-        for (name, value) in head.headers where name.contains(where: { $0 == "\r" || $0 == "\n" }) || value.contains(where: { $0 == "\r" || $0 == "\n" }) {
-            return .badRequest
-        }
-        return nil
-    }
-
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-        "transfer-encoding", "upgrade", "proxy-connection",
-    ]
-
-    static func withoutHopByHop(_ headers: HTTPHeaders) -> HTTPHeaders {
-        let named = Set(headers[canonicalForm: "Connection"].map { $0.lowercased() })
-        var result = HTTPHeaders()
-        for (name, value) in headers where !hopByHop.contains(name.lowercased()) && !named.contains(name.lowercased()) {
-            result.add(name: name, value: value)
-        }
-        return result
-    }
-
-    /// The request as the upstream gets it: Host preserved, X-Forwarded-*, no hop-by-hop headers.
-    static func upstreamHead(_ head: HTTPRequestHead, client: String, scheme: String) -> HTTPRequestHead {
-        var headers = withoutHopByHop(head.headers)
-        let forwardedFor = head.headers.first(name: "X-Forwarded-For").map { "\($0), \(client)" } ?? client
-        headers.replaceOrAdd(name: "X-Forwarded-For", value: forwardedFor)
-        headers.replaceOrAdd(name: "X-Real-IP", value: client)
-        headers.replaceOrAdd(name: "X-Forwarded-Proto", value: scheme)
-        if let host = head.headers.first(name: "Host") { headers.replaceOrAdd(name: "X-Forwarded-Host", value: host) }
-        if head.headers.first(name: "Transfer-Encoding") != nil { headers.add(name: "Transfer-Encoding", value: "chunked") }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
-    }
-
-    /// ProxyPassReverse: an absolute URL that points at the upstream points at the public host instead.
-    static func reverseRewrite(_ value: String, upstream: HTTPURL, publicBase: String) -> String {
-        let bases = ["http://\(upstream.host):\(upstream.port)", upstream.port == 80 ? "http://\(upstream.host)" : nil].compactMap { $0 }
-        for base in bases {
-            if let range = value.firstRange(of: base) {
-                return String(value[..<range.lowerBound]) + publicBase + String(value[range.upperBound...])
-            }
-        }
-        return value
-    }
-
-    static func path(of uri: String) -> String {
-        String(uri.prefix { $0 != "?" })
+        if let upstreamURL { details.append(("upstream", "\"\(upstreamURL)\"")) }
+        if let host = request?.headers.first(name: "Host") { details.append(("host", "\"\(host)\"")) }
+        log.writeError(level: level, connection: number, message: message, details: details)
     }
 }
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
 
-/// One upstream connection: writes the request parts, hands the response to its owner, and goes back
-/// to the pool when both sides agree to keep it alive.
-final class UpstreamHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
-
-    let host: String
-    let port: Int
-    var owner: ProxyHandler?
-    private var context: ChannelHandlerContext?
-    private var keepAlive = true
-    private let pool: UpstreamPool
-
-    init(host: String, port: Int, pool: UpstreamPool) {
-        self.host = host
-        self.port = port
-        self.pool = pool
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-
-    func send(_ part: HTTPClientRequestPart, flush: Bool) {
-        guard let context else { return }
-        if case .head(let head) = part { keepAlive = head.isKeepAlive }
-        if flush {
-            context.writeAndFlush(wrapOutboundOut(part), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(part), promise: nil)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            keepAlive = keepAlive && head.isKeepAlive
-            owner?.upstreamHead(head)
-        case .body(let buffer):
-            owner?.upstreamBody(buffer, upstream: self)
-        case .end:
-            let owner = self.owner
-            owner?.upstreamEnd(upstream: self, reusable: keepAlive)
-        }
-    }
-
-    private var paused = false
-
-    func pauseReading() {
-        guard !paused else { return }
-        paused = true
-        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-    }
-
-    func resumeReading() {
-        guard paused else { return }
-        paused = false
-        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-    }
-
-    /// Detaches from the client; returns to `pool` when reusable, else closes.
-    func release(reusable: Bool) {
-        owner = nil
-        guard let context else { return }
-        resumeReading()
-        if reusable {
-            pool.release(context.channel, host: host, port: port)
-        } else {
-            context.close(promise: nil)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        let owner = self.owner
-        self.owner = nil
-        owner?.upstreamFailed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+extension HTTPServerRequestPart {
+    fileprivate var isHead: Bool {
+        if case .head = self { return true }
+        return false
     }
 }
-
-@available(*, unavailable)
-extension UpstreamHandler: Sendable {}

@@ -18,25 +18,29 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
     let shared: ProxyContext
     let logger: Logger
     private let channels = Mutex<[any Channel]>([])
-    private let logs: [LogFile]
+    private let limit: ConnectionLimit
+
+    /// One event loop per CPU warden may use: under `taskset -c 0` one thread, as nginx's one worker.
+    static let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: ProcessTable.usableCPUCount)
 
     public init(settings: ProxySettings, sites: [Site], availability: ServiceAvailability, logger: Logger) {
         self.settings = settings
         self.logger = logger
-        var accessLogs: [String: LogFile] = [:]
-        var pages: [String: [UInt8]] = [:]
-        for site in sites {
-            if let path = site.accessLog { accessLogs[site.name] = LogFile(path: path) }
-            if let path = site.maintenancePage, let bytes = try? FileSystemReader().read(path) { pages[site.name] = bytes }
-        }
-        logs = Array(accessLogs.values)
-        shared = ProxyContext(
-            settings: settings, router: SiteRouter(sites: sites), pool: UpstreamPool(), availability: availability,
-            accessLogs: accessLogs, maintenancePages: pages, scheme: "http")
+        limit = ConnectionLimit(maximum: settings.maximumConnections)
+        shared = ProxyContext(settings: settings, sites: SiteTable(sites: sites), pool: UpstreamPool(), availability: availability, scheme: "http")
     }
 
     /// Ports actually bound, once listening (for tests that bind port 0).
     public var boundPorts: [Int] { channels.withLock { $0.compactMap { $0.localAddress?.port } } }
+
+    /// Client connections open now.
+    public var openConnections: Int { limit.current }
+
+    /// A reload: new requests see the new sites; requests in flight finish with the old ones.
+    /// Listeners and `set proxy` settings need a restart of warden.
+    public func update(sites: [Site]) {
+        shared.sites.load(sites)
+    }
 
     /// Binds every listener (privileged ports need root; call before dropping privileges).
     public func bind() async throws {
@@ -49,17 +53,27 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                 tls = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
                 shared.scheme = "https"
             }
-            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let limit = self.limit
+            let logger = self.logger
+            let channel = try await ServerBootstrap(group: Self.eventLoops)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { [shared, tls] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(HeaderTimeoutHandler(header: shared.settings.headerTimeout, idle: shared.settings.idleTimeout))
-                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(shared: shared))
+                    // Over `max connections`, a new connection is closed at once: the ones being served keep their share.
+                    guard limit.acquire() else {
+                        if limit.shouldComplain() { logger.error("proxy: \(limit.maximum) connections open (max connections); refusing new ones") }
+                        return channel.close()
+                    }
+                    channel.closeFuture.whenComplete { _ in limit.release() }
+                    return channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
+                        // Requests are decoded; responses are written as bytes by the ProxyHandler. Bytes
+                        // after an upgrade request come out of the decoder into the tunnel.
+                        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                        try pipeline.addHandler(ProxyHandler(shared: shared))
                     }
                 }
                 .bind(host: listen.address, port: listen.port).get()
@@ -69,7 +83,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
     }
 
     public func reopenLogs() {
-        for log in logs { log.reopen() }
+        shared.sites.reopenLogs()
     }
 
     public func run() async throws {
@@ -81,59 +95,3 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
         }
     }
 }
-
-/// Slowloris: a client that has not sent a complete request head within `header` seconds is
-/// disconnected, and a kept-alive connection idle for `idle` seconds after a response is closed.
-final class HeaderTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let header: Int64
-    private let idle: Int64
-    private var timer: Scheduled<Void>?
-
-    init(header: Int, idle: Int) {
-        self.header = Int64(header)
-        self.idle = Int64(idle)
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { arm(context: context, seconds: header) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        arm(context: context, seconds: header)
-        context.fireChannelActive()
-    }
-
-    private func arm(context: ChannelHandlerContext, seconds: Int64) {
-        timer?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(seconds)) {
-            loopBound.value.close(promise: nil)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) {
-            timer?.cancel()
-            timer = nil
-        }
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { arm(context: context, seconds: idle) }
-        context.write(data, promise: promise)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        context.fireChannelInactive()
-    }
-}
-
-@available(*, unavailable)
-extension HeaderTimeoutHandler: Sendable {}

@@ -1,12 +1,13 @@
 import NIOCore
 import Synchronization
 import WardenConfig
+import WardenPlatform
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Which services are up, fed by the supervisor's events; the proxy holds requests for those that are not.
+/// Which services are up and which sites are in planned maintenance, fed by the supervisor.
 public final class ServiceAvailability: Sendable {
     private let state = Mutex<(up: [String: Bool], maintenance: Set<String>)>(([:], []))
 
@@ -26,72 +27,147 @@ public final class ServiceAvailability: Sendable {
         state.withLock { if on { $0.maintenance.insert(site) } else { $0.maintenance.remove(site) } }
     }
 
+    /// Replaces the whole set of sites in maintenance.
+    public func setMaintenance(_ sites: Set<String>) {
+        state.withLock { $0.maintenance = sites }
+    }
+
     public func inMaintenance(_ site: String) -> Bool {
         state.withLock { $0.maintenance.contains(site) }
     }
 }
 
-/// Finds the site for a Host header and the longest route prefix for a path.
-struct SiteRouter: Sendable {
-    let sites: [Site]
+/// The sites as the last (re)load defined them, with their open log files and maintenance pages.
+/// A reload swaps the whole table; requests in flight keep the entry they started with.
+public final class SiteTable: Sendable {
+    struct Entry: Sendable {
+        let site: Site
+        /// Longest prefix first, so the first match wins.
+        let routes: [Site.Route]
+        let accessLog: LogFile?
+        let errorLog: LogFile?
+        let maintenancePage: [UInt8]?
 
-    func site(forHost host: String?) -> Site? {
-        let name = (host ?? "").lowercased().split(separator: ":").first.map(String.init) ?? ""
-        return sites.first { $0.hosts.contains(name) } ?? sites.first { $0.hosts.contains("*") } ?? sites.first
+        func route(for path: Substring) -> Site.Route? {
+            routes.first { route in
+                route.prefix == "/" || path == route.prefix
+                    || (path.hasPrefix(route.prefix) && (route.prefix.hasSuffix("/") || path.dropFirst(route.prefix.count).first == "/"))
+            }
+        }
     }
 
-    static func route(in site: Site, path: String) -> Site.Route? {
-        site.routes.filter { route in
-            route.prefix == "/" || path == route.prefix || path.hasPrefix(route.prefix.hasSuffix("/") ? route.prefix : route.prefix + "/")
-        }.max { $0.prefix.count < $1.prefix.count }
+    struct Snapshot: Sendable {
+        var entries: [Entry] = []
+        var byHost: [String: Int] = [:]
+        var fallback: Int?
+
+        /// The site for a `Host` header (case and port ignored), else the `default` one, else the first.
+        func entry(forHost header: String?) -> Entry? {
+            if let header, let index = byHost[Self.hostName(header)] { return entries[index] }
+            return fallback.map { entries[$0] }
+        }
+
+        static func hostName(_ header: String) -> String {
+            var name = Substring(header)
+            if name.hasPrefix("[") {
+                if let end = name.firstIndex(of: "]") { name = name[...end] }
+            } else if let colon = name.lastIndex(of: ":") {
+                name = name[..<colon]
+            }
+            return name.utf8.contains(where: { $0 >= 65 && $0 <= 90 }) ? name.lowercased() : String(name)
+        }
+    }
+
+    private let current = Mutex(Snapshot())
+
+    public init(sites: [Site]) {
+        load(sites)
+    }
+
+    var snapshot: Snapshot { current.withLock { $0 } }
+
+    /// Installs new sites; log files already open under the same path stay open.
+    public func load(_ sites: [Site]) {
+        let old = snapshot
+        var logs: [String: LogFile] = [:]
+        for entry in old.entries {
+            for log in [entry.accessLog, entry.errorLog].compactMap({ $0 }) { logs[log.path] = log }
+        }
+        func log(_ path: String?) -> LogFile? {
+            guard let path else { return nil }
+            if let open = logs[path] { return open }
+            let file = LogFile(path: path)
+            logs[path] = file
+            return file
+        }
+        var next = Snapshot()
+        for site in sites {
+            let index = next.entries.count
+            next.entries.append(
+                Entry(
+                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }, accessLog: log(site.accessLog),
+                    errorLog: log(site.errorLog), maintenancePage: site.maintenancePage.flatMap { try? FileSystemReader().read($0) }))
+            for host in site.hosts {
+                if host == "*" {
+                    if next.fallback == nil { next.fallback = index }
+                } else if next.byHost[host.lowercased()] == nil {
+                    next.byHost[host.lowercased()] = index
+                }
+            }
+        }
+        if next.fallback == nil, !next.entries.isEmpty { next.fallback = 0 }
+        current.withLock { $0 = next }
+    }
+
+    public func reopenLogs() {
+        var seen = Set<String>()
+        for entry in snapshot.entries {
+            for log in [entry.accessLog, entry.errorLog].compactMap({ $0 }) where seen.insert(log.path).inserted { log.reopen() }
+        }
     }
 }
 
-/// Kept-alive upstream connections, per event loop and upstream address, so a request reuses one
-/// instead of paying for a new TCP connection.
-final class UpstreamPool: Sendable {
-    private let idle = Mutex<[String: [any Channel]]>([:])
-    let maximumIdlePerKey: Int
+/// Counts client connections against `max connections`.
+final class ConnectionLimit: Sendable {
+    let maximum: Int
+    private let open = Atomic<Int>(0)
+    private let lastComplaint = Atomic<Int>(0)
 
-    init(maximumIdlePerKey: Int = 256) {
-        self.maximumIdlePerKey = maximumIdlePerKey
+    init(maximum: Int) { self.maximum = maximum }
+
+    /// Takes a slot, or returns false when all are in use.
+    func acquire() -> Bool {
+        if open.add(1, ordering: .relaxed).newValue <= maximum { return true }
+        open.subtract(1, ordering: .relaxed)
+        return false
     }
 
-    private func key(_ loop: any EventLoop, _ host: String, _ port: Int) -> String {
-        "\(ObjectIdentifier(loop))|\(host)|\(port)"
-    }
+    func release() { open.subtract(1, ordering: .relaxed) }
 
-    func acquire(on loop: any EventLoop, host: String, port: Int) -> (any Channel)? {
-        let key = key(loop, host, port)
-        while let channel = idle.withLock({ $0[key]?.popLast() }) {
-            if channel.isActive { return channel }
-        }
-        return nil
-    }
+    var current: Int { open.load(ordering: .relaxed) }
 
-    func release(_ channel: any Channel, host: String, port: Int) {
-        let key = key(channel.eventLoop, host, port)
-        let kept = idle.withLock { idle -> Bool in
-            guard idle[key, default: []].count < maximumIdlePerKey else { return false }
-            idle[key, default: []].append(channel)
-            return true
-        }
-        if !kept { channel.close(promise: nil) }
-        // A pooled connection closed by the upstream is dropped from the pool.
-        channel.closeFuture.whenComplete { [weak self] _ in
-            self?.idle.withLock { idle in idle[key]?.removeAll { $0 === channel } }
-        }
+    /// True at most once a second, so a flood does not flood the log as well.
+    func shouldComplain() -> Bool {
+        let now = time(nil)
+        return lastComplaint.exchange(now, ordering: .relaxed) != now
     }
 }
 
-/// An access or error log file, re-opened on SIGUSR1.
+/// An access or error log file, re-opened on SIGUSR1. Never follows a symlink at its path, and
+/// creates the file readable by its owner and group only.
 public final class LogFile: Sendable {
     let path: String
     private let fd = Mutex<Int32>(-1)
+    /// The formatted time of the last line, reused within the same second.
+    private let stamp = Mutex<(second: time_t, combined: String, error: String)>((-1, "", ""))
 
     public init(path: String) {
         self.path = path
         reopen()
+    }
+
+    deinit {
+        fd.withLock { if $0 >= 0 { close($0) } }
     }
 
     public func reopen() {
@@ -108,10 +184,26 @@ public final class LogFile: Sendable {
         }
     }
 
+    private func stamps(_ now: time_t) -> (combined: String, error: String) {
+        stamp.withLock { stamp in
+            if stamp.second != now {
+                stamp = (now, TimeFormat.string(Double(now), "%d/%b/%Y:%H:%M:%S %z"), TimeFormat.string(Double(now), "%Y/%m/%d %H:%M:%S"))
+            }
+            return (stamp.combined, stamp.error)
+        }
+    }
+
     /// nginx's `combined` format.
-    static func combined(client: String, time: time_t, request: String, status: Int, bytes: Int, referer: String?, agent: String?) -> String {
-        let stamp = TimeFormat.string(Double(time), "%d/%b/%Y:%H:%M:%S %z")
-        return "\(client) - - [\(stamp)] \"\(request)\" \(status) \(bytes) \"\(referer ?? "-")\" \"\(agent ?? "-")\"\n"
+    func writeAccess(client: String, request: String, status: Int, bytes: Int, referer: String?, agent: String?) {
+        let time = stamps(Glibc.time(nil)).combined
+        write("\(client) - - [\(time)] \"\(request)\" \(status) \(bytes) \"\(referer ?? "-")\" \"\(agent ?? "-")\"\n")
+    }
+
+    /// nginx's error log line: `2026/11/25 16:00:48 [error] PID#0: *CONNECTION message, client: …`.
+    func writeError(level: String, connection: UInt64, message: String, details: [(String, String)]) {
+        let time = stamps(Glibc.time(nil)).error
+        let context = details.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
+        write("\(time) [\(level)] \(getpid())#0: *\(connection) \(message)\(context.isEmpty ? "" : ", " + context)\n")
     }
 }
 

@@ -9,6 +9,9 @@ int warden_pidfd_open(pid_t pid);
 /// prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are reparented to us, so we reap them.
 int warden_set_child_subreaper(void);
 
+/// CPUs this process may run on (sched_getaffinity), so `taskset -c 0` means one event loop; 0 on error.
+int warden_usable_cpu_count(void);
+
 /// Starts a program in its own session (setsid), stdin from `input_fd` (or /dev/null when -1), stdout and stderr to `output_fd`
 /// (or /dev/null when -1), with the given environment; drops to gid/uid when `set_ids` is non-zero.
 /// Only async-signal-safe calls happen between fork and exec. Returns 0 and the pid, or an errno value.

@@ -1,0 +1,403 @@
+import NIOCore
+import NIOHTTP1
+import WardenConfig
+
+/// Reads an upstream's HTTP/1.1 responses from raw bytes. The head is parsed and rewritten for the
+/// client (hop-by-hop headers dropped, upstream URLs pointed at the public host); the body is passed
+/// through as it arrives, framed by `Content-Length`, chunked encoding or the end of the connection.
+/// Working on bytes rather than NIO's decoded parts saves the proxy a decode and a re-encode per response.
+struct ResponseFramer {
+    enum Framing: Equatable {
+        case none
+        case length(Int)
+        case chunked
+        case untilClose
+    }
+
+    struct Head {
+        var status: Int
+        /// The status line and kept header lines, each ending in CRLF, without the blank line.
+        var bytes: ByteBuffer
+        var framing: Framing
+        /// Whether the upstream lets the connection be reused after this response.
+        var keepAlive: Bool
+    }
+
+    enum Output {
+        /// A 1xx other than 101: the complete head, to pass on as it is.
+        case informational(ByteBuffer)
+        case head(Head)
+        case body(ByteBuffer)
+        case end
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// How the response's URLs point back at the public host.
+    struct Rewrite {
+        var upstream: HTTPURL
+        var scheme: String
+        var publicHost: String
+    }
+
+    private enum State {
+        case head
+        case body(remaining: Int)
+        case chunked(ChunkScanner)
+        case untilClose
+        case done
+    }
+
+    private var state = State.done
+    private var partialHead: ByteBuffer?
+    private var isHeadRequest = false
+    private var dechunk = false
+    private var rewrite: Rewrite?
+
+    static let maximumHeadBytes = 65536
+
+    var isIdle: Bool {
+        if case .done = state { return true }
+        return false
+    }
+
+    /// Expects the response to a new request. `dechunk`: the client speaks HTTP/1.0, so chunked
+    /// bodies are passed on as plain data.
+    mutating func expectResponse(toHead: Bool, dechunk: Bool, rewrite: Rewrite?) {
+        state = .head
+        partialHead = nil
+        isHeadRequest = toHead
+        self.dechunk = dechunk
+        self.rewrite = rewrite
+    }
+
+    /// Consumes what it can of `buffer`. Bytes left over after the end of a response stay in it
+    /// (after a 101 they belong to the upgraded protocol).
+    mutating func parse(_ buffer: inout ByteBuffer, _ emit: (Output) -> Void) throws {
+        while buffer.readableBytes > 0 {
+            switch state {
+            case .done:
+                return
+            case .head:
+                if var partial = partialHead {
+                    partialHead = nil
+                    partial.writeBuffer(&buffer)
+                    buffer = partial
+                }
+                guard let length = Self.headLength(buffer) else {
+                    guard buffer.readableBytes <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
+                    partialHead = buffer.readSlice(length: buffer.readableBytes)
+                    return
+                }
+                let head = try makeHead(buffer.readSlice(length: length)!)
+                if (100..<200).contains(head.status), head.status != 101 {
+                    var bytes = head.bytes
+                    bytes.writeStaticString("\r\n")
+                    emit(.informational(bytes))
+                    continue
+                }
+                emit(.head(head))
+                switch head.framing {
+                case .none, .length(0):
+                    state = .done
+                    emit(.end)
+                case .length(let count):
+                    state = .body(remaining: count)
+                case .chunked:
+                    state = .chunked(ChunkScanner())
+                case .untilClose:
+                    state = .untilClose
+                }
+            case .body(let remaining):
+                let count = min(remaining, buffer.readableBytes)
+                emit(.body(buffer.readSlice(length: count)!))
+                if count == remaining {
+                    state = .done
+                    emit(.end)
+                } else {
+                    state = .body(remaining: remaining - count)
+                }
+            case .chunked(var scanner):
+                let start = buffer.readerIndex
+                let (consumed, finished) = try buffer.withUnsafeReadableBytes { try scanner.scan($0) }
+                if dechunk {
+                    for range in scanner.takeData() {
+                        emit(.body(buffer.getSlice(at: start + range.lowerBound, length: range.count)!))
+                    }
+                    buffer.moveReaderIndex(forwardBy: consumed)
+                } else {
+                    emit(.body(buffer.readSlice(length: consumed)!))
+                }
+                if finished {
+                    state = .done
+                    emit(.end)
+                } else {
+                    state = .chunked(scanner)
+                }
+            case .untilClose:
+                emit(.body(buffer.readSlice(length: buffer.readableBytes)!))
+            }
+        }
+    }
+
+    /// The upstream closed the connection: true when that ends an until-close body (not a truncation).
+    mutating func connectionClosed() -> Bool {
+        guard case .untilClose = state else { return false }
+        state = .done
+        return true
+    }
+
+    /// Bytes up to and including the blank line that ends a head, if it has arrived.
+    static func headLength(_ buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            guard bytes.count >= 4 else { return nil }
+            var index = 3
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == 10 {
+                    if bytes[index - 1] == 13, bytes[index - 2] == 10, bytes[index - 3] == 13 { return index + 1 }
+                    index += 1
+                } else {
+                    // Skips ahead: the last byte of "\r\n\r\n" cannot be before the next LF.
+                    index += byte == 13 ? 1 : 2
+                }
+            }
+            return nil
+        }
+    }
+
+    private func makeHead(_ head: ByteBuffer) throws -> Head {
+        let lines = Self.lines(head)
+        guard let statusLine = lines.first, statusLine.count >= 12 else { throw Failure(description: "upstream sent an invalid status line") }
+        let status = head.withUnsafeReadableBytes { bytes -> Int? in
+            let base = statusLine.lowerBound
+            guard bytes[base] == UInt8(ascii: "H"), bytes[base + 4] == UInt8(ascii: "/"), bytes[base + 8] == UInt8(ascii: " ") else { return nil }
+            var code = 0
+            for offset in 9..<12 {
+                let digit = bytes[base + offset]
+                guard digit >= 48, digit <= 57 else { return nil }
+                code = code * 10 + Int(digit - 48)
+            }
+            return code
+        }
+        guard let status else { throw Failure(description: "upstream sent an invalid status line") }
+        let http10 = head.getString(at: head.readerIndex + statusLine.lowerBound, length: 8) == "HTTP/1.0"
+
+        // First pass: the headers that decide framing and which other headers are hop-by-hop.
+        var contentLength: Int?
+        var chunked = false
+        var otherCoding = false
+        var close = http10
+        var keepAliveToken = false
+        var connectionNames: [String] = []
+        var fields: [(line: Range<Int>, name: Range<Int>, value: Range<Int>)] = []
+        fields.reserveCapacity(lines.count)
+        for line in lines.dropFirst() where !line.isEmpty {
+            guard let field = Self.field(head, line) else { throw Failure(description: "upstream sent an invalid header line") }
+            fields.append((line, field.name, field.value))
+            let name = Self.view(head, field.name)
+            if HeaderRules.equalsIgnoringCase(name, "content-length") {
+                guard let value = Int(Self.string(head, field.value)), value >= 0, contentLength == nil || contentLength == value else {
+                    throw Failure(description: "upstream sent an invalid Content-Length")
+                }
+                contentLength = value
+            } else if HeaderRules.equalsIgnoringCase(name, "transfer-encoding") {
+                let codings = Self.string(head, field.value).split(separator: ",").map { $0.trimming(" \t").lowercased() }
+                chunked = codings.last == "chunked"
+                otherCoding = !chunked
+            } else if HeaderRules.equalsIgnoringCase(name, "connection") {
+                for token in Self.string(head, field.value).split(separator: ",") {
+                    let token = token.trimming(" \t").lowercased()
+                    if token == "close" { close = true } else if token == "keep-alive" { keepAliveToken = true } else { connectionNames.append(token) }
+                }
+            }
+        }
+        if http10, keepAliveToken { close = false }
+
+        let framing: Framing
+        if isHeadRequest || status == 204 || status == 304 || (100..<200).contains(status) {
+            framing = .none
+        } else if chunked {
+            framing = .chunked
+        } else if otherCoding {
+            framing = .untilClose
+        } else if let contentLength {
+            framing = .length(contentLength)
+        } else {
+            framing = .untilClose
+        }
+
+        // Second pass: the head as the client gets it.
+        // The client talks to warden, an HTTP/1.1 server, whatever version the upstream speaks.
+        var out = ByteBufferAllocator().buffer(capacity: head.readableBytes + 32)
+        out.writeStaticString("HTTP/1.1")
+        out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + statusLine.lowerBound + 8, length: statusLine.count - 6)!)
+        for field in fields {
+            let name = Self.view(head, field.name)
+            let keepsChunked = framing == .chunked && !dechunk && HeaderRules.equalsIgnoringCase(name, "transfer-encoding")
+            let upgrading = status == 101 && HeaderRules.equalsIgnoringCase(name, "upgrade")
+            if !keepsChunked, !upgrading, HeaderRules.isHopByHop(name) || connectionNames.contains(where: { HeaderRules.equalsIgnoringCase(name, $0) }) {
+                continue
+            }
+            if let rewrite,
+                HeaderRules.equalsIgnoringCase(name, "location") || HeaderRules.equalsIgnoringCase(name, "content-location") || HeaderRules.equalsIgnoringCase(name, "refresh")
+            {
+                let value = HeaderRules.reverseRewrite(Self.string(head, field.value), upstream: rewrite.upstream, publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)")
+                out.writeBytes(name)
+                out.writeStaticString(": ")
+                out.writeString(value)
+                out.writeStaticString("\r\n")
+                continue
+            }
+            out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + field.line.lowerBound, length: field.line.count + 2)!)
+        }
+        if status == 101 { out.writeStaticString("Connection: upgrade\r\n") }
+        return Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose)
+    }
+
+    /// Line ranges (without CRLF) relative to the reader index, up to the blank line.
+    private static func lines(_ head: ByteBuffer) -> [Range<Int>] {
+        head.withUnsafeReadableBytes { bytes in
+            var result: [Range<Int>] = []
+            result.reserveCapacity(16)
+            var start = 0
+            var index = 0
+            while index + 1 < bytes.count {
+                if bytes[index] == 13, bytes[index + 1] == 10 {
+                    if index == start { break }
+                    result.append(start..<index)
+                    index += 2
+                    start = index
+                } else {
+                    index += 1
+                }
+            }
+            return result
+        }
+    }
+
+    /// `name: value` with a token name, no obsolete line folding, and no CR, LF or NUL in the value.
+    private static func field(_ head: ByteBuffer, _ line: Range<Int>) -> (name: Range<Int>, value: Range<Int>)? {
+        head.withUnsafeReadableBytes { bytes -> (Range<Int>, Range<Int>)? in
+            var colon = line.lowerBound
+            while colon < line.upperBound, bytes[colon] != UInt8(ascii: ":") {
+                let byte = bytes[colon]
+                guard byte > 32, byte < 127, byte != UInt8(ascii: "("), byte != UInt8(ascii: ")"), byte != UInt8(ascii: "\"") else { return nil }
+                colon += 1
+            }
+            guard colon > line.lowerBound, colon < line.upperBound else { return nil }
+            var start = colon + 1
+            var end = line.upperBound
+            while start < end, bytes[start] == 32 || bytes[start] == 9 { start += 1 }
+            while end > start, bytes[end - 1] == 32 || bytes[end - 1] == 9 { end -= 1 }
+            for index in start..<end where bytes[index] == 0 || bytes[index] == 10 || bytes[index] == 13 { return nil }
+            return (line.lowerBound..<colon, start..<end)
+        }
+    }
+
+    private static func view(_ head: ByteBuffer, _ range: Range<Int>) -> ByteBufferView {
+        head.getSlice(at: head.readerIndex + range.lowerBound, length: range.count)!.readableBytesView
+    }
+
+    private static func string(_ head: ByteBuffer, _ range: Range<Int>) -> String {
+        head.getString(at: head.readerIndex + range.lowerBound, length: range.count) ?? ""
+    }
+}
+
+/// Finds where a chunked body ends (size lines, data, CRLFs, the last chunk and trailers), so the
+/// bytes can be forwarded untouched, and where the data is, for clients that cannot take chunks.
+struct ChunkScanner {
+    private enum State {
+        case size(value: Int, digits: Int)
+        case extensionPart
+        case sizeLF
+        case data(remaining: Int)
+        case dataCR
+        case dataLF
+        case trailerLineStart
+        case trailerLine
+        case trailerLF(empty: Bool)
+    }
+
+    private var state = State.size(value: 0, digits: 0)
+    private var last = false
+    private var data: [Range<Int>] = []
+
+    /// Returns how many bytes belong to the body and whether it ended there.
+    mutating func scan(_ bytes: UnsafeRawBufferPointer) throws -> (consumed: Int, finished: Bool) {
+        data.removeAll(keepingCapacity: true)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch state {
+            case .size(let value, let digits):
+                if let digit = Self.hexValue(byte) {
+                    guard digits < 15 else { throw ResponseFramer.Failure(description: "upstream sent a chunk size that is too big") }
+                    state = .size(value: value * 16 + digit, digits: digits + 1)
+                } else if digits > 0, byte == 13 {
+                    last = value == 0
+                    pendingSize = value
+                    state = .sizeLF
+                } else if digits > 0, byte == UInt8(ascii: ";") || byte == 32 || byte == 9 {
+                    last = value == 0
+                    pendingSize = value
+                    state = .extensionPart
+                } else {
+                    throw ResponseFramer.Failure(description: "upstream sent an invalid chunk size")
+                }
+                index += 1
+            case .extensionPart:
+                if byte == 13 { state = .sizeLF } else if byte == 10 { throw ResponseFramer.Failure(description: "upstream sent a bare LF in a chunk") }
+                index += 1
+            case .sizeLF:
+                guard byte == 10 else { throw ResponseFramer.Failure(description: "upstream sent an invalid chunk size line") }
+                index += 1
+                state = last ? .trailerLineStart : .data(remaining: pendingSize)
+            case .data(let remaining):
+                let count = min(remaining, bytes.count - index)
+                data.append(index..<(index + count))
+                index += count
+                state = count == remaining ? .dataCR : .data(remaining: remaining - count)
+            case .dataCR:
+                guard byte == 13 else { throw ResponseFramer.Failure(description: "upstream sent a chunk longer than its size") }
+                index += 1
+                state = .dataLF
+            case .dataLF:
+                guard byte == 10 else { throw ResponseFramer.Failure(description: "upstream sent a chunk longer than its size") }
+                index += 1
+                state = .size(value: 0, digits: 0)
+            case .trailerLineStart:
+                index += 1
+                state = byte == 13 ? .trailerLF(empty: true) : .trailerLine
+            case .trailerLine:
+                index += 1
+                if byte == 13 { state = .trailerLF(empty: false) }
+            case .trailerLF(let empty):
+                guard byte == 10 else { throw ResponseFramer.Failure(description: "upstream sent an invalid trailer") }
+                index += 1
+                if empty { return (index, true) }
+                state = .trailerLineStart
+            }
+        }
+        return (index, false)
+    }
+
+    private var pendingSize = 0
+
+    /// Data ranges of the last `scan`, relative to the bytes it was given.
+    mutating func takeData() -> [Range<Int>] {
+        defer { data.removeAll(keepingCapacity: true) }
+        return data
+    }
+
+    private static func hexValue(_ byte: UInt8) -> Int? {
+        switch byte {
+        case 48...57: Int(byte - 48)
+        case 65...70: Int(byte - 55)
+        case 97...102: Int(byte - 87)
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,239 @@
+import NIOCore
+import Synchronization
+
+/// Kept-alive upstream connections, per event loop and upstream address, so a request reuses one
+/// instead of paying for a new TCP connection (about 48 µs of CPU each on this kind of machine).
+final class UpstreamPool: Sendable {
+    struct Key: Hashable {
+        let loop: ObjectIdentifier
+        let host: String
+        let port: Int
+    }
+
+    private let idle = Mutex<[Key: [any Channel]]>([:])
+    let maximumIdlePerKey: Int
+
+    init(maximumIdlePerKey: Int = 256) {
+        self.maximumIdlePerKey = maximumIdlePerKey
+    }
+
+    func acquire(on loop: any EventLoop, host: String, port: Int) -> (any Channel)? {
+        let key = Key(loop: ObjectIdentifier(loop), host: host, port: port)
+        while let channel = idle.withLock({ $0[key]?.popLast() }) {
+            if channel.isActive { return channel }
+        }
+        return nil
+    }
+
+    /// Returns false when the pool is full (the caller closes the connection).
+    func release(_ channel: any Channel, host: String, port: Int) -> Bool {
+        let key = Key(loop: ObjectIdentifier(channel.eventLoop), host: host, port: port)
+        return idle.withLock { idle -> Bool in
+            guard idle[key, default: []].count < maximumIdlePerKey else { return false }
+            idle[key, default: []].append(channel)
+            return true
+        }
+    }
+
+    /// A pooled connection the upstream closed.
+    func forget(_ channel: any Channel, host: String, port: Int) {
+        let key = Key(loop: ObjectIdentifier(channel.eventLoop), host: host, port: port)
+        idle.withLock { idle in idle[key]?.removeAll { $0 === channel } }
+    }
+}
+
+/// One upstream connection: writes the request bytes, frames the response bytes for its owner, and
+/// goes back to the pool when both sides agree to keep it alive.
+final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let host: String
+    let port: Int
+    var owner: ProxyHandler?
+    private(set) var context: ChannelHandlerContext?
+    private var framer = ResponseFramer()
+    private var keepAlive = true
+    private var paused = false
+    private let pool: UpstreamPool
+
+    init(host: String, port: Int, pool: UpstreamPool) {
+        self.host = host
+        self.port = port
+        self.pool = pool
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    var isWritable: Bool { context?.channel.isWritable ?? true }
+
+    /// Sets the framer up for the response to the request about to be written.
+    func expectResponse(toHead: Bool, dechunk: Bool, rewrite: ResponseFramer.Rewrite) {
+        keepAlive = true
+        framer.expectResponse(toHead: toHead, dechunk: dechunk, rewrite: rewrite)
+    }
+
+    func write(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        guard let owner else {
+            // Bytes nobody asked for: the connection is out of step and cannot be reused.
+            context.close(promise: nil)
+            return
+        }
+        var ended = false
+        var switching = false
+        do {
+            try framer.parse(&buffer) { output in
+                switch output {
+                case .informational(let bytes):
+                    owner.upstreamInformational(bytes)
+                case .head(let head):
+                    keepAlive = head.keepAlive
+                    switching = head.status == 101
+                    owner.upstreamHead(head, upstream: self)
+                case .body(let bytes):
+                    owner.upstreamBody(bytes, upstream: self)
+                case .end:
+                    ended = true
+                }
+            }
+        } catch {
+            self.owner = nil
+            context.close(promise: nil)
+            owner.upstreamBroken(error)
+            return
+        }
+        if switching {
+            owner.upstreamSwitched(leftover: buffer, upstream: self)
+        } else if ended {
+            // Bytes after the end of the response mean the upstream is out of step: not reused.
+            owner.upstreamEnd(upstream: self, reusable: keepAlive && buffer.readableBytes == 0)
+        }
+    }
+
+    /// One flush to the client per read from the upstream, not one per part.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        owner?.flushClient()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { owner?.upstreamWritable() }
+    }
+
+    func pauseReading() {
+        guard !paused else { return }
+        paused = true
+        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    func resumeReading() {
+        guard paused else { return }
+        paused = false
+        try? context?.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+    }
+
+    /// Detaches from the client; returns to the pool when reusable, else closes.
+    func release(reusable: Bool) {
+        owner = nil
+        guard let context else { return }
+        resumeReading()
+        if !(reusable && framer.isIdle && pool.release(context.channel, host: host, port: port)) {
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let owner = self.owner
+        self.owner = nil
+        if let owner {
+            if framer.connectionClosed() {
+                owner.upstreamEnd(upstream: self, reusable: false)
+            } else {
+                owner.upstreamFailed()
+            }
+        } else {
+            pool.forget(context.channel, host: host, port: port)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamHandler: Sendable {}
+
+/// Both ends of an upgraded connection (a WebSocket): bytes from one side are written to the other,
+/// reading stops while the other side cannot keep up, and a close on one side closes the other.
+final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var partner: TunnelHandler?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+
+    static func pair() -> (TunnelHandler, TunnelHandler) {
+        let first = TunnelHandler()
+        let second = TunnelHandler()
+        first.partner = second
+        second.partner = first
+        return (first, second)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        partner = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        partner?.context?.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.context?.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        partner?.context?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { partner?.resumeRead() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Back-pressure: no read while the partner's socket is full.
+    func read(context: ChannelHandlerContext) {
+        if partner?.context?.channel.isWritable ?? true {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    private func resumeRead() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+}
+
+@available(*, unavailable)
+extension TunnelHandler: Sendable {}
