@@ -132,6 +132,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "WardenProxyTests",
+            dependencies: [
+                "WardenProxy", "WardenConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WardenZincTests",
             dependencies: ["WardenZinc", "WardenTestSupport"],
             swiftSettings: swiftSettings

@@ -424,7 +424,7 @@ public struct ConnectionTest: Sendable, Hashable {
     public init(target: Target) { self.target = target }
 }
 
-public struct HTTPURL: Sendable, Hashable, CustomStringConvertible {
+public struct HTTPURL: Sendable, Hashable, Codable, CustomStringConvertible {
     public var scheme: String
     public var host: String
     public var port: Int
@@ -493,15 +493,16 @@ public struct ProxySettings: Sendable, Hashable {
 }
 
 /// `check site NAME with host "h" alias "a"`: a virtual host of the proxy.
-public struct Site: Sendable, Hashable {
-    public enum Target: Sendable, Hashable {
+/// Codable so the daemon can hand new sites to a proxy worker that may not read the control file.
+public struct Site: Sendable, Hashable, Codable {
+    public enum Target: Sendable, Hashable, Codable {
         /// `pass /prefix to http://host:port/path [for service NAME]`.
         case upstream(HTTPURL, service: String?)
         /// `serve /prefix from /dir`.
         case directory(String)
     }
 
-    public struct Route: Sendable, Hashable {
+    public struct Route: Sendable, Hashable, Codable {
         public var prefix: String
         public var target: Target
     }

@@ -1,5 +1,5 @@
 /// A position in a control file: 1-based line, 1-based column counted in UTF-8 bytes.
-public struct FileLocation: Sendable, Hashable, CustomStringConvertible {
+public struct FileLocation: Sendable, Hashable, Codable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var column: Int

@@ -20,6 +20,8 @@ public struct PersistentState: Sendable, Codable, Hashable {
     public var bootTime: UInt64 = 0
     public var cycle = 0
     public var services: [String: ServiceState] = [:]
+    /// Sites in planned maintenance (`warden maintenance on SITE`); absent in older state files.
+    public var maintenance: Set<String>?
 
     public init() {}
 }

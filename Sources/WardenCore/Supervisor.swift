@@ -47,6 +47,8 @@ public actor Supervisor: ServiceLifecycle.Service {
     public private(set) var cycle = 0
     public nonisolated let startedAt = WallClock.now()
     private var stateDirty = false
+    /// Sites of the proxy in planned maintenance: they answer with their maintenance page.
+    public private(set) var maintenanceSites: Set<String> = []
 
     public init(
         configuration: Configuration, logger: Logger, events: EventBus = EventBus(), stateStore: StateStore? = nil,
@@ -177,10 +179,21 @@ public actor Supervisor: ServiceLifecycle.Service {
             logger.info("'\(name)' removed from the configuration, no longer monitored")
         }
         install(configuration)
+        maintenanceSites.formIntersection(configuration.sites.map(\.name))
         emit(Event(service: hostName, kind: .instance, state: .changed, message: "warden reloaded", action: "reload"))
         logger.info("'\(hostName)' warden reloaded")
         stateDirty = true
         triggerContinuation.yield(.tick)
+    }
+
+    /// `warden maintenance on|off SITE`: planned work on a site; survives a restart of warden.
+    public func setMaintenance(_ site: String, _ on: Bool) throws {
+        guard configuration.sites.contains(where: { $0.name == site }) else { throw SupervisorError("there is no site named \"\(site)\"") }
+        guard maintenanceSites.contains(site) != on else { return }
+        if on { maintenanceSites.insert(site) } else { maintenanceSites.remove(site) }
+        logger.info("'\(site)' maintenance \(on ? "on" : "off")")
+        emit(Event(service: site, kind: .action, state: .changed, message: "maintenance \(on ? "on" : "off")", action: "maintenance"))
+        stateDirty = true
     }
 
     static func dependencyOrder(_ services: [WardenConfig.Service]) -> [String] {
@@ -335,6 +348,8 @@ public actor Supervisor: ServiceLifecycle.Service {
         guard let stored = stateStore?.load() else { return }
         let rebooted = stored.bootTime != ProcessTable.bootTime
         cycle = stored.cycle
+        let sites = Set(configuration.sites.map(\.name))
+        maintenanceSites = (stored.maintenance ?? []).filter(sites.contains)
         for (name, saved) in stored.services {
             guard services[name] != nil else { continue }
             update(name) {
@@ -356,6 +371,7 @@ public actor Supervisor: ServiceLifecycle.Service {
         var state = PersistentState()
         state.bootTime = ProcessTable.bootTime
         state.cycle = cycle
+        state.maintenance = maintenanceSites
         for (name, runtime) in services {
             state.services[name] = .init(
                 monitor: runtime.monitor, restarts: runtime.restarts, pid: runtime.pid,

@@ -109,6 +109,8 @@ public final class ControlRouter: Sendable {
             return .text(200, metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
         case ("POST", "/_doaction"):
             return await action(request, identity: identity, service: request.form["service"], redirect: false)
+        case ("POST", "/_maintenance"):
+            return await maintenance(request, identity: identity)
         case ("GET", _), ("HEAD", _):
             let name = String(request.path.dropFirst())
             guard let snapshot = await supervisor.snapshot(named: name) else {
@@ -139,7 +141,8 @@ public final class ControlRouter: Sendable {
     }
 
     /// State-changing requests: POST only, with the CSRF token (or the CLI's header), never read-only.
-    private func action(_ request: ControlRequest, identity: (user: String?, readOnly: Bool), service: String?, redirect: Bool) async -> ControlResponse {
+    /// Returns the refusal, or nil when the change may go ahead.
+    private func refusal(_ request: ControlRequest, identity: (user: String?, readOnly: Bool)) -> ControlResponse? {
         let token = request.form["securitytoken"] ?? request.header("X-CSRF-Token") ?? ""
         let fromCLI = request.header("X-Requested-By") == "warden-cli"
         guard fromCLI || AccessPolicy.constantTimeEquals(Array(token.utf8), Array(csrfToken.utf8)) else {
@@ -150,6 +153,11 @@ public final class ControlRouter: Sendable {
             logger.error("HttpRequest: access denied -- client [\(request.client)]: user '\(identity.user ?? "")' is read-only")
             return .html(Pages.message("Forbidden", "You are not allowed to change anything (read-only user)."), status: 403)
         }
+        return nil
+    }
+
+    private func action(_ request: ControlRequest, identity: (user: String?, readOnly: Bool), service: String?, redirect: Bool) async -> ControlResponse {
+        if let refusal = refusal(request, identity: identity) { return refusal }
         guard let raw = request.form["action"], let action = UserAction(rawValue: raw) else {
             return .text(400, "invalid action \"\(request.form["action"] ?? "")\"")
         }
@@ -164,6 +172,23 @@ public final class ControlRouter: Sendable {
             return ControlResponse(status: 303, headers: [("Location", "/\(Pages.escapeURL(service))")], body: [])
         }
         return .text(200, "\(action.rawValue) \(service)\n")
+    }
+}
+
+extension ControlRouter {
+    /// `warden maintenance on|off SITE`: `site=NAME&action=on|off`.
+    fileprivate func maintenance(_ request: ControlRequest, identity: (user: String?, readOnly: Bool)) async -> ControlResponse {
+        if let refusal = refusal(request, identity: identity) { return refusal }
+        guard let site = request.form["site"], let action = request.form["action"], action == "on" || action == "off" else {
+            return .text(400, "name a site and 'on' or 'off'")
+        }
+        do {
+            try await supervisor.setMaintenance(site, action == "on")
+        } catch {
+            return .text(400, "\(error)")
+        }
+        logger.info("'\(site)' maintenance \(action) requested by \(identity.user ?? "client") from \(request.client)")
+        return .text(200, "maintenance \(action) \(site)\n")
     }
 }
 

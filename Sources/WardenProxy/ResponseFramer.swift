@@ -91,6 +91,7 @@ struct ResponseFramer {
                     partialHead = buffer.readSlice(length: buffer.readableBytes)
                     return
                 }
+                guard length <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
                 let head = try makeHead(buffer.readSlice(length: length)!)
                 if (100..<200).contains(head.status), head.status != 101 {
                     var bytes = head.bytes
@@ -192,26 +193,28 @@ struct ResponseFramer {
         var close = http10
         var keepAliveToken = false
         var connectionNames: [String] = []
-        var fields: [(line: Range<Int>, name: Range<Int>, value: Range<Int>)] = []
+        var fields: [Field] = []
         fields.reserveCapacity(lines.count)
         for line in lines.dropFirst() where !line.isEmpty {
             guard let field = Self.field(head, line) else { throw Failure(description: "upstream sent an invalid header line") }
-            fields.append((line, field.name, field.value))
-            let name = Self.view(head, field.name)
-            if HeaderRules.equalsIgnoringCase(name, "content-length") {
+            fields.append(field)
+            switch field.kind {
+            case .contentLength:
                 guard let value = Int(Self.string(head, field.value)), value >= 0, contentLength == nil || contentLength == value else {
                     throw Failure(description: "upstream sent an invalid Content-Length")
                 }
                 contentLength = value
-            } else if HeaderRules.equalsIgnoringCase(name, "transfer-encoding") {
+            case .transferEncoding:
                 let codings = Self.string(head, field.value).split(separator: ",").map { $0.trimming(" \t").lowercased() }
                 chunked = codings.last == "chunked"
                 otherCoding = !chunked
-            } else if HeaderRules.equalsIgnoringCase(name, "connection") {
+            case .connection:
                 for token in Self.string(head, field.value).split(separator: ",") {
                     let token = token.trimming(" \t").lowercased()
                     if token == "close" { close = true } else if token == "keep-alive" { keepAliveToken = true } else { connectionNames.append(token) }
                 }
+            case .upgrade, .hopByHop, .url, .other:
+                break
             }
         }
         if http10, keepAliveToken { close = false }
@@ -235,17 +238,21 @@ struct ResponseFramer {
         out.writeStaticString("HTTP/1.1")
         out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + statusLine.lowerBound + 8, length: statusLine.count - 6)!)
         for field in fields {
-            let name = Self.view(head, field.name)
-            let keepsChunked = framing == .chunked && !dechunk && HeaderRules.equalsIgnoringCase(name, "transfer-encoding")
-            let upgrading = status == 101 && HeaderRules.equalsIgnoringCase(name, "upgrade")
-            if !keepsChunked, !upgrading, HeaderRules.isHopByHop(name) || connectionNames.contains(where: { HeaderRules.equalsIgnoringCase(name, $0) }) {
+            switch field.kind {
+            case .transferEncoding where framing == .chunked && !dechunk, .upgrade where status == 101:
+                break
+            case .contentLength, .url, .other:
+                if !connectionNames.isEmpty, head.withUnsafeReadableBytes({ bytes in
+                    connectionNames.contains { HeaderRules.equalsIgnoringCase(bytes[field.name], $0) }
+                }) {
+                    continue
+                }
+            case .transferEncoding, .upgrade, .connection, .hopByHop:
                 continue
             }
-            if let rewrite,
-                HeaderRules.equalsIgnoringCase(name, "location") || HeaderRules.equalsIgnoringCase(name, "content-location") || HeaderRules.equalsIgnoringCase(name, "refresh")
-            {
+            if field.kind == .url, let rewrite {
                 let value = HeaderRules.reverseRewrite(Self.string(head, field.value), upstream: rewrite.upstream, publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)")
-                out.writeBytes(name)
+                out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + field.name.lowerBound, length: field.name.count)!)
                 out.writeStaticString(": ")
                 out.writeString(value)
                 out.writeStaticString("\r\n")
@@ -278,9 +285,23 @@ struct ResponseFramer {
         }
     }
 
+    private enum FieldKind {
+        case contentLength, transferEncoding, connection, upgrade, hopByHop
+        /// Location, Content-Location, Refresh: may point at the upstream.
+        case url
+        case other
+    }
+
+    private struct Field {
+        var line: Range<Int>
+        var name: Range<Int>
+        var value: Range<Int>
+        var kind: FieldKind
+    }
+
     /// `name: value` with a token name, no obsolete line folding, and no CR, LF or NUL in the value.
-    private static func field(_ head: ByteBuffer, _ line: Range<Int>) -> (name: Range<Int>, value: Range<Int>)? {
-        head.withUnsafeReadableBytes { bytes -> (Range<Int>, Range<Int>)? in
+    private static func field(_ head: ByteBuffer, _ line: Range<Int>) -> Field? {
+        head.withUnsafeReadableBytes { bytes -> Field? in
             var colon = line.lowerBound
             while colon < line.upperBound, bytes[colon] != UInt8(ascii: ":") {
                 let byte = bytes[colon]
@@ -293,12 +314,18 @@ struct ResponseFramer {
             while start < end, bytes[start] == 32 || bytes[start] == 9 { start += 1 }
             while end > start, bytes[end - 1] == 32 || bytes[end - 1] == 9 { end -= 1 }
             for index in start..<end where bytes[index] == 0 || bytes[index] == 10 || bytes[index] == 13 { return nil }
-            return (line.lowerBound..<colon, start..<end)
+            let name = bytes[line.lowerBound..<colon]
+            let kind: FieldKind =
+                if HeaderRules.equalsIgnoringCase(name, "content-length") { .contentLength }
+                else if HeaderRules.equalsIgnoringCase(name, "transfer-encoding") { .transferEncoding }
+                else if HeaderRules.equalsIgnoringCase(name, "connection") { .connection }
+                else if HeaderRules.equalsIgnoringCase(name, "upgrade") { .upgrade }
+                else if HeaderRules.equalsIgnoringCase(name, "location") || HeaderRules.equalsIgnoringCase(name, "content-location")
+                    || HeaderRules.equalsIgnoringCase(name, "refresh") { .url }
+                else if HeaderRules.isHopByHop(name) { .hopByHop }
+                else { .other }
+            return Field(line: line, name: line.lowerBound..<colon, value: start..<end, kind: kind)
         }
-    }
-
-    private static func view(_ head: ByteBuffer, _ range: Range<Int>) -> ByteBufferView {
-        head.getSlice(at: head.readerIndex + range.lowerBound, length: range.count)!.readableBytesView
     }
 
     private static func string(_ head: ByteBuffer, _ range: Range<Int>) -> String {

@@ -97,6 +97,26 @@ extension Warden {
         }
     }
 
+    /// Planned work on a site: its requests get the maintenance page (503, Retry-After) until `off`.
+    struct Maintenance: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put a proxied site into planned maintenance, or take it out.",
+            discussion: "While on, every request to the site is answered with its maintenance page (503 and Retry-After). The setting survives a restart of warden.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "on or off.") var state: String
+        @Argument(help: "The name of a 'check site'.") var site: String
+
+        mutating func validate() throws {
+            guard state == "on" || state == "off" else { throw ValidationError("say 'on' or 'off', not '\(state)'") }
+        }
+
+        mutating func run() throws {
+            let client = try options.client()
+            let (state, site) = (state, site)
+            print(try checked(try call { try await client.post("/_maintenance", form: ["site": site, "action": state]) }).body, terminator: "")
+        }
+    }
+
     /// start, stop, restart, monitor, unmonitor: one service, `all`, or a group with -g.
     struct Act: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "action", shouldDisplay: false)

@@ -105,7 +105,7 @@ struct Daemon {
                         return
                     }
                     services.append(.init(service: proxy))
-                    services.append(.init(service: AvailabilityFeed(supervisor: supervisor) { availability.set($0, up: $1) }))
+                    services.append(.init(service: ProxyFeed(supervisor: supervisor, target: LocalProxyControl(availability: availability, proxy: proxy))))
                     signals.onReopenLogs = { proxy.reopenLogs() }
                 }
             }
@@ -210,16 +210,40 @@ final class PIDLock {
     }
 }
 
-/// Tells the proxy which services are up: at start, on every event, and once a second.
-struct AvailabilityFeed: ServiceLifecycle.Service {
-    let supervisor: Supervisor
-    let publish: @Sendable (String, Bool) -> Void
-    let events: AsyncStream<Event>
+/// Where the proxy feed delivers: the proxy in this process, or a worker process through a pipe.
+protocol ProxyControl: Sendable {
+    func serviceUp(_ name: String, _ up: Bool)
+    func maintenance(_ sites: Set<String>)
+    func sites(_ sites: [Site])
+}
 
-    init(supervisor: Supervisor, publish: @escaping @Sendable (String, Bool) -> Void) {
+/// The proxy in the daemon's own process.
+struct LocalProxyControl: ProxyControl {
+    let availability: ServiceAvailability
+    let proxy: ProxyServer
+
+    func serviceUp(_ name: String, _ up: Bool) { availability.set(name, up: up) }
+    func maintenance(_ sites: Set<String>) { availability.setMaintenance(sites) }
+    func sites(_ sites: [Site]) { proxy.update(sites: sites) }
+}
+
+/// Tells the proxy which services are up, which sites are in maintenance and, after a reload, the
+/// new sites: at start, on every event, and once a second. Sites and maintenance go out when they
+/// change (or after `resend`, for a new worker).
+final class ProxyFeed: ServiceLifecycle.Service, Sendable {
+    let supervisor: Supervisor
+    let target: any ProxyControl
+    let events: AsyncStream<Event>
+    private let sent = Mutex<(sites: [Site]?, maintenance: Set<String>?)>((nil, nil))
+
+    init(supervisor: Supervisor, target: any ProxyControl) {
         self.supervisor = supervisor
-        self.publish = publish
+        self.target = target
         self.events = supervisor.events.subscribe()
+    }
+
+    func resend() {
+        sent.withLock { $0 = (nil, nil) }
     }
 
     func run() async throws {
@@ -227,12 +251,12 @@ struct AvailabilityFeed: ServiceLifecycle.Service {
         await refresh()
         await withDiscardingTaskGroup { group in
             group.addTask {
-                for await _ in events.cancelOnGracefulShutdown() { await refresh() }
+                for await _ in events.cancelOnGracefulShutdown() { await self.refresh() }
             }
             group.addTask {
                 while !Task.isCancelled, !Task.isShuttingDownGracefully {
                     try? await Task.sleep(for: .seconds(1))
-                    await refresh()
+                    await self.refresh()
                 }
             }
         }
@@ -240,8 +264,16 @@ struct AvailabilityFeed: ServiceLifecycle.Service {
 
     private func refresh() async {
         for snapshot in await supervisor.snapshots() {
-            publish(snapshot.name, snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
+            target.serviceUp(snapshot.name, snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
         }
+        let maintenance = await supervisor.maintenanceSites
+        let sites = await supervisor.configuration.sites
+        let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in
+            defer { sent = (sites, maintenance) }
+            return (sent.sites != sites, sent.maintenance != maintenance)
+        }
+        if newSites { target.sites(sites) }
+        if newMaintenance { target.maintenance(maintenance) }
     }
 }
 

@@ -26,10 +26,7 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
         guard warden_pipe(&fds, 0) == 0 else { throw SystemError(errno: errno) }
         let (readEnd, writeEnd) = (fds[0], fds[1])
         let executable = FileSystemReader().realPath("/proc/self/exe")
-        let feed = AvailabilityFeed(supervisor: supervisor) { name, up in
-            var line = Array("\(name) \(up ? 1 : 0)\n".utf8)
-            _ = line.withUnsafeMutableBytes { write(writeEnd, $0.baseAddress, $0.count) }
-        }
+        let feed = ProxyFeed(supervisor: supervisor, target: WorkerProxyControl(fd: writeEnd))
         let logger = self.logger
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -41,6 +38,7 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
                                 [executable, "proxy-worker", "-c", controlFile], environment: ["PATH": "/usr/bin:/bin"],
                                 input: readEnd
                             ) { line in logger.info("proxy: \(line)") }
+                            feed.resend()
                             let status = await worker.wait()
                             if Task.isShuttingDownGracefully { break }
                             logger.error("proxy worker \(worker.pid) ended (\(ExitStatus.describe(status))); starting it again")
@@ -60,7 +58,7 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
 
 extension Warden {
     /// Binds the proxy's listeners (as root), drops to `set proxy … user U group G`, then serves.
-    /// Which services are up arrives on standard input as `NAME 1|0` lines; end of input stops it.
+    /// What the daemon knows arrives on standard input (see `WorkerProxyControl`); end of input stops it.
     struct ProxyWorker: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "proxy-worker", shouldDisplay: false)
         @OptionGroup var options: GlobalOptions
@@ -91,7 +89,7 @@ extension Warden {
                     status.withLock { $0 = 1 }
                     return
                 }
-                WardenPlatform.Thread.start(name: "proxy-feed") { readAvailability(availability) }
+                WardenPlatform.Thread.start(name: "proxy-feed") { readFeed(availability, proxy) }
                 let group = ServiceGroup(
                     configuration: .init(services: [.init(service: proxy)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
                 try? await group.run()
@@ -102,19 +100,53 @@ extension Warden {
     }
 }
 
-/// Reads `NAME 1|0` lines from standard input; at end of input (the daemon is gone) ends the worker.
-private func readAvailability(_ availability: ServiceAvailability) {
+/// The daemon's side of the worker's standard input, one line per message:
+/// `service 1|0 NAME`, `maintenance ["site", …]`, `sites [Site as JSON, …]`.
+struct WorkerProxyControl: ProxyControl {
+    let fd: Int32
+
+    func serviceUp(_ name: String, _ up: Bool) { send("service \(up ? 1 : 0) \(name)") }
+
+    func maintenance(_ sites: Set<String>) {
+        if let json = try? JSONCoding.encode(sites.sorted()) { send("maintenance " + String(decoding: json, as: UTF8.self)) }
+    }
+
+    func sites(_ sites: [Site]) {
+        if let json = try? JSONCoding.encode(sites) { send("sites " + String(decoding: json, as: UTF8.self)) }
+    }
+
+    private func send(_ line: String) {
+        var bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Reads the daemon's lines from standard input; at end of input (the daemon is gone) ends the worker.
+private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer) {
     var pending: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
+    var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
         let count = read(0, &buffer, buffer.count)
         if count < 0, errno == EINTR { continue }
         guard count > 0 else { break }
         pending += buffer[0..<count]
         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-            let parts = String(decoding: pending[..<newline], as: UTF8.self).split(separator: " ")
-            if parts.count == 2 { availability.set(String(parts[0]), up: parts[1] == "1") }
+            let line = String(decoding: pending[..<newline], as: UTF8.self)
             pending.removeSubrange(...newline)
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let argument = Array(parts[1].utf8)
+            switch parts[0] {
+            case "service":
+                let words = parts[1].split(separator: " ", maxSplits: 1)
+                if words.count == 2 { availability.set(String(words[1]), up: words[0] == "1") }
+            case "maintenance":
+                if let sites = try? JSONCoding.decode([String].self, from: argument) { availability.setMaintenance(Set(sites)) }
+            case "sites":
+                if let sites = try? JSONCoding.decode([Site].self, from: argument) { proxy.update(sites: sites) }
+            default:
+                break
+            }
         }
     }
     kill(getpid(), SIGTERM)

@@ -12,10 +12,9 @@ struct ProxyTests {
         let warden: WardenProcess
     }
 
-    func start(extraSite: String = "", services: String = "") throws -> Setup {
+    func start(extraSite: String = "", services: String = "", proxy: String = "", port: Int = TestSupport.freePort()) throws -> Setup {
         let directory = try TemporaryDirectory()
         let upstream = try EchoUpstream(directory: directory)
-        let port = TestSupport.freePort()
         try directory.write("public/hello.txt", "hello, static\n", mode: 0o644)
         try directory.write("public/index.html", "<h1>index</h1>\n", mode: 0o644)
         try directory.write("secret.txt", "top secret\n", mode: 0o644)
@@ -30,6 +29,7 @@ struct ProxyTests {
                 timeout read 3 seconds
                 timeout header 2 seconds
                 max body 5 MB
+                \(proxy)
             \(services)
             check site main with host "mydomain.com" alias "anothercooldomain.org"
                 pass / to http://127.0.0.1:\(upstream.port)/
@@ -325,11 +325,14 @@ struct ProxyTests {
         let app = try TestApp(in: directory)
         defer { app.killAll() }
         let port = TestSupport.freePort()
+        let httpdPort = TestSupport.freePort()
         let rc = try directory.write(
             "wardenrc",
             """
             set daemon 1
             set pidfile \(directory.path)/warden.pid
+            set httpd port \(httpdPort) and use address 127.0.0.1
+                allow 127.0.0.1
             set proxy
                 listen 127.0.0.1 port \(port)
                 user nobody group nogroup
@@ -358,7 +361,135 @@ struct ProxyTests {
         kill(try #require(app.pid), SIGKILL)
         let held = try #require(TestSupport.httpGet(port: port, path: "/ping", timeout: 15))
         #expect(held.status == 200, "the worker learns of the restart through its pipe and holds the request")
+
+        // Maintenance and reloaded sites reach the unprivileged worker through its pipe too.
+        #expect(try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "maintenance", "on", "app"]).status == 0)
+        #expect(TestSupport.waitUntil(timeout: 5) { TestSupport.httpGet(port: port, path: "/ping")?.status == 503 })
+        #expect(try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "maintenance", "off", "app"]).status == 0)
+        #expect(TestSupport.waitUntil(timeout: 5) { TestSupport.httpGet(port: port, path: "/ping")?.status == 200 })
+        try directory.write("public/added.txt", "added by a reload\n", mode: 0o644)
+        chmod(directory.path + "/public", 0o755)
+        var text = try String(contentsOfFile: rc, encoding: .utf8)
+        text += "\ncheck site added with host \"added.example\"\n    serve / from \(directory.path)/public\n"
+        _ = try directory.write("wardenrc", text)
+        warden.signal(SIGHUP)
+        #expect(TestSupport.waitUntil(timeout: 10) {
+            TestSupport.httpGet(port: port, path: "/added.txt", headers: ["Host": "added.example"])?.body == "added by a reload\n"
+        })
+        #expect(TestSupport.isAlive(workerPID), "a reload keeps the same worker, so its connections stay")
         warden.stop()
         #expect(TestSupport.waitUntil(timeout: 10) { !TestSupport.isAlive(workerPID) }, "the worker ends with the daemon")
+    }
+
+    @Test func webSocketUpgradesAreTunnelledBothWays() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let script = """
+            import base64, os, socket
+            s = socket.create_connection(("127.0.0.1", \(setup.port))); s.settimeout(5)
+            key = base64.b64encode(os.urandom(16)).decode()
+            s.sendall(("GET /ws HTTP/1.1\\r\\nHost: mydomain.com\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+                "Sec-WebSocket-Key: %s\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n" % key).encode())
+            buf = b""
+            while b"\\r\\n\\r\\n" not in buf: buf += s.recv(4096)
+            head, rest = buf.split(b"\\r\\n\\r\\n", 1)
+            while len(rest) < 7: rest += s.recv(4096)
+            payload = b"ping over the proxy"; mask = os.urandom(4)
+            s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+            echo = b""
+            while len(echo) < 2 + len(payload): echo += s.recv(4096)
+            print(head.split(b"\\r\\n")[0].decode()); print(rest[2:7].decode()); print(echo[2:].decode())
+            print("upgrade" in head.decode().lower())
+            """
+        let result = try TestSupport.run("/usr/bin/python3", ["-c", script], timeout: 30)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines == ["HTTP/1.1 101 Switching Protocols", "hello", "ping over the proxy", "True"], "\(result.stdout) \(result.stderr)")
+        #expect(TestSupport.httpGet(port: setup.port, path: "/", headers: ["Host": "mydomain.com"])?.status == 200, "still serving HTTP")
+    }
+
+    @Test func maintenanceFromTheCLISurvivesARestartAndReloadsSwapSitesWithoutDroppingRequests() throws {
+        let httpdPort = TestSupport.freePort()
+        let control = """
+            set httpd port \(httpdPort) and use address 127.0.0.1
+                allow 127.0.0.1
+            set statefile STATEFILE
+            """
+        var setup = try start(services: control.replacingOccurrences(of: "STATEFILE", with: "/tmp/warden-maintenance-\(getpid()).state"))
+        defer {
+            setup.warden.stop()
+            unlink("/tmp/warden-maintenance-\(getpid()).state")
+        }
+        let cli = { (arguments: [String]) in try TestSupport.run(TestSupport.wardenBinary, ["-c", setup.warden.controlFile] + arguments) }
+        let on = try cli(["maintenance", "on", "main"])
+        #expect(on.status == 0, "\(on.stdout) \(on.stderr)")
+        let during = try #require(TestSupport.httpGet(port: setup.port, path: "/", headers: ["Host": "mydomain.com"]))
+        #expect(during.status == 503)
+        #expect(during.headers["retry-after"] != nil)
+        #expect(try cli(["maintenance", "on", "nosuchsite"]).status == 1)
+        #expect(try cli(["maintenance", "sideways", "main"]).status != 0)
+
+        // The setting is kept in the state file across a restart of warden.
+        setup.warden.stop()
+        setup = try start(services: control.replacingOccurrences(of: "STATEFILE", with: "/tmp/warden-maintenance-\(getpid()).state"), port: setup.port)
+        #expect(TestSupport.waitUntil(timeout: 5) { TestSupport.httpGet(port: setup.port, path: "/", headers: ["Host": "mydomain.com"])?.status == 503 })
+        #expect(try cli(["maintenance", "off", "main"]).status == 0)
+        #expect(TestSupport.waitUntil(timeout: 5) { TestSupport.httpGet(port: setup.port, path: "/", headers: ["Host": "mydomain.com"])?.status == 200 })
+
+        // A reload adds a site while a slow request is in flight: the request completes, the new site answers.
+        let before = TestSupport.httpGet(port: setup.port, path: "/hello.txt", headers: ["Host": "other.example"])
+        #expect(before?.body.contains("hello, static") != true)
+        let port = setup.port
+        let slow = Background { TestSupport.httpGet(port: port, path: "/slow=2", timeout: 10, headers: ["Host": "mydomain.com"])?.status }
+        var text = try String(contentsOfFile: setup.warden.controlFile, encoding: .utf8)
+        text += "\ncheck site other with host \"other.example\"\n    serve / from \(setup.directory.path)/public\n"
+        _ = try setup.directory.write("wardenrc", text)
+        setup.warden.signal(SIGHUP)
+        #expect(setup.warden.waitForLog("reloaded", timeout: 10))
+        #expect(TestSupport.waitUntil(timeout: 5) {
+            TestSupport.httpGet(port: setup.port, path: "/hello.txt", headers: ["Host": "other.example"])?.body.contains("hello, static") == true
+        })
+        #expect(slow.value(timeout: 10) == .some(200), "the request in flight during the reload completed")
+    }
+
+    @Test func errorLogAndConnectionLimit() throws {
+        let setup = try start(
+            extraSite: """
+                check site broken with host "broken.example"
+                    pass / to http://127.0.0.1:\(TestSupport.freePort())/
+                    error log \(FileManager.default.temporaryDirectory.path)/warden-error-\(getpid()).log
+                """,
+            proxy: "max connections 5")
+        let errorLog = FileManager.default.temporaryDirectory.path + "/warden-error-\(getpid()).log"
+        defer {
+            setup.warden.stop()
+            unlink(errorLog)
+        }
+        #expect(TestSupport.httpGet(port: setup.port, path: "/x?y=1", headers: ["Host": "broken.example"])?.status == 502)
+        let log = (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? ""
+        #expect(log.contains("[error]") && log.contains("while connecting to upstream"), "\(log)")
+        #expect(log.contains("client: 127.0.0.1") && log.contains("request: \"GET /x?y=1 HTTP/1.1\"") && log.contains("host: \"broken.example\""), "\(log)")
+        var mode = stat()
+        stat(errorLog, &mode)
+        #expect(mode.st_mode & 0o007 == 0, "the error log is not world-readable")
+
+        let script = """
+            import socket, time
+            held = [socket.create_connection(("127.0.0.1", \(setup.port))) for _ in range(5)]
+            time.sleep(0.3)
+            extra = socket.create_connection(("127.0.0.1", \(setup.port))); extra.settimeout(3)
+            extra.sendall(b"GET / HTTP/1.1\\r\\nHost: mydomain.com\\r\\n\\r\\n")
+            try:
+                refused = extra.recv(100) == b""
+            except ConnectionResetError:
+                refused = True
+            for s in held: s.close()
+            time.sleep(0.3)
+            again = socket.create_connection(("127.0.0.1", \(setup.port))); again.settimeout(3)
+            again.sendall(b"GET / HTTP/1.1\\r\\nHost: mydomain.com\\r\\nConnection: close\\r\\n\\r\\n")
+            print(refused, again.recv(12).decode())
+            """
+        let result = try TestSupport.run("/usr/bin/python3", ["-c", script], timeout: 30)
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "True HTTP/1.1 200", "\(result.stdout) \(result.stderr)")
+        #expect(setup.warden.waitForLog("max connections", timeout: 5), "the refusal is logged")
     }
 }

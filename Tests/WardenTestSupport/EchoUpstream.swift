@@ -1,7 +1,7 @@
 import Foundation
 
 /// An HTTP/1.1 upstream for proxy tests (Python's http.server on 127.0.0.1): echoes what it received
-/// as JSON, redirects, streams large bodies, counts uploads, stalls on demand.
+/// as JSON, redirects, streams large bodies, counts uploads, stalls on demand, echoes WebSocket frames.
 public final class EchoUpstream {
     public let port: Int
     public let process = Process()
@@ -11,7 +11,7 @@ public final class EchoUpstream {
         let script = try directory.write(
             "upstream.py",
             """
-            import http.server, json, sys, time
+            import base64, hashlib, http.server, json, sys, time
             class H(http.server.BaseHTTPRequestHandler):
                 protocol_version = "HTTP/1.1"
                 def log_message(self, *a): pass
@@ -35,7 +35,26 @@ public final class EchoUpstream {
                     n = int(self.headers.get("Content-Length", 0)); total = 0
                     while total < n: total += len(self.rfile.read(min(n - total, 1 << 20)))
                     return total
+                def websocket(self):
+                    # The handshake and a greeting frame in one write: the proxy must pass on bytes that follow the 101.
+                    key = self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+                    accept = base64.b64encode(hashlib.sha1(key.encode()).digest()).decode()
+                    self.wfile.write(("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+                        "Sec-WebSocket-Accept: %s\\r\\n\\r\\n" % accept).encode() + b"\\x81\\x05hello")
+                    while True:
+                        head = self.rfile.read(2)
+                        if len(head) < 2: break
+                        opcode, n = head[0] & 0x0f, head[1] & 0x7f
+                        if n == 126: n = int.from_bytes(self.rfile.read(2), "big")
+                        mask = self.rfile.read(4) if head[1] & 0x80 else b"\\0\\0\\0\\0"
+                        data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
+                        if opcode == 8:
+                            self.wfile.write(b"\\x88\\x00"); break
+                        self.wfile.write(bytes([0x80 | opcode, len(data)]) + data)
+                    self.close_connection = True
                 def handle_any(self):
+                    if self.headers.get("Upgrade", "").lower() == "websocket":
+                        return self.websocket()
                     received = self.read_body()
                     if self.path.startswith("/redirect"):
                         return self.reply(302, b"moved", [("Location", "http://127.0.0.1:%d/landing" % PORT), ("Refresh", "0; url=http://127.0.0.1:%d/x" % PORT)])

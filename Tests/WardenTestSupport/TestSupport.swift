@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -272,5 +273,25 @@ extension TestSupport {
             print(data.decode(errors="replace"))
             """], input: request, timeout: 15)
         return (result.stdout, !result.stdout.contains("TIMEOUT"))
+    }
+}
+
+/// Runs `body` on a thread of its own, for a request that must be in flight while the test acts.
+public final class Background<T: Sendable>: Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let result = Mutex<T?>(nil)
+
+    public init(_ body: @escaping @Sendable () -> T) {
+        Thread.detachNewThread { [self] in
+            let value = body()
+            result.withLock { $0 = value }
+            done.signal()
+        }
+    }
+
+    /// The result, or nil if `body` has not finished within `timeout` seconds.
+    public func value(timeout: Double) -> T? {
+        guard done.wait(timeout: .now() + timeout) == .success else { return nil }
+        return result.withLock { $0 }
     }
 }

@@ -1,0 +1,223 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import WardenConfig
+@testable import WardenProxy
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Feeds `text` to a framer in pieces of `step` bytes and collects what it emits.
+private func frame(
+    _ text: String, step: Int = .max, toHead: Bool = false, dechunk: Bool = false,
+    rewrite: ResponseFramer.Rewrite? = nil
+) throws -> (heads: [ResponseFramer.Head], informational: [String], body: String, ended: Bool, leftover: String) {
+    var framer = ResponseFramer()
+    framer.expectResponse(toHead: toHead, dechunk: dechunk, rewrite: rewrite)
+    var heads: [ResponseFramer.Head] = []
+    var informational: [String] = []
+    var body = ""
+    var ended = false
+    var leftover = ""
+    let bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        var buffer = ByteBuffer(bytes: bytes[offset..<min(bytes.count, offset + step)])
+        offset += buffer.readableBytes
+        try framer.parse(&buffer) { output in
+            switch output {
+            case .head(let head): heads.append(head)
+            case .informational(let bytes): informational.append(String(buffer: bytes))
+            case .body(let bytes): body += String(buffer: bytes)
+            case .end: ended = true
+            }
+        }
+        leftover += String(buffer: buffer)
+    }
+    return (heads, informational, body, ended, leftover)
+}
+
+private func headText(_ head: ResponseFramer.Head) -> String { String(buffer: head.bytes) }
+
+@Suite("Response framing")
+struct ResponseFramerTests {
+    @Test func contentLengthBodyIsPassedThroughAndHopByHopHeadersDropped() throws {
+        let response = "HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 4\r\n\r\npong"
+        for step in [1, 3, 7, .max] {
+            let result = try frame(response, step: step)
+            #expect(result.heads.count == 1)
+            #expect(headText(result.heads[0]) == "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 4\r\n")
+            #expect(result.heads[0].framing == .length(4))
+            #expect(result.heads[0].keepAlive)
+            #expect(result.body == "pong")
+            #expect(result.ended)
+        }
+    }
+
+    @Test func chunkedBodiesArePassedThroughOrDechunkedForHTTP10Clients() throws {
+        let response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n"
+        for step in [1, 2, 5, .max] {
+            let raw = try frame(response, step: step)
+            #expect(headText(raw.heads[0]) == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n")
+            #expect(raw.body == "4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n")
+            #expect(raw.ended)
+            let plain = try frame(response, step: step, dechunk: true)
+            #expect(headText(plain.heads[0]) == "HTTP/1.1 200 OK\r\n")
+            #expect(plain.body == "Wikipedia")
+            #expect(plain.ended)
+        }
+    }
+
+    @Test func bytesAfterTheEndStayInTheBuffer() throws {
+        let result = try frame("HTTP/1.1 204 No Content\r\n\r\nEXTRA")
+        #expect(result.heads[0].framing == .none)
+        #expect(result.ended)
+        #expect(result.leftover == "EXTRA")
+    }
+
+    @Test func headResponsesHaveNoBodyWhateverTheirLength() throws {
+        let result = try frame("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", toHead: true)
+        #expect(result.heads[0].framing == .none)
+        #expect(headText(result.heads[0]).contains("Content-Length: 100"))
+        #expect(result.ended)
+    }
+
+    @Test func informationalResponsesComeBeforeTheFinalOne() throws {
+        let result = try frame("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+        #expect(result.informational == ["HTTP/1.1 100 Continue\r\n\r\n"])
+        #expect(result.heads.map(\.status) == [201])
+        #expect(result.body == "ok")
+    }
+
+    @Test func http10AndUntilCloseResponsesAreNotReusable() throws {
+        let old = try frame("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        #expect(headText(old.heads[0]).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(!old.heads[0].keepAlive)
+        let open = try frame("HTTP/1.1 200 OK\r\n\r\nsome")
+        #expect(open.heads[0].framing == .untilClose)
+        #expect(!open.heads[0].keepAlive)
+        #expect(!open.ended)
+        #expect(open.body == "some")
+    }
+
+    @Test func headersNamedByConnectionAreDroppedAndLocationRewritten() throws {
+        let rewrite = ResponseFramer.Rewrite(
+            upstream: HTTPURL(scheme: "http", host: "127.0.0.1", port: 8080, path: "/"), scheme: "https", publicHost: "mydomain.com")
+        let result = try frame(
+            "HTTP/1.1 302 Found\r\nConnection: X-Secret\r\nX-Secret: 1\r\nLocation: http://127.0.0.1:8080/landing\r\nContent-Length: 0\r\n\r\n",
+            rewrite: rewrite)
+        #expect(headText(result.heads[0]) == "HTTP/1.1 302 Found\r\nLocation: https://mydomain.com/landing\r\nContent-Length: 0\r\n")
+    }
+
+    @Test func switchingProtocolsKeepsUpgradeAndLeavesTheRestForTheTunnel() throws {
+        let result = try frame("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{02}hi")
+        #expect(headText(result.heads[0]) == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n")
+        #expect(result.leftover == "\u{81}\u{02}hi")
+    }
+
+    @Test(arguments: [
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n Folded: header\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        "HTTP/1.1 2x0 OK\r\n\r\n",
+        "garbage\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+    ])
+    func malformedResponsesAreRefused(_ response: String) {
+        #expect(throws: ResponseFramer.Failure.self) { try frame(response) }
+    }
+
+    @Test func oversizedHeadsAreRefused() {
+        let huge = "HTTP/1.1 200 OK\r\nX: " + String(repeating: "a", count: ResponseFramer.maximumHeadBytes) + "\r\n\r\n"
+        #expect(throws: ResponseFramer.Failure.self) { try frame(huge, step: 4096) }
+    }
+}
+
+@Suite("Header rules and routing")
+struct HeaderRuleTests {
+    private func head(_ headers: [(String, String)], uri: String = "/") -> HTTPRequestHead {
+        HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: HTTPHeaders(headers))
+    }
+
+    @Test func smugglingPairsAndOversizedPartsAreRejected() {
+        #expect(HeaderRules.reject(head([("Content-Length", "1"), ("Content-Length", "2")]), maximumBody: 10) == .badRequest)
+        #expect(HeaderRules.reject(head([("Content-Length", "1"), ("Transfer-Encoding", "chunked")]), maximumBody: 10) == .badRequest)
+        #expect(HeaderRules.reject(head([("Transfer-Encoding", "gzip, chunked")]), maximumBody: 10) == .badRequest)
+        #expect(HeaderRules.reject(head([("Transfer-Encoding", "xchunked")]), maximumBody: 10) == .badRequest)
+        #expect(HeaderRules.reject(head([("Content-Length", "11")]), maximumBody: 10) == .payloadTooLarge)
+        #expect(HeaderRules.reject(head([("X", "a\r\nInjected: 1")]), maximumBody: 10) == .badRequest)
+        #expect(HeaderRules.reject(head([], uri: "/" + String(repeating: "a", count: 9000)), maximumBody: 10) == .uriTooLong)
+        #expect(HeaderRules.reject(head((0..<101).map { ("X-\($0)", "v") }), maximumBody: 10) == .requestHeaderFieldsTooLarge)
+        #expect(HeaderRules.reject(head([("Transfer-Encoding", "Chunked")]), maximumBody: 10) == nil)
+        #expect(HeaderRules.reject(head([("Content-Length", "10")]), maximumBody: 10) == nil)
+    }
+
+    @Test func forwardedHeadPreservesHostAndDropsHopByHop() {
+        let client = HTTPRequestHead(
+            version: .http1_1, method: .GET, uri: "/x",
+            headers: ["Host": "mydomain.com", "Connection": "keep-alive, X-Private", "X-Private": "1", "Keep-Alive": "5", "X-Forwarded-For": "10.0.0.1"])
+        let forwarded = HeaderRules.upstreamHead(client, client: "127.0.0.1", scheme: "https", upgrade: false)
+        #expect(forwarded.headers["Host"] == ["mydomain.com"])
+        #expect(forwarded.headers["X-Private"].isEmpty)
+        #expect(forwarded.headers["Keep-Alive"].isEmpty)
+        #expect(forwarded.headers["Connection"].isEmpty)
+        #expect(forwarded.headers["X-Forwarded-For"] == ["10.0.0.1, 127.0.0.1"])
+        #expect(forwarded.headers["X-Forwarded-Proto"] == ["https"])
+        #expect(forwarded.headers["X-Forwarded-Host"] == ["mydomain.com"])
+        let upgrade = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/ws", headers: ["Upgrade": "websocket", "Connection": "Upgrade"])
+        #expect(HeaderRules.isUpgrade(upgrade))
+        let tunnelled = HeaderRules.upstreamHead(upgrade, client: "127.0.0.1", scheme: "http", upgrade: true)
+        #expect(tunnelled.headers["Upgrade"] == ["websocket"])
+        #expect(tunnelled.headers["Connection"] == ["upgrade"])
+    }
+
+    @Test func upstreamURIReplacesThePrefixOnlyForAURLWithAPath() {
+        #expect(ProxyHandler.upstreamURI("/app/x?q=1", prefix: "/app", base: "/") == "/app/x?q=1")
+        #expect(ProxyHandler.upstreamURI("/app/x?q=1", prefix: "/app", base: "/base/") == "/base/x?q=1")
+        #expect(ProxyHandler.upstreamURI("/app/x", prefix: "/app/", base: "/base") == "/base/x")
+        #expect(ProxyHandler.upstreamURI("/app", prefix: "/app", base: "/base/") == "/base/")
+    }
+
+    @Test func sitesAreFoundByHostAliasAndDefaultAndLongestPrefix() {
+        let here = FileLocation(file: "test", line: 1, column: 1)
+        var shop = Site(name: "shop", hosts: ["shop.example", "www.shop.example"], location: here)
+        shop.routes = [
+            .init(prefix: "/", target: .directory("/srv/shop")),
+            .init(prefix: "/api", target: .directory("/srv/api")),
+        ]
+        var fallback = Site(name: "fallback", hosts: ["*"], location: here)
+        fallback.routes = [.init(prefix: "/", target: .directory("/srv/default"))]
+        let table = SiteTable(sites: [shop, fallback]).snapshot
+        #expect(table.entry(forHost: "WWW.Shop.Example:8080")?.site.name == "shop")
+        #expect(table.entry(forHost: "other.example")?.site.name == "fallback")
+        #expect(table.entry(forHost: nil)?.site.name == "fallback")
+        let entry = table.entry(forHost: "shop.example")!
+        #expect(entry.route(for: "/api/items")?.prefix == "/api")
+        #expect(entry.route(for: "/api")?.prefix == "/api")
+        #expect(entry.route(for: "/apix")?.prefix == "/")
+        #expect(SiteTable.Snapshot.hostName("[::1]:80") == "[::1]")
+    }
+
+    @Test func reloadKeepsOpenLogFilesAndSwapsRoutes() {
+        let directory = "/tmp/warden-proxy-unit-\(getpid())"
+        mkdir(directory, 0o755)
+        defer {
+            unlink(directory + "/access.log")
+            rmdir(directory)
+        }
+        let here = FileLocation(file: "test", line: 1, column: 1)
+        var site = Site(name: "a", hosts: ["a.example"], location: here)
+        site.accessLog = directory + "/access.log"
+        let table = SiteTable(sites: [site])
+        let before = table.snapshot.entries[0].accessLog
+        site.hosts = ["b.example"]
+        table.load([site])
+        #expect(table.snapshot.entry(forHost: "b.example")?.site.name == "a")
+        #expect(table.snapshot.entries[0].accessLog === before)
+    }
+}
