@@ -53,6 +53,9 @@ struct Daemon {
             return 1
         }
         signal(SIGPIPE, SIG_IGN)  // a proxy worker that died must not kill the daemon through its pipe
+        // A reload or log-rotation signal that arrives before the signal service listens must not
+        // end warden (their default action): until then it is ignored (found by the reload storm).
+        for number in [SIGHUP, SIGUSR1, SIGUSR2] { signal(number, SIG_IGN) }
         let sink = LogSink(target: configuration.log, verbose: verbose, toStandardError: stayInForeground && configuration.log == nil)
         let level: Logger.Level = verbose ? .debug : .info
         LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: level) }

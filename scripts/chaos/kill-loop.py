@@ -7,57 +7,23 @@ is a double start). Prints a summary table and the restart latency distribution.
 
 Usage: scripts/chaos/kill-loop.py [KILLS] [pidfile|child|both]   (needs a build: swift build -c release)
 """
-import os, signal, statistics, subprocess, sys, tempfile, time, urllib.request
+import os, signal, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, ".build/release") if os.path.exists(os.path.join(ROOT, ".build/release/warden")) else os.path.join(ROOT, ".build/debug")
-WARDEN, MYAPP = BUILD + "/warden", BUILD + "/myapp"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chaoslib import BUILD, MYAPP, WARDEN, daemon_start_script, instances, serving  # noqa: E402
+
 KILLS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 MODES = ["pidfile", "child"] if len(sys.argv) < 3 or sys.argv[2] == "both" else [sys.argv[2]]
-
-
-def instances(port):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            command = open("/proc/%s/cmdline" % entry, "rb").read().replace(b"\0", b" ").decode()
-            state = open("/proc/%s/stat" % entry).read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if command.startswith(MYAPP) and ("--port %d " % port) in command + " " and state not in ("Z", "X"):
-            found.append(int(entry))
-    return found
-
-
-def serving(port, pidfile, old):
-    try:
-        pid = int(open(pidfile).read().strip())
-    except (OSError, ValueError):
-        return None
-    if pid == old:
-        return None
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/ping" % port, timeout=1) as r:
-            return pid if r.read() == b"pong" else None
-    except Exception:
-        return None
 
 
 def run(mode):
     work = tempfile.mkdtemp(prefix="chaos-")
     port = 19000 + os.getpid() % 500 + (0 if mode == "pidfile" else 500)
     pidfile = work + "/app.pid"
-    command = "%s --port %d --pidfile %s" % (MYAPP, port, pidfile)
     if mode == "pidfile":
-        start = work + "/start.sh"
-        with open(start, "w") as f:
-            f.write("#!/bin/sh\nsetsid %s >/dev/null 2>&1 </dev/null &\nexit 0\n" % command)
-        os.chmod(start, 0o755)
-        program = start
+        program = daemon_start_script(work, port, pidfile)
     else:
-        program = command  # the app itself, in the foreground, a direct child of warden
+        program = "%s --port %d --pidfile %s" % (MYAPP, port, pidfile)  # in the foreground, a direct child of warden
     rc = work + "/rc"
     with open(rc, "w") as f:
         f.write("set daemon 5\nset pidfile %s/warden.pid\nset statefile %s/state\ncheck process app with pidfile %s\n  start program = \"%s\"\n" % (work, work, pidfile, program))
@@ -66,7 +32,7 @@ def run(mode):
     latencies, double_starts, missed = [], 0, 0
     try:
         deadline = time.time() + 30
-        while serving(port, pidfile, None) is None and time.time() < deadline:
+        while serving(port, pidfile) is None and time.time() < deadline:
             time.sleep(0.01)
         for _ in range(KILLS):
             time.sleep(1.05)  # warden starts one service at most once a second (crash-loop guard)
