@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "WardenMailTests",
             dependencies: [
-                "WardenMail", "WardenConfig",
+                "WardenMail", "WardenConfig", "WardenTestSupport",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -29,6 +29,12 @@ final class LogSink: Sendable {
     func reopen() {
         guard case .file(let path) = target else { return }
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        if fd < 0 {
+            // Said where it can still be seen: standard error (before daemonizing) and syslog.
+            let problem = "warden: cannot open the log file '\(path)': \(String(cString: strerror(errno)))"
+            printError(problem)
+            problem.withCString { withVaList([$0]) { vsyslog(LOG_ERR, "%s", $0) } }
+        }
         let old = state.withLock { state -> Int32 in
             defer { state.fd = fd }
             return state.fd

@@ -60,6 +60,20 @@ struct ControlServerTests {
             #expect(try curl(port, path, user: "admin:s3cret").status == 200, "\(path) as admin")
             #expect(try curl(port, path, user: "guest:guest").status == 200, "\(path) read-only may read")
         }
+        // Every state-changing route, for every identity that may not change anything.
+        let changes: [(path: String, form: String)] = [
+            ("/_doaction", "action=stop&service=app"), ("/app", "action=stop"), ("/_maintenance", "site=app&action=on"),
+        ]
+        for (path, form) in changes {
+            for (user, expected) in [(nil, 401), ("admin:Tr0ub4dor-guess", 401), ("nobody:s3cret", 401), ("guest:guest", 403)] as [(String?, Int)] {
+                let answer = try curl(port, path, user: user, method: "POST", form: form, headers: ["X-Requested-By: warden-cli"])
+                #expect(answer.status == expected, "POST \(path) as \(user ?? "anonymous")")
+                #expect(!answer.body.contains("s3cret") && !answer.body.contains("Tr0ub4dor"), "no credential in an error page")
+            }
+            #expect(try curl(port, path, user: "admin:s3cret", method: "POST", form: form).status == 403, "POST \(path) without the CSRF token")
+            #expect(try curl(port, path, user: "admin:s3cret", method: "PUT", form: form).status != 200, "PUT \(path)")
+        }
+        #expect(try curl(port, "/", user: nil, method: "HEAD").status == 401)
         let unauthorized = try TestSupport.run("/usr/bin/curl", ["-s", "-i", "http://127.0.0.1:\(port)/"])
         #expect(unauthorized.stdout.contains("WWW-Authenticate: Basic realm=\"warden\""))
         // Actions: POST only, with the CSRF token, never for read-only users.
@@ -71,8 +85,9 @@ struct ControlServerTests {
         usleep(1_500_000)
         #expect(setup.app.pid == before && setup.app.isServing, "no refused request changed anything")
         // No password in the log.
-        #expect(!setup.warden.log.contains("s3cret"))
-        #expect(!setup.warden.log.contains("Tr0ub4dor-guess"))
+        for secret in ["s3cret", "Tr0ub4dor-guess", "YWRtaW46czNjcmV0", "guest:guest", "Z3Vlc3Q6Z3Vlc3Q="] {
+            #expect(!setup.warden.log.contains(secret), "no credential in the log, plain or base64")
+        }
         #expect(setup.warden.log.contains("HttpRequest: access denied"))
     }
 
@@ -82,8 +97,19 @@ struct ControlServerTests {
             setup.warden.stop()
             setup.app.killAll()
         }
-        let result = try TestSupport.run("/usr/bin/curl", ["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(setup.port)/"])
-        #expect(result.stdout == "000", "connection closed without an HTTP answer")
+        let before = try #require(setup.app.pid)
+        for (method, path) in [
+            ("GET", "/"), ("HEAD", "/"), ("GET", "/app"), ("GET", "/_status?format=xml"), ("GET", "/_status?format=json"), ("GET", "/_summary"),
+            ("GET", "/metrics"), ("POST", "/_doaction"), ("POST", "/app"), ("POST", "/_maintenance"),
+        ] {
+            let result = try TestSupport.run(
+                "/usr/bin/curl",
+                ["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "-u", "admin:s3cret", "-H", "X-Requested-By: warden-cli",
+                 "-d", "action=stop&service=app&site=app", "http://127.0.0.1:\(setup.port)\(path)"])
+            #expect(result.stdout == "000", "\(method) \(path): connection closed without an HTTP answer, credentials or not")
+        }
+        usleep(1_500_000)
+        #expect(setup.app.pid == before && setup.app.isServing, "nothing changed")
         #expect(setup.warden.log.contains("host not allowed"))
     }
 
