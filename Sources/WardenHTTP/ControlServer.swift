@@ -38,17 +38,17 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
     public var tcpPort: Int? { bound.withLock { $0.compactMap { $0.localAddress?.port }.first } }
 
     public func run() async throws {
-        var channels: [NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>] = []
+        var channels: [NIOAsyncChannel<Connection, Never>] = []
         if let port = settings.port {
             let host = Self.bindAddress(settings.address)
-            channels.append(try await bootstrap().bind(host: host, port: port) { self.initialize($0) })
+            channels.append(try await bootstrap().bind(host: host, port: port) { self.initialize($0, unix: false) })
             logger.info("warden httpd listening on [\(host)]:\(port)")
         }
         if let path = settings.unixSocket {
             unlink(path)
             let previous = umask(0o177)  // the socket is created 0600
             defer { umask(previous) }
-            channels.append(try await bootstrap().bind(unixDomainSocketPath: path) { self.initialize($0) })
+            channels.append(try await bootstrap().bind(unixDomainSocketPath: path) { self.initialize($0, unix: true) })
             chmod(path, 0o600)
             logger.info("warden httpd listening on unix socket \(path)")
         }
@@ -64,7 +64,8 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
                         try? await channel.executeThenClose { inbound in
                             try await withThrowingDiscardingTaskGroup { connections in
                                 for try await connection in inbound {
-                                    connections.addTask { await self.serve(connection) }
+                                    guard let channel = connection.channel else { continue }
+                                    connections.addTask { await self.serve(channel, client: connection.client) }
                                 }
                             }
                         }
@@ -88,25 +89,35 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     }
 
-    private func initialize(_ channel: any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>> {
+    /// A connection as accepted: who it is from (taken at accept time, while the socket is open), and
+    /// its HTTP channel, or nil when the allow-list refused it.
+    struct Connection: Sendable {
+        let client: String
+        let channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>?
+    }
+
+    private func initialize(_ channel: any Channel, unix: Bool) -> EventLoopFuture<Connection> {
         channel.eventLoop.makeCompletedFuture {
-            if let remote = channel.remoteAddress, let address = remote.addressBytes, !router.policy.admits(address: address) {
-                // Refused before any parsing: no HTTP decoder is ever added to this channel.
-                logger.error("HttpRequest: access denied -- client [\(remote.ipAddress ?? "?")]: host not allowed")
-                channel.close(promise: nil)
-                return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+            let remote = channel.remoteAddress
+            if !unix {
+                // Fails closed: a TCP peer whose address cannot be read is not admitted either.
+                guard let remote, let address = remote.addressBytes, router.policy.admits(address: address) else {
+                    // Refused before any parsing: no HTTP decoder is ever added to this channel.
+                    logger.error("HttpRequest: access denied -- client [\(remote?.ipAddress ?? "unknown")]: host not allowed")
+                    channel.close(promise: nil)
+                    return Connection(client: remote?.ipAddress ?? "unknown", channel: nil)
+                }
             }
-            if let tls, channel.remoteAddress?.ipAddress != nil {
+            if let tls, !unix {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
             }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-            return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+            return Connection(client: unix ? "unix" : remote?.ipAddress ?? "unknown", channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel))
         }
     }
 
     /// One connection: requests one after another (keep-alive), each answered in full.
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        let client = connection.channel.remoteAddress?.ipAddress ?? "unix"
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, client: String) async {
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var body: [UInt8] = []

@@ -89,3 +89,18 @@ struct MisbehavingServerTests {
         #expect(queued == 0, "the harness itself delivers when the server behaves")
     }
 }
+
+@Suite("Mail: the disk queue")
+struct MailQueueTests {
+    @Test func unfinishedWritesOfAKilledWardenAreClearedAtStart() throws {
+        let directory = try TemporaryDirectory()
+        let queue = directory.path + "/queue"
+        mkdir(queue, 0o700)
+        _ = try directory.write("queue/1_a.mail.tmp.4242", "{\"half\": ")
+        _ = try directory.write("queue/2_b.mail", "{}")
+        let settings = try #require(ControlFile.parse("set eventqueue basedir \(queue) slots 10").configuration?.eventQueue)
+        let mails = MailQueue(settings: settings, logger: Logger(label: "test"))
+        #expect(mails.entries() == ["2_b.mail"])
+        #expect(!FileManager.default.fileExists(atPath: queue + "/1_a.mail.tmp.4242"))
+    }
+}

@@ -96,7 +96,7 @@ def exchange(port, payload):
 
 
 def fuzz(name, port, seeds, rng, check):
-    counts, failures = {}, 0
+    counts, failures = {}, []
     batch = 1000
     with ThreadPoolExecutor(max_workers=8) as pool:
         for start in range(0, COUNT, batch):
@@ -104,8 +104,9 @@ def fuzz(name, port, seeds, rng, check):
             for outcome in pool.map(lambda p: exchange(port, p), payloads):
                 key = outcome if outcome in ("closed", "hang", "garbage", "connect failed") else outcome[0] + "xx"
                 counts[key] = counts.get(key, 0) + 1
-            if not check():
-                failures += 1
+            answer = check()
+            if answer is not True:
+                failures.append("after %d: %r" % (start + batch, answer))
     return counts, failures
 
 
@@ -127,16 +128,18 @@ def main():
     try:
         wait(lambda: serving(app_port, work + "/app.pid"), 30)
         pid = warden.process.pid
-        proxy_ok = lambda: (get(proxy_port, "/ping", timeout=5) or (0, b""))[1] == b"pong"
+        proxy_ok = lambda: True if (get(proxy_port, "/ping", timeout=5) or (0, b""))[1] == b"pong" else get(proxy_port, "/ping", timeout=5)
         dashboard_ok = lambda: urllib.request.urlopen(urllib.request.Request(
             "http://127.0.0.1:%d/_summary" % httpd_port, headers={"Authorization": "Basic YWRtaW46czNjcmV0"}), timeout=5).status == 200
         for name, port, seeds, check in (("proxy", proxy_port, SEEDS, proxy_ok), ("dashboard", httpd_port, DASHBOARD_SEEDS, dashboard_ok)):
             counts, failures = fuzz(name, port, seeds, rng, lambda: _safe(check))
             alive = warden.process.poll() is None and warden.process.pid == pid
-            final = _safe(check)
-            bad = counts.get("hang", 0) + counts.get("garbage", 0) + counts.get("connect failed", 0) + failures + (0 if alive and final else 1)
+            final = _safe(check) is True
+            bad = counts.get("hang", 0) + counts.get("garbage", 0) + counts.get("connect failed", 0) + len(failures) + (0 if alive and final else 1)
             broke += bad
-            rows.append((name, COUNT, " ".join("%s=%d" % kv for kv in sorted(counts.items())), failures, alive and final, bad))
+            rows.append((name, COUNT, " ".join("%s=%d" % kv for kv in sorted(counts.items())), len(failures), alive and final, bad))
+            for failure in failures[:5]:
+                print("%s: a normal request failed %s" % (name, failure))
     finally:
         warden.stop()
         kill_all(instances(app_port))
@@ -150,8 +153,8 @@ def main():
 def _safe(check):
     try:
         return check()
-    except Exception:
-        return False
+    except Exception as error:
+        return repr(error)
 
 
 main()
