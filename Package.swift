@@ -111,7 +111,7 @@ let package = Package(
             exclude: ["Corpus"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "WardenTestSupport", path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
+        .target(name: "WardenTestSupport", dependencies: ["WardenPlatform"], path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenCoreTests",
             dependencies: ["WardenCore", "WardenConfig"],

@@ -97,20 +97,8 @@ extension Warden {
         }
 
         static func freePort(preferring port: Int) -> Int {
-            for candidate in [port] + Array(port + 1...port + 50) where isFree(candidate) { return candidate }
+            for candidate in [port] + Array(port + 1...port + 50) where Loopback.isFree(candidate) { return candidate }
             return port
-        }
-
-        static func isFree(_ port: Int) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            } == 0
         }
 
         static func write(_ path: String, _ text: String, mode: mode_t = 0o644) throws {

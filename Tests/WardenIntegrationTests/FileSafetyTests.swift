@@ -11,6 +11,26 @@ struct FileSafetyTests {
         return lstat(path, &info) == 0 ? info.st_mode & 0o7777 : 0
     }
 
+    struct Setup {
+        let directory: TemporaryDirectory
+        let app: TestApp
+        /// A world-writable, sticky directory like /tmp, where every file warden writes goes.
+        let shared: String
+        let port: Int
+        let controlFile: String
+    }
+
+    func setUp() throws -> Setup {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        let shared = directory.path + "/shared"
+        mkdir(shared, 0o1777)
+        chmod(shared, 0o1777)
+        let port = TestSupport.freePort()
+        let rc = try directory.write("wardenrc", control(shared, app, proxyPort: port, upstream: app.port))
+        return Setup(directory: directory, app: app, shared: shared, port: port, controlFile: rc)
+    }
+
     func control(_ shared: String, _ app: TestApp, proxyPort: Int, upstream: Int) -> String {
         """
         set daemon 1
@@ -32,14 +52,9 @@ struct FileSafetyTests {
     }
 
     @Test func modesAreSafe() throws {
-        let directory = try TemporaryDirectory()
-        let app = try TestApp(in: directory)
+        let setup = try setUp()
+        let (directory, app, shared, port, rc) = (setup.directory, setup.app, setup.shared, setup.port, setup.controlFile)
         defer { app.killAll() }
-        let shared = directory.path + "/shared"
-        mkdir(shared, 0o1777)
-        chmod(shared, 0o1777)
-        let port = TestSupport.freePort()
-        let rc = try directory.write("wardenrc", control(shared, app, proxyPort: port, upstream: app.port))
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/stderr", arguments: ["-I"])
         defer { warden.stop() }
         #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
@@ -60,15 +75,10 @@ struct FileSafetyTests {
     }
 
     @Test func plantedSymlinksAreNeverWrittenThrough() throws {
-        let directory = try TemporaryDirectory()
-        let app = try TestApp(in: directory)
+        let setup = try setUp()
+        let (directory, app, shared, port, rc) = (setup.directory, setup.app, setup.shared, setup.port, setup.controlFile)
         defer { app.killAll() }
-        let shared = directory.path + "/shared"
-        mkdir(shared, 0o1777)
-        chmod(shared, 0o1777)
         let victim = try directory.write("victim", "precious\n", mode: 0o644)
-        let port = TestSupport.freePort()
-        let rc = try directory.write("wardenrc", control(shared, app, proxyPort: port, upstream: app.port))
 
         // The pid file: warden refuses to start rather than open it.
         symlink(victim, shared + "/warden.pid")
