@@ -11,6 +11,8 @@ struct ProxyContext: Sendable {
     let pool: UpstreamPool
     let availability: ServiceAvailability
     var scheme: String
+    /// sendfile needs a plain socket: TLS (and HTTP/2 inside it) gets files read in pieces instead.
+    var sendsFileRegions: Bool
 }
 
 /// Numbers client connections for the error log (nginx's `*N`).
@@ -71,6 +73,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var processingQueue = false
     private var clientPaused = false
     private var upstreamNeedsFlush = false
+    /// A static file being sent in pieces (see `ProxyContext.sendsFileRegions`).
+    private var file: (handle: NIOFileHandle, offset: Int, end: Int)?
 
     // One timer per connection, re-armed lazily: most requests only move `deadline`.
     private var timeout = Timeout.none
@@ -330,6 +334,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard clientPaused == reading else { return }
         clientPaused = !reading
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: reading)
+        // An HTTP/2 stream does not start reading again by itself when autoRead comes back on.
+        if reading { context.read() }
     }
 
     // MARK: - Responses from the upstream (called by UpstreamHandler on the same event loop)
@@ -461,6 +467,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             if case .forwarding(let upstream, _) = state { upstream.resumeReading() }
+            if file != nil { pumpFile(context: context) }
             if timeout == .send { setTimeout(.none, context: context) }
         } else if timeout == .none {
             setTimeout(.send, context: context)
@@ -471,6 +478,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        if let file { try? file.handle.close() }
+        file = nil
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
         state = .idle
         queued.removeAll()
@@ -580,6 +589,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             responseBytes = bytes.count
             head.writeBytes(bytes)
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
+        case .file(let handle, let range) where request?.method != .HEAD && !shared.sendsFileRegions:
+            responseBytes = range.count
+            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
+            file = (handle, range.lowerBound, range.upperBound)
+            pumpFile(context: context)
+            return
         case .file(let handle, let range) where request?.method != .HEAD:
             responseBytes = range.count
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
@@ -592,6 +607,36 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         }
         finish(context: context)
+    }
+
+    /// Writes the next pieces of `file` while the client keeps up; the rest when it is writable again.
+    private func pumpFile(context: ChannelHandlerContext) {
+        guard var current = file else { return }
+        while context.channel.isWritable, current.offset < current.end {
+            let count = min(65536, current.end - current.offset)
+            var chunk = context.channel.allocator.buffer(capacity: count)
+            let offset = current.offset
+            let read = (try? current.handle.withUnsafeFileDescriptor { fd in
+                chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            }) ?? -1
+            guard read > 0 else {
+                // The file shrank or failed under us: the response cannot be completed.
+                file = nil
+                try? current.handle.close()
+                context.close(promise: nil)
+                return
+            }
+            current.offset += read
+            context.write(wrapOutboundOut(.byteBuffer(chunk)), promise: nil)
+        }
+        if current.offset < current.end {
+            file = current
+            context.flush()
+        } else {
+            file = nil
+            try? current.handle.close()
+            finish(context: context)
+        }
     }
 
     /// Ends the response; the connection then waits for the next request, or closes.

@@ -27,7 +27,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
         self.settings = settings
         self.logger = logger
         limit = ConnectionLimit(maximum: settings.maximumConnections)
-        shared = ProxyContext(settings: settings, sites: SiteTable(sites: sites), pool: UpstreamPool(), availability: availability, scheme: "http")
+        shared = ProxyContext(settings: settings, sites: SiteTable(sites: sites), pool: UpstreamPool(), availability: availability, scheme: "http", sendsFileRegions: true)
     }
 
     /// Ports actually bound, once listening (for tests that bind port 0).
@@ -50,8 +50,11 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
             if let certificate = listen.certificate {
                 let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
                 let key = try NIOSSLPrivateKey(file: listen.key ?? certificate, format: .pem)
-                tls = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+                var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                configuration.applicationProtocols = ["h2", "http/1.1"]
+                tls = try NIOSSLContext(configuration: configuration)
                 shared.scheme = "https"
+                shared.sendsFileRegions = false
             }
             let limit = self.limit
             let logger = self.logger
@@ -67,14 +70,13 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                         return channel.close()
                     }
                     channel.closeFuture.whenComplete { _ in limit.release() }
-                    return channel.eventLoop.makeCompletedFuture {
-                        let pipeline = channel.pipeline.syncOperations
-                        if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
-                        // Requests are decoded; responses are written as bytes by the ProxyHandler. Bytes
-                        // after an upgrade request come out of the decoder into the tunnel.
-                        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-                        try pipeline.addHandler(ProxyHandler(shared: shared))
+                    guard let tls else { return channel.eventLoop.makeCompletedFuture { try Self.configureHTTP1(channel, shared: shared) } }
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
                     }
+                    return Self.configureNegotiated(channel, shared: shared)
                 }
                 .bind(host: listen.address, port: listen.port).get()
             channels.withLock { $0.append(channel) }

@@ -294,10 +294,11 @@ struct ProxyTests {
         }
     }
 
-    @Test func tlsListenerTerminatesHTTPS() throws {
+    @Test func tlsListenerTerminatesHTTPSAndSpeaksHTTP2ByALPN() throws {
         let directory = try TemporaryDirectory()
         let upstream = try EchoUpstream(directory: directory)
         let tls = try TestSupport.selfSignedCertificate(in: directory)
+        try directory.write("public/file.txt", String(repeating: "static over h2\n", count: 10_000), mode: 0o644)
         let port = TestSupport.freePort()
         let rc = try directory.write(
             "wardenrc",
@@ -308,10 +309,26 @@ struct ProxyTests {
                 listen 127.0.0.1 port \(port) with ssl { certificate: \(tls.cert), key: \(tls.key) }
             check site main default
                 pass / to http://127.0.0.1:\(upstream.port)/
+                serve /static from \(directory.path)/public
             """)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         defer { warden.stop() }
         #expect(warden.waitForLog("proxy listening on https://", timeout: 15), "\(warden.log)")
+        let base = "https://127.0.0.1:\(port)"
+        // HTTP/2 by ALPN: proxied GET, a POST with a body, a redirect's Location, a static file, HEAD; HTTP/1.1 still offered.
+        let h2 = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "--http2", "-w", "\n%{http_version}", "-H", "Host: secure.example", base + "/over-h2?x=1"])
+        #expect(h2.stdout.hasSuffix("\n2"), "negotiated HTTP/2: \(h2.stdout) \(h2.stderr)")
+        let h2seen = try #require(JSONSerialization.jsonObject(with: Data(h2.stdout.split(separator: "\n").first!.utf8)) as? [String: Any])
+        #expect(h2seen["path"] as? String == "/over-h2?x=1")
+        #expect((h2seen["headers"] as? [String: String])?["host"] == "secure.example", "the :authority arrives as Host")
+        let post = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "--http2", "--data-binary", String(repeating: "a", count: 100_000), base + "/upload"])
+        #expect(post.stdout.contains("\"received\": 100000"), "\(post.stdout)")
+        let file = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{http_version}", base + "/static/file.txt"])
+        #expect(file.stdout == "200 150000 2")
+        let head = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "--http2", "-I", base + "/static/file.txt"])
+        #expect(head.stdout.hasPrefix("HTTP/2 200") && head.stdout.lowercased().contains("content-length: 150000"), "\(head.stdout)")
+        let http1 = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "--http1.1", "-o", "/dev/null", "-w", "%{http_version}", base + "/static/file.txt"])
+        #expect(http1.stdout == "1.1")
         let result = try TestSupport.run("/usr/bin/curl", ["-s", "-k", "-H", "Host: secure.example", "https://127.0.0.1:\(port)/hello"])
         let seen = try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let headers = try #require(seen["headers"] as? [String: String])

@@ -1,0 +1,112 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import WardenConfig
+
+/// Lets the byte-speaking `ProxyHandler` serve an HTTP/2 stream (TLS listeners offer `h2` by ALPN):
+/// the HTTP/1.1 response it writes is framed again by a `ResponseFramer` (chunks undone) and handed
+/// to NIO's HTTP/2-to-HTTP/1 codec as parts, without the connection-specific headers HTTP/2 forbids.
+final class HTTP2ResponseAdapter: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = IOData
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var framer = ResponseFramer()
+    /// Promises of writes that produced no part yet, completed once what came before is flushed.
+    private var waiting: [EventLoopPromise<Void>] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data) {
+            framer.expectResponse(toHead: head.method == .HEAD, dechunk: true, rewrite: nil)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var parts: [HTTPServerResponsePart] = []
+        do {
+            guard case .byteBuffer(var buffer) = unwrapOutboundIn(data) else {
+                // The ProxyHandler sends no FileRegion into TLS (`ProxyContext.sendsFileRegions`).
+                throw ResponseFramer.Failure(description: "a file region cannot cross HTTP/2")
+            }
+            try frame(&buffer, into: &parts)
+        } catch {
+            promise?.fail(error)
+            context.close(promise: nil)
+            return
+        }
+        guard let last = parts.popLast() else {
+            if let promise { waiting.append(promise) }
+            return
+        }
+        for part in parts { context.write(wrapOutboundOut(part), promise: nil) }
+        context.write(wrapOutboundOut(last), promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        context.flush()
+        let done = waiting
+        waiting = []
+        for promise in done { promise.succeed(()) }
+    }
+
+    private func frame(_ buffer: inout ByteBuffer, into parts: inout [HTTPServerResponsePart]) throws {
+        try framer.parse(&buffer) { output in
+            switch output {
+            case .head(let head):
+                parts.append(.head(Self.responseHead(head.bytes)))
+            case .informational:
+                break  // 100 Continue and the like: HTTP/2 clients do without
+            case .body(let bytes):
+                parts.append(.body(.byteBuffer(bytes)))
+            case .end:
+                parts.append(.end(nil))
+            }
+        }
+    }
+
+    /// The status and headers of an HTTP/1.1 head (status line and header lines, CRLF-separated).
+    static func responseHead(_ bytes: ByteBuffer) -> HTTPResponseHead {
+        let lines = String(buffer: bytes).split(separator: "\r\n", omittingEmptySubsequences: true)
+        let status = lines.first.flatMap { Int($0.dropFirst(9).prefix(3)) } ?? 502
+        var headers = HTTPHeaders()
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = String(line[..<colon])
+            if HeaderRules.isHopByHop(name) { continue }
+            headers.add(name: name, value: line[line.index(after: colon)...].trimming(" \t"))
+        }
+        return HTTPResponseHead(version: .http2, status: HTTPResponseStatus(statusCode: status), headers: headers)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP2ResponseAdapter: Sendable {}
+
+extension ProxyServer {
+    /// A TLS connection: HTTP/2 when the client offers it by ALPN, else HTTP/1.1 as on plain listeners.
+    static func configureNegotiated(_ channel: any Channel, shared: ProxyContext) -> EventLoopFuture<Void> {
+        channel.configureHTTP2SecureUpgrade(
+            h2ChannelConfigurator: { channel in
+                channel.configureHTTP2Pipeline(mode: .server, inboundStreamInitializer: { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        try stream.pipeline.syncOperations.addHandlers([
+                            HTTP2FramePayloadToHTTP1ServerCodec(), HTTP2ResponseAdapter(), ProxyHandler(shared: shared),
+                        ])
+                    }
+                }).map { _ in }
+            },
+            http1ChannelConfigurator: { channel in
+                channel.eventLoop.makeCompletedFuture { try configureHTTP1(channel, shared: shared) }
+            })
+    }
+
+    /// Requests are decoded; responses are written as bytes by the ProxyHandler. Bytes after an
+    /// upgrade request come out of the decoder into the tunnel.
+    static func configureHTTP1(_ channel: any Channel, shared: ProxyContext) throws {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try pipeline.addHandler(ProxyHandler(shared: shared))
+    }
+}
