@@ -265,6 +265,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(.seconds(Int64(shared.settings.connectTimeout)))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // Responses come in larger pieces than requests: start reading 16 KB at a time.
+            .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Bytes after a 101 belong to the upgraded protocol: they go on to the tunnel.
