@@ -398,6 +398,22 @@ struct ProxyTests {
         #expect(TestSupport.waitUntil(timeout: 10) { !TestSupport.isAlive(workerPID) }, "the worker ends with the daemon")
     }
 
+    @Test func pipelinedRequestsAreAnsweredInOrder() throws {
+        let setup = try start()
+        defer { setup.warden.stop() }
+        let requests = ["/first", "/static/hello.txt", "/nosuchfile-in-static", "/third"].enumerated().map { index, path in
+            "GET \(path == "/nosuchfile-in-static" ? "/static/missing.txt" : path) HTTP/1.1\r\nHost: mydomain.com\r\n\(index == 3 ? "Connection: close\r\n" : "")\r\n"
+        }
+        let (response, closed) = try TestSupport.rawExchange(port: setup.port, requests.joined())
+        let statuses = response.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        #expect(statuses == ["200", "200", "404", "200"], "\(response)")
+        let first = try #require(response.range(of: "\"/first\""))
+        let hello = try #require(response.range(of: "hello, static"))
+        let third = try #require(response.range(of: "\"/third\""))
+        #expect(first.lowerBound < hello.lowerBound && hello.lowerBound < third.lowerBound, "answers in request order")
+        #expect(closed, "Connection: close on the last one closes the connection")
+    }
+
     @Test func webSocketUpgradesAreTunnelledBothWays() throws {
         let setup = try start()
         defer { setup.warden.stop() }
