@@ -99,20 +99,21 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
     private func initialize(_ channel: any Channel, unix: Bool) -> EventLoopFuture<Connection> {
         channel.eventLoop.makeCompletedFuture {
             let remote = channel.remoteAddress
+            let client = unix ? "unix" : remote?.ipAddress ?? "unknown"
             if !unix {
                 // Fails closed: a TCP peer whose address cannot be read is not admitted either.
-                guard let remote, let address = remote.addressBytes, router.policy.admits(address: address) else {
+                guard let address = remote?.addressBytes, router.policy.admits(address: address) else {
                     // Refused before any parsing: no HTTP decoder is ever added to this channel.
-                    logger.error("HttpRequest: access denied -- client [\(remote?.ipAddress ?? "unknown")]: host not allowed")
+                    logger.error("HttpRequest: access denied -- client [\(client)]: host not allowed")
                     channel.close(promise: nil)
-                    return Connection(client: remote?.ipAddress ?? "unknown", channel: nil)
+                    return Connection(client: client, channel: nil)
                 }
             }
             if let tls, !unix {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
             }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-            return Connection(client: unix ? "unix" : remote?.ipAddress ?? "unknown", channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+            return Connection(client: client, channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel))
         }
     }
 

@@ -25,27 +25,26 @@ final class MailQueue: Sendable {
     /// A warden killed in the middle of queueing a mail leaves its temporary file (the mail itself was
     /// never queued); only one warden uses a queue, so at start any such file is litter.
     private func removeUnfinishedWrites() {
-        guard let handle = opendir(directory) else { return }
-        defer { closedir(handle) }
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.contains(".mail.tmp.") {
-                unlink(directory + "/" + name)
-                logger.warning("Mail: removed '\(name)', an unfinished queue write of an interrupted warden")
-            }
+        for name in names() where name.contains(".mail.tmp.") {
+            unlink(directory + "/" + name)
+            logger.warning("Mail: removed '\(name)', an unfinished queue write of an interrupted warden")
         }
     }
 
-    /// Queue files, oldest first (names start with the time, then a counter).
-    func entries() -> [String] {
+    /// Every name in the queue directory.
+    private func names() -> [String] {
         guard let handle = opendir(directory) else { return [] }
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".mail") { names.append(name) }
+            names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
         }
-        return names.sorted()
+        return names
+    }
+
+    /// Queue files, oldest first (names start with the time, then a counter).
+    func entries() -> [String] {
+        names().filter { $0.hasSuffix(".mail") }.sorted()
     }
 
     func add(_ message: MailMessage) {

@@ -88,14 +88,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
-        if context.channel.isActive { setTimeout(.header, context: context) }
+        if context.channel.isActive { connected(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        connected(context: context)
+        context.fireChannelActive()
+    }
+
+    private func connected(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
         setTimeout(.header, context: context)
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -269,7 +272,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Bytes after a 101 belong to the upgraded protocol: they go on to the tunnel.
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: url.host, port: url.port, pool: pool))
                 }
             }

@@ -33,9 +33,6 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
     /// Ports actually bound, once listening (for tests that bind port 0).
     public var boundPorts: [Int] { channels.withLock { $0.compactMap { $0.localAddress?.port } } }
 
-    /// Client connections open now.
-    public var openConnections: Int { limit.current }
-
     /// A reload: new requests see the new sites; requests in flight finish with the old ones.
     /// Listeners and `set proxy` settings need a restart of warden.
     public func update(sites: [Site]) {

@@ -22,12 +22,8 @@ public final class ServiceAvailability: Sendable {
         state.withLock { $0.up[service] ?? true }
     }
 
-    /// `warden maintenance on|off SITE`: planned work answers with the maintenance page at once.
-    public func setMaintenance(_ site: String, _ on: Bool) {
-        state.withLock { if on { $0.maintenance.insert(site) } else { $0.maintenance.remove(site) } }
-    }
-
-    /// Replaces the whole set of sites in maintenance.
+    /// The sites in planned maintenance (`warden maintenance on SITE`): they answer with their
+    /// maintenance page at once.
     public func setMaintenance(_ sites: Set<String>) {
         state.withLock { $0.maintenance = sites }
     }
@@ -143,8 +139,6 @@ final class ConnectionLimit: Sendable {
     }
 
     func release() { open.subtract(1, ordering: .relaxed) }
-
-    var current: Int { open.load(ordering: .relaxed) }
 
     /// True at most once a second, so a flood does not flood the log as well.
     func shouldComplain() -> Bool {
