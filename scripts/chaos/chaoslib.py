@@ -18,6 +18,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def port_open(port):
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait(condition, timeout, step=0.02):
     """Polls `condition` until it returns something truthy or `timeout` seconds pass."""
     end = time.time() + timeout

@@ -18,8 +18,8 @@ Usage: scripts/chaos/scenarios.py [--quick] [SCENARIO ...]   (exit status 1 if a
 import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaoslib import (BUILD, MYAPP, SMTP_PYTHON, Warden, daemon_start_script, free_port, get, instances,  # noqa: E402
-                      kill_all, read_pid, serving, table, wait)
+from chaoslib import (BUILD, SMTP_PYTHON, Warden, daemon_start_script, free_port, get, instances,  # noqa: E402
+                      kill_all, port_open, read_pid, serving, table, wait)
 
 QUICK = "--quick" in sys.argv
 CHOSEN = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -164,17 +164,8 @@ def smtp_sink(port, store):
             "c = Controller(H(), hostname='127.0.0.1', port=int(sys.argv[1])); c.start()\n"
             "import time\nwhile True: time.sleep(3600)\n")
     process = subprocess.Popen([SMTP_PYTHON, "-c", code, str(port), store], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait(lambda: get(port, timeout=0.2) is None and _port_open(port), 10)
+    wait(lambda: port_open(port), 10)
     return process
-
-
-def _port_open(port):
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def wardenkill():
@@ -253,7 +244,7 @@ def diskfull():
                 subprocess.run(["mount", "-o", "remount,ro", mount], check=True)
             before = warden.text().count("cannot write the state file")
             old = read_pid(pidfile)
-            os.kill(old, signal.SIGKILL)
+            kill_all([old])  # it may have died already (then warden is restarting it anyway)
             restarted = wait(lambda: serving(port, pidfile, old), 15)
             complained = warden.wait_log("cannot write the state file", count=before + 1, timeout=10)
             if mode == "full":
@@ -262,7 +253,7 @@ def diskfull():
                 subprocess.run(["mount", "-o", "remount,rw", mount], check=True)
             stamp = os.path.getmtime(mount + "/state") if os.path.exists(mount + "/state") else 0
             old = read_pid(pidfile)
-            os.kill(old, signal.SIGKILL)
+            kill_all([old])  # it may have died already (then warden is restarting it anyway)
             wait(lambda: serving(port, pidfile, old), 15)
             recovered = wait(lambda: os.path.exists(mount + "/state") and os.path.getmtime(mount + "/state") > stamp, 15)
             results.append("%s: restarted %s, logged %s, recovered %s" % (mode, bool(restarted), bool(complained), bool(recovered)))
