@@ -73,9 +73,14 @@ public struct Event: Sendable, Codable, Hashable {
 public enum WallClock {
     public typealias Time = Double
 
-    public static func now() -> Time {
+    public static func now() -> Time { read(CLOCK_REALTIME) }
+
+    /// The clock file modification times come from, a few milliseconds behind `now()`.
+    public static func coarseNow() -> Time { read(CLOCK_REALTIME_COARSE) }
+
+    private static func read(_ clock: clockid_t) -> Time {
         var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
+        clock_gettime(clock, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 }

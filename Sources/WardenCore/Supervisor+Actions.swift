@@ -105,6 +105,7 @@ extension Supervisor {
         }
         logger.info("'\(name)' start: '\(start.commandLine)'")
         let timeout = start.timeout ?? configuration.limits.startTimeout
+        let launched = WallClock.coarseNow()
         let program: SpawnedProgram
         do {
             program = try spawn(start, name: name, event: nil, message: nil)
@@ -130,6 +131,10 @@ extension Supervisor {
                     return
                 }
             }
+            if exited, let pid = pidfileNamesAnExitedProcess(config, writtenSince: launched) {
+                startFailed(name, "failed to start -- process \(pid) exited right after it started")
+                return
+            }
             // A program still running after a second is the service itself, in the foreground.
             if !exited, ContinuousClock.now - began > .seconds(1), let process = adoptForeground(config, program.pid) {
                 startSucceeded(name, process, timeout: timeout)
@@ -139,6 +144,17 @@ extension Supervisor {
         }
         if !exited { killGroup(program.pid) }
         startFailed(name, "failed to start -- '\(start.commandLine)' timed out after \(timeout) s")
+    }
+
+    /// A pidfile written since the start program was launched (both times from the kernel's coarse clock,
+    /// which stamps files) that names a process already gone: the
+    /// service started and died before a check saw it, and waiting out the start timeout would only
+    /// delay the next attempt.
+    private func pidfileNamesAnExitedProcess(_ config: WardenConfig.Service, writtenSince launched: WallClock.Time) -> pid_t? {
+        guard case .process(.pidfile(let path)) = config.kind, let pid = PIDFile.read(path),
+            let written = ProcessTable.modificationTime(path), written >= launched, !ProcessTable.isRunning(pid)
+        else { return nil }
+        return pid
     }
 
     /// For a foreground start program: the process is the program; a pidfile, where configured, is written for it.

@@ -114,6 +114,26 @@ struct SupervisionTests {
         #expect(attempts >= 2 && attempts <= 6, "\(attempts) attempts in ~4 s")
     }
 
+    /// Found by the disk-full chaos scenario: an app that wrote its pidfile and died before a check
+    /// saw it left warden waiting out the whole start timeout before the next attempt.
+    @Test func appDyingRightAfterItsStartIsRetriedWithoutWaitingOutTheTimeout() throws {
+        let directory = try TemporaryDirectory()
+        let pidfile = directory.path + "/brief.pid"
+        let script = try directory.write("brief.sh", "#!/bin/sh\necho $$ > \(pidfile)\nexit 0\n", mode: 0o755)
+        let rc = try controlFile(
+            directory,
+            """
+            check process brief with pidfile \(pidfile)
+              start program = "\(script)" with timeout 60 seconds
+
+            """)
+        let started = Date()
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("exited right after it started", count: 2, timeout: 15), "\(warden.log)")
+        #expect(Date().timeIntervalSince(started) < 15)
+    }
+
     @Test func stalePidfileAndRecycledPidAreNotMistakenForTheApp() throws {
         let directory = try TemporaryDirectory()
         let app = try TestApp(in: directory)
@@ -133,10 +153,9 @@ struct SupervisionTests {
         try unrelated.run()
         defer { unrelated.terminate() }
         try "\(unrelated.processIdentifier)\n".write(toFile: pidfile, atomically: false, encoding: .utf8)
-        var old = timespec(tv_sec: time(nil) - 3600, tv_nsec: 0)
+        let old = timespec(tv_sec: time(nil) - 3600, tv_nsec: 0)
         var times = [old, old]
         _ = utimensat(AT_FDCWD, pidfile, &times, 0)
-        old.tv_sec += 0
         let recycled = try WardenProcess(controlFile: try controlFile(directory, appCheck(app)), logPath: directory.path + "/log2")
         defer { recycled.stop() }
         #expect(TestSupport.waitUntil(timeout: 15) { app.isServing }, "\(recycled.log)")

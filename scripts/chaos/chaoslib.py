@@ -86,7 +86,7 @@ def daemon_start_script(directory, port, pidfile):
     """An init-script style start program: the app detaches and writes its pidfile."""
     path = directory + "/start-%d.sh" % port
     with open(path, "w") as f:
-        f.write("#!/bin/sh\nsetsid %s --port %d --pidfile %s >/dev/null 2>&1 </dev/null &\nexit 0\n" % (MYAPP, port, pidfile))
+        f.write("#!/bin/sh\nsetsid %s --port %d --pidfile %s >>%s/app-%d.log 2>&1 </dev/null &\nexit 0\n" % (MYAPP, port, pidfile, directory, port))
     os.chmod(path, 0o755)
     return path
 
