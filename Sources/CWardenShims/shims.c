@@ -122,6 +122,11 @@ int warden_pipe(int fds[2], int nonblocking) {
     return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
 }
 
+#include <malloc.h>
+void warden_release_free_memory(void) {
+    malloc_trim(0);
+}
+
 #include <pthread.h>
 void warden_set_thread_name(const char *name) {
     char short_name[16];

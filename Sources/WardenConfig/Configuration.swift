@@ -329,6 +329,14 @@ public enum Action: Sendable, Hashable {
     case timeout
     case exec(ProgramSpec, repeatEvery: Int?)
 
+    /// Whether performing the action waits for a program or a process (start, stop, restart).
+    public var waits: Bool {
+        switch self {
+        case .restart, .start, .stop: true
+        case .alert, .unmonitor, .timeout, .exec: false
+        }
+    }
+
     public var name: String {
         switch self {
         case .alert: "alert"

@@ -9,9 +9,15 @@ import Glibc
 extension Supervisor {
     // MARK: - One check of one service
 
-    func check(_ name: String, afterExitOf exitedPID: pid_t? = nil) async {
+    /// `inOnePass`: checked with the other services of the cycle that cannot wait (`checkMayWait`); a
+    /// process found gone is handed to a check of its own, which restarts it.
+    func check(_ name: String, afterExitOf exitedPID: pid_t? = nil, inOnePass: Bool = false) async {
         guard let runtime = services[name], !runtime.busy, runtime.monitor != .notMonitored else { return }
         if let exitedPID, runtime.pid != exitedPID { return }
+        if inOnePass, case .process = runtime.config.kind, locate(runtime.config) == nil {
+            requestCheck(name)
+            return
+        }
         update(name) {
             $0.busy = true
             $0.lastCheck = WallClock.now()

@@ -107,6 +107,10 @@ public actor Supervisor: ServiceLifecycle.Service {
         switch trigger {
         case .tick:
             cycle += 1
+            // Each check runs on whichever pool thread is free, and glibc keeps what a cycle freed in
+            // that thread's arena; handing it back keeps the daemon's resident size flat.
+            ProcessTable.releaseFreeMemory()
+            var onePass: [String] = []
             for name in order {
                 guard var runtime = services[name] else { continue }
                 if case .cycles(let every) = runtime.config.every {
@@ -120,7 +124,16 @@ public actor Supervisor: ServiceLifecycle.Service {
                 } else if case .cron(let spec) = runtime.config.every, !CronSchedule(spec).matchesCurrentMinute(cycleSeconds: configuration.daemon.interval) {
                     continue
                 }
-                group.addTask { await self.check(name) }
+                if Self.checkMayWait(runtime.config) {
+                    group.addTask { await self.check(name) }
+                } else {
+                    onePass.append(name)
+                }
+            }
+            if !onePass.isEmpty {
+                group.addTask { [onePass] in
+                    for name in onePass { await self.check(name, inOnePass: true) }
+                }
             }
             if stateDirty { saveState() }
         case .exited(let pid):
@@ -134,6 +147,21 @@ public actor Supervisor: ServiceLifecycle.Service {
             group.addTask {
                 try? await Task.sleep(for: delay)
                 await self.check(name)
+            }
+        }
+    }
+
+    /// Whether a check of this service can wait long: a program to run, a connection to test, a start,
+    /// stop or restart to perform. Those run in a task each, so one slow service never delays the
+    /// others; the rest of a cycle is checked in one pass (one task for 200 healthy services, not 200).
+    static func checkMayWait(_ service: WardenConfig.Service) -> Bool {
+        switch service.kind {
+        case .program, .host:
+            return true
+        case .process, .file, .fifo, .directory, .filesystem, .system, .network:
+            return service.rules.contains { rule in
+                if case .connection = rule.condition { return true }
+                return rule.action.waits || rule.recoveryAction?.waits == true
             }
         }
     }

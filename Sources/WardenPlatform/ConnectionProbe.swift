@@ -35,11 +35,15 @@ public struct HTTPProbeRequest: Sendable {
 /// Connection tests on SwiftNIO: a plain TCP/unix connect, or an HTTP/1.1 GET whose status and body
 /// the caller judges. The timeout covers connect and read, as in monit.
 public struct ConnectionProbe: Sendable {
-    public let group: any EventLoopGroup
+    private let chosenGroup: (any EventLoopGroup)?
 
-    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
-        self.group = group
+    /// Without a group, NIO's shared one, started on the first test: a daemon whose checks make no
+    /// connections never starts its threads.
+    public init(group: (any EventLoopGroup)? = nil) {
+        chosenGroup = group
     }
+
+    private var group: any EventLoopGroup { chosenGroup ?? MultiThreadedEventLoopGroup.singleton }
 
     public func connect(host: String, port: Int, timeout: Duration) async -> ProbeResult {
         let started = ContinuousClock.now

@@ -172,6 +172,11 @@ extension ProcessTable {
         return 0
     }()
 
+    /// Hands the free pages of every malloc arena back to the kernel (glibc keeps them otherwise).
+    public static func releaseFreeMemory() {
+        warden_release_free_memory()
+    }
+
     /// When the process started, in seconds since the epoch.
     public static func startDate(_ snapshot: ProcessSnapshot) -> Double {
         Double(bootTime) + Double(snapshot.startTime) / Double(clockTicksPerSecond)

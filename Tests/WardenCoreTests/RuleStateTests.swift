@@ -53,6 +53,31 @@ struct RuleStateTests {
         #expect(order == ["db", "cache", "web"])
     }
 
+    @Test func onlyChecksThatCanWaitGetATaskOfTheirOwn() throws {
+        let configuration = try #require(
+            ControlFile.parse(
+                """
+                check process quiet with pidfile /run/quiet.pid
+                  start program = "/bin/true"
+                  if cpu > 90% for 3 cycles then alert
+                  if totalmem > 100 MB then exec "/bin/true"
+                check process web with pidfile /run/web.pid
+                  if failed port 80 protocol http then alert
+                check process hungry with pidfile /run/hungry.pid
+                  if memory > 1 GB then restart
+                check file log with path /var/log/syslog
+                  if timestamp > 5 minutes then alert
+                check file config with path /etc/app.conf
+                  if changed checksum then alert else if succeeded then stop
+                check program backup with path /usr/local/bin/backup
+                  if status != 0 then alert
+                check host peer with address 127.0.0.1
+                """
+            ).configuration)
+        let waits = Dictionary(uniqueKeysWithValues: configuration.services.map { ($0.name, Supervisor.checkMayWait($0)) })
+        #expect(waits == ["quiet": false, "web": true, "hungry": true, "log": false, "config": true, "backup": true, "peer": true])
+    }
+
     @Test func eventTitlesAreMonits() {
         #expect(Event(service: "app", kind: .nonexist, state: .failed, message: "", action: "restart").title == "Does not exist")
         #expect(Event(service: "app", kind: .nonexist, state: .succeeded, message: "", action: "alert").title == "Exists")

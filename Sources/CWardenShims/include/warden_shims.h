@@ -31,6 +31,9 @@ int warden_daemonize(void);
 /// pipe2(2) with O_CLOEXEC, and O_NONBLOCK on both ends when `nonblocking` is non-zero.
 int warden_pipe(int fds[2], int nonblocking);
 
+/// malloc_trim(3): returns the free pages of every malloc arena to the kernel.
+void warden_release_free_memory(void);
+
 /// Names the calling thread (at most 15 bytes), for ps and gdb.
 void warden_set_thread_name(const char *name);
 
