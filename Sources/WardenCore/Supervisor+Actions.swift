@@ -140,7 +140,8 @@ extension Supervisor {
                 startSucceeded(name, process, timeout: timeout)
                 return
             }
-            try? await Task.sleep(for: .milliseconds(15))
+            // Most apps appear within a second; one that takes longer is looked for less often.
+            try? await Task.sleep(for: ContinuousClock.now - began < .seconds(1) ? .milliseconds(15) : .milliseconds(100))
         }
         if !exited { killGroup(program.pid) }
         startFailed(name, "failed to start -- '\(start.commandLine)' timed out after \(timeout) s")
