@@ -147,10 +147,9 @@ extension Supervisor {
         startFailed(name, "failed to start -- '\(start.commandLine)' timed out after \(timeout) s")
     }
 
-    /// A pidfile written since the start program was launched (both times from the kernel's coarse clock,
-    /// which stamps files) that names a process already gone: the
-    /// service started and died before a check saw it, and waiting out the start timeout would only
-    /// delay the next attempt.
+    /// A pidfile written since the start program was launched (both times from the kernel's coarse
+    /// clock, which stamps files) that names a process already gone: the service started and died
+    /// before a check saw it, and waiting out the start timeout would only delay the next attempt.
     private func pidfileNamesAnExitedProcess(_ config: WardenConfig.Service, writtenSince launched: WallClock.Time) -> pid_t? {
         guard case .process(.pidfile(let path)) = config.kind, let pid = PIDFile.read(path),
             let written = ProcessTable.modificationTime(path), written >= launched, !ProcessTable.isRunning(pid)

@@ -14,7 +14,8 @@ extension Supervisor {
     func check(_ name: String, afterExitOf exitedPID: pid_t? = nil, inOnePass: Bool = false) async {
         guard let runtime = services[name], !runtime.busy, runtime.monitor != .notMonitored else { return }
         if let exitedPID, runtime.pid != exitedPID { return }
-        if inOnePass, case .process = runtime.config.kind, locate(runtime.config) == nil {
+        let process = locate(runtime.config)
+        if inOnePass, case .process = runtime.config.kind, process == nil {
             requestCheck(name)
             return
         }
@@ -24,7 +25,7 @@ extension Supervisor {
         }
         switch runtime.config.kind {
         case .process:
-            await checkProcess(name)
+            await checkProcess(name, found: process)
         case .program(let spec):
             await checkProgram(name, spec)
         case .file(let path), .directory(let path), .fifo(let path):
@@ -61,9 +62,9 @@ extension Supervisor {
         }
     }
 
-    private func checkProcess(_ name: String) async {
+    private func checkProcess(_ name: String, found: ProcessSnapshot?) async {
         guard let runtime = services[name] else { return }
-        guard let process = locate(runtime.config) else {
+        guard let process = found else {
             if let old = runtime.pid { unwatch(old) }
             update(name) {
                 $0.pid = nil
