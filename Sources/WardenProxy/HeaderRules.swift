@@ -3,7 +3,8 @@ import NIOHTTP1
 import WardenConfig
 
 /// How request and response heads change on their way through the proxy. Everything here runs
-/// once per request, so the common case (no hop-by-hop header, nothing to rewrite) allocates nothing.
+/// once per request, so the common case (no hop-by-hop header, nothing to rewrite) compares header
+/// names by length first and allocates nothing but the bytes it writes.
 enum HeaderRules {
     /// Requests that must not reach an upstream: smuggling attempts and oversized parts.
     static func reject(_ head: HTTPRequestHead, maximumBody: Int) -> HTTPResponseStatus? {
@@ -17,14 +18,17 @@ enum HeaderRules {
             if value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) || name.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
                 return .badRequest
             }
-            if equalsIgnoringCase(name, "content-length") {
+            switch RequestField(name) {
+            case .contentLength:
                 lengths += 1
                 guard let value = Int(value), value >= 0 else { return .badRequest }
                 if value > maximumBody { return .payloadTooLarge }
-            } else if equalsIgnoringCase(name, "transfer-encoding") {
+            case .transferEncoding:
                 encodings += 1
                 // Only `chunked` on its own: `gzip, chunked`, ` chunked` or `xchunked` are smuggling vectors.
-                guard equalsIgnoringCase(value, "chunked") else { return .badRequest }
+                guard ASCII.equalsIgnoringCase(value, "chunked") else { return .badRequest }
+            default:
+                break
             }
         }
         if size > 32768 { return .requestHeaderFieldsTooLarge }
@@ -34,35 +38,82 @@ enum HeaderRules {
 
     /// Whether the client asks to switch protocols (a WebSocket handshake).
     static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
-        head.headers.contains(name: "Upgrade") && head.headers[canonicalForm: "Connection"].contains { equalsIgnoringCase($0, "upgrade") }
+        head.headers.contains(name: "Upgrade") && head.headers[canonicalForm: "Connection"].contains { ASCII.equalsIgnoringCase($0, "upgrade") }
     }
 
-    /// Removes hop-by-hop headers and those that `Connection` names; `keepUpgrade` keeps `Upgrade`
-    /// and says `Connection: upgrade` (a WebSocket handshake crossing the proxy).
-    static func withoutHopByHop(_ headers: HTTPHeaders, keepUpgrade: Bool = false) -> HTTPHeaders {
-        guard headers.contains(where: { isHopByHop($0.name) }) else { return headers }
-        var result = headers
-        for token in headers[canonicalForm: "Connection"] where !(keepUpgrade && equalsIgnoringCase(token, "upgrade")) {
-            result.remove(name: String(token))
+    /// The request head as the upstream gets it: Host preserved, `X-Forwarded-For`, `-Proto`,
+    /// `-Host` and `X-Real-IP` set, hop-by-hop headers and those `Connection` names dropped. `upgrade`
+    /// keeps `Upgrade` and says `Connection: upgrade` (a WebSocket handshake crossing the proxy). A
+    /// chunked body stays chunked: NIO hands it over de-chunked and the handler chunks it again.
+    static func writeUpstreamHead(
+        _ head: HTTPRequestHead, uri: String, client: String, scheme: String, upgrade: Bool, into out: inout ByteBuffer
+    ) {
+        var host: String?
+        var forwardedFor: String?
+        var chunked = false
+        var named: [String] = []
+        for (name, value) in head.headers {
+            switch RequestField(name) {
+            case .host where host == nil:
+                host = value
+            case .forwardedFor:
+                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+            case .transferEncoding:
+                chunked = true
+            case .connection:
+                for token in value.split(separator: ",") {
+                    let token = token.trimming(" \t")
+                    let meansThisHop = ASCII.equalsIgnoringCase(token, "keep-alive") || ASCII.equalsIgnoringCase(token, "close")
+                    if !meansThisHop, !(upgrade && ASCII.equalsIgnoringCase(token, "upgrade")), !token.isEmpty { named.append(token) }
+                }
+            default:
+                break
+            }
         }
-        for name in hopByHop where !(keepUpgrade && name == "upgrade") {
-            result.remove(name: name)
+        out.writeRequestLine(head.method.rawValue, uri)
+        for (name, value) in head.headers {
+            switch RequestField(name) {
+            case .upgrade where upgrade:
+                break
+            case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .replaced:
+                continue
+            case .host, .contentLength, .other:
+                if !named.isEmpty, named.contains(where: { ASCII.equalsIgnoringCase($0, name) }) { continue }
+            }
+            out.writeHeaderField(name, value)
         }
-        if keepUpgrade { result.add(name: "Connection", value: "upgrade") }
-        return result
+        if chunked { out.writeStaticString("Transfer-Encoding: chunked\r\n") }
+        if upgrade { out.writeStaticString("Connection: upgrade\r\n") }
+        out.writeHeaderField("X-Forwarded-For", forwardedFor.map { "\($0), \(client)" } ?? client)
+        out.writeHeaderField("X-Real-IP", client)
+        out.writeHeaderField("X-Forwarded-Proto", scheme)
+        if let host { out.writeHeaderField("X-Forwarded-Host", host) }
+        out.writeStaticString("\r\n")
     }
 
-    /// The request as the upstream gets it: Host preserved, X-Forwarded-*, no hop-by-hop headers.
-    static func upstreamHead(_ head: HTTPRequestHead, client: String, scheme: String, upgrade: Bool) -> HTTPRequestHead {
-        var headers = withoutHopByHop(head.headers, keepUpgrade: upgrade)
-        let forwardedFor = head.headers.first(name: "X-Forwarded-For").map { "\($0), \(client)" } ?? client
-        headers.replaceOrAdd(name: "X-Forwarded-For", value: forwardedFor)
-        headers.replaceOrAdd(name: "X-Real-IP", value: client)
-        headers.replaceOrAdd(name: "X-Forwarded-Proto", value: scheme)
-        if let host = head.headers.first(name: "Host") { headers.replaceOrAdd(name: "X-Forwarded-Host", value: host) }
-        // The body is re-framed by NIO's encoder; it must know the request was chunked.
-        if head.headers.contains(name: "Transfer-Encoding") { headers.add(name: "Transfer-Encoding", value: "chunked") }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
+    /// What a request header means to the proxy.
+    private enum RequestField {
+        case host, contentLength, transferEncoding, connection, upgrade, hopByHop
+        case forwardedFor
+        /// Set by the proxy itself: `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`.
+        case replaced
+        case other
+
+        init(_ name: String) {
+            // Most names are told apart by their length alone.
+            switch name.utf8.count {
+            case 4 where ASCII.equalsIgnoringCase(name, "host"): self = .host
+            case 7 where ASCII.equalsIgnoringCase(name, "upgrade"): self = .upgrade
+            case 9 where ASCII.equalsIgnoringCase(name, "x-real-ip"): self = .replaced
+            case 10 where ASCII.equalsIgnoringCase(name, "connection"): self = .connection
+            case 14 where ASCII.equalsIgnoringCase(name, "content-length"): self = .contentLength
+            case 15 where ASCII.equalsIgnoringCase(name, "x-forwarded-for"): self = .forwardedFor
+            case 16 where ASCII.equalsIgnoringCase(name, "x-forwarded-host"): self = .replaced
+            case 17 where ASCII.equalsIgnoringCase(name, "transfer-encoding"): self = .transferEncoding
+            case 17 where ASCII.equalsIgnoringCase(name, "x-forwarded-proto"): self = .replaced
+            default: self = HeaderRules.isHopByHop(name) ? .hopByHop : .other
+            }
+        }
     }
 
     /// ProxyPassReverse: an absolute URL that points at the upstream points at the public host instead.
@@ -80,41 +131,22 @@ enum HeaderRules {
         uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...]
     }
 
-    private static let hopByHop = [
+    private static let hopByHop: [StaticString] = [
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
         "transfer-encoding", "upgrade", "proxy-connection",
     ]
 
     static func isHopByHop(_ name: String) -> Bool {
-        isHopByHop(name.utf8)
+        hopByHop.contains { ASCII.equalsIgnoringCase(name, $0) }
     }
 
-    static func isHopByHop(_ name: some Collection<UInt8>) -> Bool {
-        hopByHop.contains { equalsIgnoringCase(name, $0) }
-    }
-
-    /// ASCII case-insensitive equality with a lowercase `lower`, without allocating.
-    static func equalsIgnoringCase(_ text: some StringProtocol, _ lower: String) -> Bool {
-        equalsIgnoringCase(text.utf8, lower)
-    }
-
-    static func equalsIgnoringCase(_ bytes: some Collection<UInt8>, _ lower: String) -> Bool {
-        guard bytes.count == lower.utf8.count else { return false }
-        return zip(bytes, lower.utf8).allSatisfy { a, b in a == b || (a >= 65 && a <= 90 && a + 32 == b) }
+    static func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        hopByHop.contains { ASCII.equalsIgnoringCase(bytes, name, $0) }
     }
 }
 
 /// HTTP/1.1 heads written straight into a buffer (the proxy's pipelines carry bytes, not parts).
 enum HeadEncoding {
-    static func request(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
-        buffer.writeString(head.method.rawValue)
-        buffer.writeStaticString(" ")
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(" HTTP/1.1\r\n")
-        fields(head.headers, into: &buffer)
-        buffer.writeStaticString("\r\n")
-    }
-
     static func response(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("HTTP/1.1 ")
         buffer.writeString(String(status.code))
@@ -126,11 +158,6 @@ enum HeadEncoding {
     }
 
     private static func fields(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
-        for (name, value) in headers {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
+        for (name, value) in headers { buffer.writeHeaderField(name, value) }
     }
 }

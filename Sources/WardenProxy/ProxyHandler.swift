@@ -200,10 +200,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             upgrade = HeaderRules.isUpgrade(head)
             chunkedBody = head.headers.contains(name: "Transfer-Encoding")
-            var forwarded = HeaderRules.upstreamHead(head, client: clientAddress, scheme: shared.scheme, upgrade: upgrade)
-            forwarded.uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: url.path)
             var bytes = context.channel.allocator.buffer(capacity: 512)
-            HeadEncoding.request(forwarded, into: &bytes)
+            HeaderRules.writeUpstreamHead(
+                head, uri: Self.upstreamURI(head.uri, prefix: route.prefix, base: url.path), client: clientAddress, scheme: shared.scheme,
+                upgrade: upgrade, into: &bytes)
             forwardedHead = bytes
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), parts: [bytes], ended: false)

@@ -170,48 +170,52 @@ struct ResponseFramer {
     }
 
     private func makeHead(_ head: ByteBuffer) throws -> Head {
-        let lines = Self.lines(head)
-        guard let statusLine = lines.first, statusLine.count >= 12 else { throw Failure(description: "upstream sent an invalid status line") }
-        let status = head.withUnsafeReadableBytes { bytes -> Int? in
-            let base = statusLine.lowerBound
-            guard bytes[base] == UInt8(ascii: "H"), bytes[base + 4] == UInt8(ascii: "/"), bytes[base + 8] == UInt8(ascii: " ") else { return nil }
-            var code = 0
-            for offset in 9..<12 {
-                let digit = bytes[base + offset]
-                guard digit >= 48, digit <= 57 else { return nil }
-                code = code * 10 + Int(digit - 48)
-            }
-            return code
-        }
-        guard let status else { throw Failure(description: "upstream sent an invalid status line") }
-        let http10 = head.getString(at: head.readerIndex + statusLine.lowerBound, length: 8) == "HTTP/1.0"
+        try head.withUnsafeReadableBytes { try makeHead($0) }
+    }
 
-        // First pass: the headers that decide framing and which other headers are hop-by-hop.
+    /// One pass over the lines to learn the framing and what to drop, then the kept lines are
+    /// copied in runs: nothing is turned into a String unless a URL needs rewriting.
+    private func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
+        let statusEnd = Self.lineEnd(bytes, from: 0)
+        guard statusEnd >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"), bytes[8] == UInt8(ascii: " "),
+            let status = ASCII.decimal(bytes, 9..<12)
+        else { throw Failure(description: "upstream sent an invalid status line") }
+        let http10 = ASCII.equalsIgnoringCase(bytes, 0..<8, "http/1.0")
+
         var contentLength: Int?
         var chunked = false
         var otherCoding = false
         var close = http10
         var keepAliveToken = false
-        var connectionNames: [String] = []
+        var connectionNames: [Range<Int>] = []
         var fields: [Field] = []
-        fields.reserveCapacity(lines.count)
-        for line in lines.dropFirst() where !line.isEmpty {
-            guard let field = Self.field(head, line) else { throw Failure(description: "upstream sent an invalid header line") }
+        var start = statusEnd + 2
+        while start < bytes.count {
+            let end = Self.lineEnd(bytes, from: start)
+            if end == start { break }
+            guard let field = Self.field(bytes, start..<end) else { throw Failure(description: "upstream sent an invalid header line") }
             fields.append(field)
+            start = end + 2
             switch field.kind {
             case .contentLength:
-                guard let value = Int(Self.string(head, field.value)), value >= 0, contentLength == nil || contentLength == value else {
+                guard let value = ASCII.decimal(bytes, field.value), contentLength == nil || contentLength == value else {
                     throw Failure(description: "upstream sent an invalid Content-Length")
                 }
                 contentLength = value
             case .transferEncoding:
-                let codings = Self.string(head, field.value).split(separator: ",").map { $0.trimming(" \t").lowercased() }
-                chunked = codings.last == "chunked"
+                var last: Range<Int>?
+                ASCII.forEachElement(bytes, field.value) { last = $0 }
+                chunked = last.map { ASCII.equalsIgnoringCase(bytes, $0, "chunked") } ?? false
                 otherCoding = !chunked
             case .connection:
-                for token in Self.string(head, field.value).split(separator: ",") {
-                    let token = token.trimming(" \t").lowercased()
-                    if token == "close" { close = true } else if token == "keep-alive" { keepAliveToken = true } else { connectionNames.append(token) }
+                ASCII.forEachElement(bytes, field.value) { token in
+                    if ASCII.equalsIgnoringCase(bytes, token, "close") {
+                        close = true
+                    } else if ASCII.equalsIgnoringCase(bytes, token, "keep-alive") {
+                        keepAliveToken = true
+                    } else {
+                        connectionNames.append(token)
+                    }
                 }
             case .upgrade, .hopByHop, .url, .other:
                 break
@@ -232,57 +236,52 @@ struct ResponseFramer {
             framing = .untilClose
         }
 
-        // Second pass: the head as the client gets it.
         // The client talks to warden, an HTTP/1.1 server, whatever version the upstream speaks.
-        var out = ByteBufferAllocator().buffer(capacity: head.readableBytes + 32)
+        var out = ByteBufferAllocator().buffer(capacity: bytes.count + 32)
         out.writeStaticString("HTTP/1.1")
-        out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + statusLine.lowerBound + 8, length: statusLine.count - 6)!)
+        // Kept lines are contiguous in the upstream's head: each run of them is one copy.
+        var run = 8..<(statusEnd + 2)
+        func flushRun() {
+            if !run.isEmpty { out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[run])) }
+        }
         for field in fields {
+            let keep: Bool
             switch field.kind {
             case .transferEncoding where framing == .chunked && !dechunk, .upgrade where status == 101:
-                break
+                keep = true
             case .contentLength, .url, .other:
-                if !connectionNames.isEmpty, head.withUnsafeReadableBytes({ bytes in
-                    connectionNames.contains { HeaderRules.equalsIgnoringCase(bytes[field.name], $0) }
-                }) {
-                    continue
-                }
+                keep = !connectionNames.contains { ASCII.equalsIgnoringCase(bytes, field.name, $0) }
             case .transferEncoding, .upgrade, .connection, .hopByHop:
-                continue
+                keep = false
             }
-            if field.kind == .url, let rewrite {
-                let value = HeaderRules.reverseRewrite(Self.string(head, field.value), upstream: rewrite.upstream, publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)")
-                out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + field.name.lowerBound, length: field.name.count)!)
-                out.writeStaticString(": ")
-                out.writeString(value)
-                out.writeStaticString("\r\n")
-                continue
+            let line = field.line.lowerBound..<(field.line.upperBound + 2)
+            if keep, field.kind == .url, let rewrite {
+                flushRun()
+                run = line.upperBound..<line.upperBound
+                let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self)
+                out.writeHeaderField(
+                    String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.name]), as: UTF8.self),
+                    HeaderRules.reverseRewrite(value, upstream: rewrite.upstream, publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)"))
+            } else if keep {
+                run = run.lowerBound..<line.upperBound
+            } else {
+                flushRun()
+                run = line.upperBound..<line.upperBound
             }
-            out.writeImmutableBuffer(head.getSlice(at: head.readerIndex + field.line.lowerBound, length: field.line.count + 2)!)
         }
+        flushRun()
         if status == 101 { out.writeStaticString("Connection: upgrade\r\n") }
         return Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose)
     }
 
-    /// Line ranges (without CRLF) relative to the reader index, up to the blank line.
-    private static func lines(_ head: ByteBuffer) -> [Range<Int>] {
-        head.withUnsafeReadableBytes { bytes in
-            var result: [Range<Int>] = []
-            result.reserveCapacity(16)
-            var start = 0
-            var index = 0
-            while index + 1 < bytes.count {
-                if bytes[index] == 13, bytes[index + 1] == 10 {
-                    if index == start { break }
-                    result.append(start..<index)
-                    index += 2
-                    start = index
-                } else {
-                    index += 1
-                }
-            }
-            return result
+    /// Where the line starting at `start` ends (its CR), or the end of the bytes.
+    private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var index = start
+        while index + 1 < bytes.count {
+            if bytes[index] == 13, bytes[index + 1] == 10 { return index }
+            index += 1
         }
+        return bytes.count
     }
 
     private enum FieldKind {
@@ -300,36 +299,40 @@ struct ResponseFramer {
     }
 
     /// `name: value` with a token name, no obsolete line folding, and no CR, LF or NUL in the value.
-    private static func field(_ head: ByteBuffer, _ line: Range<Int>) -> Field? {
-        head.withUnsafeReadableBytes { bytes -> Field? in
-            var colon = line.lowerBound
-            while colon < line.upperBound, bytes[colon] != UInt8(ascii: ":") {
-                let byte = bytes[colon]
-                guard byte > 32, byte < 127, byte != UInt8(ascii: "("), byte != UInt8(ascii: ")"), byte != UInt8(ascii: "\"") else { return nil }
-                colon += 1
-            }
-            guard colon > line.lowerBound, colon < line.upperBound else { return nil }
-            var start = colon + 1
-            var end = line.upperBound
-            while start < end, bytes[start] == 32 || bytes[start] == 9 { start += 1 }
-            while end > start, bytes[end - 1] == 32 || bytes[end - 1] == 9 { end -= 1 }
-            for index in start..<end where bytes[index] == 0 || bytes[index] == 10 || bytes[index] == 13 { return nil }
-            let name = bytes[line.lowerBound..<colon]
-            let kind: FieldKind =
-                if HeaderRules.equalsIgnoringCase(name, "content-length") { .contentLength }
-                else if HeaderRules.equalsIgnoringCase(name, "transfer-encoding") { .transferEncoding }
-                else if HeaderRules.equalsIgnoringCase(name, "connection") { .connection }
-                else if HeaderRules.equalsIgnoringCase(name, "upgrade") { .upgrade }
-                else if HeaderRules.equalsIgnoringCase(name, "location") || HeaderRules.equalsIgnoringCase(name, "content-location")
-                    || HeaderRules.equalsIgnoringCase(name, "refresh") { .url }
-                else if HeaderRules.isHopByHop(name) { .hopByHop }
-                else { .other }
-            return Field(line: line, name: line.lowerBound..<colon, value: start..<end, kind: kind)
+    private static func field(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> Field? {
+        var colon = line.lowerBound
+        while colon < line.upperBound, bytes[colon] != UInt8(ascii: ":") {
+            let byte = bytes[colon]
+            guard byte > 32, byte < 127, byte != UInt8(ascii: "("), byte != UInt8(ascii: ")"), byte != UInt8(ascii: "\"") else { return nil }
+            colon += 1
         }
+        guard colon > line.lowerBound, colon < line.upperBound else { return nil }
+        let value = ASCII.trimmed(bytes, (colon + 1)..<line.upperBound)
+        for index in value where bytes[index] == 0 || bytes[index] == 10 || bytes[index] == 13 { return nil }
+        let name = line.lowerBound..<colon
+        return Field(line: line, name: name, value: value, kind: kind(bytes, name))
     }
 
-    private static func string(_ head: ByteBuffer, _ range: Range<Int>) -> String {
-        head.getString(at: head.readerIndex + range.lowerBound, length: range.count) ?? ""
+    private static func kind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> FieldKind {
+        // Most names are told apart by their length alone.
+        switch name.count {
+        case 7:
+            if ASCII.equalsIgnoringCase(bytes, name, "upgrade") { return .upgrade }
+            if ASCII.equalsIgnoringCase(bytes, name, "refresh") { return .url }
+        case 8:
+            if ASCII.equalsIgnoringCase(bytes, name, "location") { return .url }
+        case 10:
+            if ASCII.equalsIgnoringCase(bytes, name, "connection") { return .connection }
+        case 14:
+            if ASCII.equalsIgnoringCase(bytes, name, "content-length") { return .contentLength }
+        case 16:
+            if ASCII.equalsIgnoringCase(bytes, name, "content-location") { return .url }
+        case 17:
+            if ASCII.equalsIgnoringCase(bytes, name, "transfer-encoding") { return .transferEncoding }
+        default:
+            break
+        }
+        return HeaderRules.isHopByHop(bytes, name) ? .hopByHop : .other
     }
 }
 

@@ -59,18 +59,20 @@ public final class SiteTable: Sendable {
 
         /// The site for a `Host` header (case and port ignored), else the `default` one, else the first.
         func entry(forHost header: String?) -> Entry? {
-            if let header, let index = byHost[Self.hostName(header)] { return entries[index] }
+            if let header, !byHost.isEmpty, let index = byHost[Self.hostName(header)] { return entries[index] }
             return fallback.map { entries[$0] }
         }
 
         static func hostName(_ header: String) -> String {
-            var name = Substring(header)
-            if name.hasPrefix("[") {
-                if let end = name.firstIndex(of: "]") { name = name[...end] }
-            } else if let colon = name.lastIndex(of: ":") {
-                name = name[..<colon]
+            let utf8 = header.utf8
+            var end = utf8.endIndex
+            if utf8.first == UInt8(ascii: "[") {
+                if let close = utf8.firstIndex(of: UInt8(ascii: "]")) { end = utf8.index(after: close) }
+            } else if let colon = utf8.lastIndex(of: UInt8(ascii: ":")) {
+                end = colon
             }
-            return name.utf8.contains(where: { $0 >= 65 && $0 <= 90 }) ? name.lowercased() : String(name)
+            let name = Substring(utf8[..<end])
+            return name.utf8.contains(where: { $0 &- 65 < 26 }) ? name.lowercased() : String(name)
         }
     }
 
