@@ -349,7 +349,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
     }
 
-    func upstreamHead(_ head: ResponseFramer.Head, upstream: UpstreamHandler) {
+    /// The response head, with the body bytes that came in the same read: a small body goes out in
+    /// the same buffer as the head (one pipeline write, and one `write` instead of `writev`).
+    func upstreamHead(_ head: ResponseFramer.Head, body: ByteBuffer?, upstream: UpstreamHandler) {
         guard let context, let request else { return }
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         responseStatus = head.status
@@ -369,7 +371,18 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         bytes.writeStaticString("\r\n")
-        context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+        guard var body else {
+            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+            return
+        }
+        if body.readableBytes <= 4096 {
+            responseBytes += body.readableBytes
+            bytes.writeBuffer(&body)
+            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+            upstreamBody(body, upstream: upstream)
+        }
     }
 
     func upstreamBody(_ buffer: ByteBuffer, upstream: UpstreamHandler) {

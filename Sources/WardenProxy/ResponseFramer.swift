@@ -189,6 +189,7 @@ struct ResponseFramer {
         var keepAliveToken = false
         var connectionNames: [Range<Int>] = []
         var fields: [Field] = []
+        fields.reserveCapacity(16)
         var start = statusEnd + 2
         while start < bytes.count {
             let end = Self.lineEnd(bytes, from: start)

@@ -36,13 +36,22 @@ public final class ServiceAvailability: Sendable {
 /// The sites as the last (re)load defined them, with their open log files and maintenance pages.
 /// A reload swaps the whole table; requests in flight keep the entry they started with.
 public final class SiteTable: Sendable {
-    struct Entry: Sendable {
+    /// A class: each request holds its entry, and one reference is cheaper to copy than five fields.
+    final class Entry: Sendable {
         let site: Site
         /// Longest prefix first, so the first match wins.
         let routes: [Site.Route]
         let accessLog: LogFile?
         let errorLog: LogFile?
         let maintenancePage: [UInt8]?
+
+        init(site: Site, routes: [Site.Route], accessLog: LogFile?, errorLog: LogFile?, maintenancePage: [UInt8]?) {
+            self.site = site
+            self.routes = routes
+            self.accessLog = accessLog
+            self.errorLog = errorLog
+            self.maintenancePage = maintenancePage
+        }
 
         func route(for path: Substring) -> Site.Route? {
             routes.first { route in

@@ -88,21 +88,33 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         var ended = false
         var switching = false
+        // A head waits for the body bytes of the same read, so the owner can send both at once.
+        var head: ResponseFramer.Head?
         do {
             try framer.parse(&buffer) { output in
+                if case .body(let bytes) = output, let waiting = head {
+                    head = nil
+                    owner.upstreamHead(waiting, body: bytes, upstream: self)
+                    return
+                }
+                if let waiting = head {
+                    head = nil
+                    owner.upstreamHead(waiting, body: nil, upstream: self)
+                }
                 switch output {
                 case .informational(let bytes):
                     owner.upstreamInformational(bytes)
-                case .head(let head):
-                    keepAlive = head.keepAlive
-                    switching = head.status == 101
-                    owner.upstreamHead(head, upstream: self)
+                case .head(let new):
+                    keepAlive = new.keepAlive
+                    switching = new.status == 101
+                    head = new
                 case .body(let bytes):
                     owner.upstreamBody(bytes, upstream: self)
                 case .end:
                     ended = true
                 }
             }
+            if let waiting = head { owner.upstreamHead(waiting, body: nil, upstream: self) }
         } catch {
             self.owner = nil
             context.close(promise: nil)
