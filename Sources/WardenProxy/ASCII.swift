@@ -23,8 +23,9 @@ enum ASCII {
             ?? zip(utf8, UnsafeBufferPointer(start: lower.utf8Start, count: lower.utf8CodeUnitCount)).allSatisfy { lowercased($0) == $1 }
     }
 
-    /// `first` equals `second`, ignoring ASCII case.
-    static func equalsIgnoringCase(_ first: some StringProtocol, _ second: some StringProtocol) -> Bool {
+    /// `first` equals `second`, ignoring ASCII case. (Not an overload of the ones above: a literal
+    /// argument would pick it over the `StaticString` one.)
+    static func sameIgnoringCase(_ first: some StringProtocol, _ second: some StringProtocol) -> Bool {
         first.utf8.count == second.utf8.count && zip(first.utf8, second.utf8).allSatisfy { lowercased($0) == lowercased($1) }
     }
 
@@ -75,46 +76,49 @@ enum ASCII {
     }
 }
 
+/// Writes a head's pieces back to back into memory reserved once: a `writeString` per piece would
+/// check capacity and take an exclusive access of the buffer each time.
+struct HeadWriter {
+    private let out: UnsafeMutableRawBufferPointer
+    private(set) var count = 0
+
+    fileprivate init(_ out: UnsafeMutableRawBufferPointer) { self.out = out }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        precondition(count + bytes.count <= out.count, "head longer than reserved")
+        UnsafeMutableRawBufferPointer(rebasing: out[count...]).copyMemory(from: bytes)
+        count += bytes.count
+    }
+
+    mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func append(_ literal: StaticString) {
+        append(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    /// `name: value` and CRLF.
+    mutating func appendField(_ name: String, _ value: String) {
+        append(name)
+        append(": ")
+        append(value)
+        append("\r\n")
+    }
+}
+
 extension ByteBuffer {
-    /// `name: value` and CRLF, in one write.
+    /// Lets `body` write up to `capacity` bytes (more traps) with one reservation.
+    mutating func writeHead(capacity: Int, _ body: (inout HeadWriter) -> Void) {
+        writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
+            var writer = HeadWriter(out)
+            body(&writer)
+            return writer.count
+        }
+    }
+
     mutating func writeHeaderField(_ name: String, _ value: String) {
-        var name = name
-        var value = value
-        let count = name.utf8.count + value.utf8.count + 4
-        writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
-            var at = out.copy(&name, at: 0)
-            out[at] = UInt8(ascii: ":")
-            out[at + 1] = UInt8(ascii: " ")
-            at = out.copy(&value, at: at + 2)
-            out[at] = 13
-            out[at + 1] = 10
-            return count
-        }
-    }
-}
-
-extension ByteBuffer {
-    /// `METHOD URI HTTP/1.1` and CRLF, in one write.
-    mutating func writeRequestLine(_ method: String, _ uri: String) {
-        var method = method
-        var uri = uri
-        let count = method.utf8.count + 1 + uri.utf8.count + Self.versionSuffix.utf8CodeUnitCount
-        writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
-            var at = out.copy(&method, at: 0)
-            out[at] = 32
-            at = out.copy(&uri, at: at + 1)
-            UnsafeMutableRawBufferPointer(rebasing: out[at...]).copyMemory(from: UnsafeRawBufferPointer(start: Self.versionSuffix.utf8Start, count: Self.versionSuffix.utf8CodeUnitCount))
-            return count
-        }
-    }
-
-    private static let versionSuffix: StaticString = " HTTP/1.1\r\n"
-}
-
-extension UnsafeMutableRawBufferPointer {
-    /// Copies the UTF-8 of `text` to `offset`; returns the offset after it.
-    fileprivate func copy(_ text: inout String, at offset: Int) -> Int {
-        text.withUTF8 { UnsafeMutableRawBufferPointer(rebasing: self[offset...]).copyMemory(from: UnsafeRawBufferPointer($0)) }
-        return offset + text.utf8.count
+        writeHead(capacity: name.utf8.count + value.utf8.count + 4) { $0.appendField(name, value) }
     }
 }

@@ -52,7 +52,9 @@ enum HeaderRules {
         var forwardedFor: String?
         var chunked = false
         var named: [String] = []
+        var fieldBytes = 0
         for (name, value) in head.headers {
+            fieldBytes += name.utf8.count + value.utf8.count + 4
             switch RequestField(name) {
             case .host where host == nil:
                 host = value
@@ -70,25 +72,36 @@ enum HeaderRules {
                 break
             }
         }
-        out.writeRequestLine(head.method.rawValue, uri)
-        for (name, value) in head.headers {
-            switch RequestField(name) {
-            case .upgrade where upgrade:
-                break
-            case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .replaced:
-                continue
-            case .host, .contentLength, .other:
-                if !named.isEmpty, named.contains(where: { ASCII.equalsIgnoringCase($0, name) }) { continue }
+        let method = head.method.rawValue
+        let forwardedForValue = forwardedFor.map { "\($0), \(client)" } ?? client
+        // The literals below come to 160 bytes at most.
+        let capacity =
+            160 + method.utf8.count + uri.utf8.count + fieldBytes + forwardedForValue.utf8.count + client.utf8.count
+            + scheme.utf8.count + (host?.utf8.count ?? 0)
+        out.writeHead(capacity: capacity) { writer in
+            writer.append(method)
+            writer.append(" ")
+            writer.append(uri)
+            writer.append(" HTTP/1.1\r\n")
+            for (name, value) in head.headers {
+                switch RequestField(name) {
+                case .upgrade where upgrade:
+                    break
+                case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .replaced:
+                    continue
+                case .host, .contentLength, .other:
+                    if !named.isEmpty, named.contains(where: { ASCII.sameIgnoringCase($0, name) }) { continue }
+                }
+                writer.appendField(name, value)
             }
-            out.writeHeaderField(name, value)
+            if chunked { writer.append("Transfer-Encoding: chunked\r\n") }
+            if upgrade { writer.append("Connection: upgrade\r\n") }
+            writer.appendField("X-Forwarded-For", forwardedForValue)
+            writer.appendField("X-Real-IP", client)
+            writer.appendField("X-Forwarded-Proto", scheme)
+            if let host { writer.appendField("X-Forwarded-Host", host) }
+            writer.append("\r\n")
         }
-        if chunked { out.writeStaticString("Transfer-Encoding: chunked\r\n") }
-        if upgrade { out.writeStaticString("Connection: upgrade\r\n") }
-        out.writeHeaderField("X-Forwarded-For", forwardedFor.map { "\($0), \(client)" } ?? client)
-        out.writeHeaderField("X-Real-IP", client)
-        out.writeHeaderField("X-Forwarded-Proto", scheme)
-        if let host { out.writeHeaderField("X-Forwarded-Host", host) }
-        out.writeStaticString("\r\n")
     }
 
     /// What a request header means to the proxy.
