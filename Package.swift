@@ -153,6 +153,7 @@ let package = Package(
             dependencies: [
                 "WardenProxy", "WardenConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -106,7 +106,7 @@ extension ProxyServer {
     /// upgrade request come out of the decoder into the tunnel.
     static func configureHTTP1(_ channel: any Channel, shared: ProxyContext) throws {
         let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try pipeline.addHandler(RequestDecoder())
         try pipeline.addHandler(ProxyHandler(shared: shared))
     }
 }

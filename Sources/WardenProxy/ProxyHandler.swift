@@ -22,7 +22,7 @@ private let connectionNumbers = Atomic<UInt64>(0)
 /// back-pressure), a directory, or a page of its own; holds requests while the app restarts;
 /// turns into a byte tunnel when the upstream accepts a WebSocket upgrade.
 ///
-/// Requests are decoded by NIO's `HTTPRequestDecoder`; everything written (to the client and to the
+/// Requests are decoded by `RequestDecoder` (NIO's HTTP/2 codec on HTTP/2); everything written (to the client and to the
 /// upstream) is bytes, and upstream responses are framed by `ResponseFramer` and passed through, so a
 /// proxied request costs one decode, not three decodes and two encodes.
 /// Pipelined requests are queued here rather than by NIO's pipelining handler, which stops and
@@ -167,8 +167,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         request = head
-        keepAlive = head.isKeepAlive
-        upgrade = false
+        upgrade = HeaderRules.isUpgrade(head)
+        // After an upgrade request the decoder holds the bytes for the next protocol: a response
+        // other than 101 ends the connection.
+        keepAlive = head.isKeepAlive && !upgrade && head.method != .CONNECT
         responseStatus = 0
         responseBytes = 0
         upstreamURL = nil
@@ -198,7 +200,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 maintenance(context: context)
                 return
             }
-            upgrade = HeaderRules.isUpgrade(head)
             chunkedBody = head.headers.contains(name: "Transfer-Encoding")
             var bytes = context.channel.allocator.buffer(capacity: 512)
             HeaderRules.writeUpstreamHead(
@@ -472,7 +473,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             server.removeHandler(upstream, promise: nil)
             try client.addHandler(clientSide)
             client.removeHandler(context: context, promise: nil)
-            if let decoder = try? client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+            if let decoder = try? client.handler(type: RequestDecoder.self) {
                 client.removeHandler(decoder, promise: nil)
             }
         } catch {

@@ -150,11 +150,12 @@ struct ResponseFramer {
         return true
     }
 
-    /// Bytes up to and including the blank line that ends a head, if it has arrived.
-    static func headLength(_ buffer: ByteBuffer) -> Int? {
+    /// Bytes up to and including the blank line that ends a head, if it has arrived. `from`: how
+    /// many bytes an earlier search has already looked at.
+    static func headLength(_ buffer: ByteBuffer, from searched: Int = 0) -> Int? {
         buffer.withUnsafeReadableBytes { bytes -> Int? in
             guard bytes.count >= 4 else { return nil }
-            var index = 3
+            var index = max(3, searched)
             while index < bytes.count {
                 let byte = bytes[index]
                 if byte == 10 {

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 import Testing
 
@@ -234,5 +235,124 @@ struct HeaderRuleTests {
         table.load([site])
         #expect(table.snapshot.entry(forHost: "b.example")?.site.name == "a")
         #expect(table.snapshot.entries[0].accessLog === before)
+    }
+}
+
+@Suite("Request decoding")
+struct RequestDecoderTests {
+    /// What the decoder makes of `raw` fed in pieces of `step` bytes: a line per part, and the error.
+    private func decode(_ raw: String, step: Int = .max) throws -> (parts: [String], error: (any Error)?) {
+        let channel = EmbeddedChannel(handler: RequestDecoder())
+        var parts: [String] = []
+        var error: (any Error)?
+        let bytes = Array(raw.utf8)
+        var offset = 0
+        while offset < bytes.count, error == nil {
+            let piece = bytes[offset..<min(bytes.count, offset + step)]
+            offset += piece.count
+            do { try channel.writeInbound(ByteBuffer(bytes: piece)) } catch let caught { error = caught }
+        }
+        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) {
+            switch part {
+            case .head(let head):
+                let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
+                parts.append("\(head.method.rawValue) \(head.uri) \(head.version.major).\(head.version.minor) [\(fields)]")
+            case .body(let body):
+                // Body pieces depend on how the bytes arrived: adjacent ones are joined.
+                if let last = parts.last, last.hasPrefix("body ") { parts[parts.count - 1] = last + String(buffer: body) }
+                else { parts.append("body " + String(buffer: body)) }
+            case .end:
+                parts.append("end")
+            }
+        }
+        _ = try? channel.finish()
+        return (parts, error)
+    }
+
+    @Test func pipelinedRequestsDecodeTheSameWhateverPiecesTheyArriveIn() throws {
+        let raw =
+            "\r\nGET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Empty:\r\nX-Pad:  spaced value \t\r\n\r\n"
+            + "POST /b HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n\r\nhello"
+            + "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n"
+            + "GET / HTTP/1.0\r\n\r\n"
+        let expected = [
+            "GET /a?x=1 1.1 [Host=example.com,X-Empty=,X-Pad=spaced value]", "end",
+            "POST /b 1.1 [Host=example.com,Content-Length=5]", "body hello", "end",
+            "POST /c 1.1 [Transfer-Encoding=chunked]", "body abcde", "end",
+            "GET / 1.0 []", "end",
+        ]
+        for step in [Int.max, 1, 2, 3, 7, 16, 50] {
+            let result = try decode(raw, step: step)
+            #expect(result.error == nil, "step \(step): \(String(describing: result.error))")
+            #expect(result.parts == expected, "step \(step)")
+        }
+    }
+
+    @Test(arguments: [
+        "POST / HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n1\r\nG\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nAB",
+        "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nA",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "GET / HTTP/1.1\r\nX-A: a\rX-B: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A: a\u{0}b\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A: a\nX-B: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A: a\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : example.com\r\n\r\n",
+        "GET / HTTP/2.0\r\n\r\n",
+        "GET /\r\n\r\n",
+        "G(T / HTTP/1.1\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+    ])
+    func requestsThatCannotBeFramedSafelyAreRefused(_ raw: String) throws {
+        for step in [Int.max, 1] {
+            let result = try decode(raw, step: step)
+            #expect(result.error is HTTPParserError, "\(raw.debugDescription) step \(step)")
+            #expect(!result.parts.contains { $0.hasPrefix("body") }, "\(raw.debugDescription): nothing of the body is passed on")
+        }
+    }
+
+    @Test func anOversizedHeadIsRefusedEvenInSmallPieces() throws {
+        let raw = "GET / HTTP/1.1\r\n" + String(repeating: "X-Long: \(String(repeating: "a", count: 1000))\r\n", count: 90)
+        let result = try decode(raw, step: 1460)
+        #expect(result.error as? HTTPParserError == .headerOverflow)
+        #expect(result.parts.isEmpty)
+    }
+
+    @Test func bytesAfterAnUpgradeRequestAreHeldForTheNextProtocol() throws {
+        let decoder = RequestDecoder()
+        let channel = EmbeddedChannel(handler: decoder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+        try channel.writeInbound(ByteBuffer(string: "GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n\u{81}\u{02}hi"))
+        guard case .head(let head) = try channel.readInbound(as: HTTPServerRequestPart.self) else {
+            Issue.record("no head")
+            return
+        }
+        #expect(head.uri == "/ws")
+        guard case .end = try channel.readInbound(as: HTTPServerRequestPart.self) else {
+            Issue.record("no end")
+            return
+        }
+        try channel.writeInbound(ByteBuffer(string: "more"))
+        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil)
+        try channel.pipeline.syncOperations.removeHandler(decoder).wait()
+        #expect(try channel.readInbound(as: ByteBuffer.self).map { String(buffer: $0) } == "\u{81}\u{02}himore")
+        _ = try channel.finish()
+    }
+
+    /// Found by the HTTP fuzzer: held bytes passed on while a closed connection's pipeline was torn
+    /// down reached the ProxyHandler, which takes request parts only, and crashed warden.
+    @Test func heldBytesAreDroppedWhenTheConnectionIsNoLongerActive() throws {
+        let decoder = RequestDecoder()
+        let channel = EmbeddedChannel(handler: decoder)
+        try channel.writeInbound(ByteBuffer(string: "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes"))
+        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) != nil)
+        #expect(try channel.readInbound(as: HTTPServerRequestPart.self) != nil)
+        #expect(!channel.isActive)
+        try channel.pipeline.syncOperations.removeHandler(decoder).wait()
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
     }
 }
