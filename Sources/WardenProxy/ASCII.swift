@@ -95,16 +95,17 @@ struct HeadWriter {
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    mutating func append(_ literal: StaticString) {
+    /// A literal (a separate name: given a literal, `append` would pick the `String` overload).
+    mutating func appendLiteral(_ literal: StaticString) {
         append(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 
     /// `name: value` and CRLF.
     mutating func appendField(_ name: String, _ value: String) {
         append(name)
-        append(": ")
+        appendLiteral(": ")
         append(value)
-        append("\r\n")
+        appendLiteral("\r\n")
     }
 }
 

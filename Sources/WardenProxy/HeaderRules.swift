@@ -80,9 +80,9 @@ enum HeaderRules {
             + scheme.utf8.count + (host?.utf8.count ?? 0)
         out.writeHead(capacity: capacity) { writer in
             writer.append(method)
-            writer.append(" ")
+            writer.appendLiteral(" ")
             writer.append(uri)
-            writer.append(" HTTP/1.1\r\n")
+            writer.appendLiteral(" HTTP/1.1\r\n")
             for (name, value) in head.headers {
                 switch RequestField(name) {
                 case .upgrade where upgrade:
@@ -94,13 +94,13 @@ enum HeaderRules {
                 }
                 writer.appendField(name, value)
             }
-            if chunked { writer.append("Transfer-Encoding: chunked\r\n") }
-            if upgrade { writer.append("Connection: upgrade\r\n") }
+            if chunked { writer.appendLiteral("Transfer-Encoding: chunked\r\n") }
+            if upgrade { writer.appendLiteral("Connection: upgrade\r\n") }
             writer.appendField("X-Forwarded-For", forwardedForValue)
             writer.appendField("X-Real-IP", client)
             writer.appendField("X-Forwarded-Proto", scheme)
             if let host { writer.appendField("X-Forwarded-Host", host) }
-            writer.append("\r\n")
+            writer.appendLiteral("\r\n")
         }
     }
 

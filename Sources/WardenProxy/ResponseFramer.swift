@@ -193,11 +193,14 @@ struct ResponseFramer {
         fields.reserveCapacity(16)
         var start = statusEnd + 2
         while start < bytes.count {
-            let end = Self.lineEnd(bytes, from: start)
-            if end == start { break }
-            guard let field = Self.field(bytes, start..<end) else { throw Failure(description: "upstream sent an invalid header line") }
+            if bytes[start] == 13 {
+                // The empty line that ends the head; a CR alone starts no line.
+                guard start + 1 < bytes.count, bytes[start + 1] == 10 else { throw Failure(description: "upstream sent an invalid header line") }
+                break
+            }
+            guard let field = Self.field(bytes, from: start) else { throw Failure(description: "upstream sent an invalid header line") }
             fields.append(field)
-            start = end + 2
+            start = field.line.upperBound + 2
             switch field.kind {
             case .contentLength:
                 guard let value = ASCII.decimal(bytes, field.value), contentLength == nil || contentLength == value else {
@@ -300,19 +303,29 @@ struct ResponseFramer {
         var kind: FieldKind
     }
 
-    /// `name: value` with a token name, no obsolete line folding, and no CR, LF or NUL in the value.
-    private static func field(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> Field? {
-        var colon = line.lowerBound
-        while colon < line.upperBound, bytes[colon] != UInt8(ascii: ":") {
+    /// The `name: value` line at `start`, with a token name, no obsolete line folding, and no CR,
+    /// LF or NUL in the value; one pass over its bytes.
+    private static func field(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Field? {
+        var colon = start
+        while colon < bytes.count, bytes[colon] != UInt8(ascii: ":") {
             let byte = bytes[colon]
             guard byte > 32, byte < 127, byte != UInt8(ascii: "("), byte != UInt8(ascii: ")"), byte != UInt8(ascii: "\"") else { return nil }
             colon += 1
         }
-        guard colon > line.lowerBound, colon < line.upperBound else { return nil }
-        let value = ASCII.trimmed(bytes, (colon + 1)..<line.upperBound)
-        for index in value where bytes[index] == 0 || bytes[index] == 10 || bytes[index] == 13 { return nil }
-        let name = line.lowerBound..<colon
-        return Field(line: line, name: name, value: value, kind: kind(bytes, name))
+        guard colon > start, colon < bytes.count else { return nil }
+        var end = colon + 1
+        while end < bytes.count {
+            let byte = bytes[end]
+            if byte == 13 {
+                guard end + 1 < bytes.count, bytes[end + 1] == 10 else { return nil }
+                break
+            }
+            guard byte != 0, byte != 10 else { return nil }
+            end += 1
+        }
+        guard end < bytes.count else { return nil }
+        let name = start..<colon
+        return Field(line: start..<end, name: name, value: ASCII.trimmed(bytes, (colon + 1)..<end), kind: kind(bytes, name))
     }
 
     private static func kind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> FieldKind {
