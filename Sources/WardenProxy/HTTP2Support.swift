@@ -106,7 +106,8 @@ extension ProxyServer {
     /// upgrade request come out of the decoder into the tunnel.
     static func configureHTTP1(_ channel: any Channel, shared: ProxyContext) throws {
         let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(RequestDecoder())
-        try pipeline.addHandler(ProxyHandler(shared: shared))
+        let proxy = ProxyHandler(shared: shared)
+        try pipeline.addHandler(RequestDecoder(deliveringTo: proxy))
+        try pipeline.addHandler(proxy)
     }
 }

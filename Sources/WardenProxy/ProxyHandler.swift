@@ -102,7 +102,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
+        receive(unwrapInboundIn(data), context: context)
+    }
+
+    /// A request part, from the pipeline (HTTP/2) or straight from the `RequestDecoder` in front
+    /// (HTTP/1: a pipeline hop and a dynamic cast less per part).
+    func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         if case .tunnel = state { return }
         if !queued.isEmpty || (part.isHead && !isIdle) {
             queued.append(part)

@@ -37,8 +37,17 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 
     private var state = State.head
     private var held: ByteBuffer?
+    /// The handler right behind this one, which gets the parts directly.
+    private let proxy: ProxyHandler?
+    private var proxyContext: ChannelHandlerContext?
     /// How much of a held partial head has been searched for its end.
     private var scanned = 0
+
+    /// `proxy`: the `ProxyHandler` added right after this decoder, if the parts should skip the
+    /// pipeline on their way to it.
+    init(deliveringTo proxy: ProxyHandler? = nil) {
+        self.proxy = proxy
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var input = unwrapInboundIn(data)
@@ -64,6 +73,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         if let held, held.readableBytes > 0, case .upgraded = state, context.channel.isActive { context.fireChannelRead(NIOAny(held)) }
         held = nil
+        proxyContext = nil
     }
 
     private func decode(_ input: inout ByteBuffer, context: ChannelHandlerContext) throws {
@@ -85,7 +95,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 scanned = 0
                 guard length <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
                 let (head, framing, upgrade) = try input.readSlice(length: length)!.withUnsafeReadableBytes { try Self.parseHead($0) }
-                context.fireChannelRead(wrapInboundOut(.head(head)))
+                deliver(context: context, .head(head))
                 let after: After = upgrade ? .upgrade : .nextRequest
                 switch framing {
                 case .none, .length(0):
@@ -97,7 +107,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 }
             case .body(let remaining, let after):
                 let count = min(remaining, input.readableBytes)
-                context.fireChannelRead(wrapInboundOut(.body(input.readSlice(length: count)!)))
+                deliver(context: context, .body(input.readSlice(length: count)!))
                 if count == remaining {
                     finish(after, context: context)
                 } else {
@@ -112,7 +122,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                     throw HTTPParserError.invalidChunkSize
                 }
                 for range in scanner.takeData() {
-                    context.fireChannelRead(wrapInboundOut(.body(input.getSlice(at: start + range.lowerBound, length: range.count)!)))
+                    deliver(context: context, .body(input.getSlice(at: start + range.lowerBound, length: range.count)!))
                 }
                 input.moveReaderIndex(forwardBy: consumed)
                 if finished {
@@ -126,9 +136,20 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    private func deliver(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+        if let proxy {
+            if proxyContext == nil { proxyContext = try? context.pipeline.syncOperations.context(handler: proxy) }
+            if let proxyContext {
+                proxy.receive(part, context: proxyContext)
+                return
+            }
+        }
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
     private func finish(_ after: After, context: ChannelHandlerContext) {
         state = after == .upgrade ? .upgraded : .head
-        context.fireChannelRead(wrapInboundOut(.end(nil)))
+        deliver(context: context, .end(nil))
     }
 
     /// The request line and header fields of a complete head (which ends with an empty line).
