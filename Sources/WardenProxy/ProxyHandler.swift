@@ -56,8 +56,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     // The request being answered.
     private var request: HTTPRequestHead?
     private var entry: SiteTable.Entry?
-    private var upstreamURL: HTTPURL?
-    private var service: String?
+    /// Where the request is passed (nil for a directory or a page of the proxy's own).
+    private var target: SiteTable.Upstream?
     private var keepAlive = true
     private var upgrade = false
     private var responseStatus = 0
@@ -178,8 +178,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         keepAlive = head.isKeepAlive && !upgrade && head.method != .CONNECT
         responseStatus = 0
         responseBytes = 0
-        upstreamURL = nil
-        service = nil
+        target = nil
         setTimeout(.none, context: context)
         entry = shared.sites.snapshot.entry(forHost: head.headers.first(name: "Host"))
         if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
@@ -198,9 +197,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             let response = StaticFiles.response(for: head, prefix: route.prefix, root: directory)
             responseStatus = Int(response.status.code)
             writeStatic(response, context: context)
-        case .upstream(let url, let service):
-            upstreamURL = url
-            self.service = service
+        case .upstream(let upstream):
+            target = upstream
             if shared.availability.inMaintenance(entry.site.name) {
                 maintenance(context: context)
                 return
@@ -208,7 +206,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             chunkedBody = head.headers.contains(name: "Transfer-Encoding")
             var bytes = context.channel.allocator.buffer(capacity: 512)
             HeaderRules.writeUpstreamHead(
-                head, uri: Self.upstreamURI(head.uri, prefix: route.prefix, base: url.path), client: clientAddress, scheme: shared.scheme,
+                head, uri: Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path), client: clientAddress, scheme: shared.scheme,
                 upgrade: upgrade, into: &bytes)
             forwardedHead = bytes
             retries = 0
@@ -251,8 +249,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Connects (or reuses a pooled connection); while the service is down or refuses, retries until the hold ends.
     private func connect(context: ChannelHandlerContext) {
-        guard case .pending(let deadline, _, _) = state, let url = upstreamURL else { return }
-        if let service, !shared.availability.isUp(service) {
+        guard case .pending(let deadline, _, _) = state, let url = target?.url else { return }
+        if let service = target?.service, !shared.availability.isUp(service) {
             setClientReading(false, context: context)
             if NIODeadline.now() < deadline {
                 retry(after: .milliseconds(25), context: context)
@@ -303,7 +301,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .pending(let deadline, _, _) = state, let entry else { return }
         if entry.site.hold > 0, NIODeadline.now() < deadline {
             retry(after: .milliseconds(25), context: context)
-        } else if let service, !shared.availability.isUp(service) {
+        } else if let service = target?.service, !shared.availability.isUp(service) {
             maintenance(context: context)
         } else {
             logError("error", "connect() failed (\(error)) while connecting to upstream")
@@ -327,7 +325,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
-        if let request, let url = upstreamURL {
+        if let request, let url = target?.url {
             let publicHost = request.headers.first(name: "Host") ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost"
             upstream.expectResponse(
                 toHead: request.method == .HEAD, dechunk: request.version == .http1_0,
@@ -381,7 +379,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
             return
         }
-        if body.readableBytes <= 4096 {
+        if body.readableBytes <= ResponseFramer.smallBodyBytes {
             responseBytes += body.readableBytes
             bytes.writeBuffer(&body)
             context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
@@ -578,7 +576,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let entry else { return }
         var headers = HTTPHeaders()
         headers.add(name: "Retry-After", value: String(max(1, entry.site.hold)))
-        if let service, !shared.availability.isUp(service) {
+        if let service = target?.service, !shared.availability.isUp(service) {
             logError("warn", "service \"\(service)\" is not running; answered with the maintenance page")
         }
         respond(status: .serviceUnavailable, body: entry.maintenancePage ?? ProxyPages.defaultMaintenance, extraHeaders: headers, context: context)
@@ -695,7 +693,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let request {
             details.append(("request", "\"\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)\""))
         }
-        if let upstreamURL { details.append(("upstream", "\"\(upstreamURL)\"")) }
+        if let target { details.append(("upstream", "\"\(target.url)\"")) }
         if let host = request?.headers.first(name: "Host") { details.append(("host", "\"\(host)\"")) }
         log.writeError(level: level, connection: number, message: message, details: details)
     }

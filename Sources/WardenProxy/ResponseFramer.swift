@@ -57,6 +57,8 @@ struct ResponseFramer {
     private var rewrite: Rewrite?
 
     static let maximumHeadBytes = 65536
+    /// A body up to this size goes out in the same buffer as its head.
+    static let smallBodyBytes = 4096
 
     var isIdle: Bool {
         if case .done = state { return true }
@@ -242,7 +244,10 @@ struct ResponseFramer {
         }
 
         // The client talks to warden, an HTTP/1.1 server, whatever version the upstream speaks.
-        var out = ByteBufferAllocator().buffer(capacity: bytes.count + 32)
+        // Room for the handler's own lines, and for a small body sent in the same buffer.
+        var smallBody = 0
+        if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
+        var out = ByteBufferAllocator().buffer(capacity: bytes.count + 64 + smallBody)
         out.writeStaticString("HTTP/1.1")
         // Kept lines are contiguous in the upstream's head: each run of them is one copy.
         var run = 8..<(statusEnd + 2)

@@ -36,16 +36,46 @@ public final class ServiceAvailability: Sendable {
 /// The sites as the last (re)load defined them, with their open log files and maintenance pages.
 /// A reload swaps the whole table; requests in flight keep the entry they started with.
 public final class SiteTable: Sendable {
-    /// A class: each request holds its entry, and one reference is cheaper to copy than five fields.
+    /// A `pass` route's upstream.
+    final class Upstream: Sendable {
+        let url: HTTPURL
+        let service: String?
+
+        init(url: HTTPURL, service: String?) {
+            self.url = url
+            self.service = service
+        }
+    }
+
+    /// A route as requests use it. Entries, routes and upstreams are classes: each request keeps
+    /// the ones it took, and a reference is cheaper to copy than a URL's strings.
+    final class Route: Sendable {
+        enum Target {
+            case upstream(Upstream)
+            case directory(String)
+        }
+
+        let prefix: String
+        let target: Target
+
+        init(_ route: Site.Route) {
+            prefix = route.prefix
+            switch route.target {
+            case .upstream(let url, let service): target = .upstream(Upstream(url: url, service: service))
+            case .directory(let directory): target = .directory(directory)
+            }
+        }
+    }
+
     final class Entry: Sendable {
         let site: Site
         /// Longest prefix first, so the first match wins.
-        let routes: [Site.Route]
+        let routes: [Route]
         let accessLog: LogFile?
         let errorLog: LogFile?
         let maintenancePage: [UInt8]?
 
-        init(site: Site, routes: [Site.Route], accessLog: LogFile?, errorLog: LogFile?, maintenancePage: [UInt8]?) {
+        init(site: Site, routes: [Route], accessLog: LogFile?, errorLog: LogFile?, maintenancePage: [UInt8]?) {
             self.site = site
             self.routes = routes
             self.accessLog = accessLog
@@ -53,7 +83,7 @@ public final class SiteTable: Sendable {
             self.maintenancePage = maintenancePage
         }
 
-        func route(for path: Substring) -> Site.Route? {
+        func route(for path: Substring) -> Route? {
             routes.first { route in
                 route.prefix == "/" || path == route.prefix
                     || (path.hasPrefix(route.prefix) && (route.prefix.hasSuffix("/") || path.dropFirst(route.prefix.count).first == "/"))
@@ -112,7 +142,7 @@ public final class SiteTable: Sendable {
             let index = next.entries.count
             next.entries.append(
                 Entry(
-                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }, accessLog: log(site.accessLog),
+                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map(Route.init), accessLog: log(site.accessLog),
                     errorLog: log(site.errorLog), maintenancePage: site.maintenancePage.flatMap { try? FileSystemReader().read($0) }))
             for host in site.hosts {
                 if host == "*" {
