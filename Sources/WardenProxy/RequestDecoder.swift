@@ -59,6 +59,9 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         }
         do {
             try decode(&input, context: context)
+            // A client must wait for 101 before it speaks the new protocol: a few bytes early are
+            // kept, a stream of them is refused rather than held in memory.
+            if case .upgraded = state, input.readableBytes > Self.maximumHeadBytes { throw HTTPParserError.headerOverflow }
         } catch {
             state = .failed
             context.fireErrorCaught(error)

@@ -343,6 +343,17 @@ struct RequestDecoderTests {
         _ = try channel.finish()
     }
 
+    @Test func aStreamOfBytesBeforeTheUpgradeIsAnsweredIsRefused() throws {
+        let channel = EmbeddedChannel(handler: RequestDecoder())
+        try channel.writeInbound(ByteBuffer(string: "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+        let early = ByteBuffer(repeating: 0x81, count: 16384)
+        var refused: (any Error)?
+        for _ in 0..<10 where refused == nil {
+            do { try channel.writeInbound(early) } catch { refused = error }
+        }
+        #expect(refused as? HTTPParserError == .headerOverflow)
+    }
+
     /// Found by the HTTP fuzzer: held bytes passed on while a closed connection's pipeline was torn
     /// down reached the ProxyHandler, which takes request parts only, and crashed warden.
     @Test func heldBytesAreDroppedWhenTheConnectionIsNoLongerActive() throws {
