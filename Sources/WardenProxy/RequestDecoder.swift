@@ -92,6 +92,9 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 // from its start again: a byte-by-byte sender costs linear time, not quadratic.
                 guard let length = ResponseFramer.headLength(input, from: scanned) else {
                     if input.readableBytes > Self.maximumHeadBytes { throw HTTPParserError.headerOverflow }
+                    // Lines must end in CRLF: a head with a bare LF would never be complete here,
+                    // so it is refused now rather than left to the header timeout.
+                    if Self.containsBareLF(input, from: scanned) { throw HTTPParserError.lfExpected }
                     scanned = input.readableBytes
                     return
                 }
@@ -153,6 +156,12 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     private func finish(_ after: After, context: ChannelHandlerContext) {
         state = after == .upgrade ? .upgraded : .head
         deliver(context: context, .end(nil))
+    }
+
+    private static func containsBareLF(_ buffer: ByteBuffer, from start: Int) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes in
+            (start..<bytes.count).contains { bytes[$0] == 10 && ($0 == 0 || bytes[$0 - 1] != 13) }
+        }
     }
 
     /// The request line and header fields of a complete head (which ends with an empty line).

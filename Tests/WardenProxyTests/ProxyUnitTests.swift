@@ -306,6 +306,7 @@ struct RequestDecoderTests {
         "GET /\r\n\r\n",
         "G(T / HTTP/1.1\r\n\r\n",
         "GET  / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\nHost: example.com\n\n",
     ])
     func requestsThatCannotBeFramedSafelyAreRefused(_ raw: String) throws {
         for step in [Int.max, 1] {
