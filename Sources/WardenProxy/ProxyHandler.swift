@@ -22,9 +22,9 @@ private let connectionNumbers = Atomic<UInt64>(0)
 /// back-pressure), a directory, or a page of its own; holds requests while the app restarts;
 /// turns into a byte tunnel when the upstream accepts a WebSocket upgrade.
 ///
-/// Requests are decoded by `RequestDecoder` (NIO's HTTP/2 codec on HTTP/2); everything written (to the client and to the
-/// upstream) is bytes, and upstream responses are framed by `ResponseFramer` and passed through, so a
-/// proxied request costs one decode, not three decodes and two encodes.
+/// Requests are decoded by `RequestDecoder` (by NIO's codec on HTTP/2); everything written (to the
+/// client and to the upstream) is bytes, and upstream responses are framed by `ResponseFramer` and
+/// passed through, so a proxied request costs one decode, not three decodes and two encodes.
 /// Pipelined requests are queued here rather than by NIO's pipelining handler, which stops and
 /// restarts reading the socket around every request (two `epoll_ctl` calls each).
 final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -205,9 +205,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             chunkedBody = head.headers.contains(name: "Transfer-Encoding")
             var bytes = context.channel.allocator.buffer(capacity: 512)
-            HeaderRules.writeUpstreamHead(
-                head, uri: Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path), client: clientAddress, scheme: shared.scheme,
-                upgrade: upgrade, into: &bytes)
+            let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
+            HeaderRules.writeUpstreamHead(head, uri: uri, client: clientAddress, scheme: shared.scheme, upgrade: upgrade, into: &bytes)
             forwardedHead = bytes
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), parts: [bytes], ended: false)
