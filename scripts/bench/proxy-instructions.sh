@@ -16,8 +16,7 @@ cd "$(dirname "$0")/../.."
 for tool in valgrind callgrind_control callgrind_annotate nginx wrk; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
-paths=("${@:-/ping}")
-[ $# -gt 0 ] || paths=(/ping /image.png)
+if [ $# -gt 0 ]; then paths=("$@"); else paths=(/ping /image.png); fi
 swift build -c release --product warden >/dev/null
 work=$(mktemp -d /tmp/warden-instructions-XXXXXX)
 pids=()
