@@ -80,7 +80,9 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func decode(_ input: inout ByteBuffer, context: ChannelHandlerContext) throws {
-        while input.readableBytes > 0 {
+        // A handler behind may close the connection while it handles a part (after refusing a
+        // request): nothing after that part is passed on.
+        while input.readableBytes > 0, context.channel.isActive {
             switch state {
             case .head:
                 // Empty lines before a request line are ignored (RFC 9112, 2.2).
@@ -143,6 +145,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func deliver(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+        guard context.channel.isActive else { return }
         if let proxy {
             if proxyContext == nil { proxyContext = try? context.pipeline.syncOperations.context(handler: proxy) }
             if let proxyContext {

@@ -243,6 +243,7 @@ struct RequestDecoderTests {
     /// What the decoder makes of `raw` fed in pieces of `step` bytes: a line per part, and the error.
     private func decode(_ raw: String, step: Int = .max) throws -> (parts: [String], error: (any Error)?) {
         let channel = EmbeddedChannel(handler: RequestDecoder())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
         var parts: [String] = []
         var error: (any Error)?
         let bytes = Array(raw.utf8)
@@ -346,6 +347,7 @@ struct RequestDecoderTests {
 
     @Test func aStreamOfBytesBeforeTheUpgradeIsAnsweredIsRefused() throws {
         let channel = EmbeddedChannel(handler: RequestDecoder())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
         try channel.writeInbound(ByteBuffer(string: "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
         let early = ByteBuffer(repeating: 0x81, count: 16384)
         var refused: (any Error)?
@@ -355,16 +357,39 @@ struct RequestDecoderTests {
         #expect(refused as? HTTPParserError == .headerOverflow)
     }
 
+    /// Closes the connection at the first request head, as the proxy does after refusing one.
+    private final class CloseAtFirstHead: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        var parts = 0
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            parts += 1
+            context.close(promise: nil)
+        }
+    }
+
+    @Test func nothingIsDecodedAfterTheHandlerBehindClosedTheConnection() throws {
+        let closer = CloseAtFirstHead()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([RequestDecoder(), closer])
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+        try channel.writeInbound(ByteBuffer(string: "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"))
+        #expect(closer.parts == 1)
+        #expect(!channel.isActive)
+    }
+
     /// Found by the HTTP fuzzer: held bytes passed on while a closed connection's pipeline was torn
     /// down reached the ProxyHandler, which takes request parts only, and crashed warden.
     @Test func heldBytesAreDroppedWhenTheConnectionIsNoLongerActive() throws {
         let decoder = RequestDecoder()
         let channel = EmbeddedChannel(handler: decoder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
         try channel.writeInbound(ByteBuffer(string: "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes"))
         #expect(try channel.readInbound(as: HTTPServerRequestPart.self) != nil)
         #expect(try channel.readInbound(as: HTTPServerRequestPart.self) != nil)
+        try channel.close().wait()
         #expect(!channel.isActive)
-        try channel.pipeline.syncOperations.removeHandler(decoder).wait()
+        try? channel.pipeline.syncOperations.removeHandler(decoder).wait()
         #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
     }
 }
