@@ -51,6 +51,29 @@ enum ASCII {
         return start..<end
     }
 
+    /// The `name: value` line at `start` of a request or response head: a name of bytes `isNameByte`
+    /// admits, a value of bytes `isValueByte` admits, and CRLF. `end` is where its CR is; `value` is
+    /// trimmed. nil for anything else: an empty name, a leading blank (obsolete folding), a CR
+    /// without LF, no CRLF at all.
+    @inline(__always)
+    static func headerLine(
+        _ bytes: UnsafeRawBufferPointer, from start: Int, name isNameByte: (UInt8) -> Bool, value isValueByte: (UInt8) -> Bool
+    ) -> (name: Range<Int>, value: Range<Int>, end: Int)? {
+        var colon = start
+        while colon < bytes.count, bytes[colon] != UInt8(ascii: ":") {
+            guard isNameByte(bytes[colon]) else { return nil }
+            colon += 1
+        }
+        guard colon > start, colon < bytes.count else { return nil }
+        var end = colon + 1
+        while end < bytes.count, bytes[end] != 13 {
+            guard isValueByte(bytes[end]) else { return nil }
+            end += 1
+        }
+        guard end + 1 < bytes.count, bytes[end + 1] == 10 else { return nil }
+        return (start..<colon, trimmed(bytes, (colon + 1)..<end), end)
+    }
+
     /// The comma-separated elements of a header value, trimmed; empty ones skipped.
     static func forEachElement(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ body: (Range<Int>) -> Void) {
         var start = range.lowerBound

@@ -192,20 +192,9 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         var connectionUpgrade = false
         var upgradeField = false
         while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) {
-            // A line starting with a blank continues the one before (obsolete folding): refused.
-            var colon = index
-            while colon < bytes.count, isTokenByte(bytes[colon]) { colon += 1 }
-            guard colon > index, colon < bytes.count, bytes[colon] == UInt8(ascii: ":") else { throw HTTPParserError.invalidHeaderToken }
-            var end = colon + 1
-            while end + 1 < bytes.count, !(bytes[end] == 13 && bytes[end + 1] == 10) {
-                let byte = bytes[end]
-                // No control characters: a bare CR or LF could end the line for another parser.
-                guard byte >= 32 || byte == 9, byte != 127 else { throw HTTPParserError.invalidHeaderToken }
-                end += 1
-            }
-            guard end + 1 < bytes.count else { throw HTTPParserError.invalidHeaderToken }
-            let name = index..<colon
-            let value = ASCII.trimmed(bytes, (colon + 1)..<end)
+            // No control characters in a value: a bare CR or LF could end the line for another parser.
+            guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: isTokenByte, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
+            else { throw HTTPParserError.invalidHeaderToken }
             switch name.count {
             case 7 where ASCII.equalsIgnoringCase(bytes, name, "upgrade"):
                 upgradeField = true

@@ -311,26 +311,13 @@ struct ResponseFramer {
     /// The `name: value` line at `start`, with a token name, no obsolete line folding, and no CR,
     /// LF or NUL in the value; one pass over its bytes.
     private static func field(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Field? {
-        var colon = start
-        while colon < bytes.count, bytes[colon] != UInt8(ascii: ":") {
-            let byte = bytes[colon]
-            guard byte > 32, byte < 127, byte != UInt8(ascii: "("), byte != UInt8(ascii: ")"), byte != UInt8(ascii: "\"") else { return nil }
-            colon += 1
-        }
-        guard colon > start, colon < bytes.count else { return nil }
-        var end = colon + 1
-        while end < bytes.count {
-            let byte = bytes[end]
-            if byte == 13 {
-                guard end + 1 < bytes.count, bytes[end + 1] == 10 else { return nil }
-                break
-            }
-            guard byte != 0, byte != 10 else { return nil }
-            end += 1
-        }
-        guard end < bytes.count else { return nil }
-        let name = start..<colon
-        return Field(line: start..<end, name: name, value: ASCII.trimmed(bytes, (colon + 1)..<end), kind: kind(bytes, name))
+        guard
+            let line = ASCII.headerLine(
+                bytes, from: start,
+                name: { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "(") && $0 != UInt8(ascii: ")") && $0 != UInt8(ascii: "\"") },
+                value: { $0 != 0 && $0 != 10 })
+        else { return nil }
+        return Field(line: start..<line.end, name: line.name, value: line.value, kind: kind(bytes, line.name))
     }
 
     private static func kind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> FieldKind {
