@@ -113,6 +113,10 @@ struct HeadWriter {
         count += bytes.count
     }
 
+    mutating func append(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) {
+        append(UnsafeRawBufferPointer(rebasing: bytes[range]))
+    }
+
     mutating func append(_ text: String) {
         var text = text
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }

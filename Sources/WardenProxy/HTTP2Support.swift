@@ -67,22 +67,45 @@ final class HTTP2ResponseAdapter: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// The status and headers of an HTTP/1.1 head (status line and header lines, CRLF-separated).
-    static func responseHead(_ bytes: ByteBuffer) -> HTTPResponseHead {
-        let lines = String(buffer: bytes).split(separator: "\r\n", omittingEmptySubsequences: true)
-        let status = lines.first.flatMap { Int($0.dropFirst(9).prefix(3)) } ?? 502
-        var headers = HTTPHeaders()
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = String(line[..<colon])
-            if HeaderRules.isHopByHop(name) { continue }
-            headers.add(name: name, value: line[line.index(after: colon)...].trimming(" \t"))
+    static func responseHead(_ buffer: ByteBuffer) -> HTTPResponseHead {
+        buffer.withUnsafeReadableBytes { bytes in
+            let status = bytes.count >= 12 ? ASCII.decimal(bytes, 9..<12) ?? 502 : 502
+            var headers = HTTPHeaders()
+            HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { name, value, _ in
+                guard !FieldName(bytes, name).isHopByHop else { return }
+                headers.add(
+                    name: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[name]), as: UTF8.self),
+                    value: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value]), as: UTF8.self))
+            }
+            return HTTPResponseHead(version: .http2, status: HTTPResponseStatus(statusCode: status), headers: headers)
         }
-        return HTTPResponseHead(version: .http2, status: HTTPResponseStatus(statusCode: status), headers: headers)
     }
 }
 
 @available(*, unavailable)
 extension HTTP2ResponseAdapter: Sendable {}
+
+extension RequestHead {
+    /// An HTTP/2 request as the proxy's HTTP/1 side sees it: written as HTTP/1 bytes and parsed by
+    /// the same rules as a request that came that way, keeping the head NIO decoded for the logs.
+    /// CR, LF or NUL in a field, or a blank or control character in the method or path, is refused
+    /// first: written out, it would be read as more lines.
+    init(http2 head: HTTPRequestHead) throws {
+        let lineBreak: (UInt8) -> Bool = { $0 == 13 || $0 == 10 || $0 == 0 }
+        let blank: (UInt8) -> Bool = { $0 <= 32 }
+        if head.method.rawValue.utf8.contains(where: blank) || head.uri.utf8.contains(where: blank)
+            || head.headers.contains(where: { $0.name.utf8.contains(where: lineBreak) || $0.value.utf8.contains(where: lineBreak) })
+        {
+            throw HTTPParserError.invalidHeaderToken
+        }
+        var bytes = ByteBuffer()
+        bytes.writeString("\(head.method.rawValue) \(head.uri) HTTP/1.1\r\n")
+        for (name, value) in head.headers { bytes.writeHeaderField(name, value) }
+        bytes.writeStaticString("\r\n")
+        self = try RequestDecoder.parseHead(bytes)
+        self.head = head
+    }
+}
 
 extension ProxyServer {
     /// A TLS connection: HTTP/2 when the client offers it by ALPN, else HTTP/1.1 as on plain listeners.

@@ -3,135 +3,96 @@ import NIOHTTP1
 import WardenConfig
 
 /// How request and response heads change on their way through the proxy. Everything here runs
-/// once per request, so the common case (no hop-by-hop header, nothing to rewrite) compares header
-/// names by length first and allocates nothing but the bytes it writes.
+/// once per request, so it works on the head's bytes: header names are told apart by their length
+/// first, kept lines are copied in runs, and nothing becomes a String but what is added.
 enum HeaderRules {
-    /// Requests that must not reach an upstream: smuggling attempts and oversized parts.
-    static func reject(_ head: HTTPRequestHead, maximumBody: Int) -> HTTPResponseStatus? {
-        if head.uri.utf8.count > 8192 { return .uriTooLong }
-        if head.headers.count > 100 { return .requestHeaderFieldsTooLarge }
-        var size = 0
-        var lengths = 0
-        var encodings = 0
-        for (name, value) in head.headers {
-            size += name.utf8.count + value.utf8.count
-            if value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) || name.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
-                return .badRequest
-            }
-            switch RequestField(name) {
-            case .contentLength:
-                lengths += 1
-                guard let value = Int(value), value >= 0 else { return .badRequest }
-                if value > maximumBody { return .payloadTooLarge }
-            case .transferEncoding:
-                encodings += 1
-                // Only `chunked` on its own: `gzip, chunked`, ` chunked` or `xchunked` are smuggling vectors.
-                guard ASCII.equalsIgnoringCase(value, "chunked") else { return .badRequest }
-            default:
-                break
-            }
-        }
-        if size > 32768 { return .requestHeaderFieldsTooLarge }
-        if lengths > 1 || encodings > 1 || (lengths > 0 && encodings > 0) { return .badRequest }
+    /// Requests that must not reach an upstream because of their size. (What cannot be framed
+    /// safely, the decoder has refused already.)
+    static func reject(_ request: RequestHead, maximumBody: Int) -> HTTPResponseStatus? {
+        if request.head.uri.utf8.count > 8192 { return .uriTooLong }
+        if request.fieldCount > 100 || request.fieldBytes > 32768 { return .requestHeaderFieldsTooLarge }
+        if case .length(let length) = request.framing, length > maximumBody { return .payloadTooLarge }
         return nil
     }
 
-    /// Whether the client asks to switch protocols (a WebSocket handshake).
-    static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
-        head.headers.contains(name: "Upgrade") && head.headers[canonicalForm: "Connection"].contains { ASCII.equalsIgnoringCase($0, "upgrade") }
-    }
-
     /// The request head as the upstream gets it: Host preserved, `X-Forwarded-For`, `-Proto`,
-    /// `-Host` and `X-Real-IP` set, hop-by-hop headers and those `Connection` names dropped. `upgrade`
-    /// keeps `Upgrade` and says `Connection: upgrade` (a WebSocket handshake crossing the proxy). A
-    /// chunked body stays chunked: NIO hands it over de-chunked and the handler chunks it again.
-    static func writeUpstreamHead(
-        _ head: HTTPRequestHead, uri: String, client: String, scheme: String, upgrade: Bool, into out: inout ByteBuffer
-    ) {
-        var host: String?
-        var forwardedFor: String?
-        var chunked = false
-        var named: [String] = []
-        var fieldBytes = 0
-        for (name, value) in head.headers {
-            fieldBytes += name.utf8.count + value.utf8.count + 4
-            switch RequestField(name) {
-            case .host where host == nil:
-                host = value
-            case .forwardedFor:
-                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
-            case .transferEncoding:
-                chunked = true
-            case .connection:
-                for token in value.split(separator: ",") {
-                    let token = token.trimming(" \t")
-                    let meansThisHop = ASCII.equalsIgnoringCase(token, "keep-alive") || ASCII.equalsIgnoringCase(token, "close")
-                    if !meansThisHop, !(upgrade && ASCII.equalsIgnoringCase(token, "upgrade")), !token.isEmpty { named.append(token) }
-                }
-            default:
-                break
-            }
-        }
-        let method = head.method.rawValue
-        let forwardedForValue = forwardedFor.map { "\($0), \(client)" } ?? client
-        // The literals below come to 160 bytes at most.
-        let capacity =
-            160 + method.utf8.count + uri.utf8.count + fieldBytes + forwardedForValue.utf8.count + client.utf8.count
-            + scheme.utf8.count + (host?.utf8.count ?? 0)
-        out.writeHead(capacity: capacity) { writer in
-            writer.append(method)
-            writer.appendLiteral(" ")
-            writer.append(uri)
-            writer.appendLiteral(" HTTP/1.1\r\n")
-            for (name, value) in head.headers {
-                switch RequestField(name) {
-                case .upgrade where upgrade:
+    /// `-Host` and `X-Real-IP` set, hop-by-hop headers and those `Connection` names dropped. An
+    /// upgrade keeps `Upgrade` and says `Connection: upgrade` (a WebSocket handshake crossing the
+    /// proxy). A chunked body stays chunked: the decoder hands it over de-chunked and the handler
+    /// chunks it again.
+    static func upstreamHead(_ request: RequestHead, uri: String, client: String, scheme: String) -> ByteBuffer {
+        request.bytes.withUnsafeReadableBytes { bytes in
+            let fieldsStart = HeadLines.firstField(bytes)
+            // First pass: what the added fields say, and which names `Connection` makes hop-by-hop.
+            var host: Range<Int>?
+            var forwardedFor: [Range<Int>] = []
+            var named: [Range<Int>] = []
+            HeadLines.forEachField(bytes, from: fieldsStart) { name, value, _ in
+                switch FieldName(bytes, name) {
+                case .host where host == nil:
+                    host = value
+                case .forwardedFor:
+                    forwardedFor.append(value)
+                case .connection:
+                    ASCII.forEachElement(bytes, value) { token in
+                        let meansThisHop = ASCII.equalsIgnoringCase(bytes, token, "keep-alive") || ASCII.equalsIgnoringCase(bytes, token, "close")
+                        if !meansThisHop, !(request.upgrade && ASCII.equalsIgnoringCase(bytes, token, "upgrade")) { named.append(token) }
+                    }
+                default:
                     break
-                case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .replaced:
-                    continue
-                case .host, .contentLength, .other:
-                    if !named.isEmpty, named.contains(where: { ASCII.sameIgnoringCase($0, name) }) { continue }
                 }
-                writer.appendField(name, value)
             }
-            if chunked { writer.appendLiteral("Transfer-Encoding: chunked\r\n") }
-            if upgrade { writer.appendLiteral("Connection: upgrade\r\n") }
-            writer.appendField("X-Forwarded-For", forwardedForValue)
-            writer.appendField("X-Real-IP", client)
-            writer.appendField("X-Forwarded-Proto", scheme)
-            if let host { writer.appendField("X-Forwarded-Host", host) }
-            writer.appendLiteral("\r\n")
-        }
-    }
-
-    /// What a request header means to the proxy.
-    private enum RequestField {
-        case host, contentLength, transferEncoding, connection, upgrade, hopByHop
-        case forwardedFor
-        /// Set by the proxy itself: `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`.
-        case replaced
-        case other
-
-        init(_ name: String) {
-            // Most names are told apart by their length alone.
-            switch name.utf8.count {
-            case 4 where ASCII.equalsIgnoringCase(name, "host"): self = .host
-            case 7 where ASCII.equalsIgnoringCase(name, "upgrade"): self = .upgrade
-            case 9 where ASCII.equalsIgnoringCase(name, "x-real-ip"): self = .replaced
-            case 10 where ASCII.equalsIgnoringCase(name, "connection"): self = .connection
-            case 14 where ASCII.equalsIgnoringCase(name, "content-length"): self = .contentLength
-            case 15 where ASCII.equalsIgnoringCase(name, "x-forwarded-for"): self = .forwardedFor
-            case 16 where ASCII.equalsIgnoringCase(name, "x-forwarded-host"): self = .replaced
-            case 17 where ASCII.equalsIgnoringCase(name, "transfer-encoding"): self = .transferEncoding
-            case 17 where ASCII.equalsIgnoringCase(name, "x-forwarded-proto"): self = .replaced
-            default: self = HeaderRules.isHopByHop(name) ? .hopByHop : .other
+            let method = 0..<(bytes.firstIndex(of: 32) ?? 0)
+            // The literals below come to 160 bytes at most; the kept lines and forwarded values are
+            // within the client's head.
+            let capacity = 160 + 2 * bytes.count + uri.utf8.count + 2 * client.utf8.count + scheme.utf8.count
+            var out = ByteBufferAllocator().buffer(capacity: capacity)
+            out.writeHead(capacity: capacity) { writer in
+                writer.append(bytes, method)
+                writer.appendLiteral(" ")
+                writer.append(uri)
+                writer.appendLiteral(" HTTP/1.1\r\n")
+                var kept = HeadLines.Runs(from: fieldsStart)
+                HeadLines.forEachField(bytes, from: fieldsStart) { name, _, line in
+                    let keep: Bool
+                    switch FieldName(bytes, name) {
+                    case .upgrade where request.upgrade:
+                        keep = true
+                    case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .forwardedOther:
+                        keep = false
+                    case .host, .contentLength, .url, .other:
+                        keep = named.isEmpty || !named.contains { ASCII.equalsIgnoringCase(bytes, name, $0) }
+                    }
+                    kept.add(line, keep: keep) { writer.append(bytes, $0) }
+                }
+                kept.finish { writer.append(bytes, $0) }
+                if request.framing == .chunked { writer.appendLiteral("Transfer-Encoding: chunked\r\n") }
+                if request.upgrade { writer.appendLiteral("Connection: upgrade\r\n") }
+                writer.appendLiteral("X-Forwarded-For: ")
+                for value in forwardedFor {
+                    writer.append(bytes, value)
+                    writer.appendLiteral(", ")
+                }
+                writer.append(client)
+                writer.appendLiteral("\r\nX-Real-IP: ")
+                writer.append(client)
+                writer.appendLiteral("\r\nX-Forwarded-Proto: ")
+                writer.append(scheme)
+                writer.appendLiteral("\r\n")
+                if let host {
+                    writer.appendLiteral("X-Forwarded-Host: ")
+                    writer.append(bytes, host)
+                    writer.appendLiteral("\r\n")
+                }
+                writer.appendLiteral("\r\n")
             }
+            return out
         }
     }
 
     /// ProxyPassReverse: an absolute URL that points at the upstream points at the public host instead.
-    static func reverseRewrite(_ value: String, upstream: HTTPURL, publicBase: String) -> String {
-        let bases = ["http://\(upstream.host):\(upstream.port)", upstream.port == 80 ? "http://\(upstream.host)" : nil].compactMap { $0 }
+    static func reverseRewrite(_ value: String, upstreamHost: String, upstreamPort: Int, publicBase: String) -> String {
+        let bases = ["http://\(upstreamHost):\(upstreamPort)", upstreamPort == 80 ? "http://\(upstreamHost)" : nil].compactMap { $0 }
         for base in bases {
             if let range = value.firstRange(of: base) {
                 return String(value[..<range.lowerBound]) + publicBase + String(value[range.upperBound...])
@@ -143,18 +104,98 @@ enum HeaderRules {
     static func path(of uri: String) -> Substring {
         uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...]
     }
+}
 
-    private static let hopByHop: [StaticString] = [
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-        "transfer-encoding", "upgrade", "proxy-connection",
-    ]
+/// What a header name means to the proxy, in a request or a response.
+enum FieldName {
+    case host, contentLength, transferEncoding, connection, upgrade
+    /// The other hop-by-hop names: Keep-Alive, TE, Trailer, Proxy-Authenticate, Proxy-Authorization, Proxy-Connection.
+    case hopByHop
+    case forwardedFor
+    /// Set by the proxy itself: `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`.
+    case forwardedOther
+    /// `Location`, `Content-Location`, `Refresh`: may point at the upstream.
+    case url
+    case other
 
-    static func isHopByHop(_ name: String) -> Bool {
-        hopByHop.contains { ASCII.equalsIgnoringCase(name, $0) }
+    /// Most names are told apart by their length alone.
+    init(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) {
+        func named(_ lower: StaticString) -> Bool { ASCII.equalsIgnoringCase(bytes, name, lower) }
+        switch name.count {
+        case 2 where named("te"): self = .hopByHop
+        case 4 where named("host"): self = .host
+        case 7 where named("upgrade"): self = .upgrade
+        case 7 where named("trailer"): self = .hopByHop
+        case 7 where named("refresh"): self = .url
+        case 8 where named("location"): self = .url
+        case 8 where named("trailers"): self = .hopByHop
+        case 9 where named("x-real-ip"): self = .forwardedOther
+        case 10 where named("connection"): self = .connection
+        case 10 where named("keep-alive"): self = .hopByHop
+        case 14 where named("content-length"): self = .contentLength
+        case 15 where named("x-forwarded-for"): self = .forwardedFor
+        case 16 where named("x-forwarded-host"): self = .forwardedOther
+        case 16 where named("content-location"): self = .url
+        case 16 where named("proxy-connection"): self = .hopByHop
+        case 17 where named("transfer-encoding"): self = .transferEncoding
+        case 17 where named("x-forwarded-proto"): self = .forwardedOther
+        case 18 where named("proxy-authenticate"): self = .hopByHop
+        case 19 where named("proxy-authorization"): self = .hopByHop
+        default: self = .other
+        }
     }
 
-    static func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        hopByHop.contains { ASCII.equalsIgnoringCase(bytes, name, $0) }
+    /// Never forwarded as it is: it describes one connection, not the message.
+    var isHopByHop: Bool {
+        switch self {
+        case .connection, .transferEncoding, .upgrade, .hopByHop: true
+        case .host, .contentLength, .forwardedFor, .forwardedOther, .url, .other: false
+        }
+    }
+}
+
+/// The lines of a head whose fields are already known to be well formed.
+enum HeadLines {
+    /// Where the first field line starts: after the start line.
+    static func firstField(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var index = 0
+        while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) { index += 1 }
+        return index + 2
+    }
+
+    /// Each `name: value` line from `start` to the empty line: its name, trimmed value, and the
+    /// whole line with its CRLF.
+    static func forEachField(_ bytes: UnsafeRawBufferPointer, from start: Int, _ body: (Range<Int>, Range<Int>, Range<Int>) -> Void) {
+        var start = start
+        while start + 1 < bytes.count, bytes[start] != 13,
+            let line = ASCII.headerLine(bytes, from: start, name: { _ in true }, value: { _ in true })
+        {
+            body(line.name, line.value, start..<(line.end + 2))
+            start = line.end + 2
+        }
+    }
+
+    /// Copies the kept lines of a head: adjacent kept lines go out as one copy.
+    struct Runs {
+        private var run: Range<Int>
+
+        init(from start: Int) { run = start..<start }
+
+        /// `line` follows the one added before it.
+        mutating func add(_ line: Range<Int>, keep: Bool, copy: (Range<Int>) -> Void) {
+            if keep {
+                run = run.lowerBound..<line.upperBound
+            } else {
+                finish(copy)
+                run = line.upperBound..<line.upperBound
+            }
+        }
+
+        /// Copies the run in progress, if any.
+        mutating func finish(_ copy: (Range<Int>) -> Void) {
+            if !run.isEmpty { copy(run) }
+            run = run.upperBound..<run.upperBound
+        }
     }
 }
 

@@ -55,6 +55,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // The request being answered.
     private var request: HTTPRequestHead?
+    /// Its first `Host`.
+    private var host: String?
     private var entry: SiteTable.Entry?
     /// Where the request is passed (nil for a directory or a page of the proxy's own).
     private var target: SiteTable.Upstream?
@@ -69,7 +71,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var retries = 0
 
     /// Pipelined request parts that arrived while a response was still going out.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var queued = CircularBuffer<RequestPart>()
     private var processingQueue = false
     private var clientPaused = false
     private var upstreamNeedsFlush = false
@@ -101,13 +103,25 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         setTimeout(.header, context: context)
     }
 
+    /// A request part of an HTTP/2 stream, from NIO's codec.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        receive(unwrapInboundIn(data), context: context)
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            do {
+                receive(.head(try RequestHead(http2: head)), context: context)
+            } catch {
+                errorCaught(context: context, error: error)
+            }
+        case .body(let body):
+            receive(.body(body), context: context)
+        case .end:
+            receive(.end, context: context)
+        }
     }
 
-    /// A request part, from the pipeline (HTTP/2) or straight from the `RequestDecoder` in front
-    /// (HTTP/1: a pipeline hop and a dynamic cast less per part).
-    func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    /// A request part, from an HTTP/2 stream or straight from the `RequestDecoder` in front (HTTP/1:
+    /// a pipeline hop and a dynamic cast less per part).
+    func receive(_ part: RequestPart, context: ChannelHandlerContext) {
         if case .tunnel = state { return }
         if !queued.isEmpty || (part.isHead && !isIdle) {
             queued.append(part)
@@ -131,10 +145,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         return false
     }
 
-    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    private func handle(_ part: RequestPart, context: ChannelHandlerContext) {
         switch part {
-        case .head(let head):
-            start(head, context: context)
+        case .head(let request):
+            start(request, context: context)
         case .body(let buffer):
             guard buffer.readableBytes > 0 else { return }
             if chunkedBody {
@@ -170,18 +184,20 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Requests
 
-    private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func start(_ client: RequestHead, context: ChannelHandlerContext) {
+        let head = client.head
         request = head
-        upgrade = HeaderRules.isUpgrade(head)
+        host = client.host
+        upgrade = client.upgrade
         // After an upgrade request the decoder holds the bytes for the next protocol: a response
         // other than 101 ends the connection.
-        keepAlive = head.isKeepAlive && !upgrade && head.method != .CONNECT
+        keepAlive = client.keepAlive && !upgrade && head.method != .CONNECT
         responseStatus = 0
         responseBytes = 0
         target = nil
         setTimeout(.none, context: context)
-        entry = shared.sites.snapshot.entry(forHost: head.headers.first(name: "Host"))
-        if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
+        entry = shared.sites.snapshot.entry(forHost: host)
+        if let problem = HeaderRules.reject(client, maximumBody: shared.settings.maximumBodyBytes) {
             keepAlive = false
             logError("info", "client sent an invalid request (\(problem.code) \(problem.reasonPhrase))")
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
@@ -203,10 +219,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 maintenance(context: context)
                 return
             }
-            chunkedBody = head.headers.contains(name: "Transfer-Encoding")
-            var bytes = context.channel.allocator.buffer(capacity: 512)
+            chunkedBody = client.framing == .chunked
             let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
-            HeaderRules.writeUpstreamHead(head, uri: uri, client: clientAddress, scheme: shared.scheme, upgrade: upgrade, into: &bytes)
+            let bytes = HeaderRules.upstreamHead(client, uri: uri, client: clientAddress, scheme: shared.scheme)
             forwardedHead = bytes
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), parts: [bytes], ended: false)
@@ -259,9 +274,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let pool = shared.pool
-        if let channel = pool.acquire(on: context.eventLoop, host: url.host, port: url.port),
-            let upstream = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
-        {
+        if let upstream = pool.acquire(on: context.eventLoop, host: url.host, port: url.port) {
             attach(upstream, context: context)
             return
         }
@@ -324,11 +337,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
-        if let request, let url = target?.url {
-            let publicHost = request.headers.first(name: "Host") ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost"
+        if let request {
             upstream.expectResponse(
-                toHead: request.method == .HEAD, dechunk: request.version == .http1_0,
-                rewrite: ResponseFramer.Rewrite(upstream: url, scheme: shared.scheme, publicHost: publicHost))
+                toHead: request.method == .HEAD, dechunk: request.version == .http1_0, scheme: shared.scheme,
+                publicHost: host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
         }
         for part in parts { upstream.write(part) }
         upstream.flush()
@@ -353,12 +365,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The response head, with the body bytes that came in the same read: a small body goes out in
-    /// the same buffer as the head (one pipeline write, and one `write` instead of `writev`).
-    func upstreamHead(_ head: ResponseFramer.Head, body: ByteBuffer?, upstream: UpstreamHandler) {
+    /// the same buffer as the head (one pipeline write, and one `write` instead of `writev`). The
+    /// head is `inout` so its bytes, referenced only here, grow in place.
+    func upstreamHead(_ head: inout ResponseFramer.Head, body: ByteBuffer?, upstream: UpstreamHandler) {
         guard let context, let request else { return }
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         responseStatus = head.status
-        var bytes = head.bytes
         if head.status == 101 {
             guard upgrade else {
                 upstreamBroken(ResponseFramer.Failure(description: "upstream switched protocols unasked"))
@@ -368,23 +380,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             // A body that ends with the upstream connection, or chunks a 1.0 client cannot read, ends this one too.
             if head.framing == .untilClose || (head.framing == .chunked && request.version == .http1_0) { keepAlive = false }
             if !keepAlive {
-                bytes.writeStaticString("Connection: close\r\n")
+                head.bytes.writeStaticString("Connection: close\r\n")
             } else if request.version == .http1_0 {
-                bytes.writeStaticString("Connection: keep-alive\r\n")
+                head.bytes.writeStaticString("Connection: keep-alive\r\n")
             }
         }
-        bytes.writeStaticString("\r\n")
-        guard var body else {
-            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
-            return
-        }
-        if body.readableBytes <= ResponseFramer.smallBodyBytes {
-            responseBytes += body.readableBytes
-            bytes.writeBuffer(&body)
-            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+        head.bytes.writeStaticString("\r\n")
+        if var small = body, small.readableBytes <= ResponseFramer.smallBodyBytes {
+            responseBytes += small.readableBytes
+            head.bytes.writeBuffer(&small)
+            context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: nil)
         } else {
-            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
-            upstreamBody(body, upstream: upstream)
+            context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: nil)
+            if let body { upstreamBody(body, upstream: upstream) }
         }
     }
 
@@ -515,6 +523,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let status: HTTPResponseStatus = parseError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         request = nil
+        host = nil
         entry = nil
         keepAlive = false
         respond(status: status, body: ProxyPages.page(Int(status.code), status.reasonPhrase, "warden"), context: context)
@@ -693,7 +702,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             details.append(("request", "\"\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)\""))
         }
         if let target { details.append(("upstream", "\"\(target.url)\"")) }
-        if let host = request?.headers.first(name: "Host") { details.append(("host", "\"\(host)\"")) }
+        if let host { details.append(("host", "\"\(host)\"")) }
         log.writeError(level: level, connection: number, message: message, details: details)
     }
 }
@@ -701,9 +710,3 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
 
-extension HTTPServerRequestPart {
-    fileprivate var isHead: Bool {
-        if case .head = self { return true }
-        return false
-    }
-}

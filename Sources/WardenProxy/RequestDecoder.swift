@@ -1,8 +1,8 @@
 import NIOCore
 import NIOHTTP1
 
-/// Decodes HTTP/1.x requests on the proxy's plain and TLS HTTP/1 connections into NIO's request
-/// parts. It is as strict as llhttp, which NIO's decoder wraps, and refuses what cannot be framed
+/// Decodes HTTP/1.x requests on the proxy's plain and TLS HTTP/1 connections into request parts.
+/// It is as strict as llhttp, which NIO's decoder wraps, and refuses what cannot be framed
 /// without guessing: two different lengths, a length with chunked encoding, an encoding other than
 /// chunked, folded or malformed header lines, control characters in a field. The refusal is an
 /// `HTTPParserError`; the `ProxyHandler` answers it with 400 (431 for an oversized head) and closes.
@@ -11,7 +11,7 @@ import NIOHTTP1
 /// took about a sixth of the proxy's instructions per request.
 final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = HTTPServerRequestPart
+    typealias InboundOut = RequestPart
 
     private enum State {
         case head
@@ -102,10 +102,10 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 scanned = 0
                 guard length <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
-                let (head, framing, upgrade) = try input.readSlice(length: length)!.withUnsafeReadableBytes { try Self.parseHead($0) }
+                let head = try Self.parseHead(input.readSlice(length: length)!)
                 deliver(context: context, .head(head))
-                let after: After = upgrade ? .upgrade : .nextRequest
-                switch framing {
+                let after: After = head.upgrade || head.head.method == .CONNECT ? .upgrade : .nextRequest
+                switch head.framing {
                 case .none, .length(0):
                     finish(after, context: context)
                 case .length(let count):
@@ -144,7 +144,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func deliver(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+    private func deliver(context: ChannelHandlerContext, _ part: RequestPart) {
         guard context.channel.isActive else { return }
         if let proxy {
             if proxyContext == nil { proxyContext = try? context.pipeline.syncOperations.context(handler: proxy) }
@@ -158,7 +158,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 
     private func finish(_ after: After, context: ChannelHandlerContext) {
         state = after == .upgrade ? .upgraded : .head
-        deliver(context: context, .end(nil))
+        deliver(context: context, .end)
     }
 
     private static func containsBareLF(_ buffer: ByteBuffer, from start: Int) -> Bool {
@@ -168,59 +168,79 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The request line and header fields of a complete head (which ends with an empty line).
-    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> (HTTPRequestHead, Framing, upgrade: Bool) {
-        var index = 0
-        while index < bytes.count, isTokenByte(bytes[index]) { index += 1 }
-        guard index > 0, index < bytes.count, bytes[index] == 32 else { throw HTTPParserError.invalidMethod }
-        let method = 0..<index
-        index += 1
-        let uriStart = index
-        while index < bytes.count, bytes[index] > 32, bytes[index] != 127 { index += 1 }
-        guard index > uriStart, index < bytes.count, bytes[index] == 32 else { throw HTTPParserError.invalidURL }
-        let uri = uriStart..<index
-        index += 1
-        guard index + 10 <= bytes.count, ASCII.equalsIgnoringCase(bytes, index..<(index + 7), "http/1."), bytes[index + 7] &- 48 < 2,
-            bytes[index + 8] == 13, bytes[index + 9] == 10
-        else { throw HTTPParserError.invalidVersion }
-        let minor = Int(bytes[index + 7] &- 48)
-        index += 10
+    static func parseHead(_ buffer: ByteBuffer) throws -> RequestHead {
+        try buffer.withUnsafeReadableBytes { bytes in
+            var index = 0
+            while index < bytes.count, isTokenByte(bytes[index]) { index += 1 }
+            guard index > 0, index < bytes.count, bytes[index] == 32 else { throw HTTPParserError.invalidMethod }
+            let method = 0..<index
+            index += 1
+            let uriStart = index
+            while index < bytes.count, bytes[index] > 32, bytes[index] != 127 { index += 1 }
+            guard index > uriStart, index < bytes.count, bytes[index] == 32 else { throw HTTPParserError.invalidURL }
+            let uri = uriStart..<index
+            index += 1
+            guard index + 10 <= bytes.count, ASCII.equalsIgnoringCase(bytes, index..<(index + 7), "http/1."), bytes[index + 7] &- 48 < 2,
+                bytes[index + 8] == 13, bytes[index + 9] == 10
+            else { throw HTTPParserError.invalidVersion }
+            let minor = Int(bytes[index + 7] &- 48)
+            index += 10
 
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(16)
-        var contentLength: Int?
-        var chunked = false
-        var connectionUpgrade = false
-        var upgradeField = false
-        while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) {
-            // No control characters in a value: a bare CR or LF could end the line for another parser.
-            guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: isTokenByte, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
-            else { throw HTTPParserError.invalidHeaderToken }
-            switch name.count {
-            case 7 where ASCII.equalsIgnoringCase(bytes, name, "upgrade"):
-                upgradeField = true
-            case 10 where ASCII.equalsIgnoringCase(bytes, name, "connection"):
-                ASCII.forEachElement(bytes, value) { if ASCII.equalsIgnoringCase(bytes, $0, "upgrade") { connectionUpgrade = true } }
-            case 14 where ASCII.equalsIgnoringCase(bytes, name, "content-length"):
-                guard let length = ASCII.decimal(bytes, value) else { throw HTTPParserError.invalidContentLength }
-                guard contentLength == nil || contentLength == length else { throw HTTPParserError.unexpectedContentLength }
-                contentLength = length
-            case 17 where ASCII.equalsIgnoringCase(bytes, name, "transfer-encoding"):
-                // Only `chunked`, once: anything else cannot be framed the way the upstream would.
-                guard !chunked, ASCII.equalsIgnoringCase(bytes, value, "chunked") else { throw HTTPParserError.invalidHeaderToken }
-                chunked = true
-            default:
-                break
+            var fields: [(String, String)] = []
+            fields.reserveCapacity(16)
+            var fieldBytes = 0
+            var host: String?
+            var contentLength: Int?
+            var chunked = false
+            var connectionUpgrade = false
+            var close = false
+            var keepAliveToken = false
+            var upgradeField = false
+            while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) {
+                // No control characters in a value: a bare CR or LF could end the line for another parser.
+                guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: isTokenByte, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
+                else { throw HTTPParserError.invalidHeaderToken }
+                let field = (string(bytes, name), string(bytes, value))
+                switch FieldName(bytes, name) {
+                case .host where host == nil:
+                    host = field.1
+                case .upgrade:
+                    upgradeField = true
+                case .connection:
+                    ASCII.forEachElement(bytes, value) { token in
+                        if ASCII.equalsIgnoringCase(bytes, token, "upgrade") {
+                            connectionUpgrade = true
+                        } else if ASCII.equalsIgnoringCase(bytes, token, "close") {
+                            close = true
+                        } else if ASCII.equalsIgnoringCase(bytes, token, "keep-alive") {
+                            keepAliveToken = true
+                        }
+                    }
+                case .contentLength:
+                    guard let length = ASCII.decimal(bytes, value) else { throw HTTPParserError.invalidContentLength }
+                    guard contentLength == nil || contentLength == length else { throw HTTPParserError.unexpectedContentLength }
+                    contentLength = length
+                case .transferEncoding:
+                    // Only `chunked`, once: anything else cannot be framed the way the upstream would.
+                    guard !chunked, ASCII.equalsIgnoringCase(bytes, value, "chunked") else { throw HTTPParserError.invalidHeaderToken }
+                    chunked = true
+                default:
+                    break
+                }
+                fields.append(field)
+                fieldBytes += name.count + value.count
+                index = end + 2
             }
-            fields.append((string(bytes, name), string(bytes, value)))
-            index = end + 2
-        }
-        if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
+            if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
 
-        let head = HTTPRequestHead(
-            version: HTTPVersion(major: 1, minor: minor), method: HTTPMethod(rawValue: string(bytes, method)), uri: string(bytes, uri),
-            headers: HTTPHeaders(fields))
-        let framing: Framing = chunked ? .chunked : contentLength.map { .length($0) } ?? .none
-        return (head, framing, (connectionUpgrade && upgradeField) || head.method == .CONNECT)
+            let head = HTTPRequestHead(
+                version: HTTPVersion(major: 1, minor: minor), method: HTTPMethod(rawValue: string(bytes, method)), uri: string(bytes, uri),
+                headers: HTTPHeaders(fields))
+            return RequestHead(
+                head: head, bytes: buffer, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
+                upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close, host: host,
+                fieldCount: fields.count, fieldBytes: fieldBytes)
+        }
     }
 
     private static func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
@@ -244,3 +264,33 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension RequestDecoder: Sendable {}
+
+/// A request head as the proxy handles it: NIO's parsed head (for routing, files and logs), the
+/// HTTP/1 bytes it came as (edited into the upstream's head rather than encoded again), and what
+/// the parse learned on the way.
+struct RequestHead {
+    var head: HTTPRequestHead
+    /// The request line and header lines, through the empty line.
+    var bytes: ByteBuffer
+    var framing: RequestDecoder.Framing
+    /// `Upgrade` with `Connection: upgrade`: the client asks to switch protocols (a WebSocket handshake).
+    var upgrade: Bool
+    /// Whether the client lets the connection stay open after the response (by its version and `Connection`).
+    var keepAlive: Bool
+    /// The first `Host`.
+    var host: String?
+    var fieldCount: Int
+    /// The bytes of all names and values, for the head size limit.
+    var fieldBytes: Int
+}
+
+enum RequestPart {
+    case head(RequestHead)
+    case body(ByteBuffer)
+    case end
+
+    var isHead: Bool {
+        if case .head = self { return true }
+        return false
+    }
+}

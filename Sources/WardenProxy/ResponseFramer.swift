@@ -37,7 +37,8 @@ struct ResponseFramer {
 
     /// How the response's URLs point back at the public host.
     struct Rewrite {
-        var upstream: HTTPURL
+        var upstreamHost: String
+        var upstreamPort: Int
         var scheme: String
         var publicHost: String
     }
@@ -224,7 +225,7 @@ struct ResponseFramer {
                         connectionNames.append(token)
                     }
                 }
-            case .upgrade, .hopByHop, .url, .other:
+            case .upgrade, .hopByHop, .url, .host, .forwardedFor, .forwardedOther, .other:
                 break
             }
         }
@@ -250,36 +251,33 @@ struct ResponseFramer {
         var out = ByteBufferAllocator().buffer(capacity: bytes.count + 64 + smallBody)
         out.writeStaticString("HTTP/1.1")
         // Kept lines are contiguous in the upstream's head: each run of them is one copy.
-        var run = 8..<(statusEnd + 2)
-        func flushRun() {
-            if !run.isEmpty { out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[run])) }
-        }
+        var kept = HeadLines.Runs(from: 8)
+        func copy(_ run: Range<Int>) { out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[run])) }
+        kept.add(8..<(statusEnd + 2), keep: true, copy: copy)
         for field in fields {
             let keep: Bool
             switch field.kind {
             case .transferEncoding where framing == .chunked && !dechunk, .upgrade where status == 101:
                 keep = true
-            case .contentLength, .url, .other:
-                keep = !connectionNames.contains { ASCII.equalsIgnoringCase(bytes, field.name, $0) }
             case .transferEncoding, .upgrade, .connection, .hopByHop:
                 keep = false
+            case .contentLength, .url, .host, .forwardedFor, .forwardedOther, .other:
+                keep = !connectionNames.contains { ASCII.equalsIgnoringCase(bytes, field.name, $0) }
             }
             let line = field.line.lowerBound..<(field.line.upperBound + 2)
             if keep, field.kind == .url, let rewrite {
-                flushRun()
-                run = line.upperBound..<line.upperBound
+                kept.add(line, keep: false, copy: copy)
                 let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self)
                 out.writeHeaderField(
                     String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.name]), as: UTF8.self),
-                    HeaderRules.reverseRewrite(value, upstream: rewrite.upstream, publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)"))
-            } else if keep {
-                run = run.lowerBound..<line.upperBound
+                    HeaderRules.reverseRewrite(
+                        value, upstreamHost: rewrite.upstreamHost, upstreamPort: rewrite.upstreamPort,
+                        publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)"))
             } else {
-                flushRun()
-                run = line.upperBound..<line.upperBound
+                kept.add(line, keep: keep, copy: copy)
             }
         }
-        flushRun()
+        kept.finish(copy)
         if status == 101 { out.writeStaticString("Connection: upgrade\r\n") }
         return Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose)
     }
@@ -294,18 +292,11 @@ struct ResponseFramer {
         return bytes.count
     }
 
-    private enum FieldKind {
-        case contentLength, transferEncoding, connection, upgrade, hopByHop
-        /// Location, Content-Location, Refresh: may point at the upstream.
-        case url
-        case other
-    }
-
     private struct Field {
         var line: Range<Int>
         var name: Range<Int>
         var value: Range<Int>
-        var kind: FieldKind
+        var kind: FieldName
     }
 
     /// The `name: value` line at `start`, with a token name, no obsolete line folding, and no CR,
@@ -317,29 +308,7 @@ struct ResponseFramer {
                 name: { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "(") && $0 != UInt8(ascii: ")") && $0 != UInt8(ascii: "\"") },
                 value: { $0 != 0 && $0 != 10 })
         else { return nil }
-        return Field(line: start..<line.end, name: line.name, value: line.value, kind: kind(bytes, line.name))
-    }
-
-    private static func kind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> FieldKind {
-        // Most names are told apart by their length alone.
-        switch name.count {
-        case 7:
-            if ASCII.equalsIgnoringCase(bytes, name, "upgrade") { return .upgrade }
-            if ASCII.equalsIgnoringCase(bytes, name, "refresh") { return .url }
-        case 8:
-            if ASCII.equalsIgnoringCase(bytes, name, "location") { return .url }
-        case 10:
-            if ASCII.equalsIgnoringCase(bytes, name, "connection") { return .connection }
-        case 14:
-            if ASCII.equalsIgnoringCase(bytes, name, "content-length") { return .contentLength }
-        case 16:
-            if ASCII.equalsIgnoringCase(bytes, name, "content-location") { return .url }
-        case 17:
-            if ASCII.equalsIgnoringCase(bytes, name, "transfer-encoding") { return .transferEncoding }
-        default:
-            break
-        }
-        return HeaderRules.isHopByHop(bytes, name) ? .hopByHop : .other
+        return Field(line: start..<line.end, name: line.name, value: line.value, kind: FieldName(bytes, line.name))
     }
 }
 

@@ -10,7 +10,8 @@ final class UpstreamPool: Sendable {
         let loop: ObjectIdentifier
         let host: String
         let port: Int
-        var idle: [any Channel]
+        /// Handlers cross threads only inside the pool; each is used on its own loop.
+        var idle: [NIOLoopBound<UpstreamHandler>]
     }
 
     private let buckets = Mutex<[Bucket]>([])
@@ -24,37 +25,43 @@ final class UpstreamPool: Sendable {
         buckets.firstIndex { $0.loop == loop && $0.port == port && $0.host == host }
     }
 
-    func acquire(on loop: any EventLoop, host: String, port: Int) -> (any Channel)? {
+    /// An idle connection to `host:port` on `loop` (the caller's), if there is one still open.
+    func acquire(on loop: any EventLoop, host: String, port: Int) -> UpstreamHandler? {
         let loop = ObjectIdentifier(loop)
-        while let channel = buckets.withLock({ buckets -> (any Channel)? in
+        while let bound = buckets.withLock({ buckets -> NIOLoopBound<UpstreamHandler>? in
             guard let index = Self.index(in: buckets, loop: loop, host: host, port: port) else { return nil }
             return buckets[index].idle.popLast()
         }) {
-            if channel.isActive { return channel }
+            let upstream = bound.value
+            if upstream.context?.channel.isActive == true { return upstream }
         }
         return nil
     }
 
     /// Returns false when the pool is full (the caller closes the connection).
-    func release(_ channel: any Channel, host: String, port: Int) -> Bool {
-        let loop = ObjectIdentifier(channel.eventLoop)
+    func release(_ upstream: UpstreamHandler, on loop: any EventLoop) -> Bool {
+        let bound = NIOLoopBound(upstream, eventLoop: loop)
+        let (host, port) = (upstream.host, upstream.port)
+        let loop = ObjectIdentifier(loop)
         return buckets.withLock { buckets -> Bool in
             guard let index = Self.index(in: buckets, loop: loop, host: host, port: port) else {
-                buckets.append(Bucket(loop: loop, host: host, port: port, idle: [channel]))
+                buckets.append(Bucket(loop: loop, host: host, port: port, idle: [bound]))
                 return true
             }
             guard buckets[index].idle.count < maximumIdlePerKey else { return false }
-            buckets[index].idle.append(channel)
+            buckets[index].idle.append(bound)
             return true
         }
     }
 
     /// A pooled connection the upstream closed.
-    func forget(_ channel: any Channel, host: String, port: Int) {
-        let loop = ObjectIdentifier(channel.eventLoop)
+    func forget(_ upstream: UpstreamHandler, on loop: any EventLoop) {
+        let (host, port) = (upstream.host, upstream.port)
+        let identity = ObjectIdentifier(upstream)
+        let loop = ObjectIdentifier(loop)
         buckets.withLock { buckets in
             guard let index = Self.index(in: buckets, loop: loop, host: host, port: port) else { return }
-            buckets[index].idle.removeAll { $0 === channel }
+            buckets[index].idle.removeAll { ObjectIdentifier($0.value) == identity }
         }
     }
 }
@@ -84,10 +91,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     var isWritable: Bool { context?.channel.isWritable ?? true }
 
-    /// Sets the framer up for the response to the request about to be written.
-    func expectResponse(toHead: Bool, dechunk: Bool, rewrite: ResponseFramer.Rewrite) {
+    /// Sets the framer up for the response to the request about to be written; URLs in it that
+    /// point at this upstream are made to point at `scheme://publicHost`.
+    func expectResponse(toHead: Bool, dechunk: Bool, scheme: String, publicHost: String) {
         keepAlive = true
-        framer.expectResponse(toHead: toHead, dechunk: dechunk, rewrite: rewrite)
+        framer.expectResponse(
+            toHead: toHead, dechunk: dechunk, rewrite: ResponseFramer.Rewrite(upstreamHost: host, upstreamPort: port, scheme: scheme, publicHost: publicHost))
     }
 
     func write(_ buffer: ByteBuffer) {
@@ -109,14 +118,13 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         var head: ResponseFramer.Head?
         do {
             try framer.parse(&buffer) { output in
-                if case .body(let bytes) = output, let waiting = head {
-                    head = nil
-                    owner.upstreamHead(waiting, body: bytes, upstream: self)
+                // Taken out of `head`, so the owner holds the only reference and can add to it in place.
+                if case .body(let bytes) = output, var waiting = head.take() {
+                    owner.upstreamHead(&waiting, body: bytes, upstream: self)
                     return
                 }
-                if let waiting = head {
-                    head = nil
-                    owner.upstreamHead(waiting, body: nil, upstream: self)
+                if var waiting = head.take() {
+                    owner.upstreamHead(&waiting, body: nil, upstream: self)
                 }
                 switch output {
                 case .informational(let bytes):
@@ -131,7 +139,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                     ended = true
                 }
             }
-            if let waiting = head { owner.upstreamHead(waiting, body: nil, upstream: self) }
+            if var waiting = head.take() { owner.upstreamHead(&waiting, body: nil, upstream: self) }
         } catch {
             self.owner = nil
             context.close(promise: nil)
@@ -172,7 +180,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         owner = nil
         guard let context else { return }
         resumeReading()
-        if !(reusable && framer.isIdle && pool.release(context.channel, host: host, port: port)) {
+        if !(reusable && framer.isIdle && pool.release(self, on: context.eventLoop)) {
             context.close(promise: nil)
         }
     }
@@ -187,7 +195,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                 owner.upstreamFailed()
             }
         } else {
-            pool.forget(context.channel, host: host, port: port)
+            pool.forget(self, on: context.eventLoop)
         }
         context.fireChannelInactive()
     }
