@@ -33,8 +33,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     enum State {
         case idle
-        /// Waiting for the service or a connection; request parts are kept meanwhile.
-        case pending(deadline: NIODeadline, parts: [ByteBuffer], ended: Bool)
+        /// Waiting for the service or a connection; the body parts that arrive meanwhile are kept
+        /// (the head is `forwardedHead`).
+        case pending(deadline: NIODeadline, body: [ByteBuffer], ended: Bool)
         case forwarding(UpstreamHandler, requestEnded: Bool)
         /// Answered locally (static file, error page); the rest of the request body is dropped.
         case draining
@@ -64,7 +65,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var upgrade = false
     private var responseStatus = 0
     private var responseBytes = 0
-    /// The head sent upstream, kept so an idempotent request can be sent again on a new connection.
+    /// The head for the upstream: written once a connection is there, and kept so an idempotent
+    /// request can be sent again on a new one.
     private var forwardedHead: ByteBuffer?
     /// The client's body was chunked; NIO hands it over de-chunked, so it is chunked again upstream.
     private var chunkedBody = false
@@ -224,7 +226,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             let bytes = HeaderRules.upstreamHead(client, uri: uri, client: clientAddress, scheme: shared.scheme)
             forwardedHead = bytes
             retries = 0
-            state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), parts: [bytes], ended: false)
+            state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: false)
             connect(context: context)
         }
     }
@@ -240,10 +242,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func forward(_ bytes: ByteBuffer, end isEnd: Bool, context: ChannelHandlerContext) {
         switch state {
-        case .pending(let deadline, var parts, _):
-            state = .idle  // keeps `parts` uniquely referenced while it grows
-            if bytes.readableBytes > 0 { parts.append(bytes) }
-            state = .pending(deadline: deadline, parts: parts, ended: isEnd)
+        case .pending(let deadline, var body, _):
+            state = .idle  // keeps `body` uniquely referenced while it grows
+            if bytes.readableBytes > 0 { body.append(bytes) }
+            state = .pending(deadline: deadline, body: body, ended: isEnd)
         case .forwarding(let upstream, _):
             if bytes.readableBytes > 0 {
                 upstream.write(bytes)
@@ -331,7 +333,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func attach(_ upstream: UpstreamHandler, context: ChannelHandlerContext) {
-        guard case .pending(_, let parts, let ended) = state else {
+        guard case .pending(_, let body, let ended) = state, let head = forwardedHead else {
             upstream.release(reusable: false)
             return
         }
@@ -342,7 +344,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 toHead: request.method == .HEAD, dechunk: request.version == .http1_0, scheme: shared.scheme,
                 publicHost: host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
         }
-        for part in parts { upstream.write(part) }
+        upstream.write(head)
+        for part in body { upstream.write(part) }
         upstream.flush()
         if ended { setTimeout(.upstreamRead, context: context) }
         if upstream.isWritable { setClientReading(true, context: context) }
@@ -430,11 +433,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         // The upstream died before answering (a crash, or a pooled connection it had closed): an
         // idempotent request without a body is sent again, held while the service comes back.
-        if responseStatus == 0, case .forwarding(_, true) = state, let head = forwardedHead, let entry,
+        if responseStatus == 0, case .forwarding(_, true) = state, forwardedHead != nil, let entry,
             request?.method == .GET || request?.method == .HEAD, retries < 3
         {
             retries += 1
-            state = .pending(deadline: .now() + .seconds(Int64(max(entry.site.hold, 1))), parts: [head], ended: true)
+            state = .pending(deadline: .now() + .seconds(Int64(max(entry.site.hold, 1))), body: [], ended: true)
             retry(after: .milliseconds(10), context: context)
             return
         }
