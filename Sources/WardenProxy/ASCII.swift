@@ -3,16 +3,38 @@ import NIOCore
 /// Byte-level comparisons and copies for header names and values. The per-request paths use these
 /// instead of building and comparing Strings: a header name is mostly rejected by its length alone.
 enum ASCII {
-    /// `bytes[range]` equals `lower` (a lowercase literal), ignoring ASCII case.
+    /// `bytes[range]` equals `lower` (a lowercase literal), ignoring ASCII case. Eight bytes at a
+    /// time where there are eight (the last word may overlap the one before).
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lower: StaticString) -> Bool {
-        guard range.count == lower.utf8CodeUnitCount else { return false }
-        let literal = lower.utf8Start
-        var offset = 0
-        for index in range {
-            if lowercased(bytes[index]) != literal[offset] { return false }
-            offset += 1
+        let count = lower.utf8CodeUnitCount
+        guard range.count == count else { return false }
+        let literal = UnsafeRawPointer(lower.utf8Start)
+        guard count >= 8 else {
+            for offset in 0..<count where lowercased(bytes[range.lowerBound + offset]) != literal.load(fromByteOffset: offset, as: UInt8.self) {
+                return false
+            }
+            return true
         }
-        return true
+        var offset = 0
+        while true {
+            let expected = literal.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            let word = bytes.loadUnaligned(fromByteOffset: range.lowerBound + offset, as: UInt64.self)
+            if word | caseBits(of: expected) != expected { return false }
+            if offset == count - 8 { return true }
+            offset = min(offset + 8, count - 8)
+        }
+    }
+
+    /// 0x20 in each byte of `lower` (ASCII) that is a lowercase letter: OR-ed into a byte of a
+    /// name, it makes an uppercase letter match and changes nothing else.
+    @inline(__always)
+    private static func caseBits(of lower: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let tops: UInt64 = 0x8080_8080_8080_8080
+        // The top bit of each byte: at least "a" (0x61), and at least "{" (0x7B), the byte after "z".
+        let fromA = (lower &+ ones &* 0x1F) & tops
+        let pastZ = (lower &+ ones &* 0x05) & tops
+        return (fromA & ~pastZ) >> 2
     }
 
     /// `text` equals `lower` (a lowercase literal), ignoring ASCII case.
@@ -66,12 +88,26 @@ enum ASCII {
         }
         guard colon > start, colon < bytes.count else { return nil }
         var end = colon + 1
+        // Eight bytes at a time while none is a control character or DEL: every value admits
+        // those, and none of them is the CR that ends the line.
+        while end + 8 <= bytes.count, !hasControlByte(bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)) { end += 8 }
         while end < bytes.count, bytes[end] != 13 {
             guard isValueByte(bytes[end]) else { return nil }
             end += 1
         }
         guard end + 1 < bytes.count, bytes[end + 1] == 10 else { return nil }
         return (start..<colon, trimmed(bytes, (colon + 1)..<end), end)
+    }
+
+    /// Whether any of the eight bytes is below 32 or is 127 (DEL). Subtracting 32 from each byte
+    /// sets its top bit only where the byte was below 32 (bytes of 128 and up are masked out by
+    /// `~word`); a borrow can only spread from such a byte, so the answer is exact.
+    @inline(__always)
+    static func hasControlByte(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let tops: UInt64 = 0x8080_8080_8080_8080
+        let del = word ^ (ones &* 127)
+        return ((word &- ones &* 32) & ~word & tops) | ((del &- ones) & ~del & tops) != 0
     }
 
     /// The comma-separated elements of a header value, trimmed; empty ones skipped.

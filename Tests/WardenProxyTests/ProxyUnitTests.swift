@@ -263,6 +263,44 @@ struct HeaderRuleTests {
 
 @Suite("Request decoding")
 struct RequestDecoderTests {
+    /// The eight-bytes-at-a-time check against the byte-at-a-time rule, with each byte value in
+    /// each position among ordinary value bytes.
+    @Test func controlBytesAreFoundInAnyPositionOfAWord() {
+        for position in 0..<8 {
+            for byte in UInt8.min...UInt8.max {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
+                bytes[position] = byte
+                let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                #expect(ASCII.hasControlByte(word) == (byte < 32 || byte == 127), "byte \(byte) at \(position)")
+            }
+        }
+        let mixed: [UInt8] = [0x80, 0xFF, 0x1F, 0x20, 0x7E, 0x7F, 0x00, 0x41]
+        #expect(ASCII.hasControlByte(mixed.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+        let high: [UInt8] = [0x80, 0xFF, 0xC3, 0xA9, 0x20, 0x7E, 0x21, 0x41]
+        #expect(!ASCII.hasControlByte(high.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+    }
+
+    /// The word-at-a-time comparison folds the case of letters only: each byte of a name that
+    /// differs from the literal's by anything but the case of a letter is a mismatch.
+    @Test func namesMatchLiteralsIgnoringTheCaseOfLettersOnly() {
+        func equal(_ name: [UInt8], _ literal: StaticString) -> Bool {
+            name.withUnsafeBytes { ASCII.equalsIgnoringCase($0, 0..<name.count, literal) }
+        }
+        for literal: StaticString in ["te", "host", "http/1.", "location", "x-forwarded-for", "content-length", "proxy-authorization"] {
+            let lower = Array(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+            #expect(equal(lower, literal))
+            #expect(equal(lower.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }, literal), "uppercase \(literal)")
+            #expect(!equal(lower.dropLast(), literal))
+            for position in lower.indices {
+                for byte in UInt8.min...UInt8.max where byte != lower[position] && !(lower[position] >= 0x61 && lower[position] <= 0x7A && byte == lower[position] - 0x20) {
+                    var name = lower
+                    name[position] = byte
+                    #expect(!equal(name, literal), "\(literal) with byte \(byte) at \(position)")
+                }
+            }
+        }
+    }
+
     /// What the decoder makes of `raw` fed in pieces of `step` bytes: a line per part, and the error.
     private func decode(_ raw: String, step: Int = .max) throws -> (parts: [String], error: (any Error)?) {
         let channel = EmbeddedChannel(handler: RequestDecoder())
