@@ -87,7 +87,7 @@ extension HTTP2ResponseAdapter: Sendable {}
 
 extension RequestHead {
     /// An HTTP/2 request as the proxy's HTTP/1 side sees it: written as HTTP/1 bytes and parsed by
-    /// the same rules as a request that came that way, keeping the head NIO decoded for the logs.
+    /// the same rules as a request that came that way (its version stays 2 for the logs).
     /// CR, LF or NUL in a field, or a blank or control character in the method or path, is refused
     /// first: written out, it would be read as more lines.
     init(http2 head: HTTPRequestHead) throws {
@@ -103,7 +103,7 @@ extension RequestHead {
         for (name, value) in head.headers { bytes.writeHeaderField(name, value) }
         bytes.writeStaticString("\r\n")
         self = try RequestDecoder.parseHead(bytes)
-        self.head = head
+        version = head.version
     }
 }
 

@@ -9,7 +9,7 @@ enum HeaderRules {
     /// Requests that must not reach an upstream because of their size. (What cannot be framed
     /// safely, the decoder has refused already.)
     static func reject(_ request: RequestHead, maximumBody: Int) -> HTTPResponseStatus? {
-        if request.head.uri.utf8.count > 8192 { return .uriTooLong }
+        if request.uri.utf8.count > 8192 { return .uriTooLong }
         if request.fieldCount > 100 || request.fieldBytes > 32768 { return .requestHeaderFieldsTooLarge }
         if case .length(let length) = request.framing, length > maximumBody { return .payloadTooLarge }
         return nil

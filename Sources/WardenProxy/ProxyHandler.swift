@@ -54,10 +54,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private weak var context: ChannelHandlerContext?
     private var clientAddress = "-"
 
-    // The request being answered.
-    private var request: HTTPRequestHead?
-    /// Its first `Host`.
-    private var host: String?
+    // The request being answered (its head is let go once the response is out).
+    private var request: RequestHead?
     private var entry: SiteTable.Entry?
     /// Where the request is passed (nil for a directory or a page of the proxy's own).
     private var target: SiteTable.Upstream?
@@ -186,20 +184,18 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Requests
 
-    private func start(_ client: RequestHead, context: ChannelHandlerContext) {
-        let head = client.head
+    private func start(_ head: RequestHead, context: ChannelHandlerContext) {
         request = head
-        host = client.host
-        upgrade = client.upgrade
+        upgrade = head.upgrade
         // After an upgrade request the decoder holds the bytes for the next protocol: a response
         // other than 101 ends the connection.
-        keepAlive = client.keepAlive && !upgrade && head.method != .CONNECT
+        keepAlive = head.keepAlive && !upgrade && head.method != .CONNECT
         responseStatus = 0
         responseBytes = 0
         target = nil
         setTimeout(.none, context: context)
-        entry = shared.sites.snapshot.entry(forHost: host)
-        if let problem = HeaderRules.reject(client, maximumBody: shared.settings.maximumBodyBytes) {
+        entry = shared.sites.snapshot.entry(forHost: head.host)
+        if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
             keepAlive = false
             logError("info", "client sent an invalid request (\(problem.code) \(problem.reasonPhrase))")
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
@@ -221,9 +217,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 maintenance(context: context)
                 return
             }
-            chunkedBody = client.framing == .chunked
+            chunkedBody = head.framing == .chunked
             let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
-            let bytes = HeaderRules.upstreamHead(client, uri: uri, client: clientAddress, scheme: shared.scheme)
+            let bytes = HeaderRules.upstreamHead(head, uri: uri, client: clientAddress, scheme: shared.scheme)
             forwardedHead = bytes
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: false)
@@ -342,7 +338,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let request {
             upstream.expectResponse(
                 toHead: request.method == .HEAD, dechunk: request.version == .http1_0, scheme: shared.scheme,
-                publicHost: host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
+                publicHost: request.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
         }
         upstream.write(head)
         for part in body { upstream.write(part) }
@@ -526,7 +522,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let status: HTTPResponseStatus = parseError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         request = nil
-        host = nil
         entry = nil
         keepAlive = false
         respond(status: status, body: ProxyPages.page(Int(status.code), status.reasonPhrase, "warden"), context: context)
@@ -674,6 +669,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Ends the response; the connection then waits for the next request, or closes.
     private func finish(context: ChannelHandlerContext) {
         logAccess()
+        request = nil
         state = .idle
         if keepAlive {
             context.flush()
@@ -694,8 +690,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let request, let log = entry?.accessLog else { return }
         log.writeAccess(
             client: clientAddress, request: "\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)",
-            status: responseStatus, bytes: responseBytes, referer: request.headers.first(name: "Referer"),
-            agent: request.headers.first(name: "User-Agent"))
+            status: responseStatus, bytes: responseBytes, referer: request.field("referer"), agent: request.field("user-agent"))
     }
 
     private func logError(_ level: String, _ message: String) {
@@ -705,7 +700,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             details.append(("request", "\"\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)\""))
         }
         if let target { details.append(("upstream", "\"\(target.url)\"")) }
-        if let host { details.append(("host", "\"\(host)\"")) }
+        if let host = request?.host { details.append(("host", "\"\(host)\"")) }
         log.writeError(level: level, connection: number, message: message, details: details)
     }
 }

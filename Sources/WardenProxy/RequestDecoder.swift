@@ -104,7 +104,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 guard length <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
                 let head = try Self.parseHead(input.readSlice(length: length)!)
                 deliver(context: context, .head(head))
-                let after: After = head.upgrade || head.head.method == .CONNECT ? .upgrade : .nextRequest
+                let after: After = head.upgrade || head.method == .CONNECT ? .upgrade : .nextRequest
                 switch head.framing {
                 case .none, .length(0):
                     finish(after, context: context)
@@ -186,8 +186,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             let minor = Int(bytes[index + 7] &- 48)
             index += 10
 
-            var fields: [(String, String)] = []
-            fields.reserveCapacity(16)
+            var fieldCount = 0
             var fieldBytes = 0
             var host: String?
             var contentLength: Int?
@@ -200,10 +199,9 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 // No control characters in a value: a bare CR or LF could end the line for another parser.
                 guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: isTokenByte, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
                 else { throw HTTPParserError.invalidHeaderToken }
-                let field = (string(bytes, name), string(bytes, value))
                 switch FieldName(bytes, name) {
                 case .host where host == nil:
-                    host = field.1
+                    host = string(bytes, value)
                 case .upgrade:
                     upgradeField = true
                 case .connection:
@@ -227,19 +225,17 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 default:
                     break
                 }
-                fields.append(field)
+                fieldCount += 1
                 fieldBytes += name.count + value.count
                 index = end + 2
             }
             if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
 
-            let head = HTTPRequestHead(
-                version: HTTPVersion(major: 1, minor: minor), method: HTTPMethod(rawValue: string(bytes, method)), uri: string(bytes, uri),
-                headers: HTTPHeaders(fields))
             return RequestHead(
-                head: head, bytes: buffer, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
-                upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close, host: host,
-                fieldCount: fields.count, fieldBytes: fieldBytes)
+                method: HTTPMethod(rawValue: string(bytes, method)), uri: string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
+                host: host, bytes: buffer, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
+                upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
+                fieldCount: fieldCount, fieldBytes: fieldBytes)
         }
     }
 
@@ -265,11 +261,15 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 @available(*, unavailable)
 extension RequestDecoder: Sendable {}
 
-/// A request head as the proxy handles it: NIO's parsed head (for routing, files and logs), the
-/// HTTP/1 bytes it came as (edited into the upstream's head rather than encoded again), and what
-/// the parse learned on the way.
+/// A request head as the proxy handles it: what routing needs, decoded; the HTTP/1 bytes it came
+/// as, edited into the upstream's head rather than encoded again, and searched for the few other
+/// fields a static file or a log line asks for; and what the parse learned about its framing.
 struct RequestHead {
-    var head: HTTPRequestHead
+    var method: HTTPMethod
+    var uri: String
+    var version: HTTPVersion
+    /// The first `Host`.
+    var host: String?
     /// The request line and header lines, through the empty line.
     var bytes: ByteBuffer
     var framing: RequestDecoder.Framing
@@ -277,11 +277,22 @@ struct RequestHead {
     var upgrade: Bool
     /// Whether the client lets the connection stay open after the response (by its version and `Connection`).
     var keepAlive: Bool
-    /// The first `Host`.
-    var host: String?
     var fieldCount: Int
     /// The bytes of all names and values, for the head size limit.
     var fieldBytes: Int
+
+    /// The value of the first field called `name` (a lowercase literal).
+    func field(_ name: StaticString) -> String? {
+        bytes.withUnsafeReadableBytes { bytes in
+            var found: String?
+            HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { fieldName, value, _ in
+                if found == nil, ASCII.equalsIgnoringCase(bytes, fieldName, name) {
+                    found = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value]), as: UTF8.self)
+                }
+            }
+            return found
+        }
+    }
 }
 
 enum RequestPart {

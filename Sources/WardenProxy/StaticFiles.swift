@@ -51,7 +51,7 @@ enum StaticFiles {
         return final
     }
 
-    static func response(for request: HTTPRequestHead, prefix: String, root: String) -> Response {
+    static func response(for request: RequestHead, prefix: String, root: String) -> Response {
         guard request.method == .GET || request.method == .HEAD else { return page(.methodNotAllowed) }
         let path = String(request.uri.prefix { $0 != "?" })
         guard let file = resolve(path: path, prefix: prefix, root: root) else { return page(.notFound) }
@@ -66,8 +66,8 @@ enum StaticFiles {
         headers.add(name: "Last-Modified", value: lastModified)
         headers.add(name: "Accept-Ranges", value: "bytes")
         let notModified =
-            request.headers.first(name: "If-None-Match").map { $0.split(separator: ",").map { $0.trimming(" ") }.contains(etag) || $0 == "*" }
-            ?? (request.headers.first(name: "If-Modified-Since") == lastModified)
+            request.field("if-none-match").map { $0.split(separator: ",").map { $0.trimming(" ") }.contains(etag) || $0 == "*" }
+            ?? (request.field("if-modified-since") == lastModified)
         if notModified {
             return Response(status: .notModified, headers: headers, body: .bytes([]))
         }
@@ -75,7 +75,7 @@ enum StaticFiles {
         headers.add(name: "Content-Type", value: contentTypes[ext] ?? "application/octet-stream")
         var range = 0..<size
         var status = HTTPResponseStatus.ok
-        if let header = request.headers.first(name: "Range") {
+        if let header = request.field("range") {
             guard let requested = byteRange(header, size: size) else {
                 var headers = page(.rangeNotSatisfiable).headers
                 headers.add(name: "Content-Range", value: "bytes */\(size)")

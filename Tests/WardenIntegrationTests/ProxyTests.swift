@@ -62,8 +62,13 @@ struct ProxyTests {
         // Response hop-by-hop headers are not passed back either.
         let raw = try #require(TestSupport.httpGet(port: setup.port, path: "/", headers: ["Host": "mydomain.com"]))
         #expect(raw.headers["keep-alive"] == nil)
+        let referred = TestSupport.httpGet(
+            port: setup.port, path: "/referred", headers: ["Host": "mydomain.com", "Referer": "http://ref.example/", "User-Agent": "agent/1.0"])
+        #expect(referred?.status == 200)
         let log = try String(contentsOfFile: setup.directory.path + "/access.log", encoding: .utf8)
         #expect(log.contains("\"GET /some/path?q=1 HTTP/1.1\" 200"))
+        #expect(log.contains("\"GET /referred HTTP/1.1\" 200"), "\(log)")
+        #expect(log.contains("\"http://ref.example/\" \"agent/1.0\""), "combined format ends with the Referer and User-Agent: \(log)")
         #expect(log.range(of: #"^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "#, options: .regularExpression) != nil)
     }
 
