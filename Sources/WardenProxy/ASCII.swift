@@ -154,8 +154,11 @@ struct HeadWriter {
     }
 
     mutating func append(_ text: String) {
-        var text = text
-        text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        // Native strings (and small ones) lend their bytes without a copy of the String.
+        if text.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) == nil {
+            var text = text
+            text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        }
     }
 
     /// A literal (a separate name: given a literal, `append` would pick the `String` overload).

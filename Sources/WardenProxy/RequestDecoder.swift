@@ -232,10 +232,25 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
 
             return RequestHead(
-                method: HTTPMethod(rawValue: string(bytes, method)), uri: string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
+                method: Self.method(bytes, method), uri: string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
                 host: host, bytes: buffer, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
+        }
+    }
+
+    /// The common methods without making a String first (methods are case-sensitive).
+    private static func method(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTPMethod {
+        let name = UnsafeRawBufferPointer(rebasing: bytes[range])
+        func named(_ literal: StaticString) -> Bool {
+            name.elementsEqual(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+        }
+        switch name.count {
+        case 3 where named("GET"): return .GET
+        case 3 where named("PUT"): return .PUT
+        case 4 where named("POST"): return .POST
+        case 4 where named("HEAD"): return .HEAD
+        default: return HTTPMethod(rawValue: string(bytes, range))
         }
     }
 
