@@ -37,20 +37,6 @@ enum ASCII {
         return (fromA & ~pastZ) >> 2
     }
 
-    /// `text` equals `lower` (a lowercase literal), ignoring ASCII case.
-    static func equalsIgnoringCase(_ text: some StringProtocol, _ lower: StaticString) -> Bool {
-        let utf8 = text.utf8
-        guard utf8.count == lower.utf8CodeUnitCount else { return false }
-        return utf8.withContiguousStorageIfAvailable { equalsIgnoringCase(UnsafeRawBufferPointer($0), 0..<$0.count, lower) }
-            ?? zip(utf8, UnsafeBufferPointer(start: lower.utf8Start, count: lower.utf8CodeUnitCount)).allSatisfy { lowercased($0) == $1 }
-    }
-
-    /// `first` equals `second`, ignoring ASCII case. (Not an overload of the ones above: a literal
-    /// argument would pick it over the `StaticString` one.)
-    static func sameIgnoringCase(_ first: some StringProtocol, _ second: some StringProtocol) -> Bool {
-        first.utf8.count == second.utf8.count && zip(first.utf8, second.utf8).allSatisfy { lowercased($0) == lowercased($1) }
-    }
-
     /// `bytes[first]` equals `bytes[second]`, ignoring ASCII case.
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ first: Range<Int>, _ second: Range<Int>) -> Bool {
         guard first.count == second.count else { return false }
