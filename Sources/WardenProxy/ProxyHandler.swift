@@ -66,7 +66,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The head for the upstream: written once a connection is there, and kept so an idempotent
     /// request can be sent again on a new one.
     private var forwardedHead: ByteBuffer?
-    /// The client's body was chunked; the decoder hands it over de-chunked, so it is chunked again upstream.
+    /// The client's body was chunked; the decoder hands it over de-chunked, so it is chunked again
+    /// upstream.
     private var chunkedBody = false
     private var retries = 0
 
@@ -513,8 +514,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
-    /// A request the decoder (or NIO's HTTP/2 codec) cannot parse: 400 (431 for an oversized head) when no response is
-    /// under way, and the connection closed either way; other errors just close it.
+    /// A request the decoder (or NIO's HTTP/2 codec) cannot parse: 400 (431 for an oversized head)
+    /// when no response is under way, and the connection closed either way; other errors just close it.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parseError = error as? HTTPParserError, isIdle, queued.isEmpty else {
             context.close(promise: nil)
