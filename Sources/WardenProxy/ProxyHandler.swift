@@ -262,8 +262,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Connects (or reuses a pooled connection); while the service is down or refuses, retries until the hold ends.
     private func connect(context: ChannelHandlerContext) {
-        guard case .pending(let deadline, _, _) = state, let url = target?.url else { return }
-        if let service = target?.service, !shared.availability.isUp(service) {
+        guard case .pending(let deadline, _, _) = state, let destination = target else { return }
+        // The upstream's address, read from the shared route (not a copy of its URL per request).
+        let (host, port) = (destination.url.host, destination.url.port)
+        if let service = destination.service, !shared.availability.isUp(service) {
             setClientReading(false, context: context)
             if NIODeadline.now() < deadline {
                 retry(after: .milliseconds(25), context: context)
@@ -273,7 +275,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let pool = shared.pool
-        if let upstream = pool.acquire(on: context.eventLoop, host: url.host, port: url.port) {
+        if let upstream = pool.acquire(on: context.eventLoop, host: host, port: port) {
             attach(upstream, context: context)
             return
         }
@@ -287,10 +289,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: url.host, port: url.port, pool: pool))
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pool))
                 }
             }
-            .connect(host: url.host, port: url.port)
+            .connect(host: host, port: port)
             .assumeIsolated()
             .whenComplete { result in
                 let handler = loopBound.value
