@@ -1,8 +1,19 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Byte-level comparisons and copies for header names and values. The per-request paths use these
 /// instead of building and comparing Strings: a header name is mostly rejected by its length alone.
 enum ASCII {
+    /// `bytes[range]` equals `literal`, byte for byte.
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        guard let base = bytes.baseAddress else { return range.isEmpty }
+        return memcmp(base + range.lowerBound, literal.utf8Start, range.count) == 0
+    }
+
     /// `bytes[range]` equals `lower` (a lowercase literal), ignoring ASCII case. Eight bytes at a
     /// time where there are eight (the last word may overlap the one before).
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lower: StaticString) -> Bool {

@@ -241,11 +241,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The common methods without making a String first (methods are case-sensitive).
     private static func method(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTPMethod {
-        let name = UnsafeRawBufferPointer(rebasing: bytes[range])
-        func named(_ literal: StaticString) -> Bool {
-            name.elementsEqual(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
-        }
-        switch name.count {
+        func named(_ literal: StaticString) -> Bool { ASCII.equals(bytes, range, literal) }
+        switch range.count {
         case 3 where named("GET"): return .GET
         case 3 where named("PUT"): return .PUT
         case 4 where named("POST"): return .POST

@@ -249,11 +249,13 @@ struct ResponseFramer {
         var smallBody = 0
         if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
         var out = ByteBufferAllocator().buffer(capacity: bytes.count + 64 + smallBody)
-        out.writeStaticString("HTTP/1.1")
-        // Kept lines are contiguous in the upstream's head: each run of them is one copy.
-        var kept = HeadLines.Runs(from: 8)
+        // Kept lines are contiguous in the upstream's head: each run of them is one copy. The status
+        // line is one of them when the upstream speaks HTTP/1.1 too.
+        let sameVersion = ASCII.equals(bytes, 0..<8, "HTTP/1.1")
+        if !sameVersion { out.writeStaticString("HTTP/1.1") }
+        var kept = HeadLines.Runs(from: sameVersion ? 0 : 8)
         func copy(_ run: Range<Int>) { out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[run])) }
-        kept.add(8..<(statusEnd + 2), keep: true, copy: copy)
+        kept.add((sameVersion ? 0 : 8)..<(statusEnd + 2), keep: true, copy: copy)
         for field in fields {
             let keep: Bool
             switch field.kind {
