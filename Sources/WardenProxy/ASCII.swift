@@ -48,6 +48,11 @@ enum ASCII {
         return (fromA & ~pastZ) >> 2
     }
 
+    /// `bytes[range]` as a String.
+    static func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
     /// `bytes[first]` equals `bytes[second]`, ignoring ASCII case.
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ first: Range<Int>, _ second: Range<Int>) -> Bool {
         guard first.count == second.count else { return false }

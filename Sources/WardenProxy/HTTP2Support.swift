@@ -73,9 +73,7 @@ final class HTTP2ResponseAdapter: ChannelDuplexHandler, RemovableChannelHandler 
             var headers = HTTPHeaders()
             HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { name, value, _ in
                 guard !FieldName(bytes, name).isHopByHop else { return }
-                headers.add(
-                    name: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[name]), as: UTF8.self),
-                    value: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value]), as: UTF8.self))
+                headers.add(name: ASCII.string(bytes, name), value: ASCII.string(bytes, value))
             }
             return HTTPResponseHead(version: .http2, status: HTTPResponseStatus(statusCode: status), headers: headers)
         }

@@ -156,11 +156,19 @@ enum FieldName {
 
 /// The lines of a head whose fields are already known to be well formed.
 enum HeadLines {
+    /// Where the line starting at `start` ends (its CR), or the end of the bytes.
+    static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var index = start
+        while index + 1 < bytes.count {
+            if bytes[index] == 13, bytes[index + 1] == 10 { return index }
+            index += 1
+        }
+        return bytes.count
+    }
+
     /// Where the first field line starts: after the start line.
     static func firstField(_ bytes: UnsafeRawBufferPointer) -> Int {
-        var index = 0
-        while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) { index += 1 }
-        return index + 2
+        lineEnd(bytes, from: 0) + 2
     }
 
     /// Each `name: value` line from `start` to the empty line: its name, trimmed value, and the

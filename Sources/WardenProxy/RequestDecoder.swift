@@ -201,7 +201,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 else { throw HTTPParserError.invalidHeaderToken }
                 switch FieldName(bytes, name) {
                 case .host where host == nil:
-                    host = string(bytes, value)
+                    host = ASCII.string(bytes, value)
                 case .upgrade:
                     upgradeField = true
                 case .connection:
@@ -232,7 +232,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
 
             return RequestHead(
-                method: Self.method(bytes, method), uri: string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
+                method: Self.method(bytes, method), uri: ASCII.string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
                 host: host, bytes: buffer, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
@@ -247,12 +247,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         case 3 where named("PUT"): return .PUT
         case 4 where named("POST"): return .POST
         case 4 where named("HEAD"): return .HEAD
-        default: return HTTPMethod(rawValue: string(bytes, range))
+        default: return HTTPMethod(rawValue: ASCII.string(bytes, range))
         }
-    }
-
-    private static func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
-        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
     /// RFC 9110 `tchar`.
@@ -299,7 +295,7 @@ struct RequestHead {
             var found: String?
             HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { fieldName, value, _ in
                 if found == nil, ASCII.equalsIgnoringCase(bytes, fieldName, name) {
-                    found = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value]), as: UTF8.self)
+                    found = ASCII.string(bytes, value)
                 }
             }
             return found

@@ -180,7 +180,7 @@ struct ResponseFramer {
     /// One pass over the lines to learn the framing and what to drop, then the kept lines are
     /// copied in runs: nothing is turned into a String unless a URL needs rewriting.
     private func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
-        let statusEnd = Self.lineEnd(bytes, from: 0)
+        let statusEnd = HeadLines.lineEnd(bytes, from: 0)
         guard statusEnd >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"), bytes[8] == UInt8(ascii: " "),
             let status = ASCII.decimal(bytes, 9..<12)
         else { throw Failure(description: "upstream sent an invalid status line") }
@@ -269,11 +269,10 @@ struct ResponseFramer {
             let line = field.line.lowerBound..<(field.line.upperBound + 2)
             if keep, field.kind == .url, let rewrite {
                 kept.add(line, keep: false, copy: copy)
-                let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self)
                 out.writeHeaderField(
-                    String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.name]), as: UTF8.self),
+                    ASCII.string(bytes, field.name),
                     HeaderRules.reverseRewrite(
-                        value, upstreamHost: rewrite.upstreamHost, upstreamPort: rewrite.upstreamPort,
+                        ASCII.string(bytes, field.value), upstreamHost: rewrite.upstreamHost, upstreamPort: rewrite.upstreamPort,
                         publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)"))
             } else {
                 kept.add(line, keep: keep, copy: copy)
@@ -282,16 +281,6 @@ struct ResponseFramer {
         kept.finish(copy)
         if status == 101 { out.writeStaticString("Connection: upgrade\r\n") }
         return Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose)
-    }
-
-    /// Where the line starting at `start` ends (its CR), or the end of the bytes.
-    private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
-        var index = start
-        while index + 1 < bytes.count {
-            if bytes[index] == 13, bytes[index + 1] == 10 { return index }
-            index += 1
-        }
-        return bytes.count
     }
 
     private struct Field {

@@ -328,7 +328,7 @@ struct RequestDecoderTests {
                 let fields = head.bytes.withUnsafeReadableBytes { bytes in
                     var fields: [String] = []
                     HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { name, value, _ in
-                        fields.append("\(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[name]), as: UTF8.self))=\(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[value]), as: UTF8.self))")
+                        fields.append("\(ASCII.string(bytes, name))=\(ASCII.string(bytes, value))")
                     }
                     return fields.joined(separator: ",")
                 }
