@@ -90,10 +90,17 @@ enum ASCII {
         }
         guard colon > start, colon < bytes.count else { return nil }
         var end = colon + 1
-        // Eight bytes at a time while none is a control character or DEL: every value admits
-        // those, and none of them is the CR that ends the line.
-        while end + 8 <= bytes.count, !hasControlByte(bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)) { end += 8 }
-        while end < bytes.count, bytes[end] != 13 {
+        while end < bytes.count {
+            // Eight bytes at a time up to the first control character or DEL: every value admits
+            // the others, and the CR that ends the line is one of them.
+            if end + 8 <= bytes.count {
+                guard let offset = firstControlByte(in: bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)) else {
+                    end += 8
+                    continue
+                }
+                end += offset
+            }
+            if bytes[end] == 13 { break }
             guard isValueByte(bytes[end]) else { return nil }
             end += 1
         }
@@ -101,15 +108,19 @@ enum ASCII {
         return (start..<colon, trimmed(bytes, (colon + 1)..<end), end)
     }
 
-    /// Whether any of the eight bytes is below 32 or is 127 (DEL). Subtracting 32 from each byte
-    /// sets its top bit only where the byte was below 32 (bytes of 128 and up are masked out by
-    /// `~word`); a borrow can only spread from such a byte, so the answer is exact.
+    /// Where the first byte below 32 or of 127 (DEL) is among the eight (in memory order), if any.
+    /// Subtracting 32 from each byte sets its top bit where the byte was below 32 (bytes of 128 and
+    /// up are masked out by `~word`); a borrow only spreads to the bytes after such a byte, so the
+    /// lowest bit set marks the first one exactly. DEL is found the same way, as a zero in
+    /// `word ^ 0x7F…`.
     @inline(__always)
-    static func hasControlByte(_ word: UInt64) -> Bool {
+    static func firstControlByte(in word: UInt64) -> Int? {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let tops: UInt64 = 0x8080_8080_8080_8080
-        let del = word ^ (ones &* 127)
-        return ((word &- ones &* 32) & ~word & tops) | ((del &- ones) & ~del & tops) != 0
+        let little = UInt64(littleEndian: word)
+        let del = little ^ (ones &* 127)
+        let found = ((little &- ones &* 32) & ~little & tops) | ((del &- ones) & ~del & tops)
+        return found == 0 ? nil : found.trailingZeroBitCount >> 3
     }
 
     /// The comma-separated elements of a header value, trimmed; empty ones skipped.
@@ -147,7 +158,7 @@ struct HeadWriter {
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
         precondition(count + bytes.count <= out.count, "head longer than reserved")
-        UnsafeMutableRawBufferPointer(rebasing: out[count...]).copyMemory(from: bytes)
+        if let source = bytes.baseAddress, let base = out.baseAddress { (base + count).copyMemory(from: source, byteCount: bytes.count) }
         count += bytes.count
     }
 

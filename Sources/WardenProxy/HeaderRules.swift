@@ -2,6 +2,10 @@ import NIOCore
 import NIOHTTP1
 import WardenConfig
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// How request and response heads change on their way through the proxy. Everything here runs
 /// once per request, so it works on the head's bytes: header names are told apart by their length
 /// first, kept lines are copied in runs, and nothing becomes a String but what is added.
@@ -23,23 +27,23 @@ enum HeaderRules {
     static func upstreamHead(_ request: RequestHead, uri: String, client: String, scheme: String) -> ByteBuffer {
         request.bytes.withUnsafeReadableBytes { bytes in
             let fieldsStart = HeadLines.firstField(bytes)
-            // First pass: what the added fields say, and which names `Connection` makes hop-by-hop.
-            var host: Range<Int>?
+            // A first pass, when the decoder saw fields that need one: which values
+            // `X-Forwarded-For` extends, and which names `Connection` makes hop-by-hop.
             var forwardedFor: [Range<Int>] = []
             var named: [Range<Int>] = []
-            HeadLines.forEachField(bytes, from: fieldsStart) { name, value, _ in
-                switch FieldName(bytes, name) {
-                case .host where host == nil:
-                    host = value
-                case .forwardedFor:
-                    forwardedFor.append(value)
-                case .connection:
-                    ASCII.forEachElement(bytes, value) { token in
-                        let meansThisHop = ASCII.equalsIgnoringCase(bytes, token, "keep-alive") || ASCII.equalsIgnoringCase(bytes, token, "close")
-                        if !meansThisHop, !(request.upgrade && ASCII.equalsIgnoringCase(bytes, token, "upgrade")) { named.append(token) }
+            if request.reviewFields {
+                HeadLines.forEachField(bytes, from: fieldsStart) { name, value, _ in
+                    switch FieldName(bytes, name) {
+                    case .forwardedFor:
+                        forwardedFor.append(value)
+                    case .connection:
+                        ASCII.forEachElement(bytes, value) { token in
+                            let meansThisHop = ASCII.equalsIgnoringCase(bytes, token, "keep-alive") || ASCII.equalsIgnoringCase(bytes, token, "close")
+                            if !meansThisHop, !(request.upgrade && ASCII.equalsIgnoringCase(bytes, token, "upgrade")) { named.append(token) }
+                        }
+                    default:
+                        break
                     }
-                default:
-                    break
                 }
             }
             let method = 0..<(bytes.firstIndex(of: 32) ?? 0)
@@ -79,7 +83,7 @@ enum HeaderRules {
                 writer.appendLiteral("\r\nX-Forwarded-Proto: ")
                 writer.append(scheme)
                 writer.appendLiteral("\r\n")
-                if let host {
+                if let host = request.hostValue {
                     writer.appendLiteral("X-Forwarded-Host: ")
                     writer.append(bytes, host)
                     writer.appendLiteral("\r\n")
@@ -102,7 +106,14 @@ enum HeaderRules {
     }
 
     static func path(of uri: String) -> Substring {
-        uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...]
+        // memchr over the String's own bytes: the generic `firstIndex(of:)` costs more than the
+        // rest of routing.
+        let length = uri.utf8.withContiguousStorageIfAvailable { bytes -> Int in
+            guard let base = bytes.baseAddress, let found = memchr(base, Int32(UInt8(ascii: "?")), bytes.count) else { return bytes.count }
+            return UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
+        }
+        guard let length else { return uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...] }
+        return uri[..<uri.utf8.index(uri.utf8.startIndex, offsetBy: length)]
     }
 }
 

@@ -53,6 +53,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var state = State.idle
     private weak var context: ChannelHandlerContext?
     private var clientAddress = "-"
+    private var sites = SiteTable.View()
 
     // The request being answered (its head is let go once the response is out).
     private var request: RequestHead?
@@ -190,12 +191,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         upgrade = head.upgrade
         // After an upgrade request the decoder holds the bytes for the next protocol: a response
         // other than 101 ends the connection.
-        keepAlive = head.keepAlive && !upgrade && head.method != .CONNECT
+        keepAlive = head.keepAlive && !upgrade && !head.isCONNECT
         responseStatus = 0
         responseBytes = 0
         target = nil
         setTimeout(.none, context: context)
-        entry = shared.sites.snapshot.entry(forHost: head.host)
+        entry = sites.entry(forHost: head.host, in: shared.sites)
         if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
             keepAlive = false
             logError("info", "client sent an invalid request (\(problem.code) \(problem.reasonPhrase))")
@@ -340,7 +341,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         state = .forwarding(upstream, requestEnded: ended)
         if let request {
             upstream.expectResponse(
-                toHead: request.method == .HEAD, dechunk: request.version == .http1_0, scheme: shared.scheme,
+                toHead: request.isHEAD, dechunk: request.version == .http1_0, scheme: shared.scheme,
                 publicHost: request.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
         }
         upstream.write(head)

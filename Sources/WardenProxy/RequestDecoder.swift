@@ -42,6 +42,9 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     private var proxyContext: ChannelHandlerContext?
     /// How much of a held partial head has been searched for its end.
     private var scanned = 0
+    /// Cleared by `channelInactive`, which NIO fires within the `close` that ends the connection:
+    /// cheaper to read per part than asking the channel.
+    private var isActive = true
 
     /// `proxy`: the `ProxyHandler` added right after this decoder, if the parts should skip the
     /// pipeline on their way to it.
@@ -70,6 +73,11 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         if input.readableBytes > 0 { held = input }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
+        context.fireChannelInactive()
+    }
+
     /// Bytes that arrived after an upgrade request go on to the handler that takes over (the
     /// tunnel, once the upstream switched protocols). Not when the pipeline is being torn down after
     /// a close: the `ProxyHandler`, which takes request parts only, may still be there.
@@ -82,7 +90,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     private func decode(_ input: inout ByteBuffer, context: ChannelHandlerContext) throws {
         // A handler behind may close the connection while it handles a part (after refusing a
         // request): nothing after that part is passed on.
-        while input.readableBytes > 0, context.channel.isActive {
+        while input.readableBytes > 0, isActive {
             switch state {
             case .head:
                 // Empty lines before a request line are ignored (RFC 9112, 2.2).
@@ -104,7 +112,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 guard length <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
                 let head = try Self.parseHead(input.readSlice(length: length)!)
                 deliver(context: context, .head(head))
-                let after: After = head.upgrade || head.method == .CONNECT ? .upgrade : .nextRequest
+                let after: After = head.upgrade || head.isCONNECT ? .upgrade : .nextRequest
                 switch head.framing {
                 case .none, .length(0):
                     finish(after, context: context)
@@ -145,7 +153,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func deliver(context: ChannelHandlerContext, _ part: RequestPart) {
-        guard context.channel.isActive else { return }
+        guard isActive else { return }
         if let proxy {
             if proxyContext == nil { proxyContext = try? context.pipeline.syncOperations.context(handler: proxy) }
             if let proxyContext {
@@ -189,6 +197,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             var fieldCount = 0
             var fieldBytes = 0
             var host: String?
+            var hostValue: Range<Int>?
+            var reviewFields = false
             var contentLength: Int?
             var chunked = false
             var connectionUpgrade = false
@@ -202,8 +212,11 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 switch FieldName(bytes, name) {
                 case .host where host == nil:
                     host = ASCII.string(bytes, value)
+                    hostValue = value
                 case .upgrade:
                     upgradeField = true
+                case .forwardedFor:
+                    reviewFields = true
                 case .connection:
                     ASCII.forEachElement(bytes, value) { token in
                         if ASCII.equalsIgnoringCase(bytes, token, "upgrade") {
@@ -212,6 +225,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                             close = true
                         } else if ASCII.equalsIgnoringCase(bytes, token, "keep-alive") {
                             keepAliveToken = true
+                        } else {
+                            reviewFields = true
                         }
                     }
                 case .contentLength:
@@ -233,7 +248,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 
             return RequestHead(
                 method: Self.method(bytes, method), uri: ASCII.string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
-                host: host, bytes: buffer, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
+                host: host, hostValue: hostValue, bytes: buffer, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
         }
@@ -278,8 +293,13 @@ struct RequestHead {
     var version: HTTPVersion
     /// The first `Host`.
     var host: String?
+    /// Where that `Host`'s value is in `bytes`.
+    var hostValue: Range<Int>?
     /// The request line and header lines, through the empty line.
     var bytes: ByteBuffer
+    /// An `X-Forwarded-For` to extend, or a `Connection` that names fields to drop: writing the
+    /// upstream's head takes a look at all fields first.
+    var reviewFields: Bool
     var framing: RequestDecoder.Framing
     /// `Upgrade` with `Connection: upgrade`: the client asks to switch protocols (a WebSocket handshake).
     var upgrade: Bool
@@ -288,6 +308,17 @@ struct RequestHead {
     var fieldCount: Int
     /// The bytes of all names and values, for the head size limit.
     var fieldBytes: Int
+
+    // Told by the enum case: `HTTPMethod`'s `==` compares the methods' names as Strings.
+    var isHEAD: Bool {
+        if case .HEAD = method { return true }
+        return false
+    }
+
+    var isCONNECT: Bool {
+        if case .CONNECT = method { return true }
+        return false
+    }
 
     /// The value of the first field called `name` (a lowercase literal).
     func field(_ name: StaticString) -> String? {

@@ -60,6 +60,9 @@ struct ResponseFramer {
     private var isHeadRequest = false
     private var dechunk = false
     private var rewrite: Rewrite?
+    /// The fields of the head being read; kept from one response to the next, so a head costs no
+    /// allocation for them.
+    private var fields: [Field] = []
 
     static let maximumHeadBytes = 65536
     /// A body up to this size goes out in the same buffer as its head.
@@ -173,13 +176,13 @@ struct ResponseFramer {
         }
     }
 
-    private func makeHead(_ head: ByteBuffer) throws -> Head {
+    private mutating func makeHead(_ head: ByteBuffer) throws -> Head {
         try head.withUnsafeReadableBytes { try makeHead($0) }
     }
 
     /// One pass over the lines to learn the framing and what to drop, then the kept lines are
     /// copied in runs: nothing is turned into a String unless a URL needs rewriting.
-    private func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
+    private mutating func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
         let statusEnd = HeadLines.lineEnd(bytes, from: 0)
         guard statusEnd >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"), bytes[8] == UInt8(ascii: " "),
             let status = ASCII.decimal(bytes, 9..<12)
@@ -192,8 +195,8 @@ struct ResponseFramer {
         var close = http10
         var keepAliveToken = false
         var connectionNames: [Range<Int>] = []
-        var fields: [Field] = []
-        fields.reserveCapacity(16)
+        // An unusually long head's worth is not kept for the life of a pooled connection.
+        if fields.capacity > 64 { fields = [] } else { fields.removeAll(keepingCapacity: true) }
         var start = statusEnd + 2
         while start < bytes.count {
             if bytes[start] == 13 {

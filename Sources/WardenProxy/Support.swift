@@ -8,28 +8,40 @@ import Glibc
 #endif
 
 /// Which services are up and which sites are in planned maintenance, fed by the supervisor.
+/// Every request asks; nearly always every service is up and no site is in maintenance, which
+/// two atomic counts answer without the lock or hashing a name.
 public final class ServiceAvailability: Sendable {
     private let state = Mutex<(up: [String: Bool], maintenance: Set<String>)>(([:], []))
+    private let servicesDown = Atomic<Int>(0)
+    private let sitesInMaintenance = Atomic<Int>(0)
 
     public init() {}
 
     public func set(_ service: String, up: Bool) {
-        state.withLock { $0.up[service] = up }
+        state.withLock {
+            $0.up[service] = up
+            servicesDown.store($0.up.values.count { !$0 }, ordering: .releasing)
+        }
     }
 
     /// Unknown services count as up: the proxy then just tries the upstream.
     public func isUp(_ service: String) -> Bool {
-        state.withLock { $0.up[service] ?? true }
+        guard servicesDown.load(ordering: .acquiring) > 0 else { return true }
+        return state.withLock { $0.up[service] ?? true }
     }
 
     /// The sites in planned maintenance (`warden maintenance on SITE`): they answer with their
     /// maintenance page at once.
     public func setMaintenance(_ sites: Set<String>) {
-        state.withLock { $0.maintenance = sites }
+        state.withLock {
+            $0.maintenance = sites
+            sitesInMaintenance.store(sites.count, ordering: .releasing)
+        }
     }
 
     public func inMaintenance(_ site: String) -> Bool {
-        state.withLock { $0.maintenance.contains(site) }
+        guard sitesInMaintenance.load(ordering: .acquiring) > 0 else { return false }
+        return state.withLock { $0.maintenance.contains(site) }
     }
 }
 
@@ -116,12 +128,30 @@ public final class SiteTable: Sendable {
     }
 
     private let current = Mutex(Snapshot())
+    /// Counts loads, so a connection re-reads the table only after one.
+    private let generation = Atomic<Int>(0)
 
     public init(sites: [Site]) {
         load(sites)
     }
 
     var snapshot: Snapshot { current.withLock { $0 } }
+
+    /// One connection's copy of the table, taken again only after a reload: a request costs an
+    /// atomic load instead of the lock and the copy.
+    struct View {
+        private var generation = -1
+        private var snapshot = Snapshot()
+
+        mutating func entry(forHost header: String?, in table: SiteTable) -> Entry? {
+            let latest = table.generation.load(ordering: .acquiring)
+            if latest != generation {
+                snapshot = table.snapshot
+                generation = latest
+            }
+            return snapshot.entry(forHost: header)
+        }
+    }
 
     /// Installs new sites; log files already open under the same path stay open.
     public func load(_ sites: [Site]) {
@@ -154,6 +184,7 @@ public final class SiteTable: Sendable {
         }
         if next.fallback == nil, !next.entries.isEmpty { next.fallback = 0 }
         current.withLock { $0 = next }
+        generation.add(1, ordering: .releasing)
     }
 
     public func reopenLogs() {

@@ -194,6 +194,15 @@ struct HeaderRuleTests {
                 "Host: mydomain.com", "Accept: */*", "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 127.0.0.1", "X-Real-IP: 127.0.0.1",
                 "X-Forwarded-Proto: https", "X-Forwarded-Host: mydomain.com",
             ])
+        // Without fields to review, the decoder's Host is used and every line is copied in one pass.
+        let plain = "GET /p HTTP/1.1\r\nUser-Agent: t\r\nhost: a.example:8080\r\nConnection: keep-alive\r\n\r\n"
+        #expect(try !request(plain).reviewFields)
+        #expect(try request("GET / HTTP/1.1\r\nConnection: close, X-Private\r\n\r\n").reviewFields)
+        #expect(
+            try forwarded(plain).1 == [
+                "User-Agent: t", "host: a.example:8080", "X-Forwarded-For: 127.0.0.1", "X-Real-IP: 127.0.0.1", "X-Forwarded-Proto: http",
+                "X-Forwarded-Host: a.example:8080",
+            ])
         #expect(
             try forwarded("POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n").1 == [
                 "Transfer-Encoding: chunked", "X-Forwarded-For: 127.0.0.1", "X-Real-IP: 127.0.0.1", "X-Forwarded-Proto: http",
@@ -267,25 +276,64 @@ struct HeaderRuleTests {
         #expect(table.snapshot.entry(forHost: "b.example")?.site.name == "a")
         #expect(table.snapshot.entries[0].accessLog === before)
     }
+
+    /// A connection keeps its view of the table until a reload, then sees the new sites.
+    @Test func aConnectionsViewFollowsReloads() {
+        let here = FileLocation(file: "test", line: 1, column: 1)
+        let table = SiteTable(sites: [Site(name: "a", hosts: ["a.example"], location: here)])
+        var view = SiteTable.View()
+        #expect(view.entry(forHost: "a.example", in: table)?.site.name == "a")
+        #expect(view.entry(forHost: "b.example", in: table)?.site.name == "a")
+        table.load([Site(name: "a", hosts: ["a.example"], location: here), Site(name: "b", hosts: ["b.example"], location: here)])
+        #expect(view.entry(forHost: "b.example", in: table)?.site.name == "b")
+        table.load([Site(name: "c", hosts: ["*"], location: here)])
+        #expect(view.entry(forHost: "b.example", in: table)?.site.name == "c")
+    }
+
+    /// The counts that let requests skip the lock follow every change, including a service
+    /// going down twice and coming back once.
+    @Test func availabilityFollowsServicesAndMaintenance() {
+        let availability = ServiceAvailability()
+        #expect(availability.isUp("app") && availability.isUp("never-heard-of"))
+        availability.set("app", up: false)
+        availability.set("app", up: false)
+        availability.set("db", up: true)
+        #expect(!availability.isUp("app") && availability.isUp("db") && availability.isUp("never-heard-of"))
+        availability.set("app", up: true)
+        #expect(availability.isUp("app"))
+        #expect(!availability.inMaintenance("shop"))
+        availability.setMaintenance(["shop"])
+        #expect(availability.inMaintenance("shop") && !availability.inMaintenance("blog"))
+        availability.setMaintenance([])
+        #expect(!availability.inMaintenance("shop"))
+    }
 }
 
 @Suite("Request decoding")
 struct RequestDecoderTests {
-    /// The eight-bytes-at-a-time check against the byte-at-a-time rule, with each byte value in
-    /// each position among ordinary value bytes.
-    @Test func controlBytesAreFoundInAnyPositionOfAWord() {
+    /// The eight-bytes-at-a-time search against the byte-at-a-time rule: each byte value in each
+    /// position, followed by bytes a borrow from it could make look like control bytes (0x20 is
+    /// one below 0x21, 0x80 has the top bit set) and a real one further on.
+    @Test func theFirstControlByteIsFoundInAnyPositionOfAWord() {
+        let isControl = { (byte: UInt8) in byte < 32 || byte == 127 }
+        let tails: [[UInt8]] = [
+            [UInt8](repeating: UInt8(ascii: "a"), count: 7),
+            [0x20, 0x20, 0x80, 0xFF, 0x21, 0x7E, 0x00],
+            [0x00, 0x20, 0x7F, 0x20, 0x0D, 0x0A, 0x20],
+        ]
         for position in 0..<8 {
             for byte in UInt8.min...UInt8.max {
-                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
-                bytes[position] = byte
-                let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                #expect(ASCII.hasControlByte(word) == (byte < 32 || byte == 127), "byte \(byte) at \(position)")
+                for tail in tails {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: position) + [byte] + tail
+                    bytes.removeLast(bytes.count - 8)
+                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    let expected = bytes.firstIndex(where: isControl)
+                    #expect(ASCII.firstControlByte(in: word) == expected, "\(bytes)")
+                }
             }
         }
-        let mixed: [UInt8] = [0x80, 0xFF, 0x1F, 0x20, 0x7E, 0x7F, 0x00, 0x41]
-        #expect(ASCII.hasControlByte(mixed.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
         let high: [UInt8] = [0x80, 0xFF, 0xC3, 0xA9, 0x20, 0x7E, 0x21, 0x41]
-        #expect(!ASCII.hasControlByte(high.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+        #expect(ASCII.firstControlByte(in: high.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }) == nil)
     }
 
     /// The word-at-a-time comparison folds the case of letters only: each byte of a name that
