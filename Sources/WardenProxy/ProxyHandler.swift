@@ -339,11 +339,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
-        if let request {
-            upstream.expectResponse(
-                toHead: request.isHEAD, dechunk: request.version == .http1_0, scheme: shared.scheme,
-                publicHost: request.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
-        }
+        // Read through the optional: binding `request` would copy the whole head.
+        upstream.expectResponse(
+            toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, scheme: shared.scheme,
+            publicHost: request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
         upstream.write(head)
         for part in body { upstream.write(part) }
         upstream.flush()
@@ -371,7 +370,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// the same buffer as the head (one pipeline write, and one `write` instead of `writev`). The
     /// head is `inout` so its bytes, referenced only here, grow in place.
     func upstreamHead(_ head: inout ResponseFramer.Head, body: ByteBuffer?, upstream: UpstreamHandler) {
-        guard let context, let request else { return }
+        guard let context, let version = request?.version else { return }
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         responseStatus = head.status
         if head.status == 101 {
@@ -381,10 +380,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         } else {
             // A body that ends with the upstream connection, or chunks a 1.0 client cannot read, ends this one too.
-            if head.framing == .untilClose || (head.framing == .chunked && request.version == .http1_0) { keepAlive = false }
+            if head.framing == .untilClose || (head.framing == .chunked && version == .http1_0) { keepAlive = false }
             if !keepAlive {
                 head.bytes.writeStaticString("Connection: close\r\n")
-            } else if request.version == .http1_0 {
+            } else if version == .http1_0 {
                 head.bytes.writeStaticString("Connection: keep-alive\r\n")
             }
         }
@@ -674,6 +673,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func finish(context: ChannelHandlerContext) {
         logAccess()
         request = nil
+        forwardedHead = nil
         state = .idle
         if keepAlive {
             context.flush()

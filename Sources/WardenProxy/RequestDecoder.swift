@@ -111,9 +111,11 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 scanned = 0
                 guard length <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
                 let head = try Self.parseHead(input.readSlice(length: length)!)
-                deliver(context: context, .head(head))
                 let after: After = head.upgrade || head.isCONNECT ? .upgrade : .nextRequest
-                switch head.framing {
+                let framing = head.framing
+                // The head's last use: handed over, not copied.
+                deliver(context: context, .head(head))
+                switch framing {
                 case .none, .length(0):
                     finish(after, context: context)
                 case .length(let count):
