@@ -343,9 +343,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         upstream.expectResponse(
             toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, scheme: shared.scheme,
             publicHost: request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
-        upstream.write(head)
-        for part in body { upstream.write(part) }
-        upstream.flush()
+        if body.isEmpty {
+            // One pass down the pipeline instead of two for the usual request without a body.
+            upstream.writeAndFlush(head)
+        } else {
+            upstream.write(head)
+            for part in body { upstream.write(part) }
+            upstream.flush()
+        }
         if ended { setTimeout(.upstreamRead, context: context) }
         if upstream.isWritable { setClientReading(true, context: context) }
     }

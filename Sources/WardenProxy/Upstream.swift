@@ -111,6 +111,10 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func flush() { context?.flush() }
 
+    func writeAndFlush(_ buffer: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         guard let owner else {
