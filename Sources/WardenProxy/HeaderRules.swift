@@ -2,10 +2,6 @@ import NIOCore
 import NIOHTTP1
 import WardenConfig
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// How request and response heads change on their way through the proxy. Everything here runs
 /// once per request, so it works on the head's bytes: header names are told apart by their length
 /// first, kept lines are copied in runs, and nothing becomes a String but what is added.
@@ -106,14 +102,7 @@ enum HeaderRules {
     }
 
     static func path(of uri: String) -> Substring {
-        // memchr over the String's own bytes: the generic `firstIndex(of:)` costs more than the
-        // rest of routing.
-        let length = uri.utf8.withContiguousStorageIfAvailable { bytes -> Int in
-            guard let base = bytes.baseAddress, let found = memchr(base, Int32(UInt8(ascii: "?")), bytes.count) else { return bytes.count }
-            return UnsafeRawPointer(base).distance(to: UnsafeRawPointer(found))
-        }
-        guard let length else { return uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...] }
-        return uri[..<uri.utf8.index(uri.utf8.startIndex, offsetBy: length)]
+        uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...]
     }
 }
 
