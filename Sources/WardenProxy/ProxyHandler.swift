@@ -438,7 +438,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The upstream died before answering (a crash, or a pooled connection it had closed): an
         // idempotent request without a body is sent again, held while the service comes back.
         if responseStatus == 0, case .forwarding(_, true) = state, forwardedHead != nil, let entry,
-            request?.method == .GET || request?.method == .HEAD, retries < 3
+            request?.method == .GET || request?.isHEAD == true, retries < 3
         {
             retries += 1
             state = .pending(deadline: .now() + .seconds(Int64(max(entry.site.hold, 1))), body: [], ended: true)
@@ -609,7 +609,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         responseBytes = body.count
         var bytes = context.channel.allocator.buffer(capacity: 256 + body.count)
         HeadEncoding.response(status, headers, into: &bytes)
-        if request?.method != .HEAD { bytes.writeBytes(body) }
+        if request?.isHEAD != true { bytes.writeBytes(body) }
         context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
         finish(context: context)
     }
@@ -620,17 +620,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         var head = context.channel.allocator.buffer(capacity: 512)
         HeadEncoding.response(response.status, headers, into: &head)
         switch response.body {
-        case .bytes(let bytes) where request?.method != .HEAD:
+        case .bytes(let bytes) where request?.isHEAD != true:
             responseBytes = bytes.count
             head.writeBytes(bytes)
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
-        case .file(let handle, let range) where request?.method != .HEAD && !shared.sendsFileRegions:
+        case .file(let handle, let range) where request?.isHEAD != true && !shared.sendsFileRegions:
             responseBytes = range.count
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
             file = (handle, range.lowerBound, range.upperBound)
             pumpFile(context: context)
             return
-        case .file(let handle, let range) where request?.method != .HEAD:
+        case .file(let handle, let range) where request?.isHEAD != true:
             responseBytes = range.count
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
             let region = FileRegion(fileHandle: handle, readerIndex: range.lowerBound, endIndex: range.upperBound)

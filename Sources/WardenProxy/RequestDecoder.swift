@@ -82,7 +82,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     /// tunnel, once the upstream switched protocols). Not when the pipeline is being torn down after
     /// a close: the `ProxyHandler`, which takes request parts only, may still be there.
     func handlerRemoved(context: ChannelHandlerContext) {
-        if let held, held.readableBytes > 0, case .upgraded = state, context.channel.isActive { context.fireChannelRead(NIOAny(held)) }
+        if let held, held.readableBytes > 0, case .upgraded = state, isActive { context.fireChannelRead(NIOAny(held)) }
         held = nil
         proxyContext = nil
     }

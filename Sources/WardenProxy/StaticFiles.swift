@@ -52,7 +52,7 @@ enum StaticFiles {
     }
 
     static func response(for request: RequestHead, prefix: String, root: String) -> Response {
-        guard request.method == .GET || request.method == .HEAD else { return page(.methodNotAllowed) }
+        guard request.method == .GET || request.isHEAD else { return page(.methodNotAllowed) }
         let path = String(HeaderRules.path(of: request.uri))
         guard let file = resolve(path: path, prefix: prefix, root: root) else { return page(.notFound) }
         var info = stat()
