@@ -40,8 +40,6 @@ enum ASCII {
     /// name, it makes an uppercase letter match and changes nothing else.
     @inline(__always)
     private static func caseBits(of lower: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let tops: UInt64 = 0x8080_8080_8080_8080
         // The top bit of each byte: at least "a" (0x61), and at least "{" (0x7B), the byte after "z".
         let fromA = (lower &+ ones &* 0x1F) & tops
         let pastZ = (lower &+ ones &* 0x05) & tops
@@ -75,17 +73,58 @@ enum ASCII {
         return start..<end
     }
 
-    /// The `name: value` line at `start` of a request or response head: a name of bytes `isNameByte`
+    /// Which bytes a field name may have.
+    enum FieldNameRule {
+        /// RFC 9110 `tchar`: what a client's request may use.
+        case token
+        /// Visible ASCII but `(`, `)` and `"`: what an upstream's response may use (nginx reads
+        /// them as leniently), and what heads checked before have.
+        case visible
+
+        @inline(__always)
+        func admits(_ byte: UInt8) -> Bool {
+            switch self {
+            case .token: ASCII.isTokenByte(byte)
+            case .visible: byte > 32 && byte < 127 && byte != UInt8(ascii: "(") && byte != UInt8(ascii: ")") && byte != UInt8(ascii: "\"")
+            }
+        }
+    }
+
+    /// RFC 9110 `tchar`.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
+        default:
+            false
+        }
+    }
+
+    /// The `name: value` line at `start` of a request or response head: a name of bytes `nameRule`
     /// admits, a value of bytes `isValueByte` admits, and CRLF. `end` is where its CR is; `value` is
     /// trimmed. nil for anything else: an empty name, a leading blank (obsolete folding), a CR
     /// without LF, no CRLF at all.
     @inline(__always)
     static func headerLine(
-        _ bytes: UnsafeRawBufferPointer, from start: Int, name isNameByte: (UInt8) -> Bool, value isValueByte: (UInt8) -> Bool
+        _ bytes: UnsafeRawBufferPointer, from start: Int, name nameRule: FieldNameRule, value isValueByte: (UInt8) -> Bool
     ) -> (name: Range<Int>, value: Range<Int>, end: Int)? {
         var colon = start
+        if nameRule == .visible {
+            // Eight bytes at a time up to the first that ends or breaks the name.
+            while colon + 8 <= bytes.count {
+                if let offset = firstVisibleNameStop(in: bytes.loadUnaligned(fromByteOffset: colon, as: UInt64.self)) {
+                    colon += offset
+                    break
+                }
+                colon += 8
+            }
+        }
         while colon < bytes.count, bytes[colon] != UInt8(ascii: ":") {
-            guard isNameByte(bytes[colon]) else { return nil }
+            guard nameRule.admits(bytes[colon]) else { return nil }
             colon += 1
         }
         guard colon > start, colon < bytes.count else { return nil }
@@ -115,13 +154,34 @@ enum ASCII {
     /// `word ^ 0x7F…`.
     @inline(__always)
     static func firstControlByte(in word: UInt64) -> Int? {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let tops: UInt64 = 0x8080_8080_8080_8080
         let little = UInt64(littleEndian: word)
         let del = little ^ (ones &* 127)
         let found = ((little &- ones &* 32) & ~little & tops) | ((del &- ones) & ~del & tops)
         return found == 0 ? nil : found.trailingZeroBitCount >> 3
     }
+
+    /// Where the first byte a `.visible` name cannot have, or the colon after it, is among the
+    /// eight (in memory order), if any: below 33, 127 and up, `:`, `(`, `)` or `"`. Each test marks
+    /// the first such byte exactly (a borrow only spreads to the bytes after it), so the lowest bit
+    /// set of them all is the first stop.
+    @inline(__always)
+    static func firstVisibleNameStop(in word: UInt64) -> Int? {
+        let little = UInt64(littleEndian: word)
+        let below33 = (little &- ones &* 33) & ~little & tops
+        let high = little & tops
+        let found = below33 | high | zeroByte(little ^ ones &* 127) | zeroByte(little ^ ones &* 0x3A)
+            | zeroByte(little ^ ones &* 0x28) | zeroByte(little ^ ones &* 0x29) | zeroByte(little ^ ones &* 0x22)
+        return found == 0 ? nil : found.trailingZeroBitCount >> 3
+    }
+
+    /// The top bit of each zero byte of `word`, exact up to the first one.
+    @inline(__always)
+    private static func zeroByte(_ word: UInt64) -> UInt64 {
+        (word &- ones) & ~word & tops
+    }
+
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let tops: UInt64 = 0x8080_8080_8080_8080
 
     /// The comma-separated elements of a header value, trimmed; empty ones skipped.
     static func forEachElement(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ body: (Range<Int>) -> Void) {

@@ -176,7 +176,7 @@ enum HeadLines {
     static func forEachField(_ bytes: UnsafeRawBufferPointer, from start: Int, _ body: (Range<Int>, Range<Int>, Range<Int>) -> Void) {
         var start = start
         while start + 1 < bytes.count, bytes[start] != 13,
-            let line = ASCII.headerLine(bytes, from: start, name: { _ in true }, value: { _ in true })
+            let line = ASCII.headerLine(bytes, from: start, name: .visible, value: { _ in true })
         {
             body(line.name, line.value, start..<(line.end + 2))
             start = line.end + 2

@@ -73,6 +73,15 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         if input.readableBytes > 0 { held = input }
     }
 
+    /// Straight to the proxy too, like the parts: a pipeline hop less per read.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let proxy, let proxyContext {
+            proxy.channelReadComplete(context: proxyContext)
+        } else {
+            context.fireChannelReadComplete()
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         isActive = false
         context.fireChannelInactive()
@@ -113,8 +122,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 let head = try Self.parseHead(input.readSlice(length: length)!)
                 let after: After = head.upgrade || head.isCONNECT ? .upgrade : .nextRequest
                 let framing = head.framing
-                // The head's last use: handed over, not copied.
-                deliver(context: context, .head(head))
+                // The head's last use: moved into the part, not copied.
+                deliver(context: context, .head(consume head))
                 switch framing {
                 case .none, .length(0):
                     finish(after, context: context)
@@ -181,7 +190,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     static func parseHead(_ buffer: ByteBuffer) throws -> RequestHead {
         try buffer.withUnsafeReadableBytes { bytes in
             var index = 0
-            while index < bytes.count, isTokenByte(bytes[index]) { index += 1 }
+            while index < bytes.count, ASCII.isTokenByte(bytes[index]) { index += 1 }
             guard index > 0, index < bytes.count, bytes[index] == 32 else { throw HTTPParserError.invalidMethod }
             let method = 0..<index
             index += 1
@@ -209,7 +218,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             var upgradeField = false
             while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) {
                 // No control characters in a value: a bare CR or LF could end the line for another parser.
-                guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: isTokenByte, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
+                guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: .token, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
                 else { throw HTTPParserError.invalidHeaderToken }
                 switch FieldName(bytes, name) {
                 case .host where host == nil:
@@ -265,20 +274,6 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         case 4 where named("POST"): return .POST
         case 4 where named("HEAD"): return .HEAD
         default: return HTTPMethod(rawValue: ASCII.string(bytes, range))
-        }
-    }
-
-    /// RFC 9110 `tchar`.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            true
-        default:
-            false
         }
     }
 }

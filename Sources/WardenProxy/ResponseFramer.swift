@@ -252,37 +252,43 @@ struct ResponseFramer {
         var smallBody = 0
         if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
         var out = ByteBufferAllocator().buffer(capacity: bytes.count + 64 + smallBody)
+        // What is written here: at most the upstream's head with "HTTP/1.1" for its version, each
+        // rewritten URL line longer by the public base and a space at most, and `Connection: upgrade`.
+        let urlFields = rewrite == nil ? 0 : fields.count { $0.kind == .url }
+        let publicBase = urlFields == 0 ? "" : rewrite.map { "\($0.scheme)://\($0.publicHost)" } ?? ""
+        let capacity = bytes.count + 8 + urlFields * (publicBase.utf8.count + 1) + 21
         // Kept lines are contiguous in the upstream's head: each run of them is one copy. The status
         // line is one of them when the upstream speaks HTTP/1.1 too.
         let sameVersion = ASCII.equals(bytes, 0..<8, "HTTP/1.1")
-        if !sameVersion { out.writeStaticString("HTTP/1.1") }
-        var kept = HeadLines.Runs(from: sameVersion ? 0 : 8)
-        func copy(_ run: Range<Int>) { out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[run])) }
-        kept.add((sameVersion ? 0 : 8)..<(statusEnd + 2), keep: true, copy: copy)
-        for field in fields {
-            let keep: Bool
-            switch field.kind {
-            case .transferEncoding where framing == .chunked && !dechunk, .upgrade where status == 101:
-                keep = true
-            case .transferEncoding, .upgrade, .connection, .hopByHop:
-                keep = false
-            case .contentLength, .url, .host, .forwardedFor, .forwardedOther, .other:
-                keep = !connectionNames.contains { ASCII.equalsIgnoringCase(bytes, field.name, $0) }
+        out.writeHead(capacity: capacity) { writer in
+            if !sameVersion { writer.appendLiteral("HTTP/1.1") }
+            var kept = HeadLines.Runs(from: sameVersion ? 0 : 8)
+            kept.add((sameVersion ? 0 : 8)..<(statusEnd + 2), keep: true) { writer.append(bytes, $0) }
+            for field in fields {
+                let keep: Bool
+                switch field.kind {
+                case .transferEncoding where framing == .chunked && !dechunk, .upgrade where status == 101:
+                    keep = true
+                case .transferEncoding, .upgrade, .connection, .hopByHop:
+                    keep = false
+                case .contentLength, .url, .host, .forwardedFor, .forwardedOther, .other:
+                    keep = !connectionNames.contains { ASCII.equalsIgnoringCase(bytes, field.name, $0) }
+                }
+                let line = field.line.lowerBound..<(field.line.upperBound + 2)
+                if keep, field.kind == .url, let rewrite {
+                    kept.add(line, keep: false) { writer.append(bytes, $0) }
+                    writer.appendField(
+                        ASCII.string(bytes, field.name),
+                        HeaderRules.reverseRewrite(
+                            ASCII.string(bytes, field.value), upstreamHost: rewrite.upstreamHost, upstreamPort: rewrite.upstreamPort,
+                            publicBase: publicBase))
+                } else {
+                    kept.add(line, keep: keep) { writer.append(bytes, $0) }
+                }
             }
-            let line = field.line.lowerBound..<(field.line.upperBound + 2)
-            if keep, field.kind == .url, let rewrite {
-                kept.add(line, keep: false, copy: copy)
-                out.writeHeaderField(
-                    ASCII.string(bytes, field.name),
-                    HeaderRules.reverseRewrite(
-                        ASCII.string(bytes, field.value), upstreamHost: rewrite.upstreamHost, upstreamPort: rewrite.upstreamPort,
-                        publicBase: "\(rewrite.scheme)://\(rewrite.publicHost)"))
-            } else {
-                kept.add(line, keep: keep, copy: copy)
-            }
+            kept.finish { writer.append(bytes, $0) }
+            if status == 101 { writer.appendLiteral("Connection: upgrade\r\n") }
         }
-        kept.finish(copy)
-        if status == 101 { out.writeStaticString("Connection: upgrade\r\n") }
         return Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose)
     }
 
@@ -293,15 +299,10 @@ struct ResponseFramer {
         var kind: FieldName
     }
 
-    /// The `name: value` line at `start`, with a token name, no obsolete line folding, and no CR,
-    /// LF or NUL in the value; one pass over its bytes.
+    /// The `name: value` line at `start`, with a name of visible characters, no obsolete line
+    /// folding, and no CR, LF or NUL in the value; one pass over its bytes.
     private static func field(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Field? {
-        guard
-            let line = ASCII.headerLine(
-                bytes, from: start,
-                name: { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "(") && $0 != UInt8(ascii: ")") && $0 != UInt8(ascii: "\"") },
-                value: { $0 != 0 && $0 != 10 })
-        else { return nil }
+        guard let line = ASCII.headerLine(bytes, from: start, name: .visible, value: { $0 != 0 && $0 != 10 }) else { return nil }
         return Field(line: start..<line.end, name: line.name, value: line.value, kind: FieldName(bytes, line.name))
     }
 }

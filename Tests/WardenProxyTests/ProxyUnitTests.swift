@@ -111,6 +111,18 @@ struct ResponseFramerTests {
         #expect(headText(result.heads[0]) == "HTTP/1.1 302 Found\r\nLocation: https://mydomain.com/landing\r\nContent-Length: 0\r\n")
     }
 
+    /// The head is written into room reserved once: URL lines that grow the most (the shortest
+    /// upstream base, no space after the colon, a long public host) still fit.
+    @Test func rewrittenURLsThatGrowTheHeadFitItsRoom() throws {
+        let publicHost = String(repeating: "long-public-host.", count: 8) + "example.org"
+        let rewrite = ResponseFramer.Rewrite(upstreamHost: "h", upstreamPort: 80, scheme: "https", publicHost: publicHost)
+        let result = try frame("HTTP/1.0 301 Moved\r\nLocation:http://h\r\nContent-Location:http://h\r\nRefresh:0;url=http://h\r\n\r\n", rewrite: rewrite)
+        let base = "https://" + publicHost
+        #expect(
+            headText(result.heads[0])
+                == "HTTP/1.1 301 Moved\r\nLocation: \(base)\r\nContent-Location: \(base)\r\nRefresh: 0;url=\(base)\r\n")
+    }
+
     @Test func switchingProtocolsKeepsUpgradeAndLeavesTheRestForTheTunnel() throws {
         let result = try frame("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{02}hi")
         #expect(headText(result.heads[0]) == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n")
@@ -334,6 +346,35 @@ struct RequestDecoderTests {
         }
         let high: [UInt8] = [0x80, 0xFF, 0xC3, 0xA9, 0x20, 0x7E, 0x21, 0x41]
         #expect(ASCII.firstControlByte(in: high.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }) == nil)
+    }
+
+    /// The same for the first byte that ends or breaks a response's field name: each of the 256
+    /// values in each position, before tails with bytes a borrow could make look like stops and
+    /// with real stops; and a name scanned by words agrees with one scanned a byte at a time.
+    @Test func theFirstNameStopIsFoundInAnyPositionOfAWord() {
+        let isStop = { (byte: UInt8) in byte < 33 || byte >= 127 || Array(":()\"".utf8).contains(byte) }
+        let tails: [[UInt8]] = [
+            [UInt8](repeating: UInt8(ascii: "a"), count: 7),
+            [0x21, 0x3B, 0x29 + 1, 0x28 - 1, 0x23, 0x7E, 0x41],
+            [0x3A, 0x20, 0x80, 0x28, 0x00, 0x22, 0x7F],
+        ]
+        for position in 0..<8 {
+            for byte in UInt8.min...UInt8.max {
+                for tail in tails {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: position) + [byte] + tail
+                    bytes.removeLast(bytes.count - 8)
+                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    #expect(ASCII.firstVisibleNameStop(in: word) == bytes.firstIndex(where: isStop), "\(bytes)")
+                }
+            }
+        }
+        for line in ["Content-Type: text/plain\r\n", "X-A-Rather-Long-Name-Of-Many-Words:v\r\n", "Bad(Name): v\r\n", "Spaced Name: v\r\n", "Caf\u{e9}-Name: v\r\n"] {
+            let bytes = Array(line.utf8)
+            let byWords = bytes.withUnsafeBytes { ASCII.headerLine($0, from: 0, name: .visible, value: { _ in true }) }
+            let colon = bytes.firstIndex(of: UInt8(ascii: ":"))!
+            let valid = bytes[..<colon].allSatisfy { !isStop($0) }
+            #expect(byWords?.name == (valid ? 0..<colon : nil), "\(line)")
+        }
     }
 
     /// The word-at-a-time comparison folds the case of letters only: each byte of a name that
