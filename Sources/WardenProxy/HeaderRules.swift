@@ -100,10 +100,6 @@ enum HeaderRules {
         }
         return value
     }
-
-    static func path(of uri: String) -> Substring {
-        uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? uri[...]
-    }
 }
 
 /// What a header name means to the proxy, in a request or a response.

@@ -206,7 +206,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
             return
         }
-        guard let entry, let route = entry.route(for: HeaderRules.path(of: head.uri)) else {
+        guard let entry, let route = entry.route(for: head.path) else {
             respond(status: .notFound, body: ProxyPages.notFound, context: context)
             return
         }

@@ -195,7 +195,11 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             let method = 0..<index
             index += 1
             let uriStart = index
-            while index < bytes.count, bytes[index] > 32, bytes[index] != 127 { index += 1 }
+            var query: Int?
+            while index < bytes.count, bytes[index] > 32, bytes[index] != 127 {
+                if bytes[index] == UInt8(ascii: "?"), query == nil { query = index }
+                index += 1
+            }
             guard index > uriStart, index < bytes.count, bytes[index] == 32 else { throw HTTPParserError.invalidURL }
             let uri = uriStart..<index
             index += 1
@@ -256,9 +260,17 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 index = end + 2
             }
             if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
+            let uriString = ASCII.string(bytes, uri)
+            var pathLength = (query ?? uri.upperBound) - uri.lowerBound
+            if uriString.utf8.count != uri.count {
+                // Invalid UTF-8 was replaced, which moved the bytes after it: the String is searched instead.
+                let utf8 = uriString.utf8
+                pathLength = utf8.distance(from: utf8.startIndex, to: utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex)
+            }
 
             return RequestHead(
-                method: Self.method(bytes, method), uri: ASCII.string(bytes, uri), version: HTTPVersion(major: 1, minor: minor),
+                method: Self.method(bytes, method), uri: uriString, pathLength: pathLength,
+                version: HTTPVersion(major: 1, minor: minor),
                 host: host, hostValue: hostValue, bytes: buffer, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
@@ -287,6 +299,8 @@ extension RequestDecoder: Sendable {}
 struct RequestHead {
     var method: HTTPMethod
     var uri: String
+    /// The bytes of `uri` before its query.
+    var pathLength: Int
     var version: HTTPVersion
     /// The first `Host`.
     var host: String?
@@ -305,6 +319,11 @@ struct RequestHead {
     var fieldCount: Int
     /// The bytes of all names and values, for the head size limit.
     var fieldBytes: Int
+
+    /// The URI without its query, for routing.
+    var path: Substring {
+        uri[..<uri.utf8.index(uri.startIndex, offsetBy: pathLength)]
+    }
 
     // Told by the enum case: `HTTPMethod`'s `==` compares the methods' names as Strings.
     var isHEAD: Bool {

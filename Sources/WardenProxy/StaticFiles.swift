@@ -53,7 +53,7 @@ enum StaticFiles {
 
     static func response(for request: RequestHead, prefix: String, root: String) -> Response {
         guard request.method == .GET || request.isHEAD else { return page(.methodNotAllowed) }
-        let path = String(HeaderRules.path(of: request.uri))
+        let path = String(request.path)
         guard let file = resolve(path: path, prefix: prefix, root: root) else { return page(.notFound) }
         var info = stat()
         guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return page(.notFound) }

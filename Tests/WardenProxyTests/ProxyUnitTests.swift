@@ -168,6 +168,25 @@ struct HeaderRuleTests {
         #expect(HeaderRules.reject(try request("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n"), maximumBody: 10) == nil)
     }
 
+    /// Routing takes the path the decoder marked: the URI up to its first `?`, also after invalid
+    /// UTF-8 in it was replaced in the String (which moves the bytes after it).
+    @Test func thePathEndsAtTheFirstQuestionMark() throws {
+        #expect(try request("GET /a/b?x=1?y HTTP/1.1\r\n\r\n").path == "/a/b")
+        #expect(try request("GET /a/b HTTP/1.1\r\n\r\n").path == "/a/b")
+        #expect(try request("GET /? HTTP/1.1\r\n\r\n").path == "/")
+        #expect(try request("GET http://h/p?q HTTP/1.1\r\n\r\n").path == "http://h/p")
+        var bytes = ByteBuffer(string: "GET /caf")
+        bytes.writeBytes([0xC3, 0xFF, 0xE9])
+        bytes.writeString("/x?q=\u{e9} HTTP/1.1\r\n\r\n")
+        let repaired = try RequestDecoder.parseHead(bytes)
+        #expect(repaired.path == "/caf\u{FFFD}\u{FFFD}\u{FFFD}/x")
+        #expect(try http2Path("/h2/p?q") == "/h2/p")
+    }
+
+    private func http2Path(_ uri: String) throws -> Substring {
+        try RequestHead(http2: HTTPRequestHead(version: .http2, method: .GET, uri: uri, headers: [:])).path
+    }
+
     /// HTTP/2 heads are written as HTTP/1 and parsed by the decoder's rules; what would be read
     /// back as more lines is refused before that.
     @Test func http2HeadsAreHeldToTheDecodersRules() throws {
