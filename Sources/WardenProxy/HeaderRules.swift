@@ -78,13 +78,11 @@ enum HeaderRules {
                 writer.append(client)
                 writer.appendLiteral("\r\nX-Forwarded-Proto: ")
                 writer.append(scheme)
-                writer.appendLiteral("\r\n")
                 if let host = request.hostValue {
-                    writer.appendLiteral("X-Forwarded-Host: ")
+                    writer.appendLiteral("\r\nX-Forwarded-Host: ")
                     writer.append(bytes, host)
-                    writer.appendLiteral("\r\n")
                 }
-                writer.appendLiteral("\r\n")
+                writer.appendLiteral("\r\n\r\n")
             }
             return out
         }
