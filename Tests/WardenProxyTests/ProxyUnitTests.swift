@@ -352,17 +352,7 @@ struct RequestDecoderTests {
             [0x20, 0x20, 0x80, 0xFF, 0x21, 0x7E, 0x00],
             [0x00, 0x20, 0x7F, 0x20, 0x0D, 0x0A, 0x20],
         ]
-        for position in 0..<8 {
-            for byte in UInt8.min...UInt8.max {
-                for tail in tails {
-                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: position) + [byte] + tail
-                    bytes.removeLast(bytes.count - 8)
-                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                    let expected = bytes.firstIndex(where: isControl)
-                    #expect(ASCII.firstControlByte(in: word) == expected, "\(bytes)")
-                }
-            }
-        }
+        expectWordSearch(ASCII.firstControlByte(in:), agreesWith: isControl, tails: tails)
         let high: [UInt8] = [0x80, 0xFF, 0xC3, 0xA9, 0x20, 0x7E, 0x21, 0x41]
         #expect(ASCII.firstControlByte(in: high.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }) == nil)
     }
@@ -377,22 +367,28 @@ struct RequestDecoderTests {
             [0x21, 0x3B, 0x29 + 1, 0x28 - 1, 0x23, 0x7E, 0x41],
             [0x3A, 0x20, 0x80, 0x28, 0x00, 0x22, 0x7F],
         ]
-        for position in 0..<8 {
-            for byte in UInt8.min...UInt8.max {
-                for tail in tails {
-                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: position) + [byte] + tail
-                    bytes.removeLast(bytes.count - 8)
-                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                    #expect(ASCII.firstVisibleNameStop(in: word) == bytes.firstIndex(where: isStop), "\(bytes)")
-                }
-            }
-        }
+        expectWordSearch(ASCII.firstVisibleNameStop(in:), agreesWith: isStop, tails: tails)
         for line in ["Content-Type: text/plain\r\n", "X-A-Rather-Long-Name-Of-Many-Words:v\r\n", "Bad(Name): v\r\n", "Spaced Name: v\r\n", "Caf\u{e9}-Name: v\r\n"] {
             let bytes = Array(line.utf8)
             let byWords = bytes.withUnsafeBytes { ASCII.headerLine($0, from: 0, name: .visible, value: { _ in true }) }
             let colon = bytes.firstIndex(of: UInt8(ascii: ":"))!
             let valid = bytes[..<colon].allSatisfy { !isStop($0) }
             #expect(byWords?.name == (valid ? 0..<colon : nil), "\(line)")
+        }
+    }
+
+    /// `search` finds the first byte `rule` picks in words of every byte value in every position,
+    /// each followed by the bytes of each tail.
+    private func expectWordSearch(_ search: (UInt64) -> Int?, agreesWith rule: (UInt8) -> Bool, tails: [[UInt8]]) {
+        for position in 0..<8 {
+            for byte in UInt8.min...UInt8.max {
+                for tail in tails {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: position) + [byte] + tail
+                    bytes.removeLast(bytes.count - 8)
+                    let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    #expect(search(word) == bytes.firstIndex(where: rule), "\(bytes)")
+                }
+            }
         }
     }
 

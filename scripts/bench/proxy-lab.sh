@@ -1,0 +1,62 @@
+# The proxy lab shared by scripts/bench/proxy-instructions.sh and proxy-cpu.sh (sourced): in a new
+# directory $work, an nginx upstream with /ping ("pong") and an 18 KB /image.png on
+# $upstream_port, and two proxies for $proxy_port to choose from: nginx with one worker and a pool of
+# 64 kept-alive upstream connections ($work/proxy.conf, one process) and warden ($work/wardenrc).
+# Starts the upstream (pinned with $pin_upstream, e.g. "taskset -c 0", when set) and ends it on exit.
+swift build -c release --product warden >/dev/null
+work=$(mktemp -d /tmp/warden-proxy-lab-XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    echo "nothing listening on $1" >&2
+    return 1
+}
+# Waits until nothing listens on the port any more (a proxy stopped before the next starts).
+wait_port_free() {
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done
+}
+
+upstream_port=$(free_port)
+proxy_port=$(free_port)
+mkdir -p "$work/www" "$work/logs" "$work/tmp"
+printf pong >"$work/www/ping"
+head -c 18000 /dev/urandom >"$work/www/image.png"
+nginx_http="types { image/png png; } default_type application/octet-stream; sendfile on; access_log off;
+    keepalive_timeout 65; keepalive_requests 1000000; client_body_temp_path $work/tmp;"
+cat >"$work/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/logs/upstream.log warn;
+events { worker_connections 4096; }
+http { $nginx_http
+    server { listen 127.0.0.1:$upstream_port; root $work/www;
+        location = /ping { default_type text/plain; return 200 "pong"; } }
+}
+CONF
+cat >"$work/proxy.conf" <<CONF
+worker_processes 1; daemon off; master_process off; pid $work/proxy.pid; error_log $work/logs/proxy.log warn;
+events { worker_connections 4096; }
+http { $nginx_http
+    upstream app { server 127.0.0.1:$upstream_port; keepalive 64; }
+    server { listen 127.0.0.1:$proxy_port;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; } }
+}
+CONF
+cat >"$work/wardenrc" <<RC
+set daemon 60
+set pidfile $work/warden.pid
+set proxy
+    listen 127.0.0.1 port $proxy_port
+check site bench default
+    pass / to http://127.0.0.1:$upstream_port/
+RC
+chmod 600 "$work/wardenrc"
+
+${pin_upstream:-} nginx -p "$work" -e "$work/logs/startup.log" -c "$work/upstream.conf" &
+pids+=($!)
+wait_port "$upstream_port"
