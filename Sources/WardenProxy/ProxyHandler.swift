@@ -699,7 +699,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Logs
 
     private func logAccess() {
-        guard let request, let log = entry?.accessLog else { return }
+        // The log first: binding `request` copies the head, and most sites keep no access log.
+        guard let log = entry?.accessLog, let request else { return }
         log.writeAccess(
             client: clientAddress, request: "\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)",
             status: responseStatus, bytes: responseBytes, referer: request.field("referer"), agent: request.field("user-agent"))
