@@ -252,11 +252,19 @@ struct ResponseFramer {
         var smallBody = 0
         if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
         var out = ByteBufferAllocator().buffer(capacity: bytes.count + 64 + smallBody)
-        // What is written here: at most the upstream's head with "HTTP/1.1" for its version, each
-        // rewritten URL line longer by the public base and a space at most, and `Connection: upgrade`.
-        let urlFields = rewrite == nil ? 0 : fields.count { $0.kind == .url }
+        // What is written here: at most the upstream's head with "HTTP/1.1" for its version,
+        // `Connection: upgrade`, and each rewritten URL line longer by the public base, a space, and
+        // twice its value (invalid UTF-8 in a value comes back as three-byte replacement characters).
+        var urlFields = 0
+        var urlValueBytes = 0
+        if rewrite != nil {
+            for field in fields where field.kind == .url {
+                urlFields += 1
+                urlValueBytes += field.value.count
+            }
+        }
         let publicBase = urlFields == 0 ? "" : rewrite.map { "\($0.scheme)://\($0.publicHost)" } ?? ""
-        let capacity = bytes.count + 8 + urlFields * (publicBase.utf8.count + 1) + 21
+        let capacity = bytes.count + 8 + 21 + urlFields * (publicBase.utf8.count + 1) + 2 * urlValueBytes
         // Kept lines are contiguous in the upstream's head: each run of them is one copy. The status
         // line is one of them when the upstream speaks HTTP/1.1 too.
         let sameVersion = ASCII.equals(bytes, 0..<8, "HTTP/1.1")

@@ -121,6 +121,15 @@ struct ResponseFramerTests {
         #expect(
             headText(result.heads[0])
                 == "HTTP/1.1 301 Moved\r\nLocation: \(base)\r\nContent-Location: \(base)\r\nRefresh: 0;url=\(base)\r\n")
+        // Invalid UTF-8 in a URL value comes back as replacement characters, three bytes each.
+        var invalid = ByteBuffer(string: "HTTP/1.1 302 Found\r\nLocation:http://h/")
+        invalid.writeBytes([UInt8](repeating: 0xFF, count: 300))
+        invalid.writeString("\r\nContent-Length: 0\r\n\r\n")
+        var framer = ResponseFramer()
+        framer.expectResponse(toHead: false, dechunk: false, rewrite: rewrite)
+        var heads: [ResponseFramer.Head] = []
+        try framer.parse(&invalid) { if case .head(let head) = $0 { heads.append(head) } }
+        #expect(headText(heads[0]) == "HTTP/1.1 302 Found\r\nLocation: \(base)/\(String(repeating: "\u{FFFD}", count: 300))\r\nContent-Length: 0\r\n")
     }
 
     @Test func switchingProtocolsKeepsUpgradeAndLeavesTheRestForTheTunnel() throws {
