@@ -75,6 +75,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var retries = 0
 
     /// Pipelined request parts that arrived while a response was still going out.
+    // Unchecked for the same reason as `sites`.
     @exclusivity(unchecked) private var queued = CircularBuffer<RequestPart>()
     private var processingQueue = false
     private var clientPaused = false
