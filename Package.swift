@@ -151,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "WardenProxyTests",
             dependencies: [
-                "WardenProxy", "WardenConfig",
+                "WardenProxy", "WardenConfig", "WardenTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

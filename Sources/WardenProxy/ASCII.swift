@@ -129,17 +129,11 @@ enum ASCII {
         }
         guard colon > start, colon < bytes.count else { return nil }
         var end = colon + 1
-        while end < bytes.count {
-            // Eight bytes at a time up to the first control character or DEL: every value admits
-            // the others, and the CR that ends the line is one of them.
-            if end + 8 <= bytes.count {
-                guard let offset = firstControlByte(in: bytes.loadUnaligned(fromByteOffset: end, as: UInt64.self)) else {
-                    end += 8
-                    continue
-                }
-                end += offset
-            }
-            if bytes[end] == 13 { break }
+        // From one control character or DEL to the next: every value admits the other bytes, and
+        // the CR that ends the line is one of them.
+        while true {
+            end = firstControlByte(bytes, from: end, to: bytes.count)
+            guard end < bytes.count, bytes[end] != 13 else { break }
             guard isValueByte(bytes[end]) else { return nil }
             end += 1
         }
@@ -158,6 +152,30 @@ enum ASCII {
         let del = little ^ (ones &* 127)
         let found = ((little &- ones &* 32) & ~little & tops) | ((del &- ones) & ~del & tops)
         return found == 0 ? nil : found.trailingZeroBitCount >> 3
+    }
+
+    /// Where the first byte below 32 or of 127 is in `bytes[start..<end]`, or `end`: eight bytes at
+    /// a time where there are eight.
+    @inline(__always)
+    static func firstControlByte(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
+        var index = start
+        while index + 8 <= end {
+            if let offset = firstControlByte(in: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) { return index + offset }
+            index += 8
+        }
+        while index < end, bytes[index] >= 32, bytes[index] != 127 { index += 1 }
+        return index
+    }
+
+    /// Whether `bytes[range]` has a byte below 32 other than a tab, or DEL.
+    static func containsControlByteOtherThanTab(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        var index = range.lowerBound
+        while true {
+            index = firstControlByte(bytes, from: index, to: range.upperBound)
+            guard index < range.upperBound else { return false }
+            if bytes[index] != 9 { return true }
+            index += 1
+        }
     }
 
     /// Where the first byte a `.visible` name cannot have, or the colon after it, is among the

@@ -184,8 +184,10 @@ struct ResponseFramer {
     /// copied in runs: nothing is turned into a String unless a URL needs rewriting.
     private mutating func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
         let statusEnd = HeadLines.lineEnd(bytes, from: 0)
+        // The reason phrase may have tabs but no other control character: a CR in it would end the
+        // line early for the client, and what followed would read as a header (nginx refuses it too).
         guard statusEnd >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"), bytes[8] == UInt8(ascii: " "),
-            let status = ASCII.decimal(bytes, 9..<12)
+            let status = ASCII.decimal(bytes, 9..<12), !ASCII.containsControlByteOtherThanTab(bytes, 12..<statusEnd)
         else { throw Failure(description: "upstream sent an invalid status line") }
         let http10 = ASCII.equalsIgnoringCase(bytes, 0..<8, "http/1.0")
 

@@ -7,18 +7,6 @@ import WardenTestSupport
 /// A longer run is `scripts/fuzz/config.sh`; this one is bounded in count and time.
 @Suite("Parser robustness")
 struct FuzzTests {
-    /// A small deterministic generator so a failure can be replayed from its seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let fragments: [String] = [
         "check", "process", "with", "pidfile", "/run/x.pid", "if", "failed", "url", "http://localhost:8080/ping",
         "content", "==", "\"pong\"", "then", "restart", "5", "restarts", "within", "cycles", "timeout", "(", ")",
@@ -57,7 +45,7 @@ struct FuzzTests {
 
     @Test func mutatedFilesNeverCrashOrHang() throws {
         let seeds = try Self.seeds()
-        var rng = SplitMix(state: UInt64(ProcessInfo.processInfo.environment["WARDEN_FUZZ_SEED"] ?? "") ?? 0x5EED)
+        var rng = SplitMix(seedOr: 0x5EED)
         let clock = ContinuousClock()
         var slowest = Duration.zero
         var rejected = 0

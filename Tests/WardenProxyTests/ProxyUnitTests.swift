@@ -5,6 +5,7 @@ import Testing
 
 @testable import WardenConfig
 @testable import WardenProxy
+import WardenTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -132,6 +133,68 @@ struct ResponseFramerTests {
         #expect(headText(heads[0]) == "HTTP/1.1 302 Found\r\nLocation: \(base)/\(String(repeating: "\u{FFFD}", count: 300))\r\nContent-Length: 0\r\n")
     }
 
+    /// Upstream responses mutated at random (bytes flipped, removed, repeated, cut; CR, LF, NUL,
+    /// colons and bytes of 128 and up put in) never crash the framer: each is refused, or its head
+    /// comes out as lines that each end in CRLF, with URLs rewritten, in whatever pieces it arrives.
+    @Test func mutatedResponsesAreRefusedOrFramedIntoCleanLines() throws {
+        let rewrite = ResponseFramer.Rewrite(upstreamHost: "127.0.0.1", upstreamPort: 8080, scheme: "https", publicHost: "mydomain.com")
+        let responses = [
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 04:51:41 GMT\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\npong",
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:8080/a?b=c\r\nContent-Location:http://127.0.0.1:8080/\r\nRefresh: 3;url=http://127.0.0.1:8080/x\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Drop, keep-alive\r\nX-Drop: 1\r\n\r\n4\r\nabcd\r\n0\r\nT: 1\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{02}hi",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nKeep-Alive: timeout=5\r\n\r\n",
+        ].map { Array($0.utf8) }
+        let inserts: [[UInt8]] = [[13], [10], [13, 10], [0], [58], [32], [0xFF], [0xC3, 0xA9], Array("Location: http://127.0.0.1:8080/".utf8)]
+        var rng = SplitMix(seedOr: 0xF4A3)
+        var refused = 0
+        var framed = 0
+        for _ in 0..<5_000 {
+            var bytes = responses.randomElement(using: &rng)!
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let position = Int.random(in: 0..<bytes.count, using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: bytes[position] = UInt8.random(in: 0...255, using: &rng)
+                case 1: bytes.remove(at: position)
+                case 2: bytes.insert(contentsOf: inserts.randomElement(using: &rng)!, at: position)
+                default: bytes.insert(contentsOf: bytes[position..<min(bytes.count, position + Int.random(in: 1...40, using: &rng))], at: position)
+                }
+                if bytes.isEmpty { bytes = [0] }
+            }
+            var framer = ResponseFramer()
+            framer.expectResponse(toHead: false, dechunk: Bool.random(using: &rng), rewrite: rewrite)
+            let step = [1, 5, 64, bytes.count].randomElement(using: &rng)!
+            var heads: [[UInt8]] = []
+            do {
+                var offset = 0
+                while offset < bytes.count {
+                    var piece = ByteBuffer(bytes: bytes[offset..<min(bytes.count, offset + step)])
+                    offset += piece.readableBytes
+                    try framer.parse(&piece) { output in
+                        if case .head(let head) = output { heads.append(Array(head.bytes.readableBytesView)) }
+                    }
+                }
+            } catch is ResponseFramer.Failure {
+                refused += 1
+                continue
+            }
+            framed += 1
+            for head in heads {
+                #expect(head.suffix(2) == [13, 10])
+                for (index, byte) in head.enumerated() where byte == 10 || byte == 13 {
+                    let paired = byte == 13 ? index + 1 < head.count && head[index + 1] == 10 : index > 0 && head[index - 1] == 13
+                    #expect(paired, "a bare CR or LF in \(String(decoding: head, as: UTF8.self).debugDescription)")
+                }
+                for line in String(decoding: head, as: UTF8.self).split(separator: "\r\n") {
+                    let name = line.prefix { $0 != ":" }.lowercased()
+                    guard ["location", "content-location", "refresh"].contains(name), line.contains("http://127.0.0.1:8080") else { continue }
+                    #expect(line.contains("https://mydomain.com"), "an upstream URL not rewritten: \(line)")
+                }
+            }
+        }
+        #expect(refused > 500 && framed > 500, "both outcomes should be common: \(refused) refused, \(framed) framed")
+    }
+
     @Test func switchingProtocolsKeepsUpgradeAndLeavesTheRestForTheTunnel() throws {
         let result = try frame("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{02}hi")
         #expect(headText(result.heads[0]) == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n")
@@ -151,6 +214,16 @@ struct ResponseFramerTests {
     ])
     func malformedResponsesAreRefused(_ response: String) {
         #expect(throws: ResponseFramer.Failure.self) { try frame(response) }
+    }
+
+    /// A CR, LF or other control character in the reason phrase would end the status line early for
+    /// the client; a tab is allowed.
+    @Test func controlCharactersInTheReasonPhraseAreRefused() throws {
+        for reason in ["Switching\rUpgrade: x", "O\u{0}K", "OK\u{7F}", "A rather long reason phrase\rX: 1"] {
+            #expect(throws: ResponseFramer.Failure.self) { try frame("HTTP/1.1 200 \(reason)\r\nContent-Length: 0\r\n\r\n") }
+        }
+        let tab = try frame("HTTP/1.1 200 Fine\tThanks and a long phrase\r\nContent-Length: 0\r\n\r\n")
+        #expect(headText(tab.heads[0]) == "HTTP/1.1 200 Fine\tThanks and a long phrase\r\nContent-Length: 0\r\n")
     }
 
     @Test func oversizedHeadsAreRefused() {
