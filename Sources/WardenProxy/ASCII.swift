@@ -112,17 +112,8 @@ enum ASCII {
     static func headerLine(
         _ bytes: UnsafeRawBufferPointer, from start: Int, name nameRule: FieldNameRule, value isValueByte: (UInt8) -> Bool
     ) -> (name: Range<Int>, value: Range<Int>, end: Int)? {
-        var colon = start
-        if nameRule == .visible {
-            // Eight bytes at a time up to the first that ends or breaks the name.
-            while colon + 8 <= bytes.count {
-                if let offset = firstVisibleNameStop(in: bytes.loadUnaligned(fromByteOffset: colon, as: UInt64.self)) {
-                    colon += offset
-                    break
-                }
-                colon += 8
-            }
-        }
+        // Eight bytes at a time up to the first that ends or breaks a `.visible` name.
+        var colon = nameRule == .visible ? wordsBefore(bytes, from: start, to: bytes.count, stop: firstVisibleNameStop(in:)) : start
         while colon < bytes.count, bytes[colon] != UInt8(ascii: ":") {
             guard nameRule.admits(bytes[colon]) else { return nil }
             colon += 1
@@ -158,12 +149,20 @@ enum ASCII {
     /// a time where there are eight.
     @inline(__always)
     static func firstControlByte(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
+        var index = wordsBefore(bytes, from: start, to: end, stop: firstControlByte(in:))
+        while index < end, bytes[index] >= 32, bytes[index] != 127 { index += 1 }
+        return index
+    }
+
+    /// Reads `bytes[start..<end]` eight bytes at a time: where the first byte `stop` finds in a
+    /// word is, or where fewer than eight bytes are left (the caller goes on a byte at a time).
+    @inline(__always)
+    private static func wordsBefore(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, stop: (UInt64) -> Int?) -> Int {
         var index = start
         while index + 8 <= end {
-            if let offset = firstControlByte(in: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) { return index + offset }
+            if let offset = stop(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) { return index + offset }
             index += 8
         }
-        while index < end, bytes[index] >= 32, bytes[index] != 127 { index += 1 }
         return index
     }
 

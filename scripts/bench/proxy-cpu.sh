@@ -24,7 +24,7 @@ pin_upstream="taskset -c 0"
 . scripts/bench/proxy-lab.sh
 ticks=$(getconf CLK_TCK)
 
-# User and system ticks used so far by a process and its children's threads (/proc/PID/stat 14, 15).
+# User and system ticks used so far by a process, all its threads together (/proc/PID/stat 14, 15).
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 upstream_worker=$(pgrep -P "${pids[0]}" | head -1)
 
