@@ -15,7 +15,9 @@ enum ASCII {
     }
 
     /// `bytes[range]` equals `lower` (a lowercase literal), ignoring ASCII case. Eight bytes at a
-    /// time where there are eight (the last word may overlap the one before).
+    /// time where there are eight (the last word may overlap the one before). Inlined so the
+    /// literal's words and case bits become constants.
+    @inline(__always)
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lower: StaticString) -> Bool {
         let count = lower.utf8CodeUnitCount
         guard range.count == count else { return false }
@@ -233,6 +235,7 @@ struct HeadWriter {
 
     fileprivate init(_ out: UnsafeMutableRawBufferPointer) { self.out = out }
 
+    @inline(__always)
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
         precondition(count + bytes.count <= out.count, "head longer than reserved")
         if let source = bytes.baseAddress, let base = out.baseAddress { (base + count).copyMemory(from: source, byteCount: bytes.count) }
@@ -252,6 +255,8 @@ struct HeadWriter {
     }
 
     /// A literal (a separate name: given a literal, `append` would pick the `String` overload).
+    /// Inlined so the copy has a constant length: a few moves instead of a call to `memmove`.
+    @inline(__always)
     mutating func appendLiteral(_ literal: StaticString) {
         append(UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }

@@ -88,7 +88,7 @@ extension RequestHead {
     /// the same rules as a request that came that way (its version stays 2 for the logs).
     /// CR, LF or NUL in a field, or a blank or control character in the method or path, is refused
     /// first: written out, it would be read as more lines.
-    init(http2 head: HTTPRequestHead) throws {
+    static func http2(_ head: HTTPRequestHead) throws -> RequestHead {
         let lineBreak: (UInt8) -> Bool = { $0 == 13 || $0 == 10 || $0 == 0 }
         let blank: (UInt8) -> Bool = { $0 <= 32 }
         if head.method.rawValue.utf8.contains(where: blank) || head.uri.utf8.contains(where: blank)
@@ -100,8 +100,7 @@ extension RequestHead {
         bytes.writeString("\(head.method.rawValue) \(head.uri) HTTP/1.1\r\n")
         for (name, value) in head.headers { bytes.writeHeaderField(name, value) }
         bytes.writeStaticString("\r\n")
-        self = try RequestDecoder.parseHead(bytes)
-        version = head.version
+        return try RequestDecoder.parseHead(bytes, version: head.version)
     }
 }
 

@@ -114,7 +114,7 @@ enum FieldName {
 
     /// Most names are told apart by their length alone.
     init(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) {
-        func named(_ lower: StaticString) -> Bool { ASCII.equalsIgnoringCase(bytes, name, lower) }
+        @inline(__always) func named(_ lower: StaticString) -> Bool { ASCII.equalsIgnoringCase(bytes, name, lower) }
         switch name.count {
         case 2 where named("te"): self = .hopByHop
         case 4 where named("host"): self = .host

@@ -49,6 +49,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let shared: ProxyContext
+    /// The idle upstream connections of this connection's event loop.
+    private var pool: UpstreamPool.Local?
     private let number = connectionNumbers.add(1, ordering: .relaxed).newValue
     private var state = State.idle
     private weak var context: ChannelHandlerContext?
@@ -95,6 +97,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        pool = shared.pool.local(on: context.eventLoop)
         if context.channel.isActive { connected(context: context) }
     }
 
@@ -113,7 +116,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             do {
-                receive(.head(try RequestHead(http2: head)), context: context)
+                receive(.head(try RequestHead.http2(head)), context: context)
             } catch {
                 errorCaught(context: context, error: error)
             }
@@ -279,14 +282,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             return
         }
-        let pool = shared.pool
-        if let upstream = pool.acquire(on: context.eventLoop, host: host, port: port) {
+        if let upstream = pool?.acquire(host: host, port: port) {
             attach(upstream, context: context)
             return
         }
         // Waiting for a new connection: stop reading the client meanwhile (back-pressure).
         setClientReading(false, context: context)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let pool = shared.pool
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(.seconds(Int64(shared.settings.connectTimeout)))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -294,7 +297,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pool))
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pool.local(on: channel.eventLoop)))
                 }
             }
             .connect(host: host, port: port)
@@ -343,7 +346,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
-        // Read through the optional: binding `request` would copy the whole head.
         upstream.expectResponse(
             toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, scheme: shared.scheme,
             publicHost: request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
@@ -700,7 +702,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Logs
 
     private func logAccess() {
-        // The log first: binding `request` copies the head, and most sites keep no access log.
         guard let log = entry?.accessLog, let request else { return }
         log.writeAccess(
             client: clientAddress, request: "\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)",

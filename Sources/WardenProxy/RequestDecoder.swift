@@ -187,7 +187,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The request line and header fields of a complete head (which ends with an empty line).
-    static func parseHead(_ buffer: ByteBuffer) throws -> RequestHead {
+    /// `version`: the one an HTTP/2 stream's head came as, instead of the 1.x its bytes say.
+    static func parseHead(_ buffer: ByteBuffer, version: HTTPVersion? = nil) throws -> RequestHead {
         try buffer.withUnsafeReadableBytes { bytes in
             var index = 0
             while index < bytes.count, ASCII.isTokenByte(bytes[index]) { index += 1 }
@@ -270,7 +271,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
 
             return RequestHead(
                 method: Self.method(bytes, method), uri: uriString, pathLength: pathLength,
-                version: HTTPVersion(major: 1, minor: minor),
+                version: version ?? HTTPVersion(major: 1, minor: minor),
                 host: host, hostValue: hostValue, bytes: buffer, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
@@ -296,29 +297,51 @@ extension RequestDecoder: Sendable {}
 /// A request head as the proxy handles it: what routing needs, decoded; the HTTP/1 bytes it came
 /// as, edited into the upstream's head rather than encoded again, and searched for the few other
 /// fields a static file or a log line asks for; and what the parse learned about its framing.
-struct RequestHead {
-    var method: HTTPMethod
-    var uri: String
+/// A class: one reference passes through the decoder, the queue and the handler instead of a
+/// copy of every field at each step.
+final class RequestHead: Sendable {
+    let method: HTTPMethod
+    let uri: String
     /// The bytes of `uri` before its query.
-    var pathLength: Int
-    var version: HTTPVersion
+    let pathLength: Int
+    let version: HTTPVersion
     /// The first `Host`.
-    var host: String?
+    let host: String?
     /// Where that `Host`'s value is in `bytes`.
-    var hostValue: Range<Int>?
+    let hostValue: Range<Int>?
     /// The request line and header lines, through the empty line.
-    var bytes: ByteBuffer
+    let bytes: ByteBuffer
     /// An `X-Forwarded-For` to extend, or a `Connection` that names fields to drop: writing the
     /// upstream's head takes a look at all fields first.
-    var reviewFields: Bool
-    var framing: RequestDecoder.Framing
+    let reviewFields: Bool
+    let framing: RequestDecoder.Framing
     /// `Upgrade` with `Connection: upgrade`: the client asks to switch protocols (a WebSocket handshake).
-    var upgrade: Bool
+    let upgrade: Bool
     /// Whether the client lets the connection stay open after the response (by its version and `Connection`).
-    var keepAlive: Bool
-    var fieldCount: Int
+    let keepAlive: Bool
+    let fieldCount: Int
     /// The bytes of all names and values, for the head size limit.
-    var fieldBytes: Int
+    let fieldBytes: Int
+
+    init(
+        method: HTTPMethod, uri: String, pathLength: Int, version: HTTPVersion, host: String?, hostValue: Range<Int>?,
+        bytes: ByteBuffer, reviewFields: Bool, framing: RequestDecoder.Framing, upgrade: Bool, keepAlive: Bool,
+        fieldCount: Int, fieldBytes: Int
+    ) {
+        self.method = method
+        self.uri = uri
+        self.pathLength = pathLength
+        self.version = version
+        self.host = host
+        self.hostValue = hostValue
+        self.bytes = bytes
+        self.reviewFields = reviewFields
+        self.framing = framing
+        self.upgrade = upgrade
+        self.keepAlive = keepAlive
+        self.fieldCount = fieldCount
+        self.fieldBytes = fieldBytes
+    }
 
     /// The URI without its query, for routing.
     var path: Substring {

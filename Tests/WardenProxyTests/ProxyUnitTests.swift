@@ -266,14 +266,14 @@ struct HeaderRuleTests {
     }
 
     private func http2Path(_ uri: String) throws -> Substring {
-        try RequestHead(http2: HTTPRequestHead(version: .http2, method: .GET, uri: uri, headers: [:])).path
+        try RequestHead.http2(HTTPRequestHead(version: .http2, method: .GET, uri: uri, headers: [:])).path
     }
 
     /// HTTP/2 heads are written as HTTP/1 and parsed by the decoder's rules; what would be read
     /// back as more lines is refused before that.
     @Test func http2HeadsAreHeldToTheDecodersRules() throws {
         func http2(_ headers: HTTPHeaders, method: HTTPMethod = .POST, uri: String = "/") throws -> RequestHead {
-            try RequestHead(http2: HTTPRequestHead(version: .http2, method: method, uri: uri, headers: headers))
+            try RequestHead.http2(HTTPRequestHead(version: .http2, method: method, uri: uri, headers: headers))
         }
         #expect(throws: HTTPParserError.self) { try http2(["X": "a\r\nInjected: 1"]) }
         #expect(throws: HTTPParserError.self) { try http2(["X\r\nInjected": "1"]) }
