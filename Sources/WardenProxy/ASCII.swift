@@ -271,6 +271,21 @@ struct HeadWriter {
 }
 
 extension ByteBuffer {
+    /// A buffers kept for the next head is dropped above this size, so an idle connection does
+    /// not hold an unusually large one.
+    static let maximumSpareCapacity = 16384
+
+    /// `spare`, emptied, when it is there and small enough to keep; else a new buffer. A spare that
+    /// is still referenced elsewhere (a write not yet done) gets new storage from `clear()`.
+    /// (Consumed, so the spare's storage stays uniquely referenced and is emptied in place.)
+    static func head(reusing spare: consuming ByteBuffer?, capacity: Int) -> ByteBuffer {
+        guard var buffer = spare.take(), buffer.capacity <= maximumSpareCapacity else {
+            return ByteBufferAllocator().buffer(capacity: capacity)
+        }
+        buffer.clear()
+        return buffer
+    }
+
     /// Lets `body` write up to `capacity` bytes (more traps) with one reservation.
     mutating func writeHead(capacity: Int, _ body: (inout HeadWriter) -> Void) {
         writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in

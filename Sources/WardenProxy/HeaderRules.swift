@@ -19,9 +19,10 @@ enum HeaderRules {
     /// `-Host` and `X-Real-IP` set, hop-by-hop headers and those `Connection` names dropped. An
     /// upgrade keeps `Upgrade` and says `Connection: upgrade` (a WebSocket handshake crossing the
     /// proxy). A chunked body stays chunked: the decoder hands it over de-chunked and the handler
-    /// chunks it again.
-    static func upstreamHead(_ request: RequestHead, uri: String, client: String, scheme: String) -> ByteBuffer {
-        request.bytes.withUnsafeReadableBytes { bytes in
+    /// chunks it again. Written into `spare` when given (see `ByteBuffer.head(reusing:capacity:)`).
+    static func upstreamHead(_ request: RequestHead, uri: String, client: String, scheme: String, reusing spare: consuming ByteBuffer? = nil) -> ByteBuffer {
+        var spare = spare.take()
+        return request.bytes.withUnsafeReadableBytes { bytes in
             let fieldsStart = HeadLines.firstField(bytes)
             // A first pass, when the decoder saw fields that need one: which values
             // `X-Forwarded-For` extends, and which names `Connection` makes hop-by-hop.
@@ -46,7 +47,7 @@ enum HeaderRules {
             // The literals below come to 160 bytes at most; the kept lines and forwarded values are
             // within the client's head.
             let capacity = 160 + 2 * bytes.count + uri.utf8.count + 2 * client.utf8.count + scheme.utf8.count
-            var out = ByteBufferAllocator().buffer(capacity: capacity)
+            var out = ByteBuffer.head(reusing: spare.take(), capacity: capacity)
             out.writeHead(capacity: capacity) { writer in
                 writer.append(bytes, method)
                 writer.appendLiteral(" ")

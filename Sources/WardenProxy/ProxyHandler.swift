@@ -71,6 +71,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The head for the upstream: written once a connection is there, and kept so an idempotent
     /// request can be sent again on a new one.
     private var forwardedHead: ByteBuffer?
+    /// The buffers of the last request's two heads, written to and sent by now: the next request
+    /// writes its heads into them, so a kept-alive connection allocates none per request.
+    private var spareUpstreamHead: ByteBuffer?
+    private var spareResponseHead: ByteBuffer?
     /// The client's body was chunked; the decoder hands it over de-chunked, so it is chunked again
     /// upstream.
     private var chunkedBody = false
@@ -228,8 +232,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             chunkedBody = head.framing == .chunked
             let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
-            let bytes = HeaderRules.upstreamHead(head, uri: uri, client: clientAddress, scheme: shared.scheme)
-            forwardedHead = bytes
+            forwardedHead = HeaderRules.upstreamHead(
+                head, uri: uri, client: clientAddress, scheme: shared.scheme, reusing: spareUpstreamHead.take())
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: false)
             connect(context: context)
@@ -348,7 +352,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         state = .forwarding(upstream, requestEnded: ended)
         upstream.expectResponse(
             toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, scheme: shared.scheme,
-            publicHost: request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost")
+            publicHost: request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost", headBuffer: spareResponseHead.take())
         if body.isEmpty {
             // One pass down the pipeline instead of two for the usual request without a body.
             upstream.writeAndFlush(head)
@@ -407,6 +411,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: nil)
             if let body { upstreamBody(body, upstream: upstream) }
         }
+        spareResponseHead = head.bytes
     }
 
     func upstreamBody(_ buffer: ByteBuffer, upstream: UpstreamHandler) {
@@ -684,7 +689,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func finish(context: ChannelHandlerContext) {
         logAccess()
         request = nil
-        forwardedHead = nil
+        spareUpstreamHead = forwardedHead.take()
         state = .idle
         if keepAlive {
             context.flush()

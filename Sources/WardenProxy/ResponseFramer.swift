@@ -60,6 +60,8 @@ struct ResponseFramer {
     private var isHeadRequest = false
     private var dechunk = false
     private var rewrite: Rewrite?
+    /// A buffer to write the next head into, handed back by whoever sent the last one.
+    private var spareHead: ByteBuffer?
     /// The fields of the head being read; kept from one response to the next, so a head costs no
     /// allocation for them.
     private var fields: [Field] = []
@@ -74,8 +76,10 @@ struct ResponseFramer {
     }
 
     /// Expects the response to a new request. `dechunk`: the client speaks HTTP/1.0, so chunked
-    /// bodies are passed on as plain data.
-    mutating func expectResponse(toHead: Bool, dechunk: Bool, rewrite: Rewrite?) {
+    /// bodies are passed on as plain data. `headBuffer`: the last head's buffer, to write this
+    /// one's into (see `ByteBuffer.head(reusing:capacity:)`).
+    mutating func expectResponse(toHead: Bool, dechunk: Bool, rewrite: Rewrite?, headBuffer: ByteBuffer? = nil) {
+        spareHead = headBuffer
         state = .head
         partialHead = nil
         isHeadRequest = toHead
@@ -253,7 +257,8 @@ struct ResponseFramer {
         // Room for the handler's own lines, and for a small body sent in the same buffer.
         var smallBody = 0
         if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
-        var out = ByteBufferAllocator().buffer(capacity: bytes.count + 64 + smallBody)
+        // Taken out of `spareHead`: the receiver of the head holds the only reference and can add to it in place.
+        var out = ByteBuffer.head(reusing: spareHead.take(), capacity: bytes.count + 64 + smallBody)
         // What is written here: at most the upstream's head with "HTTP/1.1" for its version,
         // `Connection: upgrade`, and each rewritten URL line longer by the public base, a space, and
         // twice its value (invalid UTF-8 in a value comes back as three-byte replacement characters).

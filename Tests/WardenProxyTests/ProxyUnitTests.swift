@@ -230,6 +230,33 @@ struct ResponseFramerTests {
         let huge = "HTTP/1.1 200 OK\r\nX: " + String(repeating: "a", count: ResponseFramer.maximumHeadBytes) + "\r\n\r\n"
         #expect(throws: ResponseFramer.Failure.self) { try frame(huge, step: 4096) }
     }
+
+    @Test func theLastHeadsBufferIsWrittenAgainOnlyWhenNothingElseHoldsIt() throws {
+        func storage(_ buffer: ByteBuffer) -> UnsafeRawPointer? { buffer.withVeryUnsafeBytes { $0.baseAddress } }
+        func head(_ framer: inout ResponseFramer, reusing spare: consuming ByteBuffer?) throws -> ByteBuffer {
+            framer.expectResponse(toHead: false, dechunk: false, rewrite: nil, headBuffer: spare.take())
+            var response = ByteBuffer(string: "HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n")
+            var bytes: ByteBuffer?
+            try framer.parse(&response) { if case .head(let head) = $0 { bytes = head.bytes } }
+            return try #require(bytes)
+        }
+        var framer = ResponseFramer()
+        let first = try head(&framer, reusing: nil)
+        let address = storage(first)
+        // Handed back with no other reference: the next head is written over it, in place.
+        let second = try head(&framer, reusing: consume first)
+        #expect(storage(second) == address)
+        #expect(String(buffer: second) == "HTTP/1.1 204 No Content\r\nServer: x\r\n")
+        // Still held elsewhere (a write not done yet): the held bytes stay as they were.
+        let third = try head(&framer, reusing: second)
+        #expect(storage(third) != address)
+        #expect(String(buffer: second) == "HTTP/1.1 204 No Content\r\nServer: x\r\n")
+        // An unusually large buffer is not kept for the next head.
+        var large = ByteBuffer()
+        large.reserveCapacity(ByteBuffer.maximumSpareCapacity + 1)
+        let largeAddress = storage(large)
+        #expect(storage(try head(&framer, reusing: consume large)) != largeAddress)
+    }
 }
 
 @Suite("Header rules and routing")
