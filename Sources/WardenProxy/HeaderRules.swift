@@ -151,14 +151,16 @@ enum FieldName {
 
 /// The lines of a head whose fields are already known to be well formed.
 enum HeadLines {
-    /// Where the line starting at `start` ends (its CR), or the end of the bytes.
+    /// Where the line starting at `start` ends (its CR), or the end of the bytes. From one control
+    /// byte to the next, eight bytes at a time: the CR is one of them.
     static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
         var index = start
-        while index + 1 < bytes.count {
+        while true {
+            index = ASCII.firstControlByte(bytes, from: index, to: bytes.count)
+            guard index + 1 < bytes.count else { return bytes.count }
             if bytes[index] == 13, bytes[index + 1] == 10 { return index }
             index += 1
         }
-        return bytes.count
     }
 
     /// Where the first field line starts: after the start line.

@@ -53,7 +53,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var pool: UpstreamPool.Local?
     private let number = connectionNumbers.add(1, ordering: .relaxed).newValue
     private var state = State.idle
-    private weak var context: ChannelHandlerContext?
+    /// Held strongly and let go in `handlerRemoved` (the context holds this handler too): a weak
+    /// reference would give the context a side table, which makes each of NIO's many retains and
+    /// releases of it take the runtime's slow path.
+    private var context: ChannelHandlerContext?
     private var clientAddress = "-"
     // Unchecked: the only accesses that span calls are the view's own refresh and the queue's own
     // methods, which never reach back into this handler; the runtime check cost two per request.
@@ -103,6 +106,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.context = context
         pool = shared.pool.local(on: context.eventLoop)
         if context.channel.isActive { connected(context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -201,6 +201,8 @@ struct ResponseFramer {
         var close = http10
         var keepAliveToken = false
         var connectionNames: [Range<Int>] = []
+        var urlFields = 0
+        var urlValueBytes = 0
         // An unusually long head's worth is not kept for the life of a pooled connection.
         if fields.capacity > 64 { fields = [] } else { fields.removeAll(keepingCapacity: true) }
         var start = statusEnd + 2
@@ -234,7 +236,10 @@ struct ResponseFramer {
                         connectionNames.append(token)
                     }
                 }
-            case .upgrade, .hopByHop, .url, .host, .forwardedFor, .forwardedOther, .other:
+            case .url:
+                urlFields += 1
+                urlValueBytes += field.value.count
+            case .upgrade, .hopByHop, .host, .forwardedFor, .forwardedOther, .other:
                 break
             }
         }
@@ -262,14 +267,7 @@ struct ResponseFramer {
         // What is written here: at most the upstream's head with "HTTP/1.1" for its version,
         // `Connection: upgrade`, and each rewritten URL line longer by the public base, a space, and
         // twice its value (invalid UTF-8 in a value comes back as three-byte replacement characters).
-        var urlFields = 0
-        var urlValueBytes = 0
-        if rewrite != nil {
-            for field in fields where field.kind == .url {
-                urlFields += 1
-                urlValueBytes += field.value.count
-            }
-        }
+        // (Without a rewrite the URL lines are kept as they are, within that room.)
         let publicBase = urlFields == 0 ? "" : rewrite.map { "\($0.scheme)://\($0.publicHost)" } ?? ""
         let capacity = bytes.count + 8 + 21 + urlFields * (publicBase.utf8.count + 1) + 2 * urlValueBytes
         // Kept lines are contiguous in the upstream's head: each run of them is one copy. The status

@@ -681,3 +681,36 @@ struct RequestDecoderTests {
         #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
     }
 }
+
+@Suite("Handler lifetimes")
+struct HandlerLifetimeTests {
+    /// A handler that keeps its context must let it go when it is removed: the context holds the
+    /// handler, so otherwise both, and the channel behind them, outlive the connection.
+    @Test func handlersAreFreedWithTheirClosedChannel() throws {
+        weak var upstream: UpstreamHandler?
+        weak var proxy: ProxyHandler?
+        try {
+            let upstreamChannel = EmbeddedChannel()
+            let pool = UpstreamPool()
+            let upstreamHandler = UpstreamHandler(host: "127.0.0.1", port: 8080, pool: pool.local(on: upstreamChannel.eventLoop))
+            upstream = upstreamHandler
+            try upstreamChannel.pipeline.syncOperations.addHandler(upstreamHandler)
+            try upstreamChannel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
+            _ = try upstreamChannel.finish()
+
+            let clientChannel = EmbeddedChannel()
+            let shared = ProxyContext(
+                settings: ProxySettings(), sites: SiteTable(sites: []), pool: pool, availability: ServiceAvailability(), scheme: "http",
+                sendsFileRegions: false)
+            let proxyHandler = ProxyHandler(shared: shared)
+            proxy = proxyHandler
+            try clientChannel.pipeline.syncOperations.addHandler(RequestDecoder(deliveringTo: proxyHandler))
+            try clientChannel.pipeline.syncOperations.addHandler(proxyHandler)
+            try clientChannel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+            try clientChannel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+            _ = try clientChannel.finish(acceptAlreadyClosed: true)
+        }()
+        #expect(upstream == nil)
+        #expect(proxy == nil)
+    }
+}
