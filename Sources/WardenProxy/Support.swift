@@ -95,8 +95,12 @@ public final class SiteTable: Sendable {
             self.maintenancePage = maintenancePage
         }
 
-        func route(for path: Substring) -> Route? {
-            routes.first { route in
+        /// `path` is cut out of the URI only when there is a route other than `/` to try.
+        func route(for path: @autoclosure () -> Substring) -> Route? {
+            // Longest prefix first: `/`, which takes every path, is last, and usually alone.
+            guard routes.count > 1 || routes.first?.prefix != "/" else { return routes.first }
+            let path = path()
+            return routes.first { route in
                 route.prefix == "/" || path == route.prefix
                     || (path.hasPrefix(route.prefix) && (route.prefix.hasSuffix("/") || path.dropFirst(route.prefix.count).first == "/"))
             }
