@@ -9,7 +9,7 @@ enum HeaderRules {
     /// Requests that must not reach an upstream because of their size. (What cannot be framed
     /// safely, the decoder has refused already.)
     static func reject(_ request: RequestHead, maximumBody: Int) -> HTTPResponseStatus? {
-        if request.uri.utf8.count > 8192 { return .uriTooLong }
+        if request.uriBytes.count > 8192 { return .uriTooLong }
         if request.fieldCount > 100 || request.fieldBytes > 32768 { return .requestHeaderFieldsTooLarge }
         if case .length(let length) = request.framing, length > maximumBody { return .payloadTooLarge }
         return nil
@@ -19,8 +19,11 @@ enum HeaderRules {
     /// `-Host` and `X-Real-IP` set, hop-by-hop headers and those `Connection` names dropped. An
     /// upgrade keeps `Upgrade` and says `Connection: upgrade` (a WebSocket handshake crossing the
     /// proxy). A chunked body stays chunked: the decoder hands it over de-chunked and the handler
-    /// chunks it again. Written into `spare` when given (see `ByteBuffer.head(reusing:capacity:)`).
-    static func upstreamHead(_ request: RequestHead, uri: String, client: String, scheme: String, reusing spare: consuming ByteBuffer? = nil) -> ByteBuffer {
+    /// chunks it again. `uri`: the one to send instead of the client's. Written into `spare` when
+    /// given (see `ByteBuffer.head(reusing:capacity:)`).
+    static func upstreamHead(
+        _ request: RequestHead, uri: String? = nil, client: String, scheme: String, reusing spare: consuming ByteBuffer? = nil
+    ) -> ByteBuffer {
         var spare = spare.take()
         return request.bytes.withUnsafeReadableBytes { bytes in
             let fieldsStart = HeadLines.firstField(bytes)
@@ -46,12 +49,12 @@ enum HeaderRules {
             let method = 0..<(bytes.firstIndex(of: 32) ?? 0)
             // The literals below come to 160 bytes at most; the kept lines and forwarded values are
             // within the client's head.
-            let capacity = 160 + 2 * bytes.count + uri.utf8.count + 2 * client.utf8.count + scheme.utf8.count
+            let capacity = 160 + 2 * bytes.count + (uri?.utf8.count ?? 0) + 2 * client.utf8.count + scheme.utf8.count
             var out = ByteBuffer.head(reusing: spare.take(), capacity: capacity)
             out.writeHead(capacity: capacity) { writer in
                 writer.append(bytes, method)
                 writer.appendLiteral(" ")
-                writer.append(uri)
+                if let uri { writer.append(uri) } else { writer.append(bytes, request.uriBytes) }
                 writer.appendLiteral(" HTTP/1.1\r\n")
                 var kept = HeadLines.Runs(from: fieldsStart)
                 HeadLines.forEachField(bytes, from: fieldsStart) { name, _, line in

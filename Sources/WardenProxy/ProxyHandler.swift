@@ -238,7 +238,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             chunkedBody = head.framing == .chunked
-            let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
+            // Passed to a bare `http://host/`, the request keeps the client's URI bytes as they came.
+            let uri = upstream.url.path == "/" ? nil : Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
             forwardedHead = HeaderRules.upstreamHead(
                 head, uri: uri, client: clientAddress, scheme: shared.scheme, reusing: spareUpstreamHead.take())
             retries = 0

@@ -261,16 +261,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 index = end + 2
             }
             if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
-            let uriString = ASCII.string(bytes, uri)
-            var pathLength = (query ?? uri.upperBound) - uri.lowerBound
-            if uriString.utf8.count != uri.count {
-                // Invalid UTF-8 was replaced, which moved the bytes after it: the String is searched instead.
-                let utf8 = uriString.utf8
-                pathLength = utf8.distance(from: utf8.startIndex, to: utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex)
-            }
-
             return RequestHead(
-                method: Self.method(bytes, method), uri: uriString, pathLength: pathLength,
+                method: Self.method(bytes, method), uriBytes: uri, pathEnd: query ?? uri.upperBound,
                 version: version ?? HTTPVersion(major: 1, minor: minor),
                 host: host, hostValue: hostValue, bytes: buffer, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
@@ -301,9 +293,9 @@ extension RequestDecoder: Sendable {}
 /// copy of every field at each step.
 final class RequestHead: Sendable {
     let method: HTTPMethod
-    let uri: String
-    /// The bytes of `uri` before its query.
-    let pathLength: Int
+    /// Where the URI is in `bytes`, and where its path ends (at the query).
+    let uriBytes: Range<Int>
+    let pathEnd: Int
     let version: HTTPVersion
     /// The first `Host`.
     let host: String?
@@ -324,13 +316,13 @@ final class RequestHead: Sendable {
     let fieldBytes: Int
 
     init(
-        method: HTTPMethod, uri: String, pathLength: Int, version: HTTPVersion, host: String?, hostValue: Range<Int>?,
+        method: HTTPMethod, uriBytes: Range<Int>, pathEnd: Int, version: HTTPVersion, host: String?, hostValue: Range<Int>?,
         bytes: ByteBuffer, reviewFields: Bool, framing: RequestDecoder.Framing, upgrade: Bool, keepAlive: Bool,
         fieldCount: Int, fieldBytes: Int
     ) {
         self.method = method
-        self.uri = uri
-        self.pathLength = pathLength
+        self.uriBytes = uriBytes
+        self.pathEnd = pathEnd
         self.version = version
         self.host = host
         self.hostValue = hostValue
@@ -343,9 +335,16 @@ final class RequestHead: Sendable {
         self.fieldBytes = fieldBytes
     }
 
-    /// The URI without its query, for routing.
+    /// The URI as a String (invalid UTF-8 replaced), made only when asked: a request passed to a
+    /// site's `/` route goes upstream as the client's own bytes.
+    var uri: String {
+        bytes.withUnsafeReadableBytes { ASCII.string($0, uriBytes) }
+    }
+
+    /// The URI without its query, for routing. (Invalid UTF-8 cannot take in the ASCII `?`, so
+    /// this is the start of `uri` too.)
     var path: Substring {
-        uri[..<uri.utf8.index(uri.startIndex, offsetBy: pathLength)]
+        Substring(bytes.withUnsafeReadableBytes { ASCII.string($0, uriBytes.lowerBound..<pathEnd) })
     }
 
     // Told by the enum case: `HTTPMethod`'s `==` compares the methods' names as Strings.

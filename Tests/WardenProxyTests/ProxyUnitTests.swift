@@ -277,8 +277,8 @@ struct HeaderRuleTests {
         #expect(HeaderRules.reject(try request("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n"), maximumBody: 10) == nil)
     }
 
-    /// Routing takes the path the decoder marked: the URI up to its first `?`, also after invalid
-    /// UTF-8 in it was replaced in the String (which moves the bytes after it).
+    /// Routing takes the path the decoder marked: the URI up to its first `?`, with invalid UTF-8
+    /// in it replaced.
     @Test func thePathEndsAtTheFirstQuestionMark() throws {
         #expect(try request("GET /a/b?x=1?y HTTP/1.1\r\n\r\n").path == "/a/b")
         #expect(try request("GET /a/b HTTP/1.1\r\n\r\n").path == "/a/b")
@@ -315,8 +315,20 @@ struct HeaderRuleTests {
         #expect(accepted.framing == .length(3))
     }
 
+    /// A request passed on under the same path goes with the client's URI bytes, invalid UTF-8 and
+    /// all, as nginx passes it; only a rewritten prefix makes a new URI.
+    @Test func theClientsURIGoesUpstreamAsItCame() throws {
+        var raw = ByteBuffer(string: "GET /caf")
+        raw.writeBytes([0xC3, 0xFF])
+        raw.writeString("?q=%20 HTTP/1.1\r\nHost: a\r\n\r\n")
+        let head = HeaderRules.upstreamHead(try RequestDecoder.parseHead(raw), client: "127.0.0.1", scheme: "http")
+        let requestLine = Array("GET /caf".utf8) + [0xC3, 0xFF] + Array("?q=%20 HTTP/1.1\r\n".utf8)
+        #expect(Array(head.readableBytesView.prefix(requestLine.count)) == requestLine)
+        #expect(try forwarded("GET /app/x?y HTTP/1.1\r\n\r\n", uri: "/base/x?y").0 == "GET /base/x?y HTTP/1.1")
+    }
+
     /// The head `upstreamHead` writes for `raw`, as its request line and header lines.
-    private func forwarded(_ raw: String, uri: String = "/x", scheme: String = "http") throws -> (String, [String]) {
+    private func forwarded(_ raw: String, uri: String? = "/x", scheme: String = "http") throws -> (String, [String]) {
         let text = String(buffer: HeaderRules.upstreamHead(try request(raw), uri: uri, client: "127.0.0.1", scheme: scheme))
         #expect(text.hasSuffix("\r\n\r\n"))
         let lines = text.split(separator: "\r\n").map(String.init)
