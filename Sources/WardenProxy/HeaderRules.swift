@@ -22,7 +22,7 @@ enum HeaderRules {
     /// chunks it again. `uri`: the one to send instead of the client's. Written into `spare` when
     /// given (see `ByteBuffer.head(reusing:capacity:)`).
     static func upstreamHead(
-        _ request: RequestHead, uri: String? = nil, client: String, scheme: String, reusing spare: consuming ByteBuffer? = nil
+        _ request: RequestHead, uri: String? = nil, client: ClientFields, reusing spare: consuming ByteBuffer? = nil
     ) -> ByteBuffer {
         var spare = spare.take()
         return request.bytes.withUnsafeReadableBytes { bytes in
@@ -49,7 +49,7 @@ enum HeaderRules {
             let method = 0..<(bytes.firstIndex(of: 32) ?? 0)
             // The literals below come to 160 bytes at most; the kept lines and forwarded values are
             // within the client's head.
-            let capacity = 160 + 2 * bytes.count + (uri?.utf8.count ?? 0) + 2 * client.utf8.count + scheme.utf8.count
+            let capacity = 160 + 2 * bytes.count + (uri?.utf8.count ?? 0) + client.bytes.count
             var out = ByteBuffer.head(reusing: spare.take(), capacity: capacity)
             out.writeHead(capacity: capacity) { writer in
                 writer.append(bytes, method)
@@ -77,11 +77,7 @@ enum HeaderRules {
                     writer.append(bytes, value)
                     writer.appendLiteral(", ")
                 }
-                writer.append(client)
-                writer.appendLiteral("\r\nX-Real-IP: ")
-                writer.append(client)
-                writer.appendLiteral("\r\nX-Forwarded-Proto: ")
-                writer.append(scheme)
+                client.bytes.withUnsafeBytes { writer.append($0) }
                 if let host = request.hostValue {
                     writer.appendLiteral("\r\nX-Forwarded-Host: ")
                     writer.append(bytes, host)
@@ -101,6 +97,16 @@ enum HeaderRules {
             }
         }
         return value
+    }
+}
+
+/// What the proxy says about a connection's client in each request it forwards: the end of
+/// `X-Forwarded-For`, `X-Real-IP` and `X-Forwarded-Proto`, written once per connection.
+struct ClientFields {
+    let bytes: [UInt8]
+
+    init(client: String, scheme: String) {
+        bytes = Array("\(client)\r\nX-Real-IP: \(client)\r\nX-Forwarded-Proto: \(scheme)".utf8)
     }
 }
 

@@ -58,6 +58,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// releases of it take the runtime's slow path.
     private var context: ChannelHandlerContext?
     private var clientAddress = "-"
+    private var clientFields = ClientFields(client: "-", scheme: "http")
     // Unchecked: the only accesses that span calls are the view's own refresh and the queue's own
     // methods, which never reach back into this handler; the runtime check cost two per request.
     @exclusivity(unchecked) private var sites = SiteTable.View()
@@ -119,6 +120,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func connected(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
+        clientFields = ClientFields(client: clientAddress, scheme: shared.scheme)
         setTimeout(.header, context: context)
     }
 
@@ -241,7 +243,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             // Passed to a bare `http://host/`, the request keeps the client's URI bytes as they came.
             let uri = upstream.url.path == "/" ? nil : Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
             forwardedHead = HeaderRules.upstreamHead(
-                head, uri: uri, client: clientAddress, scheme: shared.scheme, reusing: spareUpstreamHead.take())
+                head, uri: uri, client: clientFields, reusing: spareUpstreamHead.take())
             retries = 0
             state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: false)
             connect(context: context)

@@ -321,7 +321,7 @@ struct HeaderRuleTests {
         var raw = ByteBuffer(string: "GET /caf")
         raw.writeBytes([0xC3, 0xFF])
         raw.writeString("?q=%20 HTTP/1.1\r\nHost: a\r\n\r\n")
-        let head = HeaderRules.upstreamHead(try RequestDecoder.parseHead(raw), client: "127.0.0.1", scheme: "http")
+        let head = HeaderRules.upstreamHead(try RequestDecoder.parseHead(raw), client: ClientFields(client: "127.0.0.1", scheme: "http"))
         let requestLine = Array("GET /caf".utf8) + [0xC3, 0xFF] + Array("?q=%20 HTTP/1.1\r\n".utf8)
         #expect(Array(head.readableBytesView.prefix(requestLine.count)) == requestLine)
         #expect(try forwarded("GET /app/x?y HTTP/1.1\r\n\r\n", uri: "/base/x?y").0 == "GET /base/x?y HTTP/1.1")
@@ -329,7 +329,7 @@ struct HeaderRuleTests {
 
     /// The head `upstreamHead` writes for `raw`, as its request line and header lines.
     private func forwarded(_ raw: String, uri: String? = "/x", scheme: String = "http") throws -> (String, [String]) {
-        let text = String(buffer: HeaderRules.upstreamHead(try request(raw), uri: uri, client: "127.0.0.1", scheme: scheme))
+        let text = String(buffer: HeaderRules.upstreamHead(try request(raw), uri: uri, client: ClientFields(client: "127.0.0.1", scheme: scheme)))
         #expect(text.hasSuffix("\r\n\r\n"))
         let lines = text.split(separator: "\r\n").map(String.init)
         return (lines[0], Array(lines.dropFirst()))
