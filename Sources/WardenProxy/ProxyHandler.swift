@@ -398,6 +398,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context, let version = request?.version else { return }
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         responseStatus = head.status
+        var connection: StaticString?
         if head.status == 101 {
             guard upgrade else {
                 upstreamBroken(ResponseFramer.Failure(description: "upstream switched protocols unasked"))
@@ -407,15 +408,20 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             // A body that ends with the upstream connection, or chunks a 1.0 client cannot read, ends this one too.
             if head.framing == .untilClose || (head.framing == .chunked && version == .http1_0) { keepAlive = false }
             if !keepAlive {
-                head.bytes.writeStaticString("Connection: close\r\n")
+                connection = "Connection: close\r\n"
             } else if version == .http1_0 {
-                head.bytes.writeStaticString("Connection: keep-alive\r\n")
+                connection = "Connection: keep-alive\r\n"
             }
         }
-        head.bytes.writeStaticString("\r\n")
-        if var small = body, small.readableBytes <= ResponseFramer.smallBodyBytes {
+        let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes ? $0 : nil }
+        // The end of the head and a small body in one write into the buffer.
+        head.bytes.writeHead(capacity: 24 + 2 + (small?.readableBytes ?? 0)) { writer in
+            if let connection { writer.appendLiteral(connection) }
+            writer.appendLiteral("\r\n")
+            small?.withUnsafeReadableBytes { writer.append($0) }
+        }
+        if let small {
             responseBytes += small.readableBytes
-            head.bytes.writeBuffer(&small)
             context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: nil)
         } else {
             context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: nil)
