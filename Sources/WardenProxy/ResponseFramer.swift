@@ -106,7 +106,8 @@ struct ResponseFramer {
                     return
                 }
                 guard length <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
-                let head = try makeHead(buffer.readSlice(length: length)!)
+                let head = try makeHead(buffer, length: length)
+                buffer.moveReaderIndex(forwardBy: length)
                 if (100..<200).contains(head.status), head.status != 101 {
                     var bytes = head.bytes
                     bytes.writeStaticString("\r\n")
@@ -180,8 +181,9 @@ struct ResponseFramer {
         }
     }
 
-    private mutating func makeHead(_ head: ByteBuffer) throws -> Head {
-        try head.withUnsafeReadableBytes { try makeHead($0) }
+    /// The head in the first `length` readable bytes of `buffer` (read in place: no slice of it is kept).
+    private mutating func makeHead(_ buffer: ByteBuffer, length: Int) throws -> Head {
+        try buffer.withUnsafeReadableBytes { try makeHead(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
     }
 
     /// One pass over the lines to learn the framing and what to drop, then the kept lines are
