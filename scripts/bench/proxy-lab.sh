@@ -3,6 +3,8 @@
 # $upstream_port, and two proxies for $proxy_port to choose from: nginx with one worker and a pool of
 # 64 kept-alive upstream connections ($work/proxy.conf, one process) and warden ($work/wardenrc).
 # Starts the upstream (pinned with $pin_upstream, e.g. "taskset -c 0", when set) and ends it on exit.
+# $upstream_keepalive (seconds, default 65) is how long the upstream keeps a connection open; 0 closes
+# each one after its response.
 swift build -c release --product warden >/dev/null
 work=$(mktemp -d /tmp/warden-proxy-lab-XXXXXX)
 pids=()
@@ -34,7 +36,7 @@ cat >"$work/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/logs/upstream.log warn;
 events { worker_connections 4096; }
 http { $nginx_http
-    server { listen 127.0.0.1:$upstream_port; root $work/www;
+    server { listen 127.0.0.1:$upstream_port; root $work/www; keepalive_timeout ${upstream_keepalive:-65};
         location = /ping { default_type text/plain; return 200 "pong"; } }
 }
 CONF
