@@ -271,8 +271,8 @@ struct HeadWriter {
 }
 
 extension ByteBuffer {
-    /// A buffers kept for the next head is dropped above this size, so an idle connection does
-    /// not hold an unusually large one.
+    /// A buffer kept for the next head is dropped above this size, so an idle connection does not
+    /// hold an unusually large one.
     static let maximumSpareCapacity = 16384
 
     /// `spare`, emptied, when it is there and small enough to keep; else a new buffer. A spare that

@@ -303,7 +303,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         // Waiting for a new connection: stop reading the client meanwhile (back-pressure).
         setClientReading(false, context: context)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let pool = shared.pool
+        let pools = shared.pool
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(.seconds(Int64(shared.settings.connectTimeout)))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -311,7 +311,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pool.local(on: channel.eventLoop)))
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pools.local(on: channel.eventLoop)))
                 }
             }
             .connect(host: host, port: port)
