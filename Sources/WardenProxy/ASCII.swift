@@ -121,16 +121,10 @@ enum ASCII {
             colon += 1
         }
         guard colon > start, colon < bytes.count else { return nil }
-        var end = colon + 1
-        // From one control character or DEL to the next: every value admits the other bytes, and
-        // the CR that ends the line is one of them.
-        while true {
-            end = firstControlByte(bytes, from: end, to: bytes.count)
-            guard end < bytes.count, bytes[end] != 13 else { break }
-            guard isValueByte(bytes[end]) else { return nil }
-            end += 1
-        }
-        guard end + 1 < bytes.count, bytes[end + 1] == 10 else { return nil }
+        // Only control characters and DEL need a look: every value admits the other bytes, and the
+        // CR that ends the line is one of them.
+        let end = firstControlByte(bytes, from: colon + 1, to: bytes.count) { bytes[$0] == 13 || !isValueByte(bytes[$0]) }
+        guard end + 1 < bytes.count, bytes[end] == 13, bytes[end + 1] == 10 else { return nil }
         return (start..<colon, trimmed(bytes, (colon + 1)..<end), end)
     }
 
@@ -147,13 +141,20 @@ enum ASCII {
         return found == 0 ? nil : found.trailingZeroBitCount >> 3
     }
 
-    /// Where the first byte below 32 or of 127 is in `bytes[start..<end]`, or `end`: eight bytes at
-    /// a time where there are eight.
+    /// Where the first byte below 32 or of 127 whose index `isWanted` accepts is in
+    /// `bytes[start..<end]`, or `end`: from one such byte to the next, eight bytes at a time where
+    /// there are eight.
     @inline(__always)
-    static func firstControlByte(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
-        var index = wordsBefore(bytes, from: start, to: end, stop: firstControlByte(in:))
-        while index < end, bytes[index] >= 32, bytes[index] != 127 { index += 1 }
-        return index
+    static func firstControlByte(
+        _ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, where isWanted: (Int) -> Bool = { _ in true }
+    ) -> Int {
+        var index = start
+        while true {
+            index = wordsBefore(bytes, from: index, to: end, stop: firstControlByte(in:))
+            while index < end, bytes[index] >= 32, bytes[index] != 127 { index += 1 }
+            guard index < end, !isWanted(index) else { return index }
+            index += 1
+        }
     }
 
     /// Reads `bytes[start..<end]` eight bytes at a time: where the first byte `stop` finds in a
@@ -170,13 +171,7 @@ enum ASCII {
 
     /// Whether `bytes[range]` has a byte below 32 other than a tab, or DEL.
     static func containsControlByteOtherThanTab(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        var index = range.lowerBound
-        while true {
-            index = firstControlByte(bytes, from: index, to: range.upperBound)
-            guard index < range.upperBound else { return false }
-            if bytes[index] != 9 { return true }
-            index += 1
-        }
+        firstControlByte(bytes, from: range.lowerBound, to: range.upperBound) { bytes[$0] != 9 } < range.upperBound
     }
 
     /// Where the first byte a `.visible` name cannot have, or the colon after it, is among the

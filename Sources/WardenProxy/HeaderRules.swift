@@ -160,16 +160,10 @@ enum FieldName {
 
 /// The lines of a head whose fields are already known to be well formed.
 enum HeadLines {
-    /// Where the line starting at `start` ends (its CR), or the end of the bytes. From one control
-    /// byte to the next, eight bytes at a time: the CR is one of them.
+    /// Where the line starting at `start` ends (its CR), or the end of the bytes. The CR is a
+    /// control byte, so only those need a look.
     static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
-        var index = start
-        while true {
-            index = ASCII.firstControlByte(bytes, from: index, to: bytes.count)
-            guard index + 1 < bytes.count else { return bytes.count }
-            if bytes[index] == 13, bytes[index + 1] == 10 { return index }
-            index += 1
-        }
+        ASCII.firstControlByte(bytes, from: start, to: bytes.count) { $0 + 1 < bytes.count && bytes[$0] == 13 && bytes[$0 + 1] == 10 }
     }
 
     /// Where the first field line starts: after the start line.
