@@ -11,6 +11,7 @@
 # and the proxy under test pinned to cpu 0, wrk (-t1 -c50) on cpu 1.
 #
 # Usage: scripts/bench/proxy-cpu.sh [ROUNDS] [PATH]   (default: 6 rounds of /ping; DURATION=6s)
+# NIO_FLOOR=1 (with /ping) adds scripts/bench/nio-floor to each round: SwiftNIO's own share.
 # Needs nginx and wrk, and two cpus.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,13 +59,18 @@ measure() {
 echo "date: $(date -u +%FT%TZ); $(uname -srm); $(nproc) cpus; $(nginx -v 2>&1); path $path; $rounds rounds of $duration"
 printf "%-6s %-7s %8s %9s %9s %9s %9s %12s\n" round proxy req/s p99 user_us sys_us proxy_us upstream_us
 results="$work/results"
+targets=(nginx warden)
+if [ -n "$floor" ]; then
+    [ "$path" = /ping ] || { echo "the NIO floor answers /ping only" >&2; exit 1; }
+    targets+=(floor)
+fi
 for round in $(seq "$rounds"); do
-    for target in nginx warden; do
-        if [ "$target" = nginx ]; then
-            line=$(measure nginx nginx -p "$work" -e "$work/logs/startup.log" -c "$work/proxy.conf")
-        else
-            line=$(measure warden .build/release/warden -c "$work/wardenrc" -I)
-        fi
+    for target in "${targets[@]}"; do
+        case $target in
+            nginx) line=$(measure nginx nginx -p "$work" -e "$work/logs/startup.log" -c "$work/proxy.conf") ;;
+            warden) line=$(measure warden .build/release/warden -c "$work/wardenrc" -I) ;;
+            floor) line=$(measure floor "$floor" "$proxy_port" "$upstream_port") ;;
+        esac
         echo "$round $line" >>"$results"
         echo "$round $line" | awk '{printf "%-6s %-7s %8s %9s %9.2f %9.2f %9.2f %12.2f\n", $1, $2, $3, $4, $5, $6, $5 + $6, $7}'
     done
@@ -94,4 +100,12 @@ awk '
             speed[m] = (proxy[r, "nginx"] + upstream[r, "nginx"]) / (proxy[r, "warden"] + upstream[r, "warden"])
         }
         printf "warden uses %.2fx nginx'"'"'s proxy CPU per request (median of %d rounds); on a saturated core that predicts %.2fx nginx'"'"'s req/s\n", median(cost, m), m, median(speed, m)
+        if (!n["floor"]) exit
+        m = 0
+        for (r in rounds) {
+            m++
+            cost[m] = proxy[r, "floor"] / proxy[r, "nginx"]
+            speed[m] = (proxy[r, "nginx"] + upstream[r, "nginx"]) / (proxy[r, "floor"] + upstream[r, "floor"])
+        }
+        printf "the NIO floor uses %.2fx nginx'"'"'s proxy CPU per request; that predicts %.2fx nginx'"'"'s req/s\n", median(cost, m), median(speed, m)
     }' "$results"

@@ -10,6 +10,7 @@
 # `wrk -t1 -c50` are counted.
 #
 # Usage: scripts/bench/proxy-instructions.sh [PATH...]   (default: /ping /image.png)
+# NIO_FLOOR=1 counts scripts/bench/nio-floor on /ping too: SwiftNIO's own share of a request.
 # Needs valgrind, nginx and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +21,7 @@ if [ $# -gt 0 ]; then paths=("$@"); else paths=(/ping /image.png); fi
 . scripts/bench/proxy-lab.sh
 # valgrind 3.19 cannot read the DWARF 5 that swift emits: count a copy without debug sections.
 strip --strip-debug -o "$work/warden" .build/release/warden
+[ -z "$floor" ] || strip --strip-debug -o "$work/nio-floor" "$floor"
 
 # count LABEL PATH COMMAND... -> prints "requests instructions"
 count() {
@@ -53,4 +55,11 @@ for path in "${paths[@]}"; do
     printf "%-12s %-8s %10d %14d %10d\n" "$path" nginx "$nginx_requests" "$nginx_total" "$nginx_each"
     printf "%-12s %-8s %10d %14d %10d\n" "$path" warden "$warden_requests" "$warden_total" "$warden_each"
     echo "$path: warden runs $(awk -v w="$warden_each" -v n="$nginx_each" 'BEGIN{printf "%.2f", w/n}')x nginx's user-space instructions per request"
+    # The floor answers with the upstream's first read: only a response that fits one read, /ping's.
+    if [ -n "$floor" ] && [ "$path" = /ping ]; then
+        read -r floor_requests floor_total < <(count floor "$path" "$work/nio-floor" "$proxy_port" "$upstream_port")
+        floor_each=$((floor_total / floor_requests))
+        printf "%-12s %-8s %10d %14d %10d\n" "$path" nio-floor "$floor_requests" "$floor_total" "$floor_each"
+        echo "$path: SwiftNIO's floor runs $(awk -v f="$floor_each" -v n="$nginx_each" 'BEGIN{printf "%.2f", f/n}')x nginx's; warden's own work is $((warden_each - floor_each)) instructions per request above it"
+    fi
 done

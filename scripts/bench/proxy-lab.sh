@@ -4,8 +4,14 @@
 # 64 kept-alive upstream connections ($work/proxy.conf, one process) and warden ($work/wardenrc).
 # Starts the upstream (pinned with $pin_upstream, e.g. "taskset -c 0", when set) and ends it on exit.
 # $upstream_keepalive (seconds, default 65) is how long the upstream keeps a connection open; 0 closes
-# each one after its response.
+# each one after its response. With NIO_FLOOR=1, $floor is also built: scripts/bench/nio-floor, the
+# least a SwiftNIO proxy can do per request (right for /ping only), as a third proxy.
 swift build -c release --product warden >/dev/null
+floor=
+if [ "${NIO_FLOOR:-0}" = 1 ]; then
+    swift build -c release --package-path scripts/bench/nio-floor >/dev/null
+    floor=scripts/bench/nio-floor/.build/release/nio-floor
+fi
 work=$(mktemp -d /tmp/warden-proxy-lab-XXXXXX)
 pids=()
 cleanup() {

@@ -4,7 +4,8 @@
 # 127.0.0.1:18000, servers pinned to one core and wrk to the other, targets round-robin.
 #
 # Usage: scripts/bench/proxy.sh [HARNESS]   (default: ../shared/bench/proxy/run.sh beside the checkout)
-# Environment: PIN=pinned RUNS=5 DURATION=10s as the harness takes them.
+# Environment: PIN=pinned RUNS=5 DURATION=10s as the harness takes them; NIO_FLOOR=1 adds
+# scripts/bench/nio-floor (the least a SwiftNIO proxy can do per request) and measures /ping only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 harness=${1:-../shared/bench/proxy/run.sh}
@@ -21,5 +22,11 @@ check site bench default
     pass / to http://127.0.0.1:18080/
 RC
 chmod 600 "$work/wardenrc"
+targets=(nginx:ka64:1:off "cmd:warden:$PWD/.build/release/warden -c $work/wardenrc -I")
+if [ "${NIO_FLOOR:-0}" = 1 ]; then
+    swift build -c release --package-path scripts/bench/nio-floor >/dev/null
+    targets+=("cmd:nio-floor:$PWD/scripts/bench/nio-floor/.build/release/nio-floor 18000 18080")
+    export PATHS=/ping
+fi
 export PIN=${PIN:-pinned} RUNS=${RUNS:-5}
-exec "$harness" nginx:ka64:1:off "cmd:warden:$PWD/.build/release/warden -c $work/wardenrc -I"
+exec "$harness" "${targets[@]}"
