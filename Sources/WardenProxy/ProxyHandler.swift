@@ -240,8 +240,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             chunkedBody = head.framing == .chunked
-            // Passed to a bare `http://host/`, the request keeps the client's URI bytes as they came.
-            let uri = upstream.url.path == "/" ? nil : Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
+            let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
             forwardedHead = HeaderRules.upstreamHead(
                 head, uri: uri, client: clientFields, reusing: spareUpstreamHead.take())
             retries = 0
@@ -250,9 +249,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// `pass /app to http://host/base/` sends `/app/x` as `/base/x`; a bare `http://host/` keeps the URI.
-    static func upstreamURI(_ uri: String, prefix: String, base: String) -> String {
-        guard base != "/", uri.hasPrefix(prefix) else { return uri }
+    /// `pass /app to http://host/base/` sends `/app/x` as `/base/x`. nil for a bare `http://host/`:
+    /// the request keeps the client's URI bytes as they came (and no String is made of them).
+    static func upstreamURI(_ client: @autoclosure () -> String, prefix: String, base: String) -> String? {
+        guard base != "/" else { return nil }
+        let uri = client()
+        guard uri.hasPrefix(prefix) else { return uri }
         let rest = uri.dropFirst(prefix.count)
         if base.hasSuffix("/"), rest.hasPrefix("/") { return base + rest.dropFirst() }
         if !base.hasSuffix("/"), !rest.isEmpty, !rest.hasPrefix("/"), !rest.hasPrefix("?") { return base + "/" + rest }
