@@ -107,9 +107,20 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                     input.moveReaderIndex(forwardBy: 2)
                     scanned = max(0, scanned - 2)
                 }
+                // The usual head comes whole and is read in one pass, its end found by reading it.
                 // A head arriving in pieces is searched from where the last search stopped, not
                 // from its start again: a byte-by-byte sender costs linear time, not quadratic.
-                guard let length = ResponseFramer.headLength(input, from: scanned) else {
+                let parsed: RequestHead?
+                if scanned == 0 {
+                    do {
+                        parsed = try Self.parseHead(input)
+                    } catch where ResponseFramer.headLength(input) == nil {
+                        parsed = nil  // not a bad head but the first part of one
+                    }
+                } else {
+                    parsed = try ResponseFramer.headLength(input, from: scanned).map { try Self.parseHead(input.getSlice(at: input.readerIndex, length: $0)!) }
+                }
+                guard let head = parsed else {
                     if input.readableBytes > Self.maximumHeadBytes { throw HTTPParserError.headerOverflow }
                     // Lines must end in CRLF: a head with a bare LF would never be complete here,
                     // so it is refused now rather than left to the header timeout.
@@ -118,8 +129,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                     return
                 }
                 scanned = 0
-                guard length <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
-                let head = try Self.parseHead(input.readSlice(length: length)!)
+                guard head.bytes.readableBytes <= Self.maximumHeadBytes else { throw HTTPParserError.headerOverflow }
+                input.moveReaderIndex(forwardBy: head.bytes.readableBytes)
                 let after: After = head.upgrade || head.isCONNECT ? .upgrade : .nextRequest
                 let framing = head.framing
                 // The head's last use: moved into the part, not copied.
@@ -186,8 +197,10 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// The request line and header fields of a complete head (which ends with an empty line).
-    /// `version`: the one an HTTP/2 stream's head came as, instead of the 1.x its bytes say.
+    /// The request line and header fields of the head at the start of `buffer`'s readable bytes,
+    /// through the empty line that ends it (its `bytes`: what follows is not part of it). Throws
+    /// when the bytes end before the head does, too. `version`: the one an HTTP/2 stream's head
+    /// came as, instead of the 1.x its bytes say.
     static func parseHead(_ buffer: ByteBuffer, version: HTTPVersion? = nil) throws -> RequestHead {
         try buffer.withUnsafeReadableBytes { bytes in
             var index = 0
@@ -260,11 +273,14 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 fieldBytes += name.count + value.count
                 index = end + 2
             }
+            guard index + 1 < bytes.count else { throw HTTPParserError.invalidEOFState }
+            let length = index + 2
             if chunked, contentLength != nil { throw HTTPParserError.unexpectedContentLength }
             return RequestHead(
                 method: Self.method(bytes, method), uriBytes: uri, pathEnd: query ?? uri.upperBound,
                 version: version ?? HTTPVersion(major: 1, minor: minor),
-                host: host, hostValue: hostValue, bytes: buffer, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
+                host: host, hostValue: hostValue,
+                bytes: length == bytes.count ? buffer : buffer.getSlice(at: buffer.readerIndex, length: length)!, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
         }

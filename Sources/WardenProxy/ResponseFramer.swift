@@ -95,18 +95,30 @@ struct ResponseFramer {
             case .done:
                 return
             case .head:
+                let continued = partialHead != nil
                 if var partial = partialHead {
                     partialHead = nil
                     partial.writeBuffer(&buffer)
                     buffer = partial
                 }
-                guard let length = Self.headLength(buffer) else {
+                // A head that came in pieces is looked for before it is read again; the usual head
+                // comes whole and is read in one pass, its end found by reading it.
+                let parsed: (head: Head, length: Int)?
+                if continued, Self.headLength(buffer) == nil {
+                    parsed = nil
+                } else {
+                    do {
+                        parsed = try makeHead(buffer)
+                    } catch where Self.headLength(buffer) == nil {
+                        parsed = nil  // not a bad head but the first part of one
+                    }
+                }
+                guard let (head, length) = parsed else {
                     guard buffer.readableBytes <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
                     partialHead = buffer.readSlice(length: buffer.readableBytes)
                     return
                 }
                 guard length <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
-                let head = try makeHead(buffer, length: length)
                 buffer.moveReaderIndex(forwardBy: length)
                 if (100..<200).contains(head.status), head.status != 101 {
                     var bytes = head.bytes
@@ -181,14 +193,15 @@ struct ResponseFramer {
         }
     }
 
-    /// The head in the first `length` readable bytes of `buffer` (read in place: no slice of it is kept).
-    private mutating func makeHead(_ buffer: ByteBuffer, length: Int) throws -> Head {
-        try buffer.withUnsafeReadableBytes { try makeHead(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
+    /// The head at the start of `buffer`'s readable bytes (read in place: no slice of it is kept),
+    /// and its length through the empty line. Throws when the bytes end before the head does, too.
+    private mutating func makeHead(_ buffer: ByteBuffer) throws -> (Head, Int) {
+        try buffer.withUnsafeReadableBytes { try makeHead($0) }
     }
 
     /// One pass over the lines to learn the framing and what to drop, then the kept lines are
     /// copied in runs: nothing is turned into a String unless a URL needs rewriting.
-    private mutating func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
+    private mutating func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> (Head, Int) {
         let statusEnd = HeadLines.lineEnd(bytes, from: 0)
         // The reason phrase may have tabs but no other control character: a CR in it would end the
         // line early for the client, and what followed would read as a header (nginx refuses it too).
@@ -208,7 +221,8 @@ struct ResponseFramer {
         // An unusually long head's worth is not kept for the life of a pooled connection.
         if fields.capacity > 64 { fields = [] } else { fields.removeAll(keepingCapacity: true) }
         var start = statusEnd + 2
-        while start < bytes.count {
+        while true {
+            guard start < bytes.count else { throw Failure(description: "upstream sent an incomplete header") }
             if bytes[start] == 13 {
                 // The empty line that ends the head; a CR alone starts no line.
                 guard start + 1 < bytes.count, bytes[start + 1] == 10 else { throw Failure(description: "upstream sent an invalid header line") }
@@ -246,6 +260,7 @@ struct ResponseFramer {
             }
         }
         if http10, keepAliveToken { close = false }
+        let length = start + 2
 
         let framing: Framing
         if isHeadRequest || status == 204 || status == 304 || (100..<200).contains(status) {
@@ -265,13 +280,13 @@ struct ResponseFramer {
         var smallBody = 0
         if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
         // Taken out of `spareHead`: the receiver of the head holds the only reference and can add to it in place.
-        var out = ByteBuffer.head(reusing: spareHead.take(), capacity: bytes.count + 64 + smallBody)
+        var out = ByteBuffer.head(reusing: spareHead.take(), capacity: length + 64 + smallBody)
         // What is written here: at most the upstream's head with "HTTP/1.1" for its version,
         // `Connection: upgrade`, and each rewritten URL line longer by the public base, a space, and
         // twice its value (invalid UTF-8 in a value comes back as three-byte replacement characters).
         // (Without a rewrite the URL lines are kept as they are, within that room.)
         let publicBase = urlFields == 0 ? "" : rewrite.map { "\($0.scheme)://\($0.publicHost)" } ?? ""
-        let capacity = bytes.count + 8 + 21 + urlFields * (publicBase.utf8.count + 1) + 2 * urlValueBytes
+        let capacity = length + 8 + 21 + urlFields * (publicBase.utf8.count + 1) + 2 * urlValueBytes
         // Kept lines are contiguous in the upstream's head: each run of them is one copy. The status
         // line is one of them when the upstream speaks HTTP/1.1 too.
         let sameVersion = ASCII.equals(bytes, 0..<8, "HTTP/1.1")
@@ -304,7 +319,7 @@ struct ResponseFramer {
             kept.finish { writer.append(bytes, $0) }
             if status == 101 { writer.appendLiteral("Connection: upgrade\r\n") }
         }
-        return Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose)
+        return (Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose), length)
     }
 
     private struct Field {
