@@ -26,7 +26,7 @@ enum HeaderRules {
     ) -> ByteBuffer {
         var spare = spare.take()
         return request.bytes.withUnsafeReadableBytes { bytes in
-            let fieldsStart = HeadLines.firstField(bytes)
+            let fieldsStart = request.fieldsStart
             // A first pass, when the decoder saw fields that need one: which values
             // `X-Forwarded-For` extends, and which names `Connection` makes hop-by-hop.
             var forwardedFor: [Range<Int>] = []
@@ -56,20 +56,31 @@ enum HeaderRules {
                 writer.appendLiteral(" ")
                 if let uri { writer.append(uri) } else { writer.append(bytes, request.uriBytes) }
                 writer.appendLiteral(" HTTP/1.1\r\n")
-                var kept = HeadLines.Runs(from: fieldsStart)
-                HeadLines.forEachField(bytes, from: fieldsStart) { name, _, line in
-                    let keep: Bool
-                    switch FieldName(bytes, name) {
-                    case .upgrade where request.upgrade:
-                        keep = true
-                    case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .forwardedOther:
-                        keep = false
-                    case .host, .contentLength, .url, .other:
-                        keep = named.isEmpty || !named.contains { ASCII.equalsIgnoringCase(bytes, name, $0) }
+                if request.reviewFields {
+                    var kept = HeadLines.Runs(from: fieldsStart)
+                    HeadLines.forEachField(bytes, from: fieldsStart) { name, _, line in
+                        let keep: Bool
+                        switch FieldName(bytes, name) {
+                        case .upgrade where request.upgrade:
+                            keep = true
+                        case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .forwardedOther:
+                            keep = false
+                        case .host, .contentLength, .url, .other:
+                            keep = named.isEmpty || !named.contains { ASCII.equalsIgnoringCase(bytes, name, $0) }
+                        }
+                        kept.add(line, keep: keep) { writer.append(bytes, $0) }
                     }
-                    kept.add(line, keep: keep) { writer.append(bytes, $0) }
+                    kept.finish { writer.append(bytes, $0) }
+                } else {
+                    // The lines between those the decoder found to drop, without reading them again
+                    // (the head ends with the empty line's CRLF).
+                    var start = fieldsStart
+                    request.droppedLines.forEach { line in
+                        writer.append(bytes, start..<line.lowerBound)
+                        start = line.upperBound
+                    }
+                    writer.append(bytes, start..<(bytes.count - 2))
                 }
-                kept.finish { writer.append(bytes, $0) }
                 if request.framing == .chunked { writer.appendLiteral("Transfer-Encoding: chunked\r\n") }
                 if request.upgrade { writer.appendLiteral("Connection: upgrade\r\n") }
                 writer.appendLiteral("X-Forwarded-For: ")
@@ -180,6 +191,24 @@ enum HeadLines {
         {
             body(line.name, line.value, start..<(line.end + 2))
             start = line.end + 2
+        }
+    }
+
+    /// A few lines of a head, held in place: no allocation for them per request.
+    struct List: Sendable {
+        private var lines = InlineArray<4, Range<Int>>(repeating: 0..<0)
+        private var count = 0
+
+        /// False, and nothing added, when the list is full.
+        mutating func append(_ line: Range<Int>) -> Bool {
+            guard count < lines.count else { return false }
+            lines[count] = line
+            count += 1
+            return true
+        }
+
+        func forEach(_ body: (Range<Int>) -> Void) {
+            for index in 0..<count { body(lines[index]) }
         }
     }
 

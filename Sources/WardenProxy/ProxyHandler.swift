@@ -129,7 +129,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             do {
-                receive(.head(try RequestHead.http2(head)), context: context)
+                receive(.head(try RequestHead.http2(head), complete: false), context: context)
             } catch {
                 errorCaught(context: context, error: error)
             }
@@ -169,8 +169,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func handle(_ part: RequestPart, context: ChannelHandlerContext) {
         switch part {
-        case .head(let request):
-            start(request, context: context)
+        case .head(let request, let complete):
+            start(request, complete: complete, context: context)
         case .body(let buffer):
             guard buffer.readableBytes > 0 else { return }
             if chunkedBody {
@@ -206,7 +206,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Requests
 
-    private func start(_ head: RequestHead, context: ChannelHandlerContext) {
+    private func start(_ head: RequestHead, complete: Bool, context: ChannelHandlerContext) {
         request = head
         upgrade = head.upgrade
         // After an upgrade request the decoder holds the bytes for the next protocol: a response
@@ -244,7 +244,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             forwardedHead = HeaderRules.upstreamHead(
                 head, uri: uri, client: clientFields, reusing: spareUpstreamHead.take())
             retries = 0
-            state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: false)
+            state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: complete)
             connect(context: context)
         }
     }

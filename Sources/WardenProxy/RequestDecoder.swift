@@ -133,11 +133,12 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 input.moveReaderIndex(forwardBy: head.bytes.readableBytes)
                 let after: After = head.upgrade || head.isCONNECT ? .upgrade : .nextRequest
                 let framing = head.framing
+                let complete = framing == .none || framing == .length(0)
                 // The head's last use: moved into the part, not copied.
-                deliver(context: context, .head(consume head))
+                deliver(context: context, .head(consume head, complete: complete))
                 switch framing {
                 case .none, .length(0):
-                    finish(after, context: context)
+                    state = after == .upgrade ? .upgraded : .head
                 case .length(let count):
                     state = .body(remaining: count, then: after)
                 case .chunked:
@@ -222,6 +223,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             else { throw HTTPParserError.invalidVersion }
             let minor = Int(bytes[index + 7] &- 48)
             index += 10
+            let fieldsStart = index
 
             var fieldCount = 0
             var fieldBytes = 0
@@ -234,16 +236,20 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
             var close = false
             var keepAliveToken = false
             var upgradeField = false
+            var dropped = HeadLines.List()
             while index + 1 < bytes.count, !(bytes[index] == 13 && bytes[index + 1] == 10) {
                 // No control characters in a value: a bare CR or LF could end the line for another parser.
                 guard let (name, value, end) = ASCII.headerLine(bytes, from: index, name: .token, value: { ($0 >= 32 || $0 == 9) && $0 != 127 })
                 else { throw HTTPParserError.invalidHeaderToken }
-                switch FieldName(bytes, name) {
+                let kind = FieldName(bytes, name)
+                switch kind {
                 case .host where host == nil:
                     host = ASCII.string(bytes, value)
                     hostValue = value
                 case .upgrade:
+                    // Kept upstream or not by what the whole head says.
                     upgradeField = true
+                    reviewFields = true
                 case .forwardedFor:
                     reviewFields = true
                 case .connection:
@@ -269,6 +275,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 default:
                     break
                 }
+                // The lines the upstream does not get, unless the fields are reviewed anyway.
+                if kind.isHopByHop || kind == .forwardedOther, !reviewFields, !dropped.append(index..<(end + 2)) { reviewFields = true }
                 fieldCount += 1
                 fieldBytes += name.count + value.count
                 index = end + 2
@@ -280,7 +288,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 method: Self.method(bytes, method), uriBytes: uri, pathEnd: query ?? uri.upperBound,
                 version: version ?? HTTPVersion(major: 1, minor: minor),
                 host: host, hostValue: hostValue,
-                bytes: length == bytes.count ? buffer : buffer.getSlice(at: buffer.readerIndex, length: length)!, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
+                bytes: length == bytes.count ? buffer : buffer.getSlice(at: buffer.readerIndex, length: length)!, fieldsStart: fieldsStart,
+                droppedLines: dropped, reviewFields: reviewFields, framing: chunked ? .chunked : contentLength.map { .length($0) } ?? .none,
                 upgrade: connectionUpgrade && upgradeField, keepAlive: minor == 1 ? !close : keepAliveToken && !close,
                 fieldCount: fieldCount, fieldBytes: fieldBytes)
         }
@@ -319,8 +328,14 @@ final class RequestHead: Sendable {
     let hostValue: Range<Int>?
     /// The request line and header lines, through the empty line.
     let bytes: ByteBuffer
-    /// An `X-Forwarded-For` to extend, or a `Connection` that names fields to drop: writing the
-    /// upstream's head takes a look at all fields first.
+    /// Where the first header line starts in `bytes`.
+    let fieldsStart: Int
+    /// The lines the upstream does not get (hop-by-hop and the proxy's own), when the fields need
+    /// no review: the upstream's head is the client's without them.
+    let droppedLines: HeadLines.List
+    /// An `X-Forwarded-For` to extend, a `Connection` that names fields to drop, an `Upgrade`, or
+    /// more lines to drop than `droppedLines` holds: writing the upstream's head takes a look at
+    /// all fields first.
     let reviewFields: Bool
     let framing: RequestDecoder.Framing
     /// `Upgrade` with `Connection: upgrade`: the client asks to switch protocols (a WebSocket handshake).
@@ -333,8 +348,8 @@ final class RequestHead: Sendable {
 
     init(
         method: HTTPMethod, uriBytes: Range<Int>, pathEnd: Int, version: HTTPVersion, host: String?, hostValue: Range<Int>?,
-        bytes: ByteBuffer, reviewFields: Bool, framing: RequestDecoder.Framing, upgrade: Bool, keepAlive: Bool,
-        fieldCount: Int, fieldBytes: Int
+        bytes: ByteBuffer, fieldsStart: Int, droppedLines: HeadLines.List, reviewFields: Bool, framing: RequestDecoder.Framing,
+        upgrade: Bool, keepAlive: Bool, fieldCount: Int, fieldBytes: Int
     ) {
         self.method = method
         self.uriBytes = uriBytes
@@ -343,6 +358,8 @@ final class RequestHead: Sendable {
         self.host = host
         self.hostValue = hostValue
         self.bytes = bytes
+        self.fieldsStart = fieldsStart
+        self.droppedLines = droppedLines
         self.reviewFields = reviewFields
         self.framing = framing
         self.upgrade = upgrade
@@ -378,7 +395,7 @@ final class RequestHead: Sendable {
     func field(_ name: StaticString) -> String? {
         bytes.withUnsafeReadableBytes { bytes in
             var found: String?
-            HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { fieldName, value, _ in
+            HeadLines.forEachField(bytes, from: fieldsStart) { fieldName, value, _ in
                 if found == nil, ASCII.equalsIgnoringCase(bytes, fieldName, name) {
                     found = ASCII.string(bytes, value)
                 }
@@ -389,7 +406,9 @@ final class RequestHead: Sendable {
 }
 
 enum RequestPart {
-    case head(RequestHead)
+    /// `complete`: the head is the whole request (no body), and no `.end` follows it: one part
+    /// for most requests instead of two.
+    case head(RequestHead, complete: Bool)
     case body(ByteBuffer)
     case end
 
