@@ -18,7 +18,7 @@ final class HTTP2ResponseAdapter: ChannelDuplexHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head(let head) = unwrapInboundIn(data) {
-            framer.expectResponse(toHead: head.method == .HEAD, dechunk: true, rewrite: nil)
+            framer.expectResponse(toHead: head.method == .HEAD, dechunk: true)
         }
         context.fireChannelRead(data)
     }

@@ -99,6 +99,26 @@ enum HeaderRules {
         }
     }
 
+    /// ProxyPassReverse on a response head as the framer wrote it (status line and header lines):
+    /// in `Location`, `Content-Location` and `Refresh`, a URL that points at the upstream points at
+    /// `publicBase` (`scheme://host`) instead.
+    static func reverseRewrite(_ head: ByteBuffer, upstreamHost: String, upstreamPort: Int, publicBase: String) -> ByteBuffer {
+        head.withUnsafeReadableBytes { bytes in
+            var out = ByteBufferAllocator().buffer(capacity: bytes.count + 256)
+            let fieldsStart = HeadLines.firstField(bytes)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[..<fieldsStart]))
+            HeadLines.forEachField(bytes, from: fieldsStart) { name, value, line in
+                guard FieldName(bytes, name) == .url else {
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[line]))
+                    return
+                }
+                let url = reverseRewrite(ASCII.string(bytes, value), upstreamHost: upstreamHost, upstreamPort: upstreamPort, publicBase: publicBase)
+                out.writeHeaderField(ASCII.string(bytes, name), url)
+            }
+            return out
+        }
+    }
+
     /// ProxyPassReverse: an absolute URL that points at the upstream points at the public host instead.
     static func reverseRewrite(_ value: String, upstreamHost: String, upstreamPort: Int, publicBase: String) -> String {
         let bases = ["http://\(upstreamHost):\(upstreamPort)", upstreamPort == 80 ? "http://\(upstreamHost)" : nil].compactMap { $0 }

@@ -240,7 +240,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             chunkedBody = head.framing == .chunked
-            let uri = Self.upstreamURI(head.uri, prefix: route.prefix, base: upstream.url.path)
+            let uri = upstream.basePath.map { Self.upstreamURI(head.uri, prefix: route.prefix, base: $0) }
             forwardedHead = HeaderRules.upstreamHead(
                 head, uri: uri, client: clientFields, reusing: spareUpstreamHead.take())
             retries = 0
@@ -249,11 +249,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// `pass /app to http://host/base/` sends `/app/x` as `/base/x`. nil for a bare `http://host/`:
-    /// the request keeps the client's URI bytes as they came (and no String is made of them).
-    static func upstreamURI(_ client: @autoclosure () -> String, prefix: String, base: String) -> String? {
-        guard base != "/" else { return nil }
-        let uri = client()
+    /// `pass /app to http://host/base/` sends `/app/x` as `/base/x`.
+    static func upstreamURI(_ uri: String, prefix: String, base: String) -> String {
         guard uri.hasPrefix(prefix) else { return uri }
         let rest = uri.dropFirst(prefix.count)
         if base.hasSuffix("/"), rest.hasPrefix("/") { return base + rest.dropFirst() }
@@ -362,9 +359,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
-        upstream.expectResponse(
-            toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, scheme: shared.scheme,
-            publicHost: request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost", headBuffer: spareResponseHead.take())
+        upstream.expectResponse(toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, headBuffer: spareResponseHead.take())
         if body.isEmpty {
             // One pass down the pipeline instead of two for the usual request without a body.
             upstream.writeAndFlush(head)
@@ -414,6 +409,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             } else if version == .http1_0 {
                 connection = "Connection: keep-alive\r\n"
             }
+        }
+        if head.hasURLFields {
+            let publicHost = request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost"
+            head.bytes = HeaderRules.reverseRewrite(
+                head.bytes, upstreamHost: upstream.host, upstreamPort: upstream.port, publicBase: "\(shared.scheme)://\(publicHost)")
         }
         let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes ? $0 : nil }
         // The end of the head and a small body in one write into the buffer.

@@ -7,8 +7,8 @@ import Glibc
 #endif
 
 /// Reads an upstream's HTTP/1.1 responses from raw bytes. The head is parsed and rewritten for the
-/// client (hop-by-hop headers dropped, upstream URLs pointed at the public host); the body is passed
-/// through as it arrives, framed by `Content-Length`, chunked encoding or the end of the connection.
+/// client (hop-by-hop headers dropped; its URLs are the handler's, see `Head.hasURLFields`); the
+/// body is passed through as it arrives, framed by `Content-Length`, chunked encoding or the end of the connection.
 /// Working on bytes rather than NIO's decoded parts saves the proxy a decode and a re-encode per response.
 struct ResponseFramer {
     enum Framing: Equatable {
@@ -25,6 +25,9 @@ struct ResponseFramer {
         var framing: Framing
         /// Whether the upstream lets the connection be reused after this response.
         var keepAlive: Bool
+        /// A `Location`, `Content-Location` or `Refresh` is kept: it may point at the upstream (see
+        /// `HeaderRules.reverseRewrite`). Rare, so the public host is not needed per response.
+        var hasURLFields: Bool
     }
 
     enum Output {
@@ -39,14 +42,6 @@ struct ResponseFramer {
         let description: String
     }
 
-    /// How the response's URLs point back at the public host.
-    struct Rewrite {
-        var upstreamHost: String
-        var upstreamPort: Int
-        var scheme: String
-        var publicHost: String
-    }
-
     private enum State {
         case head
         case body(remaining: Int)
@@ -59,7 +54,6 @@ struct ResponseFramer {
     private var partialHead: ByteBuffer?
     private var isHeadRequest = false
     private var dechunk = false
-    private var rewrite: Rewrite?
     /// A buffer to write the next head into, handed back by whoever sent the last one.
     private var spareHead: ByteBuffer?
     /// The fields of the head being read; kept from one response to the next, so a head costs no
@@ -78,13 +72,12 @@ struct ResponseFramer {
     /// Expects the response to a new request. `dechunk`: the client speaks HTTP/1.0, so chunked
     /// bodies are passed on as plain data. `headBuffer`: the last head's buffer, to write this
     /// one's into (see `ByteBuffer.head(reusing:capacity:)`).
-    mutating func expectResponse(toHead: Bool, dechunk: Bool, rewrite: Rewrite?, headBuffer: ByteBuffer? = nil) {
+    mutating func expectResponse(toHead: Bool, dechunk: Bool, headBuffer: ByteBuffer? = nil) {
         spareHead = headBuffer
         state = .head
         partialHead = nil
         isHeadRequest = toHead
         self.dechunk = dechunk
-        self.rewrite = rewrite
     }
 
     /// Consumes what it can of `buffer`. Bytes left over after the end of a response stay in it
@@ -216,8 +209,6 @@ struct ResponseFramer {
         var close = http10
         var keepAliveToken = false
         var connectionNames: [Range<Int>] = []
-        var urlFields = 0
-        var urlValueBytes = 0
         // An unusually long head's worth is not kept for the life of a pooled connection.
         if fields.capacity > 64 { fields = [] } else { fields.removeAll(keepingCapacity: true) }
         var start = statusEnd + 2
@@ -252,10 +243,7 @@ struct ResponseFramer {
                         connectionNames.append(token)
                     }
                 }
-            case .url:
-                urlFields += 1
-                urlValueBytes += field.value.count
-            case .upgrade, .hopByHop, .host, .forwardedFor, .forwardedOther, .other:
+            case .url, .upgrade, .hopByHop, .host, .forwardedFor, .forwardedOther, .other:
                 break
             }
         }
@@ -281,15 +269,13 @@ struct ResponseFramer {
         if case .length(let count) = framing, count <= Self.smallBodyBytes { smallBody = count }
         // Taken out of `spareHead`: the receiver of the head holds the only reference and can add to it in place.
         var out = ByteBuffer.head(reusing: spareHead.take(), capacity: length + 64 + smallBody)
-        // What is written here: at most the upstream's head with "HTTP/1.1" for its version,
-        // `Connection: upgrade`, and each rewritten URL line longer by the public base, a space, and
-        // twice its value (invalid UTF-8 in a value comes back as three-byte replacement characters).
-        // (Without a rewrite the URL lines are kept as they are, within that room.)
-        let publicBase = urlFields == 0 ? "" : rewrite.map { "\($0.scheme)://\($0.publicHost)" } ?? ""
-        let capacity = length + 8 + 21 + urlFields * (publicBase.utf8.count + 1) + 2 * urlValueBytes
+        // What is written here: at most the upstream's head with "HTTP/1.1" for its version, and
+        // `Connection: upgrade`.
+        let capacity = length + 8 + 21
         // Kept lines are contiguous in the upstream's head: each run of them is one copy. The status
         // line is one of them when the upstream speaks HTTP/1.1 too.
         let sameVersion = ASCII.equals(bytes, 0..<8, "HTTP/1.1")
+        var hasURLFields = false
         out.writeHead(capacity: capacity) { writer in
             if !sameVersion { writer.appendLiteral("HTTP/1.1") }
             var kept = HeadLines.Runs(from: sameVersion ? 0 : 8)
@@ -304,22 +290,14 @@ struct ResponseFramer {
                 case .contentLength, .url, .host, .forwardedFor, .forwardedOther, .other:
                     keep = !connectionNames.contains { ASCII.equalsIgnoringCase(bytes, field.name, $0) }
                 }
-                let line = field.line.lowerBound..<(field.line.upperBound + 2)
-                if keep, field.kind == .url, let rewrite {
-                    kept.add(line, keep: false) { writer.append(bytes, $0) }
-                    writer.appendField(
-                        ASCII.string(bytes, field.name),
-                        HeaderRules.reverseRewrite(
-                            ASCII.string(bytes, field.value), upstreamHost: rewrite.upstreamHost, upstreamPort: rewrite.upstreamPort,
-                            publicBase: publicBase))
-                } else {
-                    kept.add(line, keep: keep) { writer.append(bytes, $0) }
-                }
+                kept.add(field.line.lowerBound..<(field.line.upperBound + 2), keep: keep) { writer.append(bytes, $0) }
+                if keep, field.kind == .url { hasURLFields = true }
             }
             kept.finish { writer.append(bytes, $0) }
             if status == 101 { writer.appendLiteral("Connection: upgrade\r\n") }
         }
-        return (Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose), length)
+        let head = Head(status: status, bytes: out, framing: framing, keepAlive: !close && framing != .untilClose, hasURLFields: hasURLFields)
+        return (head, length)
     }
 
     private struct Field {

@@ -111,13 +111,10 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelActive()
     }
 
-    /// Sets the framer up for the response to the request about to be written; URLs in it that
-    /// point at this upstream are made to point at `scheme://publicHost`.
-    func expectResponse(toHead: Bool, dechunk: Bool, scheme: String, publicHost: String, headBuffer: ByteBuffer?) {
+    /// Sets the framer up for the response to the request about to be written.
+    func expectResponse(toHead: Bool, dechunk: Bool, headBuffer: ByteBuffer?) {
         keepAlive = true
-        framer.expectResponse(
-            toHead: toHead, dechunk: dechunk, rewrite: ResponseFramer.Rewrite(upstreamHost: host, upstreamPort: port, scheme: scheme, publicHost: publicHost),
-            headBuffer: headBuffer)
+        framer.expectResponse(toHead: toHead, dechunk: dechunk, headBuffer: headBuffer)
     }
 
     func write(_ buffer: ByteBuffer) {

@@ -11,13 +11,27 @@ import WardenTestSupport
 import Glibc
 #endif
 
+/// ProxyPassReverse as the `ProxyHandler` applies it to a framed head that has URL fields.
+private struct Rewrite {
+    var upstreamHost: String
+    var upstreamPort: Int
+    var publicBase: String
+
+    func apply(_ head: ResponseFramer.Head) -> ResponseFramer.Head {
+        guard head.hasURLFields else { return head }
+        var head = head
+        head.bytes = HeaderRules.reverseRewrite(head.bytes, upstreamHost: upstreamHost, upstreamPort: upstreamPort, publicBase: publicBase)
+        return head
+    }
+}
+
 /// Feeds `text` to a framer in pieces of `step` bytes and collects what it emits.
 private func frame(
     _ text: String, step: Int = .max, toHead: Bool = false, dechunk: Bool = false,
-    rewrite: ResponseFramer.Rewrite? = nil
+    rewrite: Rewrite? = nil
 ) throws -> (heads: [ResponseFramer.Head], informational: [String], body: String, ended: Bool, leftover: String) {
     var framer = ResponseFramer()
-    framer.expectResponse(toHead: toHead, dechunk: dechunk, rewrite: rewrite)
+    framer.expectResponse(toHead: toHead, dechunk: dechunk)
     var heads: [ResponseFramer.Head] = []
     var informational: [String] = []
     var body = ""
@@ -30,7 +44,7 @@ private func frame(
         offset += buffer.readableBytes
         try framer.parse(&buffer) { output in
             switch output {
-            case .head(let head): heads.append(head)
+            case .head(let head): heads.append(rewrite?.apply(head) ?? head)
             case .informational(let bytes): informational.append(String(buffer: bytes))
             case .body(let bytes): body += String(buffer: bytes)
             case .end: ended = true
@@ -105,18 +119,18 @@ struct ResponseFramerTests {
     }
 
     @Test func headersNamedByConnectionAreDroppedAndLocationRewritten() throws {
-        let rewrite = ResponseFramer.Rewrite(upstreamHost: "127.0.0.1", upstreamPort: 8080, scheme: "https", publicHost: "mydomain.com")
+        let rewrite = Rewrite(upstreamHost: "127.0.0.1", upstreamPort: 8080, publicBase: "https://mydomain.com")
         let result = try frame(
             "HTTP/1.1 302 Found\r\nConnection: X-Secret\r\nX-Secret: 1\r\nLocation: http://127.0.0.1:8080/landing\r\nContent-Length: 0\r\n\r\n",
             rewrite: rewrite)
         #expect(headText(result.heads[0]) == "HTTP/1.1 302 Found\r\nLocation: https://mydomain.com/landing\r\nContent-Length: 0\r\n")
     }
 
-    /// The head is written into room reserved once: URL lines that grow the most (the shortest
-    /// upstream base, no space after the colon, a long public host) still fit.
+    /// URL lines that grow the most (the shortest upstream base, no space after the colon, a long
+    /// public host) come out whole.
     @Test func rewrittenURLsThatGrowTheHeadFitItsRoom() throws {
         let publicHost = String(repeating: "long-public-host.", count: 8) + "example.org"
-        let rewrite = ResponseFramer.Rewrite(upstreamHost: "h", upstreamPort: 80, scheme: "https", publicHost: publicHost)
+        let rewrite = Rewrite(upstreamHost: "h", upstreamPort: 80, publicBase: "https://" + publicHost)
         let result = try frame("HTTP/1.0 301 Moved\r\nLocation:http://h\r\nContent-Location:http://h\r\nRefresh:0;url=http://h\r\n\r\n", rewrite: rewrite)
         let base = "https://" + publicHost
         #expect(
@@ -127,9 +141,9 @@ struct ResponseFramerTests {
         invalid.writeBytes([UInt8](repeating: 0xFF, count: 300))
         invalid.writeString("\r\nContent-Length: 0\r\n\r\n")
         var framer = ResponseFramer()
-        framer.expectResponse(toHead: false, dechunk: false, rewrite: rewrite)
+        framer.expectResponse(toHead: false, dechunk: false)
         var heads: [ResponseFramer.Head] = []
-        try framer.parse(&invalid) { if case .head(let head) = $0 { heads.append(head) } }
+        try framer.parse(&invalid) { if case .head(let head) = $0 { heads.append(rewrite.apply(head)) } }
         #expect(headText(heads[0]) == "HTTP/1.1 302 Found\r\nLocation: \(base)/\(String(repeating: "\u{FFFD}", count: 300))\r\nContent-Length: 0\r\n")
     }
 
@@ -137,7 +151,7 @@ struct ResponseFramerTests {
     /// colons and bytes of 128 and up put in) never crash the framer: each is refused, or its head
     /// comes out as lines that each end in CRLF, with URLs rewritten, in whatever pieces it arrives.
     @Test func mutatedResponsesAreRefusedOrFramedIntoCleanLines() throws {
-        let rewrite = ResponseFramer.Rewrite(upstreamHost: "127.0.0.1", upstreamPort: 8080, scheme: "https", publicHost: "mydomain.com")
+        let rewrite = Rewrite(upstreamHost: "127.0.0.1", upstreamPort: 8080, publicBase: "https://mydomain.com")
         let responses = [
             "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 04:51:41 GMT\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\npong",
             "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:8080/a?b=c\r\nContent-Location:http://127.0.0.1:8080/\r\nRefresh: 3;url=http://127.0.0.1:8080/x\r\nContent-Length: 0\r\n\r\n",
@@ -162,7 +176,7 @@ struct ResponseFramerTests {
                 if bytes.isEmpty { bytes = [0] }
             }
             var framer = ResponseFramer()
-            framer.expectResponse(toHead: false, dechunk: Bool.random(using: &rng), rewrite: rewrite)
+            framer.expectResponse(toHead: false, dechunk: Bool.random(using: &rng))
             let step = [1, 5, 64, bytes.count].randomElement(using: &rng)!
             var heads: [[UInt8]] = []
             do {
@@ -171,7 +185,7 @@ struct ResponseFramerTests {
                     var piece = ByteBuffer(bytes: bytes[offset..<min(bytes.count, offset + step)])
                     offset += piece.readableBytes
                     try framer.parse(&piece) { output in
-                        if case .head(let head) = output { heads.append(Array(head.bytes.readableBytesView)) }
+                        if case .head(let head) = output { heads.append(Array(rewrite.apply(head).bytes.readableBytesView)) }
                     }
                 }
             } catch is ResponseFramer.Failure {
@@ -234,7 +248,7 @@ struct ResponseFramerTests {
     @Test func theLastHeadsBufferIsWrittenAgainOnlyWhenNothingElseHoldsIt() throws {
         func storage(_ buffer: ByteBuffer) -> UnsafeRawPointer? { buffer.withVeryUnsafeBytes { $0.baseAddress } }
         func head(_ framer: inout ResponseFramer, reusing spare: consuming ByteBuffer?) throws -> ByteBuffer {
-            framer.expectResponse(toHead: false, dechunk: false, rewrite: nil, headBuffer: spare.take())
+            framer.expectResponse(toHead: false, dechunk: false, headBuffer: spare.take())
             var response = ByteBuffer(string: "HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n")
             var bytes: ByteBuffer?
             try framer.parse(&response) { if case .head(let head) = $0 { bytes = head.bytes } }
@@ -397,7 +411,9 @@ struct HeaderRuleTests {
     }
 
     @Test func upstreamURIReplacesThePrefixOnlyForAURLWithAPath() {
-        #expect(ProxyHandler.upstreamURI("/app/x?q=1", prefix: "/app", base: "/") == nil)
+        // A bare http://host/ has no base path: the client's URI goes as it came.
+        #expect(SiteTable.Upstream(url: HTTPURL(scheme: "http", host: "h", port: 80, path: "/"), service: nil).basePath == nil)
+        #expect(SiteTable.Upstream(url: HTTPURL(scheme: "http", host: "h", port: 80, path: "/base/"), service: nil).basePath == "/base/")
         #expect(ProxyHandler.upstreamURI("/app/x?q=1", prefix: "/app", base: "/base/") == "/base/x?q=1")
         #expect(ProxyHandler.upstreamURI("/app/x", prefix: "/app/", base: "/base") == "/base/x")
         #expect(ProxyHandler.upstreamURI("/app", prefix: "/app", base: "/base/") == "/base/")
