@@ -63,9 +63,9 @@ enum HeaderRules {
                         switch FieldName(bytes, name) {
                         case .upgrade where request.upgrade:
                             keep = true
-                        case .connection, .transferEncoding, .upgrade, .hopByHop, .forwardedFor, .forwardedOther:
+                        case let kind where kind.isDroppedUpstream:
                             keep = false
-                        case .host, .contentLength, .url, .other:
+                        default:
                             keep = named.isEmpty || !named.contains { ASCII.equalsIgnoringCase(bytes, name, $0) }
                         }
                         kept.add(line, keep: keep) { writer.append(bytes, $0) }
@@ -186,6 +186,12 @@ enum FieldName {
         case .connection, .transferEncoding, .upgrade, .hopByHop: true
         case .host, .contentLength, .forwardedFor, .forwardedOther, .url, .other: false
         }
+    }
+
+    /// Not passed upstream as the client sent it: hop-by-hop (an `Upgrade` only outside an upgrade
+    /// request), or one the proxy writes itself (`X-Forwarded-For` extended, the others replaced).
+    var isDroppedUpstream: Bool {
+        isHopByHop || self == .forwardedFor || self == .forwardedOther
     }
 }
 

@@ -107,20 +107,10 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                     input.moveReaderIndex(forwardBy: 2)
                     scanned = max(0, scanned - 2)
                 }
-                // The usual head comes whole and is read in one pass, its end found by reading it.
                 // A head arriving in pieces is searched from where the last search stopped, not
                 // from its start again: a byte-by-byte sender costs linear time, not quadratic.
-                let parsed: RequestHead?
-                if scanned == 0 {
-                    do {
-                        parsed = try Self.parseHead(input)
-                    } catch where ResponseFramer.headLength(input) == nil {
-                        parsed = nil  // not a bad head but the first part of one
-                    }
-                } else {
-                    parsed = try ResponseFramer.headLength(input, from: scanned).map { try Self.parseHead(input.getSlice(at: input.readerIndex, length: $0)!) }
-                }
-                guard let head = parsed else {
+                guard let head = try ResponseFramer.completeHead(input, continued: scanned > 0, searched: scanned, read: { try Self.parseHead(input) })
+                else {
                     if input.readableBytes > Self.maximumHeadBytes { throw HTTPParserError.headerOverflow }
                     // Lines must end in CRLF: a head with a bare LF would never be complete here,
                     // so it is refused now rather than left to the header timeout.
@@ -276,7 +266,7 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                     break
                 }
                 // The lines the upstream does not get, unless the fields are reviewed anyway.
-                if kind.isHopByHop || kind == .forwardedOther, !reviewFields, !dropped.append(index..<(end + 2)) { reviewFields = true }
+                if kind.isDroppedUpstream, !reviewFields, !dropped.append(index..<(end + 2)) { reviewFields = true }
                 fieldCount += 1
                 fieldBytes += name.count + value.count
                 index = end + 2

@@ -94,19 +94,7 @@ struct ResponseFramer {
                     partial.writeBuffer(&buffer)
                     buffer = partial
                 }
-                // A head that came in pieces is looked for before it is read again; the usual head
-                // comes whole and is read in one pass, its end found by reading it.
-                let parsed: (head: Head, length: Int)?
-                if continued, Self.headLength(buffer) == nil {
-                    parsed = nil
-                } else {
-                    do {
-                        parsed = try makeHead(buffer)
-                    } catch where Self.headLength(buffer) == nil {
-                        parsed = nil  // not a bad head but the first part of one
-                    }
-                }
-                guard let (head, length) = parsed else {
+                guard let (head, length) = try Self.completeHead(buffer, continued: continued, read: { try makeHead(buffer) }) else {
                     guard buffer.readableBytes <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
                     partialHead = buffer.readSlice(length: buffer.readableBytes)
                     return
@@ -170,6 +158,24 @@ struct ResponseFramer {
         return true
     }
 
+    /// The head `read` reads from the start of `buffer`, or nil while it is incomplete. The usual
+    /// head comes whole and is read at once, its end found by reading it; one that came in pieces
+    /// (`continued`) is read only once its end has arrived (searched for from `searched`, what an
+    /// earlier search looked at). A complete head that `read` refuses throws its error.
+    static func completeHead<Parsed>(
+        _ buffer: ByteBuffer, continued: Bool, searched: Int = 0, read: () throws -> Parsed
+    ) rethrows -> Parsed? {
+        if continued {
+            guard headLength(buffer, from: searched) != nil else { return nil }
+            return try read()
+        }
+        do {
+            return try read()
+        } catch where headLength(buffer) == nil {
+            return nil  // not a bad head but the first part of one
+        }
+    }
+
     /// Bytes up to and including the blank line that ends a head, if it has arrived. `from`: how
     /// many bytes an earlier search has already looked at.
     static func headLength(_ buffer: ByteBuffer, from searched: Int = 0) -> Int? {
@@ -193,7 +199,7 @@ struct ResponseFramer {
     }
 
     /// One pass over the lines to learn the framing and what to drop, then the kept lines are
-    /// copied in runs: nothing is turned into a String unless a URL needs rewriting.
+    /// copied in runs: nothing is turned into a String.
     private mutating func makeHead(_ bytes: UnsafeRawBufferPointer) throws -> (Head, Int) {
         let statusEnd = HeadLines.lineEnd(bytes, from: 0)
         // The reason phrase may have tabs but no other control character: a CR in it would end the
