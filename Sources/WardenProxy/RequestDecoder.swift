@@ -109,8 +109,13 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 // A head arriving in pieces is searched from where the last search stopped, not
                 // from its start again: a byte-by-byte sender costs linear time, not quadratic.
-                guard let head = try ResponseFramer.completeHead(input, continued: scanned > 0, searched: scanned, read: { try Self.parseHead(input) })
-                else {
+                let parsed: RequestHead?
+                do {
+                    parsed = try ResponseFramer.completeHead(input, continued: scanned > 0, searched: scanned, read: { try Self.parseHead(input) })
+                } catch where (ResponseFramer.headLength(input) ?? 0) > Self.maximumHeadBytes {
+                    throw HTTPParserError.headerOverflow  // too big comes first, whatever else is wrong with it
+                }
+                guard let head = parsed else {
                     if input.readableBytes > Self.maximumHeadBytes { throw HTTPParserError.headerOverflow }
                     // Lines must end in CRLF: a head with a bare LF would never be complete here,
                     // so it is refused now rather than left to the header timeout.

@@ -651,6 +651,13 @@ struct RequestDecoderTests {
         let result = try decode(raw, step: 1460)
         #expect(result.error as? HTTPParserError == .headerOverflow)
         #expect(result.parts.isEmpty)
+        // Whole, or completed by a piece that takes it over the limit, a head too big is that
+        // before it is malformed.
+        for step in [Int.max, 50_000] {
+            let malformed = try decode(raw + "Bad Name: x\r\n\r\n", step: step)
+            #expect(malformed.error as? HTTPParserError == .headerOverflow, "step \(step)")
+            #expect(malformed.parts.isEmpty)
+        }
     }
 
     @Test func bytesAfterAnUpgradeRequestAreHeldForTheNextProtocol() throws {
