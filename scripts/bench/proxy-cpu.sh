@@ -36,6 +36,7 @@ measure() {
     taskset -c 0 "$@" >"$work/$label.log" 2>&1 &
     local pid=$!
     wait_port "$proxy_port"
+    check_answer "$proxy_port" "$path" || { kill "$pid"; return 1; }
     taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$proxy_port$path" >/dev/null
     local user0 sys0 upstream0 user1 sys1 upstream1 out
     read -r user0 sys0 < <(cpu_ticks "$pid")

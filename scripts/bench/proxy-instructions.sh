@@ -30,6 +30,7 @@ count() {
     valgrind --tool=callgrind --callgrind-out-file="$work/$label.out" "$@" >"$work/$label.log" 2>&1 &
     local pid=$!
     wait_port "$proxy_port"
+    check_answer "$proxy_port" "$path" || { kill "$pid"; return 1; }
     wrk -t1 -c50 -d3s "http://127.0.0.1:$proxy_port$path" >/dev/null
     callgrind_control -z "$pid" >/dev/null 2>&1
     local requests

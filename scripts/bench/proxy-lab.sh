@@ -2,6 +2,7 @@
 # directory $work, an nginx upstream with /ping ("pong") and an 18 KB /image.png on
 # $upstream_port, and two proxies for $proxy_port to choose from: nginx with one worker and a pool of
 # 64 kept-alive upstream connections ($work/proxy.conf, one process) and warden ($work/wardenrc).
+# With separate_ports=1, nginx listens on $nginx_port instead, so the two can run side by side.
 # Starts the upstream (pinned with $pin_upstream, e.g. "taskset -c 0", when set) and ends it on exit.
 # $upstream_keepalive (seconds, default 65) is how long the upstream keeps a connection open; 0 closes
 # each one after its response. With NIO_FLOOR=1, $floor is also built: scripts/bench/nio-floor, the
@@ -26,6 +27,15 @@ wait_port() {
     echo "nothing listening on $1" >&2
     return 1
 }
+# Fails unless the proxy on port $1 answers $2 with the upstream's bytes (a 403 or 404 page would
+# make a fast but meaningless benchmark).
+check_answer() {
+    # $work/www/ping holds the upstream's "pong" too.
+    if ! curl -sf --max-time 5 "http://127.0.0.1:$1$2" | cmp -s - "$work/www$2"; then
+        echo "the proxy on $1 does not answer $2 with the upstream's bytes" >&2
+        return 1
+    fi
+}
 # Waits until nothing listens on the port any more (a proxy stopped before the next starts).
 wait_port_free() {
     for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.1; done
@@ -33,9 +43,16 @@ wait_port_free() {
 
 upstream_port=$(free_port)
 proxy_port=$(free_port)
+nginx_port=$proxy_port
+if [ "${separate_ports:-0}" = 1 ]; then
+    while [ "$nginx_port" = "$proxy_port" ]; do nginx_port=$(free_port); done
+fi
 mkdir -p "$work/www" "$work/logs" "$work/tmp"
+# Started by root, nginx serves as nobody, which must reach the files: mktemp made $work 0700, and
+# /image.png was answered 403 (a small page, not the file) until this.
+chmod 755 "$work"
 printf pong >"$work/www/ping"
-head -c 18000 /dev/urandom >"$work/www/image.png"
+head -c 18432 /dev/urandom >"$work/www/image.png"  # the shared harness's size
 nginx_http="types { image/png png; } default_type application/octet-stream; sendfile on; access_log off;
     keepalive_timeout 65; keepalive_requests 1000000; client_body_temp_path $work/tmp;"
 cat >"$work/upstream.conf" <<CONF
@@ -51,7 +68,7 @@ worker_processes 1; daemon off; master_process off; pid $work/proxy.pid; error_l
 events { worker_connections 4096; }
 http { $nginx_http
     upstream app { server 127.0.0.1:$upstream_port; keepalive 64; }
-    server { listen 127.0.0.1:$proxy_port;
+    server { listen 127.0.0.1:$nginx_port;
         location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; } }
 }
 CONF

@@ -27,6 +27,7 @@ measure() {
     "$@" >"$work/$label.log" 2>&1 &
     local pid=$!
     wait_port "$proxy_port"
+    check_answer "$proxy_port" /ping || { kill "$pid"; return 1; }
     wrk -t1 -c20 -d2s "http://127.0.0.1:$proxy_port/ping" >/dev/null
     local before requests after
     before=$(rss "$pid")
