@@ -15,13 +15,10 @@
 # Needs nginx and wrk, and two cpus.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in nginx wrk taskset; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
 rounds=${1:-6}
 path=${2:-/ping}
 duration=${DURATION:-6s}
-pin_upstream="taskset -c 0"
+pinned=1
 . scripts/bench/proxy-lab.sh
 ticks=$(getconf CLK_TCK)
 

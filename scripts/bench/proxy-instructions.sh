@@ -14,10 +14,8 @@
 # Needs valgrind, nginx and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in valgrind callgrind_control callgrind_annotate nginx wrk; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
 if [ $# -gt 0 ]; then paths=("$@"); else paths=(/ping /image.png); fi
+lab_needs="valgrind callgrind_control callgrind_annotate"
 . scripts/bench/proxy-lab.sh
 # valgrind 3.19 cannot read the DWARF 5 that swift emits: count a copy without debug sections.
 strip --strip-debug -o "$work/warden" .build/release/warden

@@ -1,12 +1,18 @@
-# The proxy lab shared by scripts/bench/proxy-instructions.sh and proxy-cpu.sh (sourced): in a new
-# directory $work, an nginx upstream with /ping ("pong") and an 18 KB /image.png on
-# $upstream_port, and two proxies for $proxy_port to choose from: nginx with one worker and a pool of
-# 64 kept-alive upstream connections ($work/proxy.conf, one process) and warden ($work/wardenrc).
-# With separate_ports=1, nginx listens on $nginx_port instead, so the two can run side by side.
-# Starts the upstream (pinned with $pin_upstream, e.g. "taskset -c 0", when set) and ends it on exit.
+# The proxy lab shared by the scripts/bench/proxy-*.sh scripts (sourced): in a new directory $work,
+# an nginx upstream with /ping ("pong") and an 18 KB /image.png on $upstream_port, and two proxies
+# for $proxy_port to choose from: nginx with one worker and a pool of 64 kept-alive upstream
+# connections ($work/proxy.conf, one process) and warden ($work/wardenrc). With separate_ports=1,
+# nginx listens on $nginx_port instead, so the two can run side by side.
+# Starts the upstream (on cpu 0 with pinned=1, where the proxies go too) and ends it on exit.
 # $upstream_keepalive (seconds, default 65) is how long the upstream keeps a connection open; 0 closes
 # each one after its response. With NIO_FLOOR=1, $floor is also built: scripts/bench/nio-floor, the
 # least a SwiftNIO proxy can do per request (right for /ping only), as a third proxy.
+# $lab_needs: the tools the script needs beyond the lab's own.
+pin_upstream=
+[ "${pinned:-0}" = 1 ] && { pin_upstream="taskset -c 0"; lab_needs="${lab_needs:-} taskset"; }
+for tool in nginx wrk curl /usr/bin/python3 ${lab_needs:-}; do
+    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
+done
 swift build -c release --product warden >/dev/null
 floor=
 if [ "${NIO_FLOOR:-0}" = 1 ]; then
@@ -82,6 +88,6 @@ check site bench default
 RC
 chmod 600 "$work/wardenrc"
 
-${pin_upstream:-} nginx -p "$work" -e "$work/logs/startup.log" -c "$work/upstream.conf" &
+$pin_upstream nginx -p "$work" -e "$work/logs/startup.log" -c "$work/upstream.conf" &
 pids+=($!)
 wait_port "$upstream_port"

@@ -11,9 +11,6 @@
 # Needs nginx and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in nginx wrk; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
 seconds=${1:-20}
 upstream_keepalive=0
 . scripts/bench/proxy-lab.sh

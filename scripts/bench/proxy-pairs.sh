@@ -15,14 +15,12 @@
 # Needs nginx, wrk, /usr/bin/python3 and two cpus.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in nginx wrk taskset /usr/bin/python3; do
-    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
+# Both proxies on cpu 0 with the upstream, on ports of their own.
+pinned=1
+separate_ports=1
 pairs=${1:-30}
 path=${2:-/ping}
 duration=${DURATION:-3s}
-pin_upstream="taskset -c 0"
-separate_ports=1
 . scripts/bench/proxy-lab.sh
 
 taskset -c 0 nginx -p "$work" -e "$work/logs/startup.log" -c "$work/proxy.conf" &
