@@ -111,8 +111,8 @@ final class RequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
                 // from its start again: a byte-by-byte sender costs linear time, not quadratic.
                 let parsed: RequestHead?
                 do {
-                    parsed = try ResponseFramer.completeHead(input, continued: scanned > 0, searched: scanned, read: { try Self.parseHead(input) })
-                } catch where (ResponseFramer.headLength(input) ?? 0) > Self.maximumHeadBytes {
+                    parsed = try HeadBoundary.complete(input, continued: scanned > 0, searched: scanned, read: { try Self.parseHead(input) })
+                } catch where (HeadBoundary.length(input) ?? 0) > Self.maximumHeadBytes {
                     throw HTTPParserError.headerOverflow  // too big comes first, whatever else is wrong with it
                 }
                 guard let head = parsed else {

@@ -2,10 +2,6 @@ import NIOCore
 import NIOHTTP1
 import WardenConfig
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Reads an upstream's HTTP/1.1 responses from raw bytes. The head is parsed and rewritten for the
 /// client (hop-by-hop headers dropped; its URLs are the handler's, see `Head.hasURLFields`); the
 /// body is passed through as it arrives, framed by `Content-Length`, chunked encoding or the end of the connection.
@@ -94,7 +90,7 @@ struct ResponseFramer {
                     partial.writeBuffer(&buffer)
                     buffer = partial
                 }
-                guard let (head, length) = try Self.completeHead(buffer, continued: continued, read: { try makeHead(buffer) }) else {
+                guard let (head, length) = try HeadBoundary.complete(buffer, continued: continued, read: { try makeHead(buffer) }) else {
                     guard buffer.readableBytes <= Self.maximumHeadBytes else { throw Failure(description: "upstream sent too big header") }
                     partialHead = buffer.readSlice(length: buffer.readableBytes)
                     return
@@ -156,40 +152,6 @@ struct ResponseFramer {
         guard case .untilClose = state else { return false }
         state = .done
         return true
-    }
-
-    /// The head `read` reads from the start of `buffer`, or nil while it is incomplete. The usual
-    /// head comes whole and is read at once, its end found by reading it; one that came in pieces
-    /// (`continued`) is read only once its end has arrived (searched for from `searched`, what an
-    /// earlier search looked at). A complete head that `read` refuses throws its error.
-    static func completeHead<Parsed>(
-        _ buffer: ByteBuffer, continued: Bool, searched: Int = 0, read: () throws -> Parsed
-    ) rethrows -> Parsed? {
-        if continued {
-            guard headLength(buffer, from: searched) != nil else { return nil }
-            return try read()
-        }
-        do {
-            return try read()
-        } catch where headLength(buffer) == nil {
-            return nil  // not a bad head but the first part of one
-        }
-    }
-
-    /// Bytes up to and including the blank line that ends a head, if it has arrived. `from`: how
-    /// many bytes an earlier search has already looked at.
-    static func headLength(_ buffer: ByteBuffer, from searched: Int = 0) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes -> Int? in
-            guard bytes.count >= 4, let base = bytes.baseAddress else { return nil }
-            // From one LF to the next with memchr: a line at a time rather than a byte at a time.
-            var index = max(3, searched)
-            while index < bytes.count, let found = memchr(base + index, 10, bytes.count - index) {
-                let lf = base.distance(to: UnsafeRawPointer(found))
-                if bytes[lf - 1] == 13, bytes[lf - 2] == 10, bytes[lf - 3] == 13 { return lf + 1 }
-                index = lf + 1
-            }
-            return nil
-        }
     }
 
     /// The head at the start of `buffer`'s readable bytes (read in place: no slice of it is kept),
