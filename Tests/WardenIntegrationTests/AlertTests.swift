@@ -134,7 +134,7 @@ struct AlertTests {
             return "<\(object?["messageID"] as? String ?? "")>"
         }
         var info = stat()
-        stat(queue + "/" + before[0], &info)
+        stat(queue + "/" + (try #require(before.first, "no queued mail")), &info)
         #expect(info.st_mode & 0o777 == 0o600)
         let second = try WardenProcess(controlFile: rc, logPath: directory.path + "/log2")
         defer { second.stop() }
