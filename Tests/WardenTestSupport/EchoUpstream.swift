@@ -79,10 +79,22 @@ public final class EchoUpstream {
             """, mode: 0o644)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [script, String(port)]
+        let errorLog = directory.path + "/upstream-\(port).err"
+        _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: errorLog))
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = handle
         try process.run()
-        TestSupport.waitUntil(timeout: 10) { TestSupport.httpGet(port: port, path: "/ready") != nil }
+        let peer = self.process
+        // Answering, or exited (a syntax error, a port in use): either ends the wait at once.
+        TestSupport.waitUntil(timeout: 10) { !peer.isRunning || TestSupport.portOpen(port) }
+        guard peer.isRunning, TestSupport.httpGet(port: port, path: "/ready") != nil else {
+            let exited = !peer.isRunning
+            stop()
+            throw PeerStartError(
+                peer: "echo upstream on port \(port)", exited: exited,
+                output: (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? "")
+        }
     }
 
     public func stop() {

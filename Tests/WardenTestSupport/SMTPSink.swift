@@ -1,5 +1,16 @@
 import Foundation
 
+/// A test peer that did not become ready: it exited, or did not answer in time. Carries its output.
+public struct PeerStartError: Error, CustomStringConvertible {
+    public var peer: String
+    public var exited: Bool
+    public var output: String
+
+    public var description: String {
+        "\(peer) \(exited ? "exited before it was ready" : "was not ready in time"); its output:\n\(output)"
+    }
+}
+
 /// A real SMTP server (aiosmtpd from Debian, run with /usr/bin/python3) that stores every message
 /// it accepts as one JSON line: envelope, recipients and the raw data.
 public final class SMTPSink {
@@ -70,7 +81,16 @@ public final class SMTPSink {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
-        TestSupport.waitUntil(timeout: 15) { ((try? String(contentsOfFile: self.log, encoding: .utf8)) ?? "").contains("ready") }
+        let logPath = log
+        let output = { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        let peer = self.process
+        // Ready, or exited (a missing module, a port in use): either ends the wait at once.
+        TestSupport.waitUntil(timeout: 15) { output().contains("ready") || !peer.isRunning }
+        guard output().contains("ready"), peer.isRunning else {
+            let exited = !peer.isRunning
+            stop()
+            throw PeerStartError(peer: "SMTP sink on port \(port)", exited: exited, output: output())
+        }
     }
 
     public struct Mail {
