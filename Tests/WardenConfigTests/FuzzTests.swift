@@ -43,9 +43,21 @@ struct FuzzTests {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    @Test func mutatedFilesNeverCrashOrHang() throws {
+    /// Always run, so every CI run parses the same mutated files and their results are comparable.
+    static let fixedSeed: UInt64 = 0x5EED
+
+    /// `WARDEN_FUZZ_SEED` when set (to replay a failure), else a new random seed each run.
+    static let randomSeed: UInt64 =
+        UInt64(ProcessInfo.processInfo.environment["WARDEN_FUZZ_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
+
+    @Test(arguments: ["fixed", "random"])
+    func mutatedFilesNeverCrashOrHang(_ kind: String) throws {
         let seeds = try Self.seeds()
-        var rng = SplitMix(seedOr: 0x5EED)
+        try #require(!seeds.isEmpty, "no seed files in the differential corpus")
+        let seed = kind == "fixed" ? Self.fixedSeed : Self.randomSeed
+        // Printed first, so a crash (which ends the run) still leaves the seed to replay it with.
+        print("parser fuzz (\(kind) seed): WARDEN_FUZZ_SEED=\(seed)")
+        var rng = SplitMix(state: seed)
         let clock = ContinuousClock()
         var slowest = Duration.zero
         var rejected = 0
@@ -63,9 +75,9 @@ struct FuzzTests {
                 #expect(result.configuration == nil)
             }
         }
-        print("parser fuzz: \(iterations) mutated files, \(rejected) rejected with located errors, 0 crashes, slowest parse \(slowest)")
-        #expect(rejected > 100, "the mutations should break many files")
-        #expect(slowest < .seconds(2), "no input may make the parser hang")
+        print("parser fuzz (\(kind) seed \(seed)): \(iterations) mutated files, \(rejected) rejected with located errors, 0 crashes, slowest parse \(slowest)")
+        #expect(rejected > 100, "the mutations should break many files (seed \(seed))")
+        #expect(slowest < .seconds(2), "no input may make the parser hang (seed \(seed))")
     }
 
     @Test func largeFileParsesQuickly() {
