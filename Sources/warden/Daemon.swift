@@ -23,6 +23,36 @@ struct Daemon {
     /// The demo stops its services when it ends, so it leaves no process behind.
     var stopServicesOnExit = false
 
+    /// The open files warden needs (nginx's `worker_rlimit_nofile`): two per proxied connection (the
+    /// client and its upstream) and 64 for listeners, logs, pipes and checks; with no proxy, as many as allowed.
+    static func wantedOpenFiles(maxConnections: Int?) -> rlim_t {
+        guard let maxConnections else { return rlim_t.max }  // RLIM_INFINITY
+        return rlim_t(max(0, maxConnections)) * 2 + 64
+    }
+
+    /// Raises the soft RLIMIT_NOFILE to `wanted`, capped at the hard limit; never lowers it. Says so in the
+    /// log when it cannot get enough, so a proxy refusing connections at the runner's limit is explained.
+    static func raiseOpenFileLimit(wanted: rlim_t, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+            logger.warning("cannot read the open files limit: \(String(cString: strerror(errno)))")
+            return
+        }
+        guard limit.rlim_cur < wanted else { return }
+        let target = min(wanted, limit.rlim_max)
+        if target > limit.rlim_cur {
+            var raised = limit
+            raised.rlim_cur = target
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) != 0 {
+                logger.warning("cannot raise the open files limit from \(limit.rlim_cur) to \(target): \(String(cString: strerror(errno)))")
+                return
+            }
+        }
+        if wanted != rlim_t.max, target < wanted {
+            logger.warning("open files limited to \(target) (hard limit), 'max connections' needs \(wanted); raise it with ulimit -n or LimitNOFILE=")
+        }
+    }
+
     static func defaultPIDFile() -> String {
         if getuid() == 0 { return "/run/warden.pid" }
         return (getenv("HOME").map { String(cString: $0) } ?? "/tmp") + "/.warden.pid"
@@ -60,6 +90,7 @@ struct Daemon {
         let level: Logger.Level = verbose ? .debug : .info
         LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: level) }
         let logger = Logger(label: "warden")
+        Self.raiseOpenFileLimit(wanted: Self.wantedOpenFiles(maxConnections: configuration.proxy?.maximumConnections), logger: logger)
 
         let status = Mutex<Int32>(0)
         let done = DispatchSemaphore(value: 0)
