@@ -131,7 +131,7 @@ let package = Package(
         .target(name: "WardenTestSupport", dependencies: ["WardenPlatform"], path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenCoreTests",
-            dependencies: ["WardenCore", "WardenConfig"],
+            dependencies: ["WardenCore", "WardenConfig", "WardenPlatform"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -127,13 +127,14 @@ extension Supervisor {
         }
     }
 
-    /// Automatic starts are at least `minimumRestartInterval` apart, so an app that dies at once
-    /// cannot make warden fork in a tight loop; a deferred start happens as soon as the interval is over.
+    /// Automatic starts are at least `minimumRestartInterval` apart; a deferred start happens as soon
+    /// as the interval is over.
     func deferredForCrashLoop(_ name: String) -> Bool {
-        guard let last = services[name]?.lastAutomaticStart else { return false }
-        let elapsed = ContinuousClock.now - last
-        guard elapsed < Self.minimumRestartInterval else { return false }
-        checkLater(name, after: Self.minimumRestartInterval - elapsed)
+        guard
+            let delay = RestartPolicy.crashLoopDelay(
+                lastAutomaticStart: services[name]?.lastAutomaticStart, now: .now, minimumInterval: Self.minimumRestartInterval)
+        else { return false }
+        checkLater(name, after: delay)
         return true
     }
 
@@ -157,25 +158,21 @@ extension Supervisor {
     /// `if N restarts within M cycles then …`: true when a limit fired and the start must not happen.
     func restartLimitReached(_ name: String) -> Bool {
         guard let runtime = services[name] else { return false }
-        for limit in runtime.config.restartLimits {
-            let count = runtime.restarts.count(within: limit.cycles, now: cycle)
-            guard count >= limit.restarts else { continue }
-            let observed = runtime.restarts.observedCycles(within: limit.cycles, now: cycle)
-            let message = "service restarted \(count) times within \(observed) cycle(s) - \(limit.action == .alert ? "alert" : "unmonitor")"
-            logger.error("'\(name)' \(message)")
-            switch limit.action {
+        for fired in RestartPolicy.firedLimits(runtime.config.restartLimits, restarts: runtime.restarts, cycle: cycle) {
+            logger.error("'\(name)' \(fired.message)")
+            switch fired.limit.action {
             case .alert:
-                emit(name, .timeout, .failed, message, action: "alert")
+                emit(name, .timeout, .failed, fired.message, action: "alert")
                 continue
             case .exec(let spec, _):
-                emit(name, .timeout, .failed, message, action: "exec")
-                runExec(spec, name: name, event: .timeout, message: message)
+                emit(name, .timeout, .failed, fired.message, action: "exec")
+                runExec(spec, name: name, event: .timeout, message: fired.message)
             default:
-                emit(name, .timeout, .failed, message, action: "unmonitor")
+                emit(name, .timeout, .failed, fired.message, action: "unmonitor")
             }
             update(name) {
                 $0.monitor = .notMonitored
-                $0.failures[.timeout] = message
+                $0.failures[.timeout] = fired.message
             }
             return true
         }
@@ -246,12 +243,6 @@ extension Supervisor {
         }
     }
 
-    struct Outcome {
-        var failed: Bool
-        var kind: EventKind
-        var message: String
-    }
-
     /// nil when the condition does not apply now (e.g. a connection test in a start's grace period).
     func evaluate(_ condition: Condition, of name: String) async -> Outcome? {
         guard let runtime = services[name] else { return nil }
@@ -260,17 +251,11 @@ extension Supervisor {
         case .connection(let test):
             return await connectionOutcome(test, of: name)
         case .resource(let metric, let op, let quantity):
-            return resourceOutcome(metric, op, quantity, metrics: metrics)
+            return ConditionEvaluator.resource(metric, op, quantity, metrics: metrics, system: SystemSnapshot.read())
         case .uptime(let op, let seconds):
-            guard let started = runtime.startedAt else { return nil }
-            let uptime = Int(WallClock.now() - started)
-            let failed = op.compare(uptime, seconds)
-            return Outcome(failed: failed, kind: .uptime, message: failed ? "uptime test failed for \(runtime.config.name) -- current uptime is \(uptime) seconds" : "uptime test succeeded")
+            return ConditionEvaluator.uptime(op, seconds, startedAt: runtime.startedAt, now: WallClock.now(), service: runtime.config.name)
         case .programStatus(let op, let expected):
-            guard let status = metrics.programStatus else { return nil }
-            let failed = op.compare(status, expected)
-            let output = metrics.programOutput.map { $0.isEmpty ? "no output" : $0 } ?? "no output"
-            return Outcome(failed: failed, kind: .status, message: failed ? "status failed (\(status)) -- \(output)" : "status succeeded (\(status)) -- \(output)")
+            return ConditionEvaluator.programStatus(op, expected, metrics: metrics)
         case .timestamp, .size, .permission, .uid, .gid, .existence, .nonexistence:
             if case .file(let path) = runtime.config.kind { return fileOutcome(condition, path: path) }
             if case .directory(let path) = runtime.config.kind { return fileOutcome(condition, path: path) }
@@ -311,98 +296,21 @@ extension Supervisor {
             result = await probe.connect(unixSocket: path, timeout: timeout)
         }
         update(name) { $0.metrics.responseTime = Double(result.responseTime.components.attoseconds) / 1e18 + Double(result.responseTime.components.seconds) }
-        var failed = !result.succeeded
-        var message = result.message
-        if result.succeeded, case .http(let check) = test.proto {
-            (failed, message) = judge(check, status: result.status ?? 0, body: body)
-        }
-        let protocolName: String
-        switch test.proto {
-        case .http: protocolName = "HTTP"
-        case .named(let name): protocolName = name.uppercased()
-        case .generic: protocolName = "DEFAULT"
-        }
-        if !failed {
-            update(name) { $0.connectionGraceUntil = nil }
-            return Outcome(failed: false, kind: .connection, message: "connection succeeded to \(where_)")
-        }
         // After a start, a failing test counts only once it has passed or the start timeout is over.
-        if let grace = runtime.connectionGraceUntil, ContinuousClock.now < grace {
-            logger.debug("'\(name)' connection test ignored while the process is starting: \(message)")
-            return nil
+        let inGrace = runtime.connectionGraceUntil.map { ContinuousClock.now < $0 } ?? false
+        let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: where_, inStartGrace: inGrace)
+        if outcome?.failed == false {
+            update(name) { $0.connectionGraceUntil = nil }
+        } else if outcome == nil {
+            logger.debug("'\(name)' connection test ignored while the process is starting: \(result.message)")
         }
-        return Outcome(failed: true, kind: .connection, message: "failed protocol test [\(protocolName)] at \(where_) -- \(message)")
+        return outcome
     }
 
     /// For `check host`, the host's address replaces `localhost` in port tests written without `host`.
     private func hostAddress(for service: WardenConfig.Service, host: String) -> String {
         if case .host(let address) = service.kind, host == "localhost" { return address }
         return host
-    }
-
-    /// monit's HTTP rules: a status ≥ 400 fails unless `status` says otherwise; `content` is an unanchored regex search.
-    private func judge(_ check: HTTPCheck, status: Int, body: String) -> (failed: Bool, message: String) {
-        if let expected = check.status {
-            if !expected.op.compare(status, expected.value) {
-                return (true, "HTTP error: status \(status) does not match \(expected.op.rawValue) \(expected.value)")
-            }
-        } else if status >= 400 {
-            return (true, "HTTP error: Server returned status \(status)")
-        }
-        if let content = check.content {
-            let found = RegexSearch.matches(content.value, in: body)
-            if found != (content.op == .equal) {
-                return (true, "HTTP error: Regular expression \(content.op == .equal ? "doesn't match" : "matches"): '\(content.value)'")
-            }
-        }
-        return (false, "HTTP status \(status)")
-    }
-
-    private func resourceOutcome(_ metric: ResourceMetric, _ op: ComparisonOperator, _ quantity: Quantity, metrics: ServiceMetrics) -> Outcome? {
-        let system = SystemSnapshot.read()
-        let value: Double?
-        var limit: Double
-        var unit = ""
-        switch quantity {
-        case .percent(let p): limit = p; unit = "%"
-        case .bytes(let b): limit = b; unit = " B"
-        case .count(let c): limit = c
-        case .seconds(let s): limit = s; unit = " s"
-        case .rate(let r, let u): limit = r; unit = " \(u)"
-        }
-        let memoryTotal = Double(max(1, system.memoryTotalBytes))
-        func memory(_ bytes: UInt64?) -> Double? {
-            guard let bytes else { return nil }
-            if case .percent = quantity { return Double(bytes) / memoryTotal * 100 }
-            return Double(bytes)
-        }
-        switch metric {
-        case .cpu, .cpuUser, .cpuSystem: value = metrics.cpuPercent
-        case .totalCPU: value = metrics.totalCPUPercent ?? metrics.cpuPercent
-        case .memory: value = memory(metrics.memoryBytes ?? (system.memoryTotalBytes - system.memoryAvailableBytes))
-        case .totalMemory: value = memory(metrics.totalMemoryBytes ?? metrics.memoryBytes)
-        case .swap:
-            let used = system.swapTotalBytes - system.swapFreeBytes
-            if case .percent = quantity { value = system.swapTotalBytes == 0 ? 0 : Double(used) / Double(system.swapTotalBytes) * 100 } else { value = Double(used) }
-        case .children: value = metrics.children.map(Double.init)
-        case .threads: value = metrics.threads.map(Double.init)
-        case .loadAverage1: value = system.load1
-        case .loadAverage5: value = system.load5
-        case .loadAverage15: value = system.load15
-        case .loadAveragePerCore1: value = system.load1 / Double(max(1, system.cpuCount))
-        case .loadAveragePerCore5: value = system.load5 / Double(max(1, system.cpuCount))
-        case .loadAveragePerCore15: value = system.load15 / Double(max(1, system.cpuCount))
-        default: value = nil
-        }
-        guard let value else { return nil }
-        if case .bytes = quantity { limit = limit.rounded() }
-        let failed = op.compare(value, limit)
-        let shown = (value * 10).rounded() / 10
-        return Outcome(
-            failed: failed, kind: .resource,
-            message: failed
-                ? "\(metric.rawValue) of \(shown)\(unit) matches resource limit [\(metric.rawValue) \(op.rawValue) \(limit)\(unit)]"
-                : "\(metric.rawValue) check succeeded [current \(metric.rawValue) = \(shown)\(unit)]")
     }
 
     // MARK: - Files and programs
@@ -429,30 +337,11 @@ extension Supervisor {
     func fileOutcome(_ condition: Condition, path: String) -> Outcome? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        switch condition {
-        case .timestamp(let op, let seconds):
-            let age = Int(WallClock.now()) - Int(info.st_mtim.tv_sec)
-            let failed = op.compare(age, seconds)
-            return Outcome(failed: failed, kind: .timestamp, message: failed ? "timestamp test failed for \(path) -- modified \(age) s ago" : "timestamp test succeeded for \(path)")
-        case .size(let op, let bytes):
-            let size = Int64(info.st_size)
-            let failed = op.compare(size, bytes)
-            return Outcome(failed: failed, kind: .size, message: failed ? "size test failed for \(path) -- current size is \(size) B" : "size check succeeded for \(path)")
-        case .permission(let mode):
-            let actual = Int(info.st_mode) & 0o7777
-            let failed = actual != mode
-            return Outcome(failed: failed, kind: .permission, message: failed ? "permission test failed for \(path) -- current permission is \(String(actual, radix: 8))" : "permission test succeeded")
-        case .uid(let user):
-            let expected = Spawner.userID(user)
-            let failed = expected != info.st_uid
-            return Outcome(failed: failed, kind: .uid, message: failed ? "uid test failed for \(path) -- current uid is \(info.st_uid)" : "uid test succeeded")
-        case .gid(let group):
-            let expected = Spawner.groupID(group)
-            let failed = expected != info.st_gid
-            return Outcome(failed: failed, kind: .gid, message: failed ? "gid test failed for \(path) -- current gid is \(info.st_gid)" : "gid test succeeded")
-        default:
-            return nil
-        }
+        let facts = FileFacts(
+            modified: WallClock.Time(info.st_mtim.tv_sec), size: Int64(info.st_size), mode: Int(info.st_mode) & 0o7777,
+            uid: info.st_uid, gid: info.st_gid)
+        return ConditionEvaluator.file(
+            condition, path: path, facts: facts, now: WallClock.now(), userID: Spawner.userID, groupID: Spawner.groupID)
     }
 
     private func checkProgram(_ name: String, _ spec: ProgramSpec) async {
