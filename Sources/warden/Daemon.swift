@@ -24,9 +24,10 @@ struct Daemon {
     var stopServicesOnExit = false
 
     /// The open files warden needs (nginx's `worker_rlimit_nofile`): two per proxied connection (the
-    /// client and its upstream) and 64 for listeners, logs, pipes and checks; with no proxy, as many as allowed.
+    /// client and its upstream) and 64 for listeners, logs, pipes and checks. Without a proxy the limit
+    /// stays as it is: start programs inherit it, and some close every descriptor up to it.
     static func wantedOpenFiles(maxConnections: Int?) -> rlim_t {
-        guard let maxConnections else { return rlim_t.max }  // RLIM_INFINITY
+        guard let maxConnections else { return 0 }
         return rlim_t(max(0, maxConnections)) * 2 + 64
     }
 
@@ -48,7 +49,7 @@ struct Daemon {
                 return
             }
         }
-        if wanted != rlim_t.max, target < wanted {
+        if target < wanted {
             logger.warning("open files limited to \(target) (hard limit), 'max connections' needs \(wanted); raise it with ulimit -n or LimitNOFILE=")
         }
     }
