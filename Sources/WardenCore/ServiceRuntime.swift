@@ -23,6 +23,8 @@ struct ServiceRuntime {
     var restarts = RestartHistory()
     /// An action (start, stop, restart) is under way; checks of this service wait for it.
     var busy = false
+    /// A planned stop is under way: the proxy holds new requests from the moment it begins.
+    var stopping = false
     /// After a start, connection failures count only once a test has passed or the start timeout is over.
     var connectionGraceUntil: ContinuousClock.Instant?
     var lastCheck: WallClock.Time?
@@ -77,6 +79,9 @@ public struct ServiceSnapshot: Sendable, Codable, Hashable {
     public var lastCheck: Double?
     public var events: [Event]
     public var busy: Bool
+    /// The proxy may send it requests: its process runs, it is not failing to exist, and no planned
+    /// stop is under way.
+    public var acceptsTraffic: Bool
 
     /// monit's status words: "OK", "Not monitored", "Initializing", "Does not exist | Connection failed", …
     public var isHealthy: Bool { failures.isEmpty && monitor == .monitored }

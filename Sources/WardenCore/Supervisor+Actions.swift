@@ -200,6 +200,7 @@ extension Supervisor {
         let process = runtime.pid.flatMap(ProcessTable.snapshot) ?? locate(config)
         let timeout = config.stop?.timeout ?? configuration.limits.stopTimeout
         if let pid = runtime.pid { unwatch(pid) }
+        if process != nil { await drainTraffic(name) }
         if let stop = config.stop {
             logger.info("'\(name)' stop: '\(stop.commandLine)'")
             switch await runToCompletion(stop, name: name, timeout: timeout, event: nil, message: nil) {
@@ -233,7 +234,15 @@ extension Supervisor {
             $0.processStartTicks = nil
             $0.startedAt = nil
             $0.failures = [:]
+            $0.stopping = false
         }
+    }
+
+    /// Before a planned stop: the proxy holds new requests and lets the ones in flight finish.
+    private func drainTraffic(_ name: String) async {
+        guard let traffic else { return }
+        update(name) { $0.stopping = true }
+        await traffic.drain(name, timeout: Self.drainTimeout)
     }
 
     private func signalProcess(_ process: ProcessSnapshot, _ signal: Int32) {
@@ -259,8 +268,14 @@ extension Supervisor {
         guard let config = services[name]?.config else { return }
         if let restart = config.restart {
             logger.info("'\(name)' restart: '\(restart.commandLine)'")
-            if let pid = services[name]?.pid { unwatch(pid) }
-            update(name) { $0.pid = nil }
+            if let pid = services[name]?.pid {
+                unwatch(pid)
+                await drainTraffic(name)
+            }
+            update(name) {
+                $0.pid = nil
+                $0.stopping = false
+            }
             var spec = config
             spec.start = restart
             let saved = services[name]?.config

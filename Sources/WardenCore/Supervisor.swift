@@ -30,11 +30,14 @@ public actor Supervisor: ServiceLifecycle.Service {
 
     /// The shortest time between two automatic starts of one service.
     static let minimumRestartInterval = Duration.seconds(1)
+    /// The longest a planned stop waits for the requests its app is serving.
+    static let drainTimeout = Duration.seconds(30)
 
     nonisolated let logger: Logger
     public nonisolated let events: EventBus
     let stateStore: StateStore?
     let probe: ConnectionProbe
+    let traffic: (any TrafficControl)?
     let hostName: String
     private nonisolated let triggers: AsyncStream<Trigger>
     private nonisolated let triggerContinuation: AsyncStream<Trigger>.Continuation
@@ -52,13 +55,14 @@ public actor Supervisor: ServiceLifecycle.Service {
 
     public init(
         configuration: Configuration, logger: Logger, events: EventBus = EventBus(), stateStore: StateStore? = nil,
-        probe: ConnectionProbe = ConnectionProbe()
+        probe: ConnectionProbe = ConnectionProbe(), traffic: (any TrafficControl)? = nil
     ) {
         self.configuration = configuration
         self.logger = logger
         self.events = events
         self.stateStore = stateStore ?? configuration.statefile.map(StateStore.init(path:))
         self.probe = probe
+        self.traffic = traffic
         self.hostName = HostName.current
         let (stream, continuation) = AsyncStream.makeStream(of: Trigger.self)
         self.triggers = stream
@@ -339,7 +343,8 @@ public actor Supervisor: ServiceLifecycle.Service {
             pid: runtime.pid, uptimeSeconds: runtime.startedAt.map { WallClock.now() - $0 },
             restarts: runtime.restarts.total, failures: runtime.failures.keys.map(\.rawValue).sorted(),
             groups: config.groups, dependencies: config.dependencies, metrics: runtime.metrics,
-            lastCheck: runtime.lastCheck, events: runtime.recentEvents, busy: runtime.busy)
+            lastCheck: runtime.lastCheck, events: runtime.recentEvents, busy: runtime.busy,
+            acceptsTraffic: runtime.pid != nil && runtime.failures[.nonexist] == nil && !runtime.stopping)
     }
 
     static func statusWord(_ runtime: ServiceRuntime) -> String {

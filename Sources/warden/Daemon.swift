@@ -299,7 +299,7 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
 
     private func refresh() async {
         for snapshot in await supervisor.snapshots() {
-            target.serviceUp(snapshot.name, snapshot.pid != nil && !snapshot.failures.contains("nonexist"))
+            target.serviceUp(snapshot.name, snapshot.acceptsTraffic)
         }
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites

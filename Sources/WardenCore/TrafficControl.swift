@@ -1,0 +1,8 @@
+/// The front proxy, as the supervisor sees it around a planned stop. warden is both, so before a stop
+/// program ends an app, new requests for it wait (as they do while it is down) and the ones it is
+/// serving finish: a restart then resets no client connection.
+public protocol TrafficControl: Sendable {
+    /// Holds new requests for `service` and returns once none is in flight, or after `timeout`.
+    /// The hold ends when the supervisor reports the service accepting traffic again.
+    func drain(_ service: String, timeout: Duration) async
+}
