@@ -128,10 +128,14 @@ let package = Package(
             exclude: ["Corpus"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "WardenTestSupport", dependencies: ["WardenPlatform"], path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
+        .target(name: "WardenTestSupport", dependencies: ["WardenPlatform", "WardenCore", "WardenConfig"], path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenCoreTests",
-            dependencies: ["WardenCore", "WardenConfig", "WardenPlatform"],
+            dependencies: [
+                "WardenCore", "WardenConfig", "WardenPlatform", "WardenTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -9,12 +9,20 @@ struct Outcome: Equatable {
 }
 
 /// What a file test needs to know of a file: the fields of its `stat`.
-struct FileFacts: Equatable {
-    var modified: WallClock.Time
-    var size: Int64
-    var mode: Int
-    var uid: UInt32
-    var gid: UInt32
+public struct FileFacts: Equatable, Sendable {
+    public var modified: WallClock.Time
+    public var size: Int64
+    public var mode: Int
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(modified: WallClock.Time, size: Int64, mode: Int, uid: UInt32, gid: UInt32) {
+        self.modified = modified
+        self.size = size
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+    }
 }
 
 /// monit's tests as pure functions of what was measured: no clock, file system or process table is read

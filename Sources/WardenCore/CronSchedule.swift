@@ -38,8 +38,9 @@ struct CronSchedule {
     }
 
     /// True when the current local time falls in a matching minute and this cycle is the first of that minute.
-    func matchesCurrentMinute(cycleSeconds: Int) -> Bool {
-        var now = time(nil)
+    /// Whether `now` (seconds since the epoch) falls in a minute the schedule names.
+    func matches(_ now: WallClock.Time, cycleSeconds: Int) -> Bool {
+        var now = time_t(now)
         var parts = tm()
         localtime_r(&now, &parts)
         // With cycles shorter than a minute, only the cycle that starts in the first `cycleSeconds` of it runs.

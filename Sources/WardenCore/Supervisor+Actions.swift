@@ -6,11 +6,50 @@ import WardenPlatform
 import Glibc
 #endif
 
-extension Supervisor {
+extension ServiceSupervisor {
     enum ProgramResult {
         case exited(status: Int32, output: String)
         case timedOut(output: String)
         case failedToRun(String)
+    }
+
+    /// Does what a service's state machine decided, in order.
+    func carryOut(_ actions: [Machine.Action], for name: String) async {
+        for action in actions {
+            switch action {
+            case .log(let level, let message):
+                logger.log(level: level, "'\(name)' \(message)")
+            case .emit(let kind, let state, let message, let action):
+                emit(name, kind, state, message, action: action)
+            case .watch(let pid):
+                exitWatcher.watch(pid)
+                // A death between locating and watching would be missed by the pidfd: look once more.
+                if !isRunning(pid) { requestCheck(name) }
+            case .unwatch(let pid):
+                exitWatcher.unwatch(pid)
+            case .checkAgain(let delay):
+                checkLater(name, after: delay)
+            case .start(let recovering):
+                if recovering {
+                    guard await dependenciesReady(name) else { return }
+                    await startService(name, automatic: true)
+                    if services[name]?.pid != nil { await restartDependants(of: name) }
+                } else {
+                    await startService(name, automatic: true)
+                }
+            case .restart:
+                await restartService(name, automatic: true)
+            case .stop:
+                await stopService(name)
+                services[name]?.monitor = .notMonitored
+            case .exec(let spec, let event, let message):
+                runExec(spec, name: name, event: event, message: message)
+            }
+        }
+    }
+
+    func isRunning(_ pid: pid_t) -> Bool {
+        inspector.process(pid).map { !$0.isZombie } ?? false
     }
 
     /// The environment of every program warden runs: a clean PATH, the service and the event, under
@@ -39,23 +78,23 @@ extension Supervisor {
         var uid: uid_t?
         var gid: gid_t?
         if let user = spec.uid {
-            guard let resolved = Spawner.userID(user) else { return nil }
+            guard let resolved = inspector.userID(user) else { return nil }
             uid = resolved
-            gid = Spawner.primaryGroup(of: resolved)
+            gid = inspector.primaryGroup(of: resolved)
         }
         if let group = spec.gid {
-            guard let resolved = Spawner.groupID(group) else { return nil }
+            guard let resolved = inspector.groupID(group) else { return nil }
             gid = resolved
         }
         return (uid, gid)
     }
 
-    func spawn(_ spec: ProgramSpec, name: String, event: EventKind?, message: String?, outputLimit: Int? = nil) throws -> SpawnedProgram {
+    func spawn(_ spec: ProgramSpec, name: String, event: EventKind?, message: String?, outputLimit: Int? = nil) throws -> any RunningProgram {
         guard let (uid, gid) = identity(spec) else {
             throw SpawnError(description: "unknown user or group in 'as uid \(spec.uid ?? "") gid \(spec.gid ?? "")'")
         }
         let logger = self.logger
-        return try Spawner.spawn(
+        return try spawner.spawn(
             spec.arguments, environment: environment(service: name, event: event, message: message), uid: uid, gid: gid,
             outputLimit: outputLimit ?? configuration.limits.programOutput
         ) { line in
@@ -63,29 +102,41 @@ extension Supervisor {
         }
     }
 
-    /// Runs a program and waits for it, killing its process group after `timeout` seconds.
+    /// Runs a program and waits for its exit, killing its process group after `timeout` seconds.
     func runToCompletion(_ spec: ProgramSpec, name: String, timeout: Int, event: EventKind?, message: String?, outputLimit: Int? = nil) async -> ProgramResult {
-        let program: SpawnedProgram
+        let program: any RunningProgram
         do {
             program = try spawn(spec, name: name, event: event, message: message, outputLimit: outputLimit)
         } catch {
             return .failedToRun("\(error)")
         }
-        let deadline = ContinuousClock.now + .seconds(timeout)
-        while ContinuousClock.now < deadline {
-            if let status = ChildReaper.shared.takeStatus(program.pid) {
-                try? await Task.sleep(for: .milliseconds(5))  // let the output pipe drain
-                return .exited(status: ExitStatus.code(status), output: program.capturedOutput)
+        let clock = self.clock
+        let status = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await program.wait() }
+            group.addTask {
+                try? await clock.sleep(for: .seconds(timeout))
+                return nil
             }
-            try? await Task.sleep(for: .milliseconds(10))
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            // The wait ends once the killed program is reaped.
+            if first == nil { killGroup(program.pid) }
+            return first
         }
-        killGroup(program.pid)
-        return .timedOut(output: program.capturedOutput)
+        guard let status else { return .timedOut(output: program.capturedOutput) }
+        await outputDrained()
+        return .exited(status: ExitStatus.code(status), output: program.capturedOutput)
     }
 
-    func killGroup(_ pid: pid_t) {
-        kill(-pid, SIGKILL)
-        kill(pid, SIGKILL)
+    /// The last output of a program that exited is still in its pipe for a moment. Real time, whatever
+    /// the supervisor's clock: it is the pipe's delay.
+    private func outputDrained() async {
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+
+    nonisolated func killGroup(_ pid: pid_t) {
+        spawner.signal(-pid, SIGKILL)
+        spawner.signal(pid, SIGKILL)
     }
 
     // MARK: - Start, stop, restart
@@ -99,107 +150,82 @@ extension Supervisor {
             logger.error("'\(name)' has no start program")
             return
         }
-        update(name) {
-            $0.restarts.record(cycle: cycle)
-            if automatic { $0.lastAutomaticStart = .now }
-        }
+        services[name]?.startBegins(automatic: automatic, now: clock.now, cycle: cycle)
         logger.info("'\(name)' start: '\(start.commandLine)'")
         let timeout = start.timeout ?? configuration.limits.startTimeout
-        let launched = WallClock.coarseNow()
-        let program: SpawnedProgram
+        let result = await launch(start, of: name, timeout: timeout)
+        await carryOut(services[name]?.startFinished(result, now: clock.now, timeout: .seconds(timeout)) ?? [], for: name)
+    }
+
+    private func launch(_ start: ProgramSpec, of name: String, timeout: Int) async -> Machine.StartResult {
+        let launched = inspector.coarseNow()
+        let program: any RunningProgram
         do {
             program = try spawn(start, name: name, event: nil, message: nil)
         } catch {
-            startFailed(name, "failed to start -- \(error)")
-            return
+            return .failed("failed to start -- \(error)")
         }
-        let began = ContinuousClock.now
-        let deadline = began + .seconds(timeout)
+        let began = clock.now
+        let deadline = began.advanced(by: .seconds(timeout))
         var exited = false
-        while ContinuousClock.now < deadline {
-            if let process = locate(config) {
-                startSucceeded(name, process, timeout: timeout)
-                return
-            }
-            if !exited, let status = ChildReaper.shared.takeStatus(program.pid) {
+        // The pidfile has no event to wait for: it is looked for, often at first, then less often.
+        while clock.now < deadline {
+            guard let machine = services[name] else { break }
+            if let process = locate(machine) { return .running(process, startDate: inspector.startDate(process)) }
+            if !exited, let status = program.exitStatus {
                 exited = true
-                let code = ExitStatus.code(status)
-                if code != 0 {
-                    try? await Task.sleep(for: .milliseconds(5))
+                if ExitStatus.code(status) != 0 {
+                    await outputDrained()
                     let output = program.capturedOutput.trimmingTrailingWhitespace
-                    startFailed(name, "failed to start (\(ExitStatus.describe(status))) -- '\(start.commandLine)': \(output.isEmpty ? "no output" : output)")
-                    return
+                    return .failed("failed to start (\(ExitStatus.describe(status))) -- '\(start.commandLine)': \(output.isEmpty ? "no output" : output)")
                 }
             }
-            if exited, let pid = pidfileNamesAnExitedProcess(config, writtenSince: launched) {
-                startFailed(name, "failed to start -- process \(pid) exited right after it started")
-                return
+            if exited, let pid = pidfileNamesAnExitedProcess(machine.config, writtenSince: launched) {
+                return .failed("failed to start -- process \(pid) exited right after it started")
             }
             // A program still running after a second is the service itself, in the foreground.
-            if !exited, ContinuousClock.now - began > .seconds(1), let process = adoptForeground(config, program.pid) {
-                startSucceeded(name, process, timeout: timeout)
-                return
+            let elapsed = began.duration(to: clock.now)
+            if !exited, elapsed > .seconds(1), let process = adoptForeground(machine.config, program.pid) {
+                return .running(process, startDate: inspector.startDate(process))
             }
-            // Most apps appear within a second; one that takes longer is looked for less often.
-            try? await Task.sleep(for: ContinuousClock.now - began < .seconds(1) ? .milliseconds(15) : .milliseconds(100))
+            try? await clock.sleep(for: elapsed < .seconds(1) ? .milliseconds(15) : .milliseconds(100))
         }
         if !exited { killGroup(program.pid) }
-        startFailed(name, "failed to start -- '\(start.commandLine)' timed out after \(timeout) s")
+        return .failed("failed to start -- '\(start.commandLine)' timed out after \(timeout) s")
     }
 
     /// A pidfile written since the start program was launched (both times from the kernel's coarse
     /// clock, which stamps files) that names a process already gone: the service started and died
     /// before a check saw it, and waiting out the start timeout would only delay the next attempt.
     private func pidfileNamesAnExitedProcess(_ config: WardenConfig.Service, writtenSince launched: WallClock.Time) -> pid_t? {
-        guard case .process(.pidfile(let path)) = config.kind, let pid = PIDFile.read(path),
-            let written = ProcessTable.modificationTime(path), written >= launched, !ProcessTable.isRunning(pid)
+        guard case .process(.pidfile(let path)) = config.kind, let pid = inspector.readPIDFile(path),
+            let written = inspector.modificationTime(path), written >= launched, !isRunning(pid)
         else { return nil }
         return pid
     }
 
     /// For a foreground start program: the process is the program; a pidfile, where configured, is written for it.
     private func adoptForeground(_ config: WardenConfig.Service, _ pid: pid_t) -> ProcessSnapshot? {
-        guard let snapshot = ProcessTable.snapshot(pid), !snapshot.isZombie else { return nil }
-        switch config.kind {
-        case .process(.pidfile(let path)):
-            do {
-                try AtomicFile.write(Array("\(pid)\n".utf8), to: path, mode: 0o644)
-            } catch {
-                logger.error("'\(config.name)' cannot write pidfile '\(path)': \(error)")
-                return nil
-            }
-            return snapshot
-        case .process(.matching):
-            return nil  // it will match by itself if it is the service
-        default:
+        guard case .process(.pidfile(let path)) = config.kind, let process = inspector.process(pid), !process.isZombie else {
+            return nil  // with `matching`, it will match by itself if it is the service
+        }
+        do {
+            try spawner.writePIDFile(pid, to: path)
+        } catch {
+            logger.error("'\(config.name)' cannot write pidfile '\(path)': \(error)")
             return nil
         }
-    }
-
-    private func startSucceeded(_ name: String, _ process: ProcessSnapshot, timeout: Int) {
-        update(name) {
-            $0.connectionGraceUntil = ContinuousClock.now + .seconds(timeout)
-            $0.failures[.exec] = nil
-            $0.failures[.timeout] = nil
-            for index in $0.rules.indices { $0.rules[index].reset() }
-        }
-        adopt(name, process)
-    }
-
-    private func startFailed(_ name: String, _ message: String) {
-        logger.error("'\(name)' \(message)")
-        update(name) { $0.failures[.exec] = message }
-        emit(name, .exec, .failed, message, action: "alert")
+        return process
     }
 
     /// Runs the stop program, or sends SIGTERM (then SIGKILL) to the process group, and waits until
     /// the process is gone.
     func stopService(_ name: String) async {
-        guard let runtime = services[name] else { return }
-        let config = runtime.config
-        let process = runtime.pid.flatMap(ProcessTable.snapshot) ?? locate(config)
+        guard let machine = services[name] else { return }
+        let config = machine.config
+        let process = machine.pid.flatMap(inspector.process) ?? locate(machine)
         let timeout = config.stop?.timeout ?? configuration.limits.stopTimeout
-        if let pid = runtime.pid { unwatch(pid) }
+        if let pid = machine.pid { exitWatcher.unwatch(pid) }
         if process != nil { await drainTraffic(name) }
         if let stop = config.stop {
             logger.info("'\(name)' stop: '\(stop.commandLine)'")
@@ -229,36 +255,32 @@ extension Supervisor {
                 _ = await waitUntilGone(process, timeout: 5)
             }
         }
-        update(name) {
-            $0.pid = nil
-            $0.processStartTicks = nil
-            $0.startedAt = nil
-            $0.failures = [:]
-            $0.stopping = false
-        }
+        services[name]?.processStopped()
     }
 
     /// Before a planned stop: the proxy holds new requests and lets the ones in flight finish.
     private func drainTraffic(_ name: String) async {
         guard let traffic else { return }
-        update(name) { $0.stopping = true }
+        services[name]?.stopping = true
         await traffic.drain(name, timeout: Self.drainTimeout)
     }
 
     private func signalProcess(_ process: ProcessSnapshot, _ signal: Int32) {
         // The group only when it is the service's own (a start program's setsid makes it so), never warden's.
-        if process.processGroup == process.pid, process.processGroup != getpgrp() { kill(-process.processGroup, signal) }
-        kill(process.pid, signal)
-        kill(process.pid, SIGCONT)  // a stopped process never acts on SIGTERM
+        if process.processGroup == process.pid, process.processGroup != getpgrp() { spawner.signal(-process.processGroup, signal) }
+        spawner.signal(process.pid, signal)
+        spawner.signal(process.pid, SIGCONT)  // a stopped process never acts on SIGTERM
     }
 
+    /// The process is not warden's child (a daemonizing start program's), so there is no exit to wait
+    /// for: it is looked for until it is gone.
     private func waitUntilGone(_ process: ProcessSnapshot, timeout: Int) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(timeout)
-        while ContinuousClock.now < deadline {
-            guard let now = ProcessTable.snapshot(process.pid), now.startTime == process.startTime, !now.isZombie else {
+        let deadline = clock.now.advanced(by: .seconds(timeout))
+        while clock.now < deadline {
+            guard let now = inspector.process(process.pid), now.startTime == process.startTime, !now.isZombie else {
                 return true
             }
-            try? await Task.sleep(for: .milliseconds(10))
+            try? await clock.sleep(for: .milliseconds(10))
         }
         return false
     }
@@ -268,20 +290,13 @@ extension Supervisor {
         guard let config = services[name]?.config else { return }
         if let restart = config.restart {
             logger.info("'\(name)' restart: '\(restart.commandLine)'")
-            if let pid = services[name]?.pid {
-                unwatch(pid)
-                await drainTraffic(name)
-            }
-            update(name) {
-                $0.pid = nil
-                $0.stopping = false
-            }
+            if services[name]?.pid != nil { await drainTraffic(name) }
+            await carryOut(services[name]?.processReplaced() ?? [], for: name)
             var spec = config
             spec.start = restart
-            let saved = services[name]?.config
-            update(name) { $0.config = spec }
+            services[name]?.config = spec
             await startService(name, automatic: automatic)
-            if let saved { update(name) { $0.config = saved } }
+            services[name]?.config = config
         } else {
             await stopService(name)
             await startService(name, automatic: automatic)
@@ -301,31 +316,24 @@ extension Supervisor {
         }
     }
 
-    // MARK: - Rule actions
-
-    func perform(_ action: Action, for name: String, event: EventKind, message: String) async {
-        switch action {
-        case .alert:
-            break
-        case .restart:
-            guard services[name]?.config.mode == .active else { return }
-            if deferredForCrashLoop(name) { return }
-            if restartLimitReached(name) { return }
-            logger.info("'\(name)' trying to restart")
-            await restartService(name, automatic: true)
-        case .start:
-            guard services[name]?.config.mode == .active, services[name]?.pid == nil else { return }
-            await startService(name, automatic: true)
-        case .stop:
-            await stopService(name)
-            update(name) { $0.monitor = .notMonitored }
-        case .unmonitor, .timeout:
-            logger.info("'\(name)' unmonitor")
-            update(name) { $0.monitor = .notMonitored }
-        case .exec(let spec, _):
-            runExec(spec, name: name, event: event, message: message)
+    /// Waits (up to the start timeout) for dependencies being started to be running; false when one is not.
+    func dependenciesReady(_ name: String) async -> Bool {
+        guard let dependencies = services[name]?.config.dependencies, !dependencies.isEmpty else { return true }
+        let deadline = clock.now.advanced(by: .seconds(configuration.limits.startTimeout))
+        while clock.now < deadline {
+            let waiting = dependencies.filter { dependency in
+                guard let machine = services[dependency], machine.monitor != .notMonitored else { return false }
+                if case .process = machine.config.kind { return machine.busy || machine.pid == nil }
+                return machine.busy
+            }
+            if waiting.isEmpty { return true }
+            try? await clock.sleep(for: .milliseconds(20))
         }
+        logger.info("'\(name)' waits for its dependencies to run")
+        return false
     }
+
+    // MARK: - Rule actions
 
     /// Fire and forget: the exec action's program runs with the event in its environment.
     func runExec(_ spec: ProgramSpec, name: String, event: EventKind, message: String) {
@@ -334,17 +342,6 @@ extension Supervisor {
             _ = try spawn(spec, name: name, event: event, message: message)
         } catch {
             logger.error("'\(name)' exec failed -- \(error)")
-        }
-    }
-
-    /// `exec … repeat every N cycles` while its rule keeps failing.
-    func repeatExecActions(_ name: String) async {
-        guard let runtime = services[name] else { return }
-        for (index, rule) in runtime.config.rules.enumerated() {
-            guard case .exec(let spec, let every?) = rule.action, runtime.rules[safe: index]?.failing == true,
-                cycle % every == 0
-            else { continue }
-            runExec(spec, name: name, event: .resource, message: runtime.failures.values.first ?? "")
         }
     }
 }

@@ -17,10 +17,19 @@ public struct SupervisorError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
+/// The supervisor on the system's clock, processes and network: the daemon's.
+public typealias Supervisor = ServiceSupervisor<ContinuousClock>
+
 /// Keeps the services of a control file alive, as monit's validate/control loop does, with two
 /// differences: each service is checked on its own (a slow start never holds up the others), and a
 /// supervised process that dies is seen at once through its pidfd, not at the next cycle.
-public actor Supervisor: ServiceLifecycle.Service {
+///
+/// The decisions are each service's `ServiceStateMachine`; this actor measures (through its
+/// inspector and prober), feeds what it measured in, and carries out the actions that come back
+/// (through its spawner), on its clock.
+public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Duration == Duration {
+    typealias Machine = ServiceStateMachine<C.Instant>
+
     enum Trigger: Sendable {
         case tick
         case exited(pid_t)
@@ -28,46 +37,53 @@ public actor Supervisor: ServiceLifecycle.Service {
         case checkLater(String, Duration)
     }
 
-    /// The shortest time between two automatic starts of one service.
-    static let minimumRestartInterval = Duration.seconds(1)
     /// The longest a planned stop waits for the requests its app is serving.
-    static let drainTimeout = Duration.seconds(30)
+    static var drainTimeout: Duration { .seconds(30) }
 
     nonisolated let logger: Logger
     public nonisolated let events: EventBus
     let stateStore: StateStore?
-    let probe: ConnectionProbe
+    let clock: C
+    let spawner: any ProcessSpawner
+    let inspector: any ProcessInspector
+    let prober: any ConnectionProber
     let traffic: (any TrafficControl)?
     let hostName: String
     private nonisolated let triggers: AsyncStream<Trigger>
     private nonisolated let triggerContinuation: AsyncStream<Trigger>.Continuation
-    private nonisolated let exitWatcher: ExitWatcher
+    nonisolated let exitWatcher: any ExitWatching
 
     public private(set) var configuration: Configuration
-    var services: [String: ServiceRuntime] = [:]
+    var services: [String: Machine] = [:]
     /// Check and start order: dependencies before dependants.
     var order: [String] = []
     public private(set) var cycle = 0
     public nonisolated let startedAt = WallClock.now()
     private var stateDirty = false
+    /// Services with an action under way, and who waits for its end.
+    private var actionWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     /// Sites of the proxy in planned maintenance: they answer with their maintenance page.
     public private(set) var maintenanceSites: Set<String> = []
 
     public init(
-        configuration: Configuration, logger: Logger, events: EventBus = EventBus(), stateStore: StateStore? = nil,
-        probe: ConnectionProbe = ConnectionProbe(), traffic: (any TrafficControl)? = nil
+        configuration: Configuration, logger: Logger, clock: C, events: EventBus = EventBus(), stateStore: StateStore? = nil,
+        spawner: any ProcessSpawner = SystemSpawner(), inspector: any ProcessInspector = SystemInspector(),
+        prober: any ConnectionProber = ConnectionProbe(), traffic: (any TrafficControl)? = nil
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
         self.events = events
         self.stateStore = stateStore ?? configuration.statefile.map(StateStore.init(path:))
-        self.probe = probe
+        self.spawner = spawner
+        self.inspector = inspector
+        self.prober = prober
         self.traffic = traffic
         self.hostName = HostName.current
         let (stream, continuation) = AsyncStream.makeStream(of: Trigger.self)
         self.triggers = stream
         self.triggerContinuation = continuation
-        self.exitWatcher = ExitWatcher { pid in continuation.yield(.exited(pid)) }
+        self.exitWatcher = inspector.makeExitWatcher { pid in continuation.yield(.exited(pid)) }
     }
 
     // MARK: - Running
@@ -79,22 +95,23 @@ public actor Supervisor: ServiceLifecycle.Service {
         emit(Event(service: hostName, kind: .instance, state: .changed, message: "warden \(Self.version) started", action: "start"))
         logger.info("'\(hostName)' warden \(Self.version) started")
         if configuration.daemon.startDelay > 0 {
-            try? await Task.sleep(for: .seconds(configuration.daemon.startDelay))
+            try? await clock.sleep(for: .seconds(configuration.daemon.startDelay))
         }
         let continuation = triggerContinuation
-        let interval = configuration.daemon.interval
+        let interval = Duration.seconds(configuration.daemon.interval)
+        let clock = self.clock
         await withDiscardingTaskGroup { group in
             group.addTask {
                 // The cycle clock. Cancelled on graceful shutdown like every poll timer.
                 while !Task.isCancelled {
                     continuation.yield(.tick)
-                    try? await Task.sleep(for: .seconds(interval))
+                    try? await clock.sleep(for: interval)
                 }
             }
             await withGracefulShutdownHandler {
                 for await trigger in triggers {
                     if Task.isCancelled { break }
-                    await handle(trigger, in: &group)
+                    handle(trigger, in: &group)
                 }
             } onGracefulShutdown: {
                 continuation.finish()
@@ -107,28 +124,20 @@ public actor Supervisor: ServiceLifecycle.Service {
         events.finish()
     }
 
-    private func handle(_ trigger: Trigger, in group: inout DiscardingTaskGroup) async {
+    private func handle(_ trigger: Trigger, in group: inout DiscardingTaskGroup) {
         switch trigger {
         case .tick:
             cycle += 1
             // Each check runs on whichever pool thread is free, and glibc keeps what a cycle freed in
             // that thread's arena; handing it back keeps the daemon's resident size flat.
             ProcessTable.releaseFreeMemory()
+            let now = WallClock.now()
             var onePass: [String] = []
             for name in order {
-                guard var runtime = services[name] else { continue }
-                if case .cycles(let every) = runtime.config.every {
-                    if runtime.skipCycles > 0 {
-                        runtime.skipCycles -= 1
-                        services[name] = runtime
-                        continue
-                    }
-                    runtime.skipCycles = every - 1
-                    services[name] = runtime
-                } else if case .cron(let spec) = runtime.config.every, !CronSchedule(spec).matchesCurrentMinute(cycleSeconds: configuration.daemon.interval) {
-                    continue
-                }
-                if Self.checkMayWait(runtime.config) {
+                guard services[name]?.isDue(cronMatches: { CronSchedule($0).matches(now, cycleSeconds: configuration.daemon.interval) }) == true,
+                    let config = services[name]?.config
+                else { continue }
+                if Self.checkMayWait(config) {
                     group.addTask { await self.check(name) }
                 } else {
                     onePass.append(name)
@@ -141,15 +150,16 @@ public actor Supervisor: ServiceLifecycle.Service {
             }
             if stateDirty { saveState() }
         case .exited(let pid):
-            for (name, runtime) in services where runtime.pid == pid {
+            for (name, machine) in services where machine.pid == pid {
                 logger.debug("'\(name)' process \(pid) exited")
                 group.addTask { await self.check(name, afterExitOf: pid) }
             }
         case .check(let name):
             group.addTask { await self.check(name) }
         case .checkLater(let name, let delay):
+            let clock = self.clock
             group.addTask {
-                try? await Task.sleep(for: delay)
+                try? await clock.sleep(for: delay)
                 await self.check(name)
             }
         }
@@ -184,18 +194,10 @@ public actor Supervisor: ServiceLifecycle.Service {
     private func install(_ configuration: Configuration) {
         self.configuration = configuration
         for service in configuration.services {
-            if var existing = services[service.name] {
-                if existing.config != service {
-                    existing.config = service
-                    if existing.rules.count != service.rules.count {
-                        existing.rules = Array(repeating: RuleState(), count: service.rules.count)
-                    }
-                }
-                services[service.name] = existing
+            if services[service.name] != nil {
+                services[service.name]?.reconfigure(service)
             } else {
-                var runtime = ServiceRuntime(config: service)
-                if service.mode == .manual { runtime.monitor = .notMonitored }
-                services[service.name] = runtime
+                services[service.name] = Machine(config: service)
             }
         }
         order = Self.dependencyOrder(configuration.services)
@@ -205,8 +207,8 @@ public actor Supervisor: ServiceLifecycle.Service {
     /// monitored, new ones start, unchanged ones keep their state and counters.
     public func reload(_ configuration: Configuration) {
         let newNames = Set(configuration.services.map(\.name))
-        for (name, runtime) in services where !newNames.contains(name) {
-            if let pid = runtime.pid { exitWatcher.unwatch(pid) }
+        for (name, machine) in services where !newNames.contains(name) {
+            if let pid = machine.pid { exitWatcher.unwatch(pid) }
             services[name] = nil
             logger.info("'\(name)' removed from the configuration, no longer monitored")
         }
@@ -265,40 +267,30 @@ public actor Supervisor: ServiceLifecycle.Service {
         logger.info("'\(name)' \(action.rawValue) on user request")
         switch action {
         case .monitor:
-            update(name) {
-                $0.monitor = .initializing
-                $0.restarts.reset()
-                for index in $0.rules.indices { $0.rules[index].reset() }
-            }
+            services[name]?.monitorAgain(resetRules: true)
             emit(name, .action, .changed, "monitor action done", action: "monitor")
             requestCheck(name)
         case .unmonitor:
-            for dependant in dependants(of: name).reversed() { update(dependant) { $0.monitor = .notMonitored } }
-            update(name) { $0.monitor = .notMonitored }
+            for dependant in dependants(of: name).reversed() { services[dependant]?.monitor = .notMonitored }
+            services[name]?.monitor = .notMonitored
             emit(name, .action, .changed, "unmonitor action done", action: "unmonitor")
         case .start:
             for dependency in services[name]?.config.dependencies ?? [] where services[dependency]?.monitor == .notMonitored {
                 try await perform(.start, on: dependency)
             }
-            update(name) {
-                $0.monitor = .initializing
-                $0.restarts.reset()
-            }
+            services[name]?.monitorAgain(resetRules: false)
             await withBusy(name) { await self.startService(name, automatic: false) }
             emit(name, .action, .changed, "start action done", action: "start")
         case .stop:
             for dependant in dependants(of: name).reversed() {
                 await withBusy(dependant) { await self.stopService(dependant) }
-                update(dependant) { $0.monitor = .notMonitored }
+                services[dependant]?.monitor = .notMonitored
             }
             await withBusy(name) { await self.stopService(name) }
-            update(name) { $0.monitor = .notMonitored }
+            services[name]?.monitor = .notMonitored
             emit(name, .action, .changed, "stop action done", action: "stop")
         case .restart:
-            update(name) {
-                $0.monitor = .initializing
-                $0.restarts.reset()
-            }
+            services[name]?.monitorAgain(resetRules: false)
             await withBusy(name) { await self.restartService(name, automatic: false) }
             emit(name, .action, .changed, "restart action done", action: "restart")
         }
@@ -309,66 +301,42 @@ public actor Supervisor: ServiceLifecycle.Service {
     public func stopAll() async {
         for name in order.reversed() where services[name]?.monitor != .notMonitored {
             await withBusy(name) { await self.stopService(name) }
-            update(name) { $0.monitor = .notMonitored }
+            services[name]?.monitor = .notMonitored
         }
         saveState()
     }
 
+    /// Runs `body` as the service's one action under way, after any action already under way ends.
     func withBusy(_ name: String, _ body: () async -> Void) async {
-        // Wait for an action already under way (bounded: actions have timeouts).
         while services[name]?.busy == true {
-            try? await Task.sleep(for: .milliseconds(20))
+            await withCheckedContinuation { actionWaiters[name, default: []].append($0) }
         }
         guard services[name] != nil else { return }
-        update(name) { $0.busy = true }
+        services[name]?.busy = true
         await body()
-        update(name) { $0.busy = false }
+        endBusy(name)
+    }
+
+    func endBusy(_ name: String) {
+        services[name]?.busy = false
+        for waiter in actionWaiters.removeValue(forKey: name) ?? [] { waiter.resume() }
     }
 
     // MARK: - Status
 
     public func snapshots() -> [ServiceSnapshot] {
-        order.compactMap { services[$0].map(snapshot) }
+        let now = WallClock.now()
+        return order.compactMap { services[$0]?.snapshot(now: now) }
     }
 
     public func snapshot(named name: String) -> ServiceSnapshot? {
-        services[name].map(snapshot)
-    }
-
-    func snapshot(_ runtime: ServiceRuntime) -> ServiceSnapshot {
-        let config = runtime.config
-        return ServiceSnapshot(
-            name: config.name, type: config.kind.displayName, monitType: config.kind.monitType,
-            status: Self.statusWord(runtime), monitor: runtime.monitor, mode: config.mode.rawValue,
-            pid: runtime.pid, uptimeSeconds: runtime.startedAt.map { WallClock.now() - $0 },
-            restarts: runtime.restarts.total, failures: runtime.failures.keys.map(\.rawValue).sorted(),
-            groups: config.groups, dependencies: config.dependencies, metrics: runtime.metrics,
-            lastCheck: runtime.lastCheck, events: runtime.recentEvents, busy: runtime.busy,
-            acceptsTraffic: runtime.pid != nil && runtime.failures[.nonexist] == nil && !runtime.stopping)
-    }
-
-    static func statusWord(_ runtime: ServiceRuntime) -> String {
-        switch runtime.monitor {
-        case .notMonitored: return "Not monitored"
-        case .initializing where runtime.failures.isEmpty: return "Initializing"
-        default: break
-        }
-        if runtime.failures.isEmpty { return runtime.busy ? "OK (action pending)" : "OK" }
-        return runtime.failures.keys.sorted { $0.rawValue < $1.rawValue }.map { kind in
-            Event(service: "", kind: kind, state: .failed, message: "", action: "").title
-        }.joined(separator: " | ")
+        services[name]?.snapshot(now: WallClock.now())
     }
 
     // MARK: - Events and state
 
-    func update(_ name: String, _ change: (inout ServiceRuntime) -> Void) {
-        guard var runtime = services[name] else { return }
-        change(&runtime)
-        services[name] = runtime
-    }
-
     func emit(_ event: Event) {
-        if services[event.service] != nil { update(event.service) { $0.remember(event) } }
+        services[event.service]?.remember(event)
         events.publish(event)
         stateDirty = true
     }
@@ -379,22 +347,12 @@ public actor Supervisor: ServiceLifecycle.Service {
 
     private func restoreState() {
         guard let stored = stateStore?.load() else { return }
-        let rebooted = stored.bootTime != ProcessTable.bootTime
+        let rebooted = stored.bootTime != inspector.bootTime
         cycle = stored.cycle
         let sites = Set(configuration.sites.map(\.name))
         maintenanceSites = (stored.maintenance ?? []).filter(sites.contains)
         for (name, saved) in stored.services {
-            guard services[name] != nil else { continue }
-            update(name) {
-                $0.restarts = saved.restarts
-                if !rebooted || configuration.onReboot == .laststate {
-                    // Monitoring mode survives a restart of warden; `initializing` means "check again".
-                    $0.monitor = saved.monitor == .notMonitored ? .notMonitored : .initializing
-                } else if configuration.onReboot == .nostart {
-                    $0.monitor = .notMonitored
-                }
-                if let event = saved.lastEvent { $0.remember(event) }
-            }
+            services[name]?.restore(saved, rebooted: rebooted, onReboot: configuration.onReboot)
         }
         logger.info("state restored from '\(stateStore?.path ?? "")'")
     }
@@ -402,14 +360,10 @@ public actor Supervisor: ServiceLifecycle.Service {
     func saveState() {
         guard let stateStore else { return }
         var state = PersistentState()
-        state.bootTime = ProcessTable.bootTime
+        state.bootTime = inspector.bootTime
         state.cycle = cycle
         state.maintenance = maintenanceSites
-        for (name, runtime) in services {
-            state.services[name] = .init(
-                monitor: runtime.monitor, restarts: runtime.restarts, pid: runtime.pid,
-                processStartTicks: runtime.processStartTicks, lastEvent: runtime.recentEvents.last)
-        }
+        for (name, machine) in services { state.services[name] = machine.persistent }
         do {
             try stateStore.save(state)
             stateDirty = false
@@ -418,13 +372,14 @@ public actor Supervisor: ServiceLifecycle.Service {
         }
     }
 
-    public static let version = "0.1.0"
+    public static var version: String { "0.1.0" }
+}
 
-    nonisolated func watch(_ pid: pid_t) {
-        exitWatcher.watch(pid)
-    }
-
-    nonisolated func unwatch(_ pid: pid_t) {
-        exitWatcher.unwatch(pid)
+extension ServiceSupervisor where C == ContinuousClock {
+    public init(
+        configuration: Configuration, logger: Logger, events: EventBus = EventBus(), stateStore: StateStore? = nil,
+        traffic: (any TrafficControl)? = nil
+    ) {
+        self.init(configuration: configuration, logger: logger, clock: ContinuousClock(), events: events, stateStore: stateStore, traffic: traffic)
     }
 }

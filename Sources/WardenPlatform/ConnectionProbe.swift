@@ -9,6 +9,13 @@ public struct ProbeResult: Sendable, Equatable {
     public var message: String
     public var responseTime: Duration
     public var status: Int?
+
+    public init(succeeded: Bool, message: String, responseTime: Duration, status: Int? = nil) {
+        self.succeeded = succeeded
+        self.message = message
+        self.responseTime = responseTime
+        self.status = status
+    }
 }
 
 /// An HTTP request to make for `if failed url …` / `protocol http`.

@@ -19,6 +19,21 @@ public struct ProcessSnapshot: Sendable, Hashable {
     public var processGroup: pid_t
 
     public var isZombie: Bool { state == "Z" || state == "X" }
+
+    public init(
+        pid: pid_t, parentPID: pid_t, state: Character, startTime: UInt64, cpuTicks: UInt64, childrenCPUTicks: UInt64,
+        residentBytes: UInt64, threads: Int, processGroup: pid_t
+    ) {
+        self.pid = pid
+        self.parentPID = parentPID
+        self.state = state
+        self.startTime = startTime
+        self.cpuTicks = cpuTicks
+        self.childrenCPUTicks = childrenCPUTicks
+        self.residentBytes = residentBytes
+        self.threads = threads
+        self.processGroup = processGroup
+    }
 }
 
 /// Reads Linux's `/proc`, as monit's `sysdep_LINUX.c` does.
@@ -117,6 +132,23 @@ public struct SystemSnapshot: Sendable {
     /// Total and idle jiffies from `/proc/stat`, for CPU usage between two snapshots.
     public var cpuTotalTicks: UInt64
     public var cpuIdleTicks: UInt64
+
+    public init(
+        load1: Double, load5: Double, load15: Double, memoryTotalBytes: UInt64, memoryAvailableBytes: UInt64, swapTotalBytes: UInt64,
+        swapFreeBytes: UInt64, uptimeSeconds: Double, cpuCount: Int, cpuTotalTicks: UInt64, cpuIdleTicks: UInt64
+    ) {
+        self.load1 = load1
+        self.load5 = load5
+        self.load15 = load15
+        self.memoryTotalBytes = memoryTotalBytes
+        self.memoryAvailableBytes = memoryAvailableBytes
+        self.swapTotalBytes = swapTotalBytes
+        self.swapFreeBytes = swapFreeBytes
+        self.uptimeSeconds = uptimeSeconds
+        self.cpuCount = cpuCount
+        self.cpuTotalTicks = cpuTotalTicks
+        self.cpuIdleTicks = cpuIdleTicks
+    }
 
     public static func read() -> SystemSnapshot {
         var snapshot = SystemSnapshot(

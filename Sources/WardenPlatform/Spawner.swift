@@ -9,6 +9,7 @@ import Glibc
 public final class SpawnedProgram: Sendable {
     public let pid: pid_t
     private let output: Mutex<[UInt8]>
+    private let status = Mutex<Int32?>(nil)
     private let limit: Int
 
     init(pid: pid_t, limit: Int) {
@@ -29,9 +30,21 @@ public final class SpawnedProgram: Sendable {
         }
     }
 
+    /// The raw wait status once the program has exited, nil while it runs. Kept once read, since the
+    /// reaper hands a status out only once.
+    public var exitStatus: Int32? {
+        status.withLock { status in
+            if status == nil { status = ChildReaper.shared.takeStatus(pid) }
+            return status
+        }
+    }
+
     /// Waits for the program to exit; returns the raw wait status.
     public func wait() async -> Int32 {
-        await ChildReaper.shared.waitForExit(pid)
+        if let status = exitStatus { return status }
+        let status = await ChildReaper.shared.waitForExit(pid)
+        self.status.withLock { $0 = status }
+        return status
     }
 }
 

@@ -86,14 +86,14 @@ struct RuleStateTests {
     }
 
     @Test func statusWordsJoinFailures() {
-        var runtime = ServiceRuntime(config: Service(name: "a", kind: .system, location: FileLocation(file: "t", line: 1, column: 1)))
-        #expect(Supervisor.statusWord(runtime) == "Initializing")
+        var runtime = ServiceStateMachine<ContinuousClock.Instant>(config: Service(name: "a", kind: .system, location: FileLocation(file: "t", line: 1, column: 1)))
+        #expect(runtime.statusWord == "Initializing")
         runtime.monitor = .monitored
-        #expect(Supervisor.statusWord(runtime) == "OK")
+        #expect(runtime.statusWord == "OK")
         runtime.failures = [.nonexist: "x", .exec: "y"]
-        #expect(Supervisor.statusWord(runtime) == "Execution failed | Does not exist")
+        #expect(runtime.statusWord == "Execution failed | Does not exist")
         runtime.monitor = .notMonitored
-        #expect(Supervisor.statusWord(runtime) == "Not monitored")
+        #expect(runtime.statusWord == "Not monitored")
     }
 
     @Test func stateStoreWritesAtomicallyWithSafePermissions() throws {

@@ -1,0 +1,128 @@
+import WardenConfig
+import WardenPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The supervisor's edges: everything it learns about processes, files and ports, and everything it does
+// to them, goes through these protocols. The live implementations are the Linux code in WardenPlatform;
+// tests script them (WardenTestSupport) and drive time with a manual clock.
+
+/// A program the supervisor started (a start, stop, check or exec program).
+public protocol RunningProgram: Sendable {
+    var pid: pid_t { get }
+    /// What it printed so far, up to the output limit.
+    var capturedOutput: String { get }
+    /// Its raw wait status once it has exited; nil while it runs.
+    var exitStatus: Int32? { get }
+    /// Waits for it to exit; returns the raw wait status.
+    func wait() async -> Int32
+}
+
+/// Starts programs and signals processes.
+public protocol ProcessSpawner: Sendable {
+    func spawn(
+        _ arguments: [String], environment: [String: String], uid: uid_t?, gid: gid_t?, outputLimit: Int,
+        outputLine: @escaping @Sendable (String) -> Void
+    ) throws -> any RunningProgram
+    func signal(_ pid: pid_t, _ signal: Int32)
+    /// The pidfile of a start program that stays in the foreground, written for it.
+    func writePIDFile(_ pid: pid_t, to path: String) throws
+}
+
+/// Watches processes for their exit, whether or not they are warden's children.
+public protocol ExitWatching: Sendable {
+    /// Calls the watcher's handler once when `pid` exits; false when it cannot watch it (the cycle's
+    /// check is then the fallback).
+    @discardableResult func watch(_ pid: pid_t) -> Bool
+    func unwatch(_ pid: pid_t)
+}
+
+/// What the system says about processes, files and itself.
+public protocol ProcessInspector: Sendable {
+    func readPIDFile(_ path: String) -> pid_t?
+    func process(_ pid: pid_t) -> ProcessSnapshot?
+    func allProcesses() -> [ProcessSnapshot]
+    /// The oldest process whose command line matches the POSIX extended regex.
+    func oldestMatching(_ pattern: String) -> ProcessSnapshot?
+    /// A file's modification time, in seconds since the epoch.
+    func modificationTime(_ path: String) -> Double?
+    /// When a process started, in seconds since the epoch.
+    func startDate(_ process: ProcessSnapshot) -> Double
+    /// The kernel's coarse wall clock, the one that stamps files.
+    func coarseNow() -> Double
+    func file(_ path: String) -> FileFacts?
+    func system() -> SystemSnapshot
+    /// Identifies this boot, so a state file from before a reboot is told apart.
+    var bootTime: UInt64 { get }
+    func userID(_ name: String) -> uid_t?
+    func groupID(_ name: String) -> gid_t?
+    func primaryGroup(of uid: uid_t) -> gid_t?
+    func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching
+}
+
+/// Tests a port, a socket or a URL.
+public protocol ConnectionProber: Sendable {
+    func connect(host: String, port: Int, timeout: Duration) async -> ProbeResult
+    func connect(unixSocket path: String, timeout: Duration) async -> ProbeResult
+    func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String)
+}
+
+extension ConnectionProbe: ConnectionProber {}
+
+// MARK: - Linux
+
+extension SpawnedProgram: RunningProgram {}
+
+/// Programs run without a shell in a session of their own (`Spawner`), reaped by `ChildReaper`.
+public struct SystemSpawner: ProcessSpawner {
+    public init() {}
+
+    public func spawn(
+        _ arguments: [String], environment: [String: String], uid: uid_t?, gid: gid_t?, outputLimit: Int,
+        outputLine: @escaping @Sendable (String) -> Void
+    ) throws -> any RunningProgram {
+        try Spawner.spawn(arguments, environment: environment, uid: uid, gid: gid, outputLimit: outputLimit, outputLine: outputLine)
+    }
+
+    public func signal(_ pid: pid_t, _ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    public func writePIDFile(_ pid: pid_t, to path: String) throws {
+        try AtomicFile.write(Array("\(pid)\n".utf8), to: path, mode: 0o644)
+    }
+}
+
+extension ExitWatcher: ExitWatching {}
+
+/// `/proc`, pidfiles, stat(2) and the user database.
+public struct SystemInspector: ProcessInspector {
+    public init() {}
+
+    public func readPIDFile(_ path: String) -> pid_t? { PIDFile.read(path) }
+    public func process(_ pid: pid_t) -> ProcessSnapshot? { ProcessTable.snapshot(pid) }
+    public func allProcesses() -> [ProcessSnapshot] { ProcessTable.all() }
+    public func oldestMatching(_ pattern: String) -> ProcessSnapshot? { ProcessTable.oldestMatching(pattern) }
+    public func modificationTime(_ path: String) -> Double? { ProcessTable.modificationTime(path) }
+    public func startDate(_ process: ProcessSnapshot) -> Double { ProcessTable.startDate(process) }
+    public func coarseNow() -> Double { WallClock.coarseNow() }
+    public func system() -> SystemSnapshot { SystemSnapshot.read() }
+    public var bootTime: UInt64 { ProcessTable.bootTime }
+    public func userID(_ name: String) -> uid_t? { Spawner.userID(name) }
+    public func groupID(_ name: String) -> gid_t? { Spawner.groupID(name) }
+    public func primaryGroup(of uid: uid_t) -> gid_t? { Spawner.primaryGroup(of: uid) }
+
+    public func file(_ path: String) -> FileFacts? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return FileFacts(
+            modified: WallClock.Time(info.st_mtim.tv_sec), size: Int64(info.st_size), mode: Int(info.st_mode) & 0o7777,
+            uid: info.st_uid, gid: info.st_gid)
+    }
+
+    public func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching {
+        ExitWatcher(onExit: onExit)
+    }
+}

@@ -1,0 +1,41 @@
+import WardenConfig
+
+/// Figures of the last check, for the dashboard, the CLI and metrics.
+public struct ServiceMetrics: Sendable, Codable, Hashable {
+    public var cpuPercent: Double?
+    public var totalCPUPercent: Double?
+    public var memoryBytes: UInt64?
+    public var totalMemoryBytes: UInt64?
+    public var children: Int?
+    public var threads: Int?
+    public var responseTime: Double?
+    public var programStatus: Int?
+    public var programOutput: String?
+    public init() {}
+}
+
+/// A read-only view of one service, for status output, the dashboard and the API.
+public struct ServiceSnapshot: Sendable, Codable, Hashable {
+    public var name: String
+    public var type: String
+    public var monitType: Int
+    public var status: String
+    public var monitor: MonitorState
+    public var mode: String
+    public var pid: Int32?
+    public var uptimeSeconds: Double?
+    public var restarts: Int
+    public var failures: [String]
+    public var groups: [String]
+    public var dependencies: [String]
+    public var metrics: ServiceMetrics
+    public var lastCheck: Double?
+    public var events: [Event]
+    public var busy: Bool
+    /// The proxy may send it requests: its process runs, it is not failing to exist, and no planned
+    /// stop is under way.
+    public var acceptsTraffic: Bool
+
+    /// monit's status words: "OK", "Not monitored", "Initializing", "Does not exist | Connection failed", …
+    public var isHealthy: Bool { failures.isEmpty && monitor == .monitored }
+}

@@ -1,0 +1,433 @@
+import Logging
+import WardenConfig
+import WardenPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whether warden watches a service.
+public enum MonitorState: String, Sendable, Codable, Hashable {
+    case monitored, notMonitored, initializing
+}
+
+/// What warden knows about one service, and every decision about it: given what was observed (a
+/// process found or gone, a rule's result, a start that finished), it changes its state and returns
+/// the actions to carry out. It reads no clock and touches no process; the supervisor measures, feeds
+/// it, and does what it says.
+struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == Duration {
+    /// What the supervisor carries out, in order.
+    enum Action: Equatable {
+        case log(Logger.Level, String)
+        case emit(EventKind, Event.State, String, action: String)
+        /// Watch the process for its exit (and check again if it is already gone).
+        case watch(pid_t)
+        case unwatch(pid_t)
+        /// Check the service again after the delay (`.zero`: at once, in a task of its own).
+        case checkAgain(after: Duration)
+        /// An automatic start. `recovering` a process found gone: once its dependencies run, and then
+        /// the running dependants are restarted.
+        case start(recovering: Bool)
+        /// The restart program, or stop then start; then the running dependants are restarted.
+        case restart
+        /// The stop program (or SIGTERM), then the service is no longer monitored.
+        case stop
+        case exec(ProgramSpec, EventKind, String)
+    }
+
+    /// How a start ended.
+    enum StartResult: Equatable {
+        /// The process runs; `startDate` is when it started, in seconds since the epoch.
+        case running(ProcessSnapshot, startDate: Double)
+        case failed(String)
+    }
+
+    /// The shortest time between two automatic starts of one service.
+    static var minimumRestartInterval: Duration { .seconds(1) }
+
+    var config: WardenConfig.Service
+    var monitor: MonitorState = .initializing
+    /// The process warden believes is the service, with its start time so a recycled pid is not it.
+    private(set) var pid: pid_t?
+    private(set) var processStartTicks: UInt64?
+    private(set) var startedAt: WallClock.Time?
+    /// The process a state file says was the service before warden restarted, until a check finds it
+    /// or not: it is adopted by pid and start time even when its pidfile is gone.
+    private var restoredProcess: (pid: pid_t, startTicks: UInt64)?
+    /// Checks currently failing, with their last message (the status column joins them).
+    var failures: [EventKind: String] = [:]
+    var rules: [RuleState] = []
+    var restarts = RestartHistory()
+    /// An action (start, stop, restart) is under way; checks of this service wait for it.
+    var busy = false
+    /// A planned stop is under way: the proxy holds new requests from the moment it begins.
+    var stopping = false
+    /// After a start, connection failures count only once a test has passed or the start timeout is over.
+    private(set) var connectionGraceUntil: Instant?
+    var lastCheck: WallClock.Time?
+    private(set) var lastAutomaticStart: Instant?
+    private var lastCPUTicks: UInt64?
+    private var lastCPUSample: Instant?
+    var metrics = ServiceMetrics()
+    private(set) var recentEvents: [Event] = []
+    /// `every N cycles`: cycles left until the next check.
+    private var skipCycles = 0
+
+    init(config: WardenConfig.Service) {
+        self.config = config
+        self.rules = Array(repeating: RuleState(), count: config.rules.count)
+        if config.mode == .manual { monitor = .notMonitored }
+    }
+
+    /// A reload gave the service a new definition; its state and counters stay.
+    mutating func reconfigure(_ new: WardenConfig.Service) {
+        guard new != config else { return }
+        if new.rules.count != config.rules.count { rules = Array(repeating: RuleState(), count: new.rules.count) }
+        config = new
+    }
+
+    mutating func remember(_ event: Event) {
+        recentEvents.append(event)
+        if recentEvents.count > 50 { recentEvents.removeFirst() }
+    }
+
+    /// The proxy may send it requests.
+    var acceptsTraffic: Bool { pid != nil && failures[.nonexist] == nil && !stopping }
+
+    // MARK: - Scheduling
+
+    /// Whether this cycle checks the service: `every N cycles` skips N-1 cycles between checks;
+    /// `every "cron"` checks in the minutes the caller found matching.
+    mutating func isDue(cronMatches: (String) -> Bool) -> Bool {
+        switch config.every {
+        case .always:
+            return true
+        case .cycles(let every):
+            if skipCycles > 0 {
+                skipCycles -= 1
+                return false
+            }
+            skipCycles = every - 1
+            return true
+        case .cron(let spec):
+            return cronMatches(spec)
+        case .notCron(let spec):
+            return !cronMatches(spec)
+        }
+    }
+
+    // MARK: - Processes
+
+    /// The process warden knows as the service (or knew, before it restarted), by pid and start time.
+    var knownProcess: (pid: pid_t, startTicks: UInt64)? {
+        if let pid, let processStartTicks { return (pid, processStartTicks) }
+        return restoredProcess
+    }
+
+    /// Whether a live process named by the pidfile is the service: not a recycled pid (a process known
+    /// by its pid but with another start time, or one started after the pidfile was written).
+    func isService(_ process: ProcessSnapshot, startDate: Double, pidfileWritten: Double?) -> Bool {
+        if let known = knownProcess, known.pid == process.pid, known.startTicks != process.startTime { return false }
+        if let written = pidfileWritten, startDate > written + 2 { return false }
+        return true
+    }
+
+    /// The process is running: take it as the service's, and end a "does not exist" failure.
+    mutating func processFound(_ process: ProcessSnapshot, startDate: Double) -> [Action] {
+        var actions: [Action] = []
+        let wasUnknown = pid == nil
+        restoredProcess = nil
+        if pid != process.pid {
+            if let old = pid {
+                actions.append(.unwatch(old))
+                if config.rules.contains(where: { $0.condition == .changedPID }) {
+                    actions.append(.emit(.pid, .changed, "process PID changed from \(old) to \(process.pid)", action: "alert"))
+                }
+            }
+            pid = process.pid
+            processStartTicks = process.startTime
+            startedAt = startDate
+            // CPU is a difference between two samples of the same process.
+            lastCPUTicks = nil
+            lastCPUSample = nil
+            actions.append(.watch(process.pid))
+        }
+        if failures[.nonexist] != nil || monitor == .initializing && wasUnknown {
+            let message = "process is running with pid \(process.pid)"
+            actions.append(.log(.info, message))
+            if failures[.nonexist] != nil { actions.append(.emit(.nonexist, .succeeded, message, action: "alert")) }
+            failures[.nonexist] = nil
+            failures[.exec] = nil
+        }
+        return actions
+    }
+
+    /// The process is not running (found gone by a check, or its exit seen).
+    mutating func processMissing(now: Instant, cycle: Int) -> [Action] {
+        var actions: [Action] = []
+        forgetProcess(&actions)
+        let restarts = config.mode == .active && config.start != nil
+        if failures[.nonexist] == nil {
+            actions.append(.log(.error, "process is not running"))
+            actions.append(.emit(.nonexist, .failed, "process is not running", action: restarts ? "restart" : "alert"))
+            failures[.nonexist] = "process is not running"
+        }
+        guard restarts else { return actions }
+        return actions + automatic(.start(recovering: true), now: now, cycle: cycle)
+    }
+
+    /// The process was stopped on purpose.
+    mutating func processStopped() {
+        pid = nil
+        processStartTicks = nil
+        startedAt = nil
+        failures = [:]
+        stopping = false
+    }
+
+    /// A restart program replaces the process: the old one is no longer watched.
+    mutating func processReplaced() -> [Action] {
+        var actions: [Action] = []
+        forgetProcess(&actions)
+        stopping = false
+        return actions
+    }
+
+    private mutating func forgetProcess(_ actions: inout [Action]) {
+        if let old = pid { actions.append(.unwatch(old)) }
+        restoredProcess = nil
+        pid = nil
+        processStartTicks = nil
+        startedAt = nil
+    }
+
+    // MARK: - Starts
+
+    /// An automatic start or restart, unless the crash-loop spacing defers it or a restart limit ends it.
+    private mutating func automatic(_ start: Action, now: Instant, cycle: Int) -> [Action] {
+        if let delay = RestartPolicy.crashLoopDelay(lastAutomaticStart: lastAutomaticStart, now: now, minimumInterval: Self.minimumRestartInterval) {
+            return [.checkAgain(after: delay)]
+        }
+        var actions: [Action] = []
+        for fired in RestartPolicy.firedLimits(config.restartLimits, restarts: restarts, cycle: cycle) {
+            actions.append(.log(.error, fired.message))
+            switch fired.limit.action {
+            case .alert:
+                actions.append(.emit(.timeout, .failed, fired.message, action: "alert"))
+                continue
+            case .exec(let spec, _):
+                actions.append(.emit(.timeout, .failed, fired.message, action: "exec"))
+                actions.append(.exec(spec, .timeout, fired.message))
+            default:
+                actions.append(.emit(.timeout, .failed, fired.message, action: "unmonitor"))
+            }
+            monitor = .notMonitored
+            failures[.timeout] = fired.message
+            return actions
+        }
+        actions.append(.log(.info, "trying to restart"))
+        actions.append(start)
+        return actions
+    }
+
+    /// A start program is about to run: it counts against the restart limits, and an automatic one
+    /// against the crash-loop spacing.
+    mutating func startBegins(automatic: Bool, now: Instant, cycle: Int) {
+        restarts.record(cycle: cycle)
+        if automatic { lastAutomaticStart = now }
+    }
+
+    mutating func startFinished(_ result: StartResult, now: Instant, timeout: Duration) -> [Action] {
+        switch result {
+        case .running(let process, let startDate):
+            connectionGraceUntil = now.advanced(by: timeout)
+            failures[.exec] = nil
+            failures[.timeout] = nil
+            for index in rules.indices { rules[index].reset() }
+            return processFound(process, startDate: startDate)
+        case .failed(let message):
+            failures[.exec] = message
+            return [.log(.error, message), .emit(.exec, .failed, message, action: "alert")]
+        }
+    }
+
+    // MARK: - Rules
+
+    /// After a start, a failing connection test counts only once one has passed or the start timeout is over.
+    func inConnectionGrace(now: Instant) -> Bool {
+        connectionGraceUntil.map { now < $0 } ?? false
+    }
+
+    mutating func connectionPassed() {
+        connectionGraceUntil = nil
+    }
+
+    /// One rule's result this cycle; its window decides whether it failed or recovered.
+    mutating func ruleEvaluated(_ index: Int, _ outcome: Outcome, now: Instant, cycle: Int) -> [Action] {
+        guard rules.indices.contains(index), config.rules.indices.contains(index) else { return [] }
+        let rule = config.rules[index]
+        switch rules[index].record(failed: outcome.failed, window: rule.window) {
+        case .none:
+            return []
+        case .failed:
+            failures[outcome.kind] = outcome.message
+            return [.log(.error, outcome.message), .emit(outcome.kind, .failed, outcome.message, action: rule.action.name)]
+                + perform(rule.action, event: outcome.kind, message: outcome.message, now: now, cycle: cycle)
+        case .recovered:
+            failures[outcome.kind] = nil
+            var actions: [Action] = [
+                .log(.info, outcome.message), .emit(outcome.kind, .succeeded, outcome.message, action: rule.recoveryAction?.name ?? "alert"),
+            ]
+            if let recovery = rule.recoveryAction {
+                actions += perform(recovery, event: outcome.kind, message: outcome.message, now: now, cycle: cycle)
+            }
+            return actions
+        }
+    }
+
+    /// A rule's action (or a recovery's).
+    private mutating func perform(_ action: WardenConfig.Action, event: EventKind, message: String, now: Instant, cycle: Int) -> [Action] {
+        switch action {
+        case .alert:
+            return []
+        case .restart:
+            guard config.mode == .active else { return [] }
+            return automatic(.restart, now: now, cycle: cycle)
+        case .start:
+            guard config.mode == .active, pid == nil else { return [] }
+            return [.start(recovering: false)]
+        case .stop:
+            return [.stop]
+        case .unmonitor, .timeout:
+            monitor = .notMonitored
+            return [.log(.info, "unmonitor")]
+        case .exec(let spec, _):
+            return [.exec(spec, event, message)]
+        }
+    }
+
+    /// `exec … repeat every N cycles` while its rule keeps failing.
+    func repeatedExecs(cycle: Int) -> [Action] {
+        config.rules.indices.compactMap { index in
+            guard case .exec(let spec, let every?) = config.rules[index].action, rules[safe: index]?.failing == true,
+                cycle % every == 0
+            else { return nil }
+            return .exec(spec, .resource, failures.values.first ?? "")
+        }
+    }
+
+    // MARK: - Files and programs
+
+    /// `check file|directory|fifo`: whether the path exists; the rules run only when it does.
+    mutating func pathChecked(exists: Bool) -> [Action] {
+        let noun = config.kind.displayName.lowercased()
+        if !exists {
+            guard failures[.nonexist] == nil else { return [] }
+            let message = "\(noun) doesn't exist"
+            failures[.nonexist] = message
+            return [.log(.error, message), .emit(.nonexist, .failed, message, action: "alert")]
+        }
+        guard failures[.nonexist] != nil else { return [] }
+        failures[.nonexist] = nil
+        return [.emit(.nonexist, .succeeded, "\(noun) exists", action: "alert")]
+    }
+
+    /// `check program`: the program ran (its status and output are then tested by the rules) or not.
+    mutating func programFinished(status: Int32?, output: String, failure: String?) -> [Action] {
+        if let failure {
+            failures[.exec] = failure
+            return [.log(.error, failure), .emit(.exec, .failed, failure, action: "alert")]
+        }
+        metrics.programStatus = status.map(Int.init)
+        metrics.programOutput = output
+        failures[.exec] = nil
+        return []
+    }
+
+    // MARK: - Resources
+
+    /// Takes this cycle's figures of the process. CPU is the share of the machine between two samples
+    /// of the same process; the tree is measured only when a rule asks for it.
+    mutating func sample(
+        _ process: ProcessSnapshot, now: Instant, ticksPerSecond: UInt64, cpuCount: Int, tree: () -> [ProcessSnapshot]
+    ) {
+        if let lastTicks = lastCPUTicks, let lastSample = lastCPUSample, pid == process.pid {
+            let elapsed = lastSample.duration(to: now)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            if seconds > 0, process.cpuTicks >= lastTicks {
+                let busy = Double(process.cpuTicks - lastTicks) / Double(ticksPerSecond)
+                metrics.cpuPercent = max(0, busy / seconds / Double(cpuCount) * 100)
+            }
+        }
+        metrics.memoryBytes = process.residentBytes
+        metrics.threads = process.threads
+        if needsProcessTree {
+            let descendants = tree()
+            metrics.children = descendants.count
+            metrics.totalMemoryBytes = process.residentBytes + descendants.reduce(0) { $0 + $1.residentBytes }
+            metrics.totalCPUPercent = metrics.cpuPercent
+        }
+        lastCPUTicks = process.cpuTicks
+        lastCPUSample = now
+    }
+
+    private var needsProcessTree: Bool {
+        config.rules.contains {
+            if case .resource(let metric, _, _) = $0.condition { return [.children, .totalMemory, .totalCPU].contains(metric) }
+            return false
+        }
+    }
+
+    // MARK: - User actions and state
+
+    /// `monitor`, `start` and `restart` by a user: watched again from a clean slate.
+    mutating func monitorAgain(resetRules: Bool) {
+        monitor = .initializing
+        restarts.reset()
+        if resetRules { for index in rules.indices { rules[index].reset() } }
+    }
+
+    /// What a state file from before a restart of warden says of the service.
+    mutating func restore(_ saved: PersistentState.ServiceState, rebooted: Bool, onReboot: OnReboot) {
+        restarts = saved.restarts
+        if !rebooted || onReboot == .laststate {
+            // Monitoring mode survives a restart of warden; `initializing` means "check again".
+            monitor = saved.monitor == .notMonitored ? .notMonitored : .initializing
+        } else if onReboot == .nostart {
+            monitor = .notMonitored
+        }
+        if let event = saved.lastEvent { remember(event) }
+        if let pid = saved.pid, let ticks = saved.processStartTicks { restoredProcess = (pid, ticks) }
+    }
+
+    var persistent: PersistentState.ServiceState {
+        .init(monitor: monitor, restarts: restarts, pid: pid, processStartTicks: processStartTicks, lastEvent: recentEvents.last)
+    }
+
+    /// monit's status words: "OK", "Not monitored", "Initializing", "Does not exist | Connection failed", …
+    var statusWord: String {
+        switch monitor {
+        case .notMonitored: return "Not monitored"
+        case .initializing where failures.isEmpty: return "Initializing"
+        default: break
+        }
+        if failures.isEmpty { return busy ? "OK (action pending)" : "OK" }
+        return failures.keys.sorted { $0.rawValue < $1.rawValue }.map { kind in
+            Event(service: "", kind: kind, state: .failed, message: "", action: "").title
+        }.joined(separator: " | ")
+    }
+
+    func snapshot(now: WallClock.Time) -> ServiceSnapshot {
+        ServiceSnapshot(
+            name: config.name, type: config.kind.displayName, monitType: config.kind.monitType,
+            status: statusWord, monitor: monitor, mode: config.mode.rawValue,
+            pid: pid, uptimeSeconds: startedAt.map { now - $0 },
+            restarts: restarts.total, failures: failures.keys.map(\.rawValue).sorted(),
+            groups: config.groups, dependencies: config.dependencies, metrics: metrics,
+            lastCheck: lastCheck, events: recentEvents, busy: busy, acceptsTraffic: acceptsTraffic)
+    }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}
