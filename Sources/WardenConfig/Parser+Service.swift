@@ -125,6 +125,9 @@ extension Parser {
         case "mode":
             let mode = try expectKeyword(["active", "passive", "manual"], after: "mode")
             services[index].service.mode = Service.Mode(rawValue: mode.keyword)!
+        case "not":
+            try expect("every", after: "not")
+            services[index].service.every = .notCron(try cron())
         case "every":
             if peek.kind == .string {
                 services[index].service.every = .cron(try cron())
@@ -140,14 +143,14 @@ extension Parser {
         }
     }
 
-    /// `not every "cron"` is parsed by the rule entry (`if`-less `not`), so only the positive form is here.
-    private func cron() throws -> String {
+    private func cron() throws -> CronSchedule {
         let token = advance()
-        let fields = token.text.split(whereSeparator: \.isWhitespace)
-        guard fields.count == 5 else {
-            throw fail(.invalidValue, "a cron specification has 5 fields (minute hour day month weekday), found \(fields.count)", at: token)
+        guard token.kind == .string else { throw fail(.syntax, "expected a cron specification in quotes, found \(token.display)", at: token) }
+        do {
+            return try CronSchedule(token.text)
+        } catch {
+            throw fail(.invalidValue, error.description, at: token)
         }
-        return token.text
     }
 
     func validateRegex(_ token: Token) throws {

@@ -1,4 +1,3 @@
-import Synchronization
 import WardenConfig
 
 /// A change of state of a service (or of warden itself), as monit names them.
@@ -68,55 +67,3 @@ public struct Event: Sendable, Codable, Hashable {
         }
     }
 }
-
-/// Seconds since the Unix epoch, from the real-time clock (events and state outlive the process).
-public enum WallClock {
-    public typealias Time = Double
-
-    public static func now() -> Time { read(CLOCK_REALTIME) }
-
-    /// The clock file modification times come from, a few milliseconds behind `now()`.
-    public static func coarseNow() -> Time { read(CLOCK_REALTIME_COARSE) }
-
-    private static func read(_ clock: clockid_t) -> Time {
-        var spec = timespec()
-        clock_gettime(clock, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
-}
-
-/// Fans events out to every subscriber; a slow subscriber loses the oldest events, never blocks warden.
-public final class EventBus: Sendable {
-    private let subscribers = Mutex<[Int: AsyncStream<Event>.Continuation]>([:])
-    private let nextID = Mutex(0)
-
-    public init() {}
-
-    public func publish(_ event: Event) {
-        for continuation in subscribers.withLock({ Array($0.values) }) {
-            continuation.yield(event)
-        }
-    }
-
-    /// A stream of every event published from now on.
-    public func subscribe(bufferingNewest limit: Int = 1024) -> AsyncStream<Event> {
-        let id = nextID.withLock { id -> Int in
-            id += 1
-            return id
-        }
-        let (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(limit))
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
-        }
-        subscribers.withLock { $0[id] = continuation }
-        return stream
-    }
-
-    public func finish() {
-        for continuation in subscribers.withLock({ Array($0.values) }) { continuation.finish() }
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -98,7 +98,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
 
     /// Whether this cycle checks the service: `every N cycles` skips N-1 cycles between checks;
     /// `every "cron"` checks in the minutes the caller found matching.
-    mutating func isDue(cronMatches: (String) -> Bool) -> Bool {
+    mutating func isDue(cronMatches: (CronSchedule) -> Bool) -> Bool {
         switch config.every {
         case .always:
             return true
@@ -109,10 +109,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             }
             skipCycles = every - 1
             return true
-        case .cron(let spec):
-            return cronMatches(spec)
-        case .notCron(let spec):
-            return !cronMatches(spec)
+        case .cron(let schedule):
+            return cronMatches(schedule)
+        case .notCron(let schedule):
+            return !cronMatches(schedule)
         }
     }
 

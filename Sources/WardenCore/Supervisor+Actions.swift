@@ -188,7 +188,11 @@ extension ServiceSupervisor {
             if !exited, elapsed > .seconds(1), let process = adoptForeground(machine.config, program.pid) {
                 return .running(process, startDate: inspector.startDate(process))
             }
-            try? await clock.sleep(for: elapsed < .seconds(1) ? .milliseconds(15) : .milliseconds(100))
+            do {
+                try await clock.sleep(for: elapsed < .seconds(1) ? .milliseconds(15) : .milliseconds(100))
+            } catch {
+                break  // warden is shutting down
+            }
         }
         if !exited { killGroup(program.pid) }
         return .failed("failed to start -- '\(start.commandLine)' timed out after \(timeout) s")
@@ -280,7 +284,11 @@ extension ServiceSupervisor {
             guard let now = inspector.process(process.pid), now.startTime == process.startTime, !now.isZombie else {
                 return true
             }
-            try? await clock.sleep(for: .milliseconds(10))
+            do {
+                try await clock.sleep(for: .milliseconds(10))
+            } catch {
+                return false
+            }
         }
         return false
     }
@@ -294,6 +302,9 @@ extension ServiceSupervisor {
             await carryOut(services[name]?.processReplaced() ?? [], for: name)
             var spec = config
             spec.start = restart
+            // `set limits { restarttimeout }` is the restart program's default timeout, as the start
+            // timeout is the start program's.
+            spec.start?.timeout = restart.timeout ?? configuration.limits.restartTimeout
             services[name]?.config = spec
             await startService(name, automatic: automatic)
             services[name]?.config = config
@@ -327,7 +338,11 @@ extension ServiceSupervisor {
                 return machine.busy
             }
             if waiting.isEmpty { return true }
-            try? await clock.sleep(for: .milliseconds(20))
+            do {
+                try await clock.sleep(for: .milliseconds(20))
+            } catch {
+                return false
+            }
         }
         logger.info("'\(name)' waits for its dependencies to run")
         return false

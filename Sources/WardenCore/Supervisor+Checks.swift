@@ -113,6 +113,26 @@ extension ServiceSupervisor {
 
     private func connectionOutcome(_ test: ConnectionTest, of name: String) async -> Outcome? {
         guard let machine = services[name] else { return nil }
+        // `retry N`: up to N attempts in the cycle before the test counts as failed, as monit counts them.
+        var (result, body, address) = await probe(test, of: machine.config)
+        for _ in 1..<max(1, test.retry ?? 1) where !result.succeeded {
+            (result, body, address) = await probe(test, of: machine.config)
+        }
+        let seconds = Double(result.responseTime.components.seconds) + Double(result.responseTime.components.attoseconds) / 1e18
+        services[name]?.metrics.responseTime = seconds
+        let inGrace = services[name]?.inConnectionGrace(now: clock.now) ?? false
+        let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
+        if outcome?.failed == false {
+            services[name]?.connectionPassed()
+        } else if outcome == nil {
+            logger.debug("'\(name)' connection test ignored while the process is starting: \(result.message)")
+        }
+        return outcome
+    }
+
+    /// One attempt of a connection test: what the probe saw, the body of an HTTP answer, and the
+    /// address as monit names it in its messages.
+    private func probe(_ test: ConnectionTest, of service: WardenConfig.Service) async -> (ProbeResult, String, String) {
         let timeout = Duration.seconds(test.timeout ?? configuration.limits.networkTimeout)
         var result: ProbeResult
         var body = ""
@@ -127,7 +147,7 @@ extension ServiceSupervisor {
                     timeout: timeout, bodyLimit: configuration.limits.httpContentBuffer))
         case .port(let host, let port, _):
             address = "[\(host)]:\(port)"
-            let target = hostAddress(for: machine.config, host: host)
+            let target = hostAddress(for: service, host: host)
             if case .http(let check) = test.proto {
                 (result, body) = await prober.http(
                     HTTPProbeRequest(
@@ -140,16 +160,7 @@ extension ServiceSupervisor {
             address = path
             result = await prober.connect(unixSocket: path, timeout: timeout)
         }
-        let seconds = Double(result.responseTime.components.seconds) + Double(result.responseTime.components.attoseconds) / 1e18
-        services[name]?.metrics.responseTime = seconds
-        let inGrace = services[name]?.inConnectionGrace(now: clock.now) ?? false
-        let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
-        if outcome?.failed == false {
-            services[name]?.connectionPassed()
-        } else if outcome == nil {
-            logger.debug("'\(name)' connection test ignored while the process is starting: \(result.message)")
-        }
-        return outcome
+        return (result, body, address)
     }
 
     /// For `check host`, the host's address replaces `localhost` in port tests written without `host`.

@@ -134,7 +134,7 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
             let now = WallClock.now()
             var onePass: [String] = []
             for name in order {
-                guard services[name]?.isDue(cronMatches: { CronSchedule($0).matches(now, cycleSeconds: configuration.daemon.interval) }) == true,
+                guard services[name]?.isDue(cronMatches: { $0.matches(now, cycleSeconds: configuration.daemon.interval) }) == true,
                     let config = services[name]?.config
                 else { continue }
                 if Self.checkMayWait(config) {

@@ -25,6 +25,30 @@ struct DiagnosticTests {
         #expect(result.configuration == nil)
     }
 
+    @Test func aCronFieldOutOfItsRangeIsAnError() {
+        let result = ControlFile.parse(
+            """
+            check program backup with path "/usr/local/bin/backup"
+                every "61 3 * * *"
+            check program report with path "/usr/local/bin/report"
+                every "0 3 * * 1-8/0"
+            """, path: "/etc/warden/monitrc")
+        let rendered = result.renderedDiagnostics()
+        #expect(rendered.contains("/etc/warden/monitrc:2:11: error: invalid cron field '61' for the minute (0-59)"))
+        #expect(rendered.contains("/etc/warden/monitrc:4:11: error: invalid cron field '1-8/0' for the day of the week (0-7)"))
+        #expect(result.configuration == nil)
+    }
+
+    @Test func notEveryChecksOutsideTheSchedule() throws {
+        let result = ControlFile.parse(
+            """
+            check process app with pidfile /run/app.pid
+                not every "* 8-19 * * 1-5"
+            """, path: "/etc/warden/monitrc")
+        let service = try #require(result.configuration?.services.first)
+        #expect(service.every == .notCron(try CronSchedule("* 8-19 * * 1-5")))
+    }
+
     @Test func everyErrorIsReportedNotJustTheFirst() {
         let result = ControlFile.parse(
             """

@@ -188,7 +188,7 @@ struct ParserTests {
             """)
         let backup = try #require(config.service(named: "backup"))
         #expect(backup.kind == .program(ProgramSpec(arguments: ["/bin/sh", "-c", "exit 0"], timeout: 600)))
-        #expect(backup.every == .cron("0 3 * * *"))
+        #expect(backup.every == .cron(try CronSchedule("0 3 * * *")))
         #expect(backup.rules.first?.condition == .programStatus(.notEqual, 0))
         let file = try #require(config.service(named: "syslog"))
         #expect(file.rules.map(\.condition) == [.timestamp(.greater, seconds: 3900), .size(.greater, bytes: 1_073_741_824), .permission(0o640)])

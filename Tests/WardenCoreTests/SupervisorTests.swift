@@ -47,6 +47,8 @@ struct SupervisorTests {
         var moved = Duration.zero
         while moved <= limit {
             if await condition() { return }
+            // Time passes for whoever sleeps: let the supervisor's tasks reach their sleeps first.
+            for _ in 0..<50 where clock.sleeperCount == 0 { try await Task.sleep(for: .milliseconds(2)) }
             try await Task.sleep(for: .milliseconds(2))
             clock.advance(by: step)
             moved += step
@@ -175,7 +177,7 @@ struct SupervisorTests {
         state.services["app"] = .init(monitor: .notMonitored, restarts: RestartHistory(), pid: nil, processStartTicks: nil, lastEvent: nil)
         try StateStore(path: path).save(state)
         try await Self.running(Self.app, system: system, clock: clock, stateStore: StateStore(path: path)) { supervisor in
-            try await Self.advance(clock, by: .seconds(30), upTo: .seconds(90)) { await supervisor.cycle >= 3 }
+            try await Self.advance(clock, by: .seconds(30), upTo: .seconds(300)) { await supervisor.cycle >= 3 }
             #expect(system.spawned.isEmpty)
             #expect(await supervisor.snapshot(named: "app")?.status == "Not monitored")
         }
@@ -207,6 +209,54 @@ struct SupervisorTests {
             #expect(traffic.drained.withLock { $0.first?.spawnedBefore } == 1)
             #expect(system.spawned.map(\.[0]) == ["/etc/init.d/app", "/etc/init.d/app-stop", "/etc/init.d/app"])
             #expect(await supervisor.snapshot(named: "app")?.acceptsTraffic == true)
+        }
+    }
+
+    @Test func retryGivesAConnectionTestMoreAttemptsInOneCycle() async throws {
+        let system = ScriptedSystem()
+        let clock = ManualClock()
+        system.startProcess(pidfile: "/run/app.pid")
+        system.setPort(8080, open: true)
+        system.failProbes(of: 8080, count: 2)
+        let text = """
+            set daemon 30
+            check process app with pidfile /run/app.pid
+                if failed port 8080 retry 3 then alert
+            """
+        try await Self.running(text, system: system, clock: clock) { supervisor in
+            try await Self.eventually("the first check") { system.probeCount(of: 8080) == 3 }
+            try await Self.eventually("the check ends") { await supervisor.snapshot(named: "app")?.monitor == .monitored }
+            #expect(await supervisor.snapshot(named: "app")?.failures == [])
+            // Three failures in a row are a failure.
+            system.failProbes(of: 8080, count: 3)
+            try await Self.advance(clock, by: .seconds(30), upTo: .seconds(60)) {
+                await supervisor.snapshot(named: "app")?.failures == ["connection"]
+            }
+            #expect(system.probeCount(of: 8080) == 6)
+        }
+    }
+
+    @Test func theRestartProgramTimesOutAtTheRestartTimeout() async throws {
+        let system = ScriptedSystem()
+        let clock = ManualClock()
+        system.startProcess(command: "myapp")
+        system.script("/etc/init.d/app-restart", .killsThenHangs(command: "myapp"))
+        let text = """
+            set daemon 30
+            set limits { restarttimeout: 3 seconds }
+            check process app matching "myapp"
+                start program = "/etc/init.d/app start"
+                restart program = "/etc/init.d/app-restart"
+            """
+        try await Self.running(text, system: system, clock: clock) { supervisor in
+            try await Self.eventually("the app is found") { await Self.pid(supervisor) != nil }
+            async let restarted: Void = supervisor.perform(.restart, on: "app")
+            try await Self.advance(clock, by: .milliseconds(500), upTo: .seconds(5)) {
+                await supervisor.snapshot(named: "app")?.failures.contains("exec") == true
+            }
+            clock.advance(by: .seconds(60))  // past any other timeout, so the restart ends whatever happened
+            try await restarted
+            #expect(await supervisor.snapshot(named: "app")?.events.contains { $0.message == "failed to start -- '/etc/init.d/app-restart' timed out after 3 s" } == true)
         }
     }
 }

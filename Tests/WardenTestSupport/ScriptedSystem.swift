@@ -21,6 +21,8 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         case hangs
         /// Kills the service the pidfile names, exits 0 (a stop program).
         case stops(pidfile: String)
+        /// Kills the processes whose command contains the text, then never exits (a stuck restart program).
+        case killsThenHangs(command: String)
     }
 
     private final class Program: RunningProgram, Sendable {
@@ -79,6 +81,10 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         var pidfiles: [String: (pid: pid_t, written: Double)] = [:]
         var files: [String: FileFacts] = [:]
         var ports: [Int: Bool] = [:]
+        /// Probes of a port that fail whatever its state, and how many probes each port had.
+        var failingProbes: [Int: Int] = [:]
+        var probes: [Int: Int] = [:]
+        var commands: [pid_t: String] = [:]
         var watched: Set<pid_t> = []
         var watcher: Watcher?
         var nextPID: pid_t = 1000
@@ -109,10 +115,11 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
 
     /// Starts a process outside the supervisor (an app that was already running), pidfile and all.
     @discardableResult
-    public func startProcess(pidfile: String? = nil) -> ProcessSnapshot {
+    public func startProcess(pidfile: String? = nil, command: String? = nil) -> ProcessSnapshot {
         state.withLock { state in
             let process = Self.newProcess(&state)
             if let pidfile { state.pidfiles[pidfile] = (process.pid, state.wallNow) }
+            if let command { state.commands[process.pid] = command }
             return process
         }
     }
@@ -123,6 +130,9 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
     }
 
     public func setPort(_ port: Int, open: Bool) { state.withLock { $0.ports[port] = open } }
+    /// The next `count` probes of the port fail, open or not.
+    public func failProbes(of port: Int, count: Int) { state.withLock { $0.failingProbes[port] = count } }
+    public func probeCount(of port: Int) -> Int { state.withLock { $0.probes[port] ?? 0 } }
     public func setFile(_ path: String, _ facts: FileFacts?) { state.withLock { $0.files[path] = facts } }
     public func removePIDFile(_ path: String) { _ = state.withLock { $0.pidfiles.removeValue(forKey: path) } }
     /// Moves the wall clock on (pidfile times and process start dates).
@@ -162,32 +172,34 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         _ arguments: [String], environment: [String: String], uid: uid_t?, gid: gid_t?, outputLimit: Int,
         outputLine: @escaping @Sendable (String) -> Void
     ) throws -> any RunningProgram {
-        let (program, behaviour, stopped) = state.withLock { state -> (Program, Behaviour, pid_t?) in
+        let (program, behaviour, stopped) = state.withLock { state -> (Program, Behaviour, [pid_t]) in
             state.spawned.append(arguments)
             let process = Self.newProcess(&state)
             let program = Program(pid: process.pid)
             state.programs[process.pid] = program
             let behaviour = state.behaviours[arguments.first ?? ""] ?? .exits(127, output: "not scripted")
-            var stopped: pid_t?
+            var stopped: [pid_t] = []
             switch behaviour {
             case .daemon(let pidfile):
                 let service = Self.newProcess(&state)
                 state.pidfiles[pidfile] = (service.pid, state.wallNow)
             case .stops(let pidfile):
-                stopped = state.pidfiles[pidfile]?.pid
+                stopped = state.pidfiles[pidfile].map { [$0.pid] } ?? []
+            case .killsThenHangs(let command):
+                stopped = state.commands.filter { $0.value.contains(command) }.map(\.key)
             case .foreground, .hangs, .exits:
                 break
             }
             return (program, behaviour, stopped)
         }
+        end(stopped, status: SIGTERM)
         switch behaviour {
         case .daemon, .stops:
-            if let stopped { end([stopped], status: SIGTERM) }
             end([program.pid], status: 0)
         case .exits(let code, let output):
             program.setOutput(output)
             end([program.pid], status: code << 8)
-        case .foreground, .hangs:
+        case .foreground, .hangs, .killsThenHangs:
             break
         }
         return program
@@ -211,7 +223,12 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
     public func readPIDFile(_ path: String) -> pid_t? { state.withLock { $0.pidfiles[path]?.pid } }
     public func process(_ pid: pid_t) -> ProcessSnapshot? { state.withLock { $0.processes[pid] } }
     public func allProcesses() -> [ProcessSnapshot] { state.withLock { Array($0.processes.values) } }
-    public func oldestMatching(_ pattern: String) -> ProcessSnapshot? { nil }
+    /// A substring of the command stands in for the regular expression.
+    public func oldestMatching(_ pattern: String) -> ProcessSnapshot? {
+        state.withLock { state in
+            state.commands.filter { state.processes[$0.key] != nil && $0.value.contains(pattern) }.keys.min().flatMap { state.processes[$0] }
+        }
+    }
     public func modificationTime(_ path: String) -> Double? { state.withLock { $0.pidfiles[path]?.written } }
     /// A process started when the wall clock said so: scripted processes start "now".
     public func startDate(_ process: ProcessSnapshot) -> Double { state.withLock { $0.wallNow } }
@@ -236,8 +253,19 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
 
     // MARK: - ConnectionProber
 
+    private func probe(_ port: Int) -> Bool {
+        state.withLock { state in
+            state.probes[port, default: 0] += 1
+            if let failing = state.failingProbes[port], failing > 0 {
+                state.failingProbes[port] = failing - 1
+                return false
+            }
+            return state.ports[port] ?? false
+        }
+    }
+
     public func connect(host: String, port: Int, timeout: Duration) async -> ProbeResult {
-        let open = state.withLock { $0.ports[port] ?? false }
+        let open = probe(port)
         return ProbeResult(succeeded: open, message: open ? "connection succeeded" : "connection refused", responseTime: .milliseconds(1))
     }
 
@@ -246,7 +274,7 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
     }
 
     public func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String) {
-        let open = state.withLock { $0.ports[request.port] ?? false }
+        let open = probe(request.port)
         return (ProbeResult(succeeded: open, message: open ? "HTTP status 200" : "connection refused", responseTime: .milliseconds(1), status: open ? 200 : nil), "")
     }
 }

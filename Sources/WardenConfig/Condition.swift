@@ -1,0 +1,125 @@
+public enum ComparisonOperator: String, Sendable, Hashable {
+    case greater = ">", less = "<", equal = "=", notEqual = "!=", greaterOrEqual = ">=", lessOrEqual = "<="
+
+    public func compare<T: Comparable>(_ lhs: T, _ rhs: T) -> Bool {
+        switch self {
+        case .greater: lhs > rhs
+        case .less: lhs < rhs
+        case .equal: lhs == rhs
+        case .notEqual: lhs != rhs
+        case .greaterOrEqual: lhs >= rhs
+        case .lessOrEqual: lhs <= rhs
+        }
+    }
+}
+
+/// A quantity with its unit resolved: percentages stay percent, sizes become bytes, times seconds.
+public enum Quantity: Sendable, Hashable {
+    case percent(Double)
+    case bytes(Double)
+    case count(Double)
+    case seconds(Double)
+    /// Bytes per second, or operations/packets per second.
+    case rate(Double, unit: String)
+}
+
+public enum Condition: Sendable, Hashable {
+    case connection(ConnectionTest)
+    case resource(ResourceMetric, ComparisonOperator, Quantity)
+    /// `does not exist` (process/file) or `exist` for a service that must not.
+    case nonexistence
+    case existence
+    case timestamp(ComparisonOperator, seconds: Int)
+    case changedTimestamp
+    case size(ComparisonOperator, bytes: Int64)
+    case changedSize
+    case changedPID
+    case changedPPID
+    case uptime(ComparisonOperator, seconds: Int)
+    case programStatus(ComparisonOperator, Int)
+    case changedProgramStatus
+    case checksum(expected: String?, hash: String?)
+    case changedChecksum
+    case permission(Int)
+    case uid(String)
+    case euid(String)
+    case gid(String)
+    case content(ComparisonOperator, regex: String)
+    case ping(count: Int?, timeout: Int?)
+    case link(up: Bool)
+    case changedLink
+    case saturation(ComparisonOperator, percent: Double)
+    case filesystemFlags
+}
+
+public enum ResourceMetric: String, Sendable, Hashable {
+    case cpu, totalCPU, cpuUser, cpuSystem, cpuWait, cpuNice, cpuHardIRQ, cpuSoftIRQ, cpuSteal, cpuGuest
+    case memory, totalMemory, swap, threads, children
+    case loadAverage1, loadAverage5, loadAverage15
+    case loadAveragePerCore1, loadAveragePerCore5, loadAveragePerCore15
+    case fileDescriptors, totalFileDescriptors
+    case readBytes, writeBytes, readOperations, writeOperations, diskReadBytes, diskWriteBytes
+    case spaceUsage, inodeUsage, spaceFree, inodeFree, serviceTime
+    case upload, download, totalUpload, totalDownload
+}
+
+public struct ConnectionTest: Sendable, Hashable {
+    public enum Target: Sendable, Hashable {
+        case url(HTTPURL)
+        case port(host: String, port: Int, transport: Transport)
+        case unixSocket(String)
+    }
+    public enum Transport: String, Sendable, Hashable { case tcp, udp, tcpSSL = "tcpssl" }
+
+    public var target: Target
+    public var proto: ConnectionProtocol = .generic
+    /// Seconds; monit's default is 5 (`networkTimeout`).
+    public var timeout: Int?
+    public var retry: Int?
+
+    public init(target: Target) { self.target = target }
+}
+
+public struct HTTPURL: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var scheme: String
+    public var host: String
+    public var port: Int
+    /// Path and query, at least `/`.
+    public var path: String
+    public var user: String?
+    public var password: String?
+
+    public var description: String {
+        let defaultPort = scheme == "https" ? 443 : 80
+        return "\(scheme)://\(host)\(port == defaultPort ? "" : ":\(port)")\(path)"
+    }
+}
+
+public enum ConnectionProtocol: Sendable, Hashable {
+    case generic
+    case http(HTTPCheck)
+    /// Protocols monit speaks that warden checks as a plain connection (mysql, smtp, ssh, …).
+    case named(String)
+}
+
+public struct HTTPCheck: Sendable, Hashable {
+    /// Path and query to request; `/` by default.
+    public var request = "/"
+    public var hostHeader: String?
+    /// `status OP N`; without it, any status below 400 passes, as in monit.
+    public var status: Comparison<Int>?
+    /// `content ==|!= "REGEX"`: an unanchored POSIX extended regex searched in the body.
+    public var content: Comparison<String>?
+    public var checksum: String?
+
+    public init() {}
+}
+
+public struct Comparison<Value: Sendable & Hashable>: Sendable, Hashable {
+    public var op: ComparisonOperator
+    public var value: Value
+    public init(_ op: ComparisonOperator, _ value: Value) {
+        self.op = op
+        self.value = value
+    }
+}
