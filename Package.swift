@@ -26,7 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
-        .target(name: "WardenConfig", swiftSettings: swiftSettings),
+        .target(name: "WardenConfig", dependencies: ["WardenPlatform"], swiftSettings: swiftSettings),
         .target(name: "CWardenShims", linkerSettings: [.linkedLibrary("crypt")]),
         .target(
             name: "WardenZinc",
@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "WardenPlatform",
             dependencies: [
-                "CWardenShims", "WardenConfig",
+                "CWardenShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

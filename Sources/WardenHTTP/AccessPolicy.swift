@@ -1,6 +1,7 @@
 import CWardenShims
 import WardenConfig
 import WardenCore
+import WardenPlatform
 
 #if canImport(Glibc)
 import Glibc

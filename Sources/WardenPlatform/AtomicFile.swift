@@ -1,5 +1,3 @@
-import WardenConfig
-
 #if canImport(Glibc)
 import Glibc
 #endif
