@@ -64,7 +64,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     var stopping = false
     /// After a start, connection failures count only once a test has passed or the start timeout is over.
     private(set) var connectionGraceUntil: Instant?
-    var lastCheck: WallClock.Time?
+    private var readinessCheckPending = false
+    private(set) var lastCheck: WallClock.Time?
     private(set) var lastAutomaticStart: Instant?
     private var lastCPUTicks: UInt64?
     private var lastCPUSample: Instant?
@@ -260,6 +261,27 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
 
     mutating func connectionPassed() {
         connectionGraceUntil = nil
+    }
+
+    /// How often a service just started is tested until its connection tests first pass: a deploy or a
+    /// restart is ready as soon as the app answers, and a hang right after that first answer is seen at
+    /// the next cycle rather than at the end of the start timeout.
+    static var readinessInterval: Duration { .milliseconds(100) }
+
+    /// After a start or a check: while the start's grace lasts (no connection test has passed yet),
+    /// check again soon; one such check at a time.
+    mutating func followUp(now: Instant) -> Action? {
+        guard !readinessCheckPending, inConnectionGrace(now: now),
+            config.rules.contains(where: { if case .connection = $0.condition { true } else { false } })
+        else { return nil }
+        readinessCheckPending = true
+        return .checkAgain(after: Self.readinessInterval)
+    }
+
+    /// A check is under way: a readiness check it was may be asked for again.
+    mutating func checkBegins(at wallTime: WallClock.Time) {
+        readinessCheckPending = false
+        lastCheck = wallTime
     }
 
     /// One rule's result this cycle; its window decides whether it failed or recovered.

@@ -155,6 +155,7 @@ extension ServiceSupervisor {
         let timeout = start.timeout ?? configuration.limits.startTimeout
         let result = await launch(start, of: name, timeout: timeout)
         await carryOut(services[name]?.startFinished(result, now: clock.now, timeout: .seconds(timeout)) ?? [], for: name)
+        if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
     }
 
     private func launch(_ start: ProgramSpec, of name: String, timeout: Int) async -> Machine.StartResult {

@@ -20,7 +20,7 @@ extension ServiceSupervisor {
             return
         }
         services[name]?.busy = true
-        services[name]?.lastCheck = WallClock.now()
+        services[name]?.checkBegins(at: WallClock.now())
         switch machine.config.kind {
         case .process:
             await checkProcess(name, found: process)
@@ -34,6 +34,7 @@ extension ServiceSupervisor {
         }
         endBusy(name)
         if services[name]?.monitor == .initializing { services[name]?.monitor = .monitored }
+        if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
     }
 
     /// The process of a `check process`, if it runs: the pidfile's pid alive, not a zombie and not a

@@ -259,4 +259,34 @@ struct SupervisorTests {
             #expect(await supervisor.snapshot(named: "app")?.events.contains { $0.message == "failed to start -- '/etc/init.d/app-restart' timed out after 3 s" } == true)
         }
     }
+
+    @Test func aStartedServiceIsProbedFastUntilItAnswersThenAtTheCycle() async throws {
+        let system = ScriptedSystem()
+        let clock = ManualClock()
+        system.script("/etc/init.d/app", .daemon(pidfile: "/run/app.pid"))
+        let text = """
+            set daemon 30
+            check process app with pidfile /run/app.pid
+                start program = "/etc/init.d/app start"
+                if failed port 8080 then restart
+            """
+        try await Self.running(text, system: system, clock: clock) { supervisor in
+            try await Self.eventually("the first start") { await Self.pid(supervisor) != nil }
+            // The app takes a while to listen: it is tested every 100 ms meanwhile, its failures not counted.
+            try await Self.advance(clock, by: .milliseconds(100), upTo: .seconds(1)) { system.probeCount(of: 8080) >= 5 }
+            #expect(await supervisor.snapshot(named: "app")?.failures == [])
+            system.setPort(8080, open: true)
+            try await Self.advance(clock, by: .milliseconds(100), upTo: .seconds(1)) {
+                await supervisor.snapshot(named: "app")?.events.isEmpty == false && system.probeCount(of: 8080) > 5
+                    && clock.sleeperCount <= 1
+            }
+            let probes = system.probeCount(of: 8080)
+            // Ready: back to the cycle, so no probe until 30 s have passed since the last tick.
+            clock.advance(by: .seconds(2))
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(system.probeCount(of: 8080) == probes)
+            #expect(clock.now.offset < .seconds(30))
+            #expect(system.spawned.count == 1)
+        }
+    }
 }
