@@ -30,8 +30,9 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         self.settings = settings
         self.logger = logger
         self.tls = try settings.ssl?.pemfile.map { try TLSFiles.serverContext(certificate: $0, key: $0) }
-        self.router = ControlRouter(
-            supervisor: supervisor, policy: AccessPolicy(rules: settings.allow), configuration: configuration, logger: logger)
+        let policy = AccessPolicy(rules: settings.allow)
+        for entry in policy.unusableEntries { logger.warning("httpd: \(entry)") }
+        self.router = ControlRouter(supervisor: supervisor, policy: policy, configuration: configuration, logger: logger)
     }
 
     /// The TCP port actually bound, once running.
