@@ -56,9 +56,12 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         bound.withLock { $0 = channels.map(\.channel) }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                let (events, metrics) = (self.events, router.metrics)
+                let (events, metrics, router) = (self.events, router.metrics, self.router)
                 group.addTask {
-                    for await event in events.cancelOnGracefulShutdown() { metrics.record(event) }
+                    for await event in events.cancelOnGracefulShutdown() {
+                        metrics.record(event)
+                        await router.record(event)
+                    }
                 }
                 for channel in channels {
                     group.addTask {
