@@ -5,12 +5,20 @@ import WardenTestSupport
 /// Debian's real logrotate, configured as a package would: rename (no copytruncate), then SIGUSR1.
 @Suite("Log rotation with logrotate", .serialized)
 struct LogRotationTests {
-    @Test func logrotateRenamesAndSIGUSR1SendsTheNextLinesToNewFiles() throws {
+    /// Without `user` the proxy runs in the daemon; with `user nobody` (as root) in a worker process,
+    /// which must reopen its logs too.
+    @Test(arguments: [nil, "nobody"] as [String?])
+    func logrotateRenamesAndSIGUSR1SendsTheNextLinesToNewFiles(proxyUser: String?) throws {
         guard let logrotate = TestSupport.peer("logrotate") else {
             #expect(!TestSupport.isCI, "logrotate is not installed (.ci/run installs it)")
             return
         }
+        if proxyUser != nil, getuid() != 0 {
+            #expect(!TestSupport.isCI, "CI runs as root: the proxy worker case needs it")
+            return
+        }
         let directory = try TemporaryDirectory()
+        chmod(directory.path, 0o755)
         let app = try TestApp(in: directory)
         defer { app.killAll() }
         let port = TestSupport.freePort()
@@ -25,6 +33,7 @@ struct LogRotationTests {
             set logfile \(wardenLog)
             set proxy
                 listen 127.0.0.1 port \(port)
+                \(proxyUser.map { "user \($0)" } ?? "")
             check process app with pidfile \(app.pidfile)
                 start program = "\(app.startScript)"
                 stop program = "\(app.stopScript)"
@@ -34,6 +43,9 @@ struct LogRotationTests {
                 error log \(logs)/error.log
             """)
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        // The logs' directory belongs to the proxy's user, as /var/log/nginx does to www-data, so the
+        // worker can create the new files.
+        if let proxyUser, let entry = getpwnam(proxyUser) { chown(logs, entry.pointee.pw_uid, entry.pointee.pw_gid) }
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/stdout")
         defer { warden.stop() }
         let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
