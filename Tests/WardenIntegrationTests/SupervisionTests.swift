@@ -386,7 +386,7 @@ struct SupervisionTests {
         defer {
             if let pid = TestSupport.readPID(pidfile), TestSupport.isAlive(pid) { kill(pid, SIGKILL) }
         }
-        let result = try #require(try JSONSerialization.jsonObject(with: Data(launch.stdout.utf8)) as? [String: Any], "\(launch.stdout) \(launch.stderr)")
+        let result = try #require((try? JSONSerialization.jsonObject(with: Data(launch.stdout.utf8))) as? [String: Any], "the launcher reports: \(launch.stdout) \(launch.stderr)")
         #expect(result["status"] as? Int == 0, "\(result)")
         #expect(Date().timeIntervalSince(started) < 10, "the command returns; the daemon goes on")
         #expect((result["stdout"] as? String ?? "").contains("Starting warden"), "\(result)")
