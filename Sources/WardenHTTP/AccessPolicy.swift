@@ -27,6 +27,9 @@ public struct AccessPolicy: Sendable {
 
     var networks: [Network] = []
     var users: [String: User] = [:]
+    /// htpasswd entries whose hash no method here can check (e.g. `{SHA}` from `htpasswd -s`): those
+    /// users can never log in, so the server says so when it loads the file rather than only refusing.
+    public private(set) var unusableEntries: [String] = []
 
     /// True when no host or network is listed: then monit admits every address (credentials still apply).
     var admitsAnyAddress: Bool { networks.isEmpty }
@@ -47,6 +50,11 @@ public struct AccessPolicy: Sendable {
                     let parts = line.split(separator: ":", maxSplits: 1).map(String.init)
                     guard parts.count == 2, only.isEmpty || only.contains(parts[0]) else { continue }
                     let secret: Secret = hash == .cleartext ? .cleartext(parts[1]) : .hashed(parts[1].trimmed)
+                    if case .hashed(let stored) = secret, Self.hash("", like: stored).isEmpty {
+                        unusableEntries.append(
+                            "htpasswd file '\(path)': '\(parts[0])' has a hash warden cannot check (\(Self.scheme(of: stored))); "
+                                + "use htpasswd -m (apr1), -B (bcrypt), -d (crypt), -5 or -2")
+                    }
                     users[parts[0]] = User(secret: secret, readOnly: readOnly)
                 }
             case .group:
@@ -106,6 +114,13 @@ public struct AccessPolicy: Sendable {
         var out = [CChar](repeating: 0, count: 256)
         guard warden_crypt(password, stored, &out, Int32(out.count)) == 0 else { return "" }
         return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The scheme named at the start of a stored hash: `$2y$`, `{SHA}`, or "DES crypt" for none.
+    static func scheme(of stored: String) -> String {
+        if stored.hasPrefix("{"), let close = stored.firstIndex(of: "}") { return String(stored[...close]) }
+        if stored.hasPrefix("$"), let close = stored.dropFirst().firstIndex(of: "$") { return String(stored[...close]) }
+        return stored.count == 13 ? "DES crypt" : "unknown scheme"
     }
 
     /// Compares every byte of the longer input, so the time says nothing about where they differ.

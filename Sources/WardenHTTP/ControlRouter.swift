@@ -68,6 +68,23 @@ public final class ControlRouter: Sendable {
     let csrfToken: String
     let metrics = MetricsExporter()
     private let failures = Mutex<[String: Int]>([:])
+    /// Recent events of proxied sites, newest last. Sites are not services, so the supervisor keeps
+    /// no history for them; without this a maintenance change would be in no status at all.
+    private let siteEvents = Mutex<[String: [Event]]>([:])
+    static let siteEventsKept = 10
+
+    /// Keeps an event when it is about a site (`warden maintenance on|off`).
+    func record(_ event: Event) async {
+        guard await supervisor.configuration.sites.contains(where: { $0.name == event.service }) else { return }
+        siteEvents.withLock { $0[event.service, default: []] = Array(($0[event.service, default: []] + [event]).suffix(Self.siteEventsKept)) }
+    }
+
+    func siteStatuses() async -> [SiteStatus] {
+        let sites = await supervisor.configuration.sites
+        let maintenance = await supervisor.maintenanceSites
+        let events = siteEvents.withLock { $0 }
+        return sites.map { SiteStatus(name: $0.name, hosts: $0.hosts, maintenance: maintenance.contains($0.name), events: events[$0.name] ?? []) }
+    }
 
     public init(supervisor: Supervisor, policy: AccessPolicy, configuration: Configuration, logger: Logger) {
         self.supervisor = supervisor
@@ -132,11 +149,11 @@ public final class ControlRouter: Sendable {
         case "json":
             let document = StatusDocument(
                 version: Supervisor.version, uptime: WallClock.now() - supervisor.startedAt, poll: configuration.daemon.interval,
-                controlFile: configuration.controlFile, services: snapshots)
+                controlFile: configuration.controlFile, services: snapshots, sites: await siteStatuses())
             let bytes = (try? JSONCoding.encode(document, pretty: true)) ?? []
             return ControlResponse(status: 200, headers: [("Content-Type", "application/json")], body: bytes)
         default:
-            return .text(200, TextStatus.status(snapshots, name: request.query["service"]))
+            return .text(200, TextStatus.status(snapshots, name: request.query["service"], sites: await siteStatuses()))
         }
     }
 
@@ -199,6 +216,16 @@ public struct StatusDocument: Codable, Sendable {
     public var poll: Int
     public var controlFile: String
     public var services: [ServiceSnapshot]
+    /// Proxied sites (`check site`); absent from daemons older than this field.
+    public var sites: [SiteStatus]?
+}
+
+/// A proxied site in the status: whether it is in planned maintenance, and its recent events.
+public struct SiteStatus: Codable, Sendable {
+    public var name: String
+    public var hosts: [String]
+    public var maintenance: Bool
+    public var events: [Event]
 }
 
 enum FormDecoding {

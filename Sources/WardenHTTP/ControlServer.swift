@@ -30,8 +30,9 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         self.settings = settings
         self.logger = logger
         self.tls = try settings.ssl?.pemfile.map { try TLSFiles.serverContext(certificate: $0, key: $0) }
-        self.router = ControlRouter(
-            supervisor: supervisor, policy: AccessPolicy(rules: settings.allow), configuration: configuration, logger: logger)
+        let policy = AccessPolicy(rules: settings.allow)
+        for entry in policy.unusableEntries { logger.warning("httpd: \(entry)") }
+        self.router = ControlRouter(supervisor: supervisor, policy: policy, configuration: configuration, logger: logger)
     }
 
     /// The TCP port actually bound, once running.
@@ -55,9 +56,12 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         bound.withLock { $0 = channels.map(\.channel) }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                let (events, metrics) = (self.events, router.metrics)
+                let (events, metrics, router) = (self.events, router.metrics, self.router)
                 group.addTask {
-                    for await event in events.cancelOnGracefulShutdown() { metrics.record(event) }
+                    for await event in events.cancelOnGracefulShutdown() {
+                        metrics.record(event)
+                        await router.record(event)
+                    }
                 }
                 for channel in channels {
                     group.addTask {

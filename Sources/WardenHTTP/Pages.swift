@@ -180,7 +180,7 @@ enum TextStatus {
         return out
     }
 
-    static func status(_ snapshots: [ServiceSnapshot], name: String?) -> String {
+    static func status(_ snapshots: [ServiceSnapshot], name: String?, sites: [SiteStatus] = []) -> String {
         var out = "warden \(Supervisor.version)\n\n"
         for service in snapshots where name == nil || service.name == name {
             out += "\(service.type) '\(service.name)'\n"
@@ -194,6 +194,13 @@ enum TextStatus {
             if let memory = service.metrics.memoryBytes { lines.append(("memory", Pages.bytes(memory))) }
             lines.append(("restarts", String(service.restarts)))
             if let checked = service.lastCheck { lines.append(("data collected", TimeFormat.http(checked))) }
+            for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
+            out += "\n"
+        }
+        for site in sites where name == nil || site.name == name {
+            out += "Site '\(site.name)'\n"
+            var lines = [("hosts", site.hosts.isEmpty ? "(default)" : site.hosts.joined(separator: " ")), ("maintenance", site.maintenance ? "on" : "off")]
+            if let event = site.events.last { lines.append(("last event", "\(event.title): \(event.message) (\(TimeFormat.http(event.date)))")) }
             for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
             out += "\n"
         }

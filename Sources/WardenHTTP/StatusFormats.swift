@@ -32,31 +32,127 @@ enum XMLStatus {
         xml += "<version>\(escape(field(names.version)))</version><machine>\(escape(field(names.machine)))</machine>"
         xml += "<cpu>\(system.cpuCount)</cpu><memory>\(system.memoryTotalBytes / 1024)</memory><swap>\(system.swapTotalBytes / 1024)</swap></platform>"
         for service in snapshots {
-            xml += "<service type=\"\(service.monitType)\"><name>\(escape(service.name))</name>"
-            xml += "<collected_sec>\(Int(service.lastCheck ?? now))</collected_sec><collected_usec>0</collected_usec>"
-            xml += "<status>\(statusBits(service))</status><status_hint>0</status_hint>"
-            xml += "<monitor>\(service.monitor == .monitored ? 1 : service.monitor == .initializing ? 2 : 0)</monitor>"
-            xml += "<monitormode>\(["active": 0, "passive": 1, "manual": 2][service.mode] ?? 0)</monitormode><onreboot>0</onreboot>"
-            xml += "<pendingaction>\(service.busy ? 1 : 0)</pendingaction>"
-            if let pid = service.pid {
-                xml += "<pid>\(pid)</pid><uptime>\(Int(service.uptimeSeconds ?? 0))</uptime>"
-                if let threads = service.metrics.threads { xml += "<threads>\(threads)</threads>" }
-                xml += "<children>\(service.metrics.children ?? 0)</children>"
-                let kilobytes = (service.metrics.memoryBytes ?? 0) / 1024
-                let percent = Double(service.metrics.memoryBytes ?? 0) / Double(max(1, system.memoryTotalBytes)) * 100
-                xml += "<memory><percent>\(Pages.format(percent))</percent><percenttotal>\(Pages.format(percent))</percenttotal>"
-                xml += "<kilobyte>\(kilobytes)</kilobyte><kilobytetotal>\((service.metrics.totalMemoryBytes ?? service.metrics.memoryBytes ?? 0) / 1024)</kilobytetotal></memory>"
-                xml += "<cpu><percent>\(Pages.format(service.metrics.cpuPercent ?? 0))</percent><percenttotal>\(Pages.format(service.metrics.totalCPUPercent ?? service.metrics.cpuPercent ?? 0))</percenttotal></cpu>"
-            }
-            if service.monitType == 5 {
-                xml += "<system><load><avg01>\(Pages.format(system.load1))</avg01><avg05>\(Pages.format(system.load5))</avg05><avg15>\(Pages.format(system.load15))</avg15></load>"
-                let used = system.memoryTotalBytes - system.memoryAvailableBytes
-                xml += "<memory><percent>\(Pages.format(Double(used) / Double(max(1, system.memoryTotalBytes)) * 100))</percent><kilobyte>\(used / 1024)</kilobyte></memory></system>"
-            }
-            xml += "</service>"
+            xml += serviceElement(service, now: now, system: system, configuration: configuration)
+        }
+        // monit always has a system service: an implicit `check system $HOST` after the others.
+        if !snapshots.contains(where: { $0.monitType == 5 }) {
+            xml += systemService(name: Pages.hostName(), now: now, system: system)
         }
         return xml + "</monit>"
     }
+
+    /// One `<service>`, with the elements monit 5.33 writes for its type, in monit's order
+    /// (observed in ../shared/reference/monit-5.33/samples/status-sample.xml).
+    static func serviceElement(_ service: ServiceSnapshot, now: Double, system: SystemSnapshot, configuration: Configuration) -> String {
+        if service.monitType == 5 {
+            return systemService(
+                name: service.name, now: now, system: system, collected: service.lastCheck, status: statusBits(service),
+                monitor: monitorValue(service), mode: service.mode, pending: service.busy)
+        }
+        var xml = head(
+            type: service.monitType, name: service.name, collected: service.lastCheck ?? now, status: statusBits(service),
+            monitor: monitorValue(service), mode: service.mode, pending: service.busy)
+        if let pid = service.pid {
+            let process = ProcFiles(pid: pid)
+            xml += "<pid>\(pid)</pid><ppid>\(process.status("PPid").first ?? -1)</ppid>"
+            let uids = process.status("Uid")
+            xml += "<uid>\(uids.first ?? -1)</uid><euid>\(uids.dropFirst().first ?? -1)</euid><gid>\(process.status("Gid").first ?? -1)</gid>"
+            xml += "<uptime>\(Int(service.uptimeSeconds ?? 0))</uptime>"
+            xml += "<threads>\(service.metrics.threads ?? process.status("Threads").first ?? 0)</threads>"
+            xml += "<children>\(service.metrics.children ?? 0)</children>"
+            let kilobytes = (service.metrics.memoryBytes ?? 0) / 1024
+            let totalKilobytes = (service.metrics.totalMemoryBytes ?? service.metrics.memoryBytes ?? 0) / 1024
+            let percent = Double(kilobytes) / Double(max(1, system.memoryTotalBytes / 1024)) * 100
+            let percentTotal = Double(totalKilobytes) / Double(max(1, system.memoryTotalBytes / 1024)) * 100
+            xml += "<memory><percent>\(Pages.format(percent))</percent><percenttotal>\(Pages.format(percentTotal))</percenttotal>"
+            xml += "<kilobyte>\(kilobytes)</kilobyte><kilobytetotal>\(totalKilobytes)</kilobytetotal></memory>"
+            xml += "<cpu><percent>\(Pages.format(service.metrics.cpuPercent ?? 0))</percent><percenttotal>\(Pages.format(service.metrics.totalCPUPercent ?? service.metrics.cpuPercent ?? 0))</percenttotal></cpu>"
+            let open = process.openFiles
+            let limits = process.openFilesLimit
+            xml += "<filedescriptors><open>\(open)</open><opentotal>\(open)</opentotal>"
+            xml += "<limit><soft>\(limits.soft)</soft><hard>\(limits.hard)</hard></limit></filedescriptors>"
+            // Totals from /proc/PID/io; `count` is monit's per-second rate between cycles, which
+            // warden does not sample, so it is 0.
+            let io = process.io
+            for (direction, generic, bytes, operations) in [("read", "rchar", "read_bytes", "syscr"), ("write", "wchar", "write_bytes", "syscw")] {
+                xml += "<\(direction)>"
+                for (element, key) in [("bytesgeneric", generic), ("bytes", bytes), ("operations", operations)] {
+                    xml += "<\(element)><count>0</count><total>\(io[key] ?? 0)</total></\(element)>"
+                }
+                xml += "</\(direction)>"
+            }
+        }
+        xml += ports(of: service, configuration: configuration)
+        return xml + "</service>"
+    }
+
+    /// `<port>` for each TCP connection test of the service, as monit lists them.
+    static func ports(of service: ServiceSnapshot, configuration: Configuration) -> String {
+        guard let config = configuration.services.first(where: { $0.name == service.name }) else { return "" }
+        var xml = ""
+        let responseTime = service.metrics.responseTime.map { fixed($0, 6) } ?? "-1.000000"
+        for rule in config.rules {
+            guard case .connection(let test) = rule.condition else { continue }
+            let host: String, port: Int, request: String?, proto: String, type: String
+            switch (test.target, test.proto) {
+            case (.url(let url), _):
+                (host, port, request, proto, type) = (url.host, url.port, url.path, "HTTP", url.scheme == "https" ? "TCPSSL" : "TCP")
+            case (.port(let h, let p, let transport), .http(let check)):
+                (host, port, request, proto, type) = (h, p, check.request, "HTTP", transport.rawValue.uppercased())
+            case (.port(let h, let p, let transport), .named(let name)):
+                (host, port, request, proto, type) = (h, p, nil, name.uppercased(), transport.rawValue.uppercased())
+            case (.port(let h, let p, let transport), .generic):
+                (host, port, request, proto, type) = (h, p, nil, "DEFAULT", transport.rawValue.uppercased())
+            case (.unixSocket, _):
+                continue
+            }
+            xml += "<port><hostname>\(escape(host))</hostname><portnumber>\(port)</portnumber>"
+            if let request { xml += "<request><![CDATA[\(request.split(separator: "]]>", omittingEmptySubsequences: false).joined(separator: "]]]]><![CDATA[>"))]]></request>" }
+            xml += "<protocol>\(escape(proto))</protocol><type>\(type)</type><responsetime>\(responseTime)</responsetime></port>"
+        }
+        return xml
+    }
+
+    static func monitorValue(_ service: ServiceSnapshot) -> Int {
+        service.monitor == .monitored ? 1 : service.monitor == .initializing ? 2 : 0
+    }
+
+    /// The elements every service starts with, name to pendingaction.
+    static func head(type: Int, name: String, collected: Double, status: Int, monitor: Int, mode: String, pending: Bool) -> String {
+        var xml = "<service type=\"\(type)\"><name>\(escape(name))</name>"
+        let microseconds = Int((collected - collected.rounded(.down)) * 1_000_000)
+        xml += "<collected_sec>\(Int(collected))</collected_sec><collected_usec>\(microseconds)</collected_usec>"
+        xml += "<status>\(status)</status><status_hint>0</status_hint><monitor>\(monitor)</monitor>"
+        xml += "<monitormode>\(["active": 0, "passive": 1, "manual": 2][mode] ?? 0)</monitormode><onreboot>0</onreboot>"
+        return xml + "<pendingaction>\(pending ? 1 : 0)</pendingaction>"
+    }
+
+    /// monit's system service: descriptors, load, CPU, memory and swap of the machine.
+    static func systemService(
+        name: String, now: Double, system: SystemSnapshot, collected: Double? = nil, status: Int = 0, monitor: Int = 1,
+        mode: String = "active", pending: Bool = false
+    ) -> String {
+        var xml = head(type: 5, name: name, collected: collected ?? now, status: status, monitor: monitor, mode: mode, pending: pending)
+        let descriptors = (ProcFiles.read("/proc/sys/fs/file-nr") ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init)
+        xml += "<filedescriptors><allocated>\(descriptors.first ?? "0")</allocated><unused>\(descriptors.dropFirst().first ?? "0")</unused>"
+        xml += "<maximum>\(descriptors.dropFirst(2).first ?? "0")</maximum></filedescriptors>"
+        xml += "<system><load><avg01>\(load(system.load1))</avg01><avg05>\(load(system.load5))</avg05><avg15>\(load(system.load15))</avg15></load>"
+        xml += "<cpu>"
+        let shares = CPUShares.sample()
+        for (index, element) in ["user", "system", "nice", "wait", "hardirq", "softirq", "steal", "guest", "guestnice"].enumerated() {
+            xml += "<\(element)>\(Pages.format(shares[index]))</\(element)>"
+        }
+        xml += "</cpu>"
+        let used = system.memoryTotalBytes - min(system.memoryTotalBytes, system.memoryAvailableBytes)
+        xml += "<memory><percent>\(Pages.format(Double(used) / Double(max(1, system.memoryTotalBytes)) * 100))</percent><kilobyte>\(used / 1024)</kilobyte></memory>"
+        let swapUsed = system.swapTotalBytes - min(system.swapTotalBytes, system.swapFreeBytes)
+        let swapPercent = system.swapTotalBytes == 0 ? 0 : Double(swapUsed) / Double(system.swapTotalBytes) * 100
+        xml += "<swap><percent>\(Pages.format(swapPercent))</percent><kilobyte>\(swapUsed / 1024)</kilobyte></swap></system>"
+        return xml + "</service>"
+    }
+
+    /// Load averages with two decimals, as monit writes them.
+    static func load(_ value: Double) -> String { fixed(value, 2) }
 
     /// monit's event bit mask of the failing checks.
     static func statusBits(_ service: ServiceSnapshot) -> Int {

@@ -97,6 +97,83 @@ struct AlertTests {
         #expect(tlsServer.mails.first?.tls == true, "the mail went over STARTTLS")
     }
 
+    /// `using ssl`: implicit TLS (SMTPS) from the first byte, to aiosmtpd wrapped in TLS with a
+    /// certificate made by openssl. warden, like monit by default, verifies no mail server certificate,
+    /// so the self-signed one is accepted; the server side records that the connection was TLS.
+    @Test func implicitTLSDeliversToAnSMTPSServer() throws {
+        guard requireSMTP() else { return }
+        let directory = try TemporaryDirectory()
+        let tls = try TestSupport.selfSignedCertificate(in: directory)
+        var options = SMTPSink.Options()
+        options.implicitTLSCertificate = (tls.cert, tls.key)
+        let smtp = try SMTPSink(directory: directory, options: options)
+        // The server speaks only TLS: a TLS client gets the greeting, so a plain one could not deliver.
+        let greeting = try TestSupport.run(
+            "/usr/bin/python3",
+            ["-c", "import smtplib, ssl, sys\ns = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ssl._create_unverified_context(), timeout=10)\nprint(s.noop()[0])\ns.quit()", String(smtp.port)],
+            timeout: 20)
+        #expect(greeting.stdout.hasPrefix("250"), "a TLS client is greeted and answered: \(greeting.stdout) \(greeting.stderr)")
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let rc = try controlFile(directory, app, mail: "set mailserver 127.0.0.1 port \(smtp.port) using ssl\nset alert ops@example.com")
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { smtp.mails.contains { $0.subject.contains("Monit instance changed") } }, "\(warden.log)")
+        let mail = try #require(smtp.mails.first)
+        #expect(mail.tls, "delivered inside TLS")
+        #expect(mail.to == ["ops@example.com"])
+        #expect(!warden.log.contains("cannot deliver"), "\(warden.log)")
+    }
+
+    /// `warden maintenance on SITE` is an event: it is in `warden status --json`, and its alert mail
+    /// reaches the SMTP server; `off` likewise.
+    @Test func maintenanceChangeIsAnEventAndAMail() throws {
+        guard requireSMTP() else { return }
+        let directory = try TemporaryDirectory()
+        let smtp = try SMTPSink(directory: directory)
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let httpd = TestSupport.freePort()
+        let proxy = TestSupport.freePort()
+        let rc = try controlFile(
+            directory, app,
+            mail: """
+                set httpd port \(httpd) and use address 127.0.0.1
+                    allow 127.0.0.1
+                set mailserver 127.0.0.1 port \(smtp.port)
+                set alert ops@example.com
+                set proxy
+                    listen 127.0.0.1 port \(proxy)
+                check site www default
+                    pass / to http://127.0.0.1:\(app.port)/ for service app
+                """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing }, "\(warden.log)")
+        #expect(warden.waitForLog("httpd listening", timeout: 10))
+        #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.httpGet(port: proxy, path: "/ping")?.body == "pong" })
+        let on = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "maintenance", "on", "www"])
+        #expect(on.status == 0, "\(on.stderr)")
+        #expect(TestSupport.waitUntil(timeout: 5) { TestSupport.httpGet(port: proxy, path: "/ping")?.status == 503 }, "the change took effect")
+        #expect(
+            TestSupport.waitUntil(timeout: 15) { smtp.mails.contains { $0.subject.contains("Action done www") && $0.data.contains("maintenance on") } },
+            "the mail: \(smtp.mails.map(\.subject)) \(warden.log)")
+        let mail = try #require(smtp.mails.first { $0.subject.contains("Action done www") })
+        #expect(mail.to == ["ops@example.com"])
+        let json = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "status", "--json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let events = ((document["services"] as? [[String: Any]]) ?? []).flatMap { ($0["events"] as? [[String: Any]]) ?? [] }
+            + ((document["sites"] as? [[String: Any]]) ?? []).flatMap { ($0["events"] as? [[String: Any]]) ?? [] }
+        #expect(events.contains { $0["service"] as? String == "www" && $0["message"] as? String == "maintenance on" }, "the event is in the status: \(json.stdout.prefix(2000))")
+        let site = ((document["sites"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == "www" }
+        #expect(site?["maintenance"] as? Bool == true)
+        let text = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "status", "www"])
+        #expect(text.status == 0 && text.stdout.contains("Site 'www'") && text.stdout.contains("Action done: maintenance on"), "\(text.stdout)\(text.stderr)")
+        #expect(try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "maintenance", "off", "www"]).status == 0)
+        #expect(TestSupport.waitUntil(timeout: 15) { smtp.mails.contains { $0.data.contains("maintenance off") } }, "\(smtp.mails.map(\.subject))")
+    }
+
     @Test func failoverToTheSecondServer() throws {
         guard requireSMTP() else { return }
         let directory = try TemporaryDirectory()

@@ -41,6 +41,105 @@ struct ChapterTests {
         #expect(block.stdout.contains("Control file syntax OK"), "\(block.stderr)")
     }
 
+    /// The unit `warden service generate` writes is one systemd itself accepts: `systemd-analyze verify`
+    /// exits 0 and says nothing (a misspelt setting is only a warning there, so silence is the test).
+    @Test(arguments: [nil, "www-data"] as [String?])
+    func generatedSystemdUnitPassesSystemdAnalyzeVerify(user: String?) throws {
+        guard let analyze = TestSupport.peer("systemd-analyze") else {
+            #expect(!TestSupport.isCI, "systemd-analyze is not installed (.ci/run installs systemd)")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let port = TestSupport.freePort()
+        let generate = try TestSupport.run(
+            TestSupport.wardenBinary,
+            ["service", "generate", "myapp", "--exec", "\(Self.myapp) --port \(port)", "--dir", directory.path,
+             "--pidfile", directory.path + "/myapp.pid", "--log", directory.path + "/myapp.log", "--port", String(port)]
+                + (user.map { ["--user", $0] } ?? []))
+        #expect(generate.status == 0, "\(generate.stderr)")
+        let unit = directory.path + "/myapp.service"
+        let text = try String(contentsOfFile: unit, encoding: .utf8)
+        #expect(text.contains("ExecStart=\(Self.myapp) --port \(port)"))
+        #expect(text.contains("User=www-data") == (user != nil))
+        let verify = try TestSupport.run(analyze, ["verify", unit], timeout: 60)
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect((verify.stdout + verify.stderr).isEmpty, "no warning: \(verify.stdout)\(verify.stderr)")
+    }
+
+    static let seed = TestSupport.packageRoot + "/Tests/WardenConfigTests/Corpus/seed"
+
+    /// `warden import nginx|apache` run as the command on the chapter's two files: no directive left
+    /// untranslated, and the output is a control file `warden -t` accepts.
+    @Test(arguments: ["nginx", "apache"])
+    func importedFrontServerConfigurationPassesWardenT(kind: String) throws {
+        let directory = try TemporaryDirectory()
+        let input = Self.seed + "/\(kind).conf"
+        let imported = try TestSupport.run(TestSupport.wardenBinary, ["import", kind, input])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stderr.isEmpty, "every directive translated: \(imported.stderr)")
+        #expect(imported.stdout.contains("check site mydomain.com with host \"mydomain.com\""), "\(imported.stdout)")
+        #expect(imported.stdout.contains("pass / to http://127.0.0.1:8080/"), "\(imported.stdout)")
+        let output = try directory.write("\(kind).wardenrc", imported.stdout)
+        let check = try TestSupport.run(TestSupport.wardenBinary, ["-t", "-c", output])
+        #expect(check.status == 0, "\(check.stderr)\n\(imported.stdout)")
+        #expect(check.stdout.contains("Control file syntax OK"))
+        #expect(!check.stderr.contains("error"), "\(check.stderr)")
+    }
+
+    /// The chapter's Apache VirtualHost (the importer's input) is valid Apache: the real `apache2ctl -t`
+    /// with the modules it needs (proxy, proxy_http; access_compat for its 2.2-style `Order`/`Allow`),
+    /// from a ServerRoot of the test's own, so nothing under /etc is read or touched.
+    @Test func chaptersApacheVirtualHostPassesApache2ctlT() throws {
+        guard let apache2ctl = TestSupport.peer("apache2ctl") else {
+            #expect(!TestSupport.isCI, "apache2ctl is not installed (.ci/run installs apache2)")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let root = directory.path
+        for sub in ["run", "lock", "log"] { try FileManager.default.createDirectory(atPath: root + "/" + sub, withIntermediateDirectories: true) }
+        // apache2ctl reads APACHE_CONFDIR/envvars and passes `-d APACHE_CONFDIR` to apache2.
+        try directory.write(
+            "envvars",
+            """
+            export APACHE_RUN_USER=www-data
+            export APACHE_RUN_GROUP=www-data
+            export APACHE_PID_FILE=\(root)/run/apache2.pid
+            export APACHE_RUN_DIR=\(root)/run
+            export APACHE_LOCK_DIR=\(root)/lock
+            export APACHE_LOG_DIR=\(root)/log
+            export LANG=C
+
+            """)
+        let modules = "/usr/lib/apache2/modules"
+        func configuration(_ names: [String]) throws {
+            try directory.write(
+                "apache2.conf",
+                """
+                ServerName localhost
+                PidFile \(root)/run/apache2.pid
+                Mutex file:\(root)/lock default
+                ErrorLog \(root)/log/error.log
+                Listen 127.0.0.1:\(TestSupport.freePort())
+                LoadModule mpm_event_module \(modules)/mod_mpm_event.so
+                LoadModule authz_core_module \(modules)/mod_authz_core.so
+                LoadModule authz_host_module \(modules)/mod_authz_host.so
+                \(names.map { "LoadModule \($0)_module \(modules)/mod_\($0).so" }.joined(separator: "\n"))
+                Include \(Self.seed)/apache.conf
+
+                """)
+        }
+        let environment = ["APACHE_CONFDIR": root, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        try configuration(["access_compat", "proxy", "proxy_http"])
+        let check = try TestSupport.run(apache2ctl, ["-t"], environment: environment, timeout: 30)
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stderr.contains("Syntax OK") || check.stdout.contains("Syntax OK"), "\(check.stdout)\(check.stderr)")
+        // The control: without mod_proxy the same file is refused, so the check reads the VirtualHost.
+        try configuration(["access_compat"])
+        let refused = try TestSupport.run(apache2ctl, ["-t"], environment: environment, timeout: 30)
+        #expect(refused.status != 0, "\(refused.stdout)\(refused.stderr)")
+        #expect((refused.stdout + refused.stderr).contains("ProxyPreserveHost"), "\(refused.stdout)\(refused.stderr)")
+    }
+
     @Test func walkTheChapter() throws {
         let directory = try TemporaryDirectory()
         let appPort = TestSupport.freePort()

@@ -171,50 +171,154 @@ struct ControlServerTests {
         #expect(down.stderr.contains("is it running?"))
     }
 
+    /// The browser logs in itself (it answers the Basic challenge through DevTools), shows the dashboard,
+    /// opens the service page and presses its Restart button; the app is restarted.
     @Test func dashboardInARealBrowser() throws {
-        guard let chromium = TestSupport.peer("chromium", candidates: ["/usr/bin/chromium", "/usr/bin/chromium-browser"]) else {
-            #expect(!TestSupport.isCI, "chromium is not installed (.ci/run installs it)")
+        guard Browser.chromium != nil, Browser.driverAvailable else {
+            #expect(!TestSupport.isCI, "chromium or python3-websocket is not installed (.ci/run installs them)")
             return
         }
-        // The browser is admitted by address; credentials are covered by the matrix test.
-        let setup = try start(allow: "allow 127.0.0.1")
+        let setup = try start(allow: "allow admin:s3cret")
         defer {
             setup.warden.stop()
             setup.app.killAll()
         }
         let output = TestSupport.packageRoot + "/.build/test-output"
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        // A fresh profile per run: a browser still shutting down holds the previous one's lock.
-        func browse(_ arguments: [String]) throws -> TestSupport.ProcessResult {
-            var result: TestSupport.ProcessResult?
-            // Headless Chromium now and then exits with nothing on stdout; a second try is a new browser.
-            for _ in 0..<3 where result?.stdout.isEmpty ?? true {
-                let profile = try TemporaryDirectory("chromium")
-                let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--user-data-dir=\(profile.path)"]
-                result = try TestSupport.run(chromium, flags + arguments, timeout: 60)
-                if arguments.contains(where: { $0.hasPrefix("--screenshot") }) { break }
-            }
-            return result!
-        }
-        let dom = try browse(["--dump-dom", "http://127.0.0.1:\(setup.port)/"])
-        #expect(dom.stdout.contains("id=\"service-app\""), "\(dom.stdout.prefix(500)) \(dom.stderr.suffix(500))")
-        #expect(dom.stdout.contains("data-status=\"OK\""))
         let screenshot = output + "/dashboard.png"
-        _ = try browse(["--screenshot=\(screenshot)", "--window-size=1024,600", "http://127.0.0.1:\(setup.port)/"])
-        #expect(FileManager.default.fileExists(atPath: screenshot))
-        // The service page as the browser renders it, then its restart form posted as the browser would.
-        let page = try browse(["--dump-dom", "http://127.0.0.1:\(setup.port)/app"])
-        let token = try #require(page.stdout.firstMatch(of: /name="securitytoken" value="([0-9a-f]+)"/)?.1)
-        #expect(page.stdout.contains("value=\"restart\""))
+        try? FileManager.default.removeItem(atPath: screenshot)
         let before = try #require(setup.app.pid)
-        let posted = try curl(setup.port, "/app", method: "POST", form: "securitytoken=\(token)&action=restart")
-        #expect(posted.status == 303)
+        let session = try Browser.session(
+            port: setup.port, user: "admin", password: "s3cret",
+            steps: [.dom, .screenshot(screenshot), .navigate("/app"), .click("button[value=restart]"), .dom])
+        #expect(session.error == nil, "\(session.error ?? "") \(session.output.suffix(500))")
+        // DevTools reports the 401 as a challenge the browser answered, then the page's 200.
+        #expect(session.authChallenges >= 1, "the browser answered the 401 challenge itself")
+        let base = "http://127.0.0.1:\(setup.port)"
+        #expect(session.responses.first == "200 \(base)/", "\(session.responses)")
+        let dashboard = try #require(session.doms.first)
+        #expect(dashboard.contains("id=\"service-app\""), "\(dashboard.prefix(500))")
+        #expect(dashboard.contains("data-status=\"OK\""))
+        #expect(FileManager.default.fileExists(atPath: screenshot))
+        #expect(session.clicks == ["clicked"], "the restart button is on the service page")
+        // The form's POST, then the GET its 303 redirects to, whose page the last step read.
+        let post = try #require(session.requests.firstIndex(of: "POST \(base)/app"), "the browser posted the form: \(session.requests)")
+        #expect(session.requests[(post + 1)...].contains("GET \(base)/app"), "\(session.requests)")
+        #expect(session.doms.count == 2)
+        #expect(session.doms.last?.contains("value=\"restart\"") == true, "back on the service page")
         #expect(TestSupport.waitUntil(timeout: 15) { setup.app.pid != before && setup.app.isServing }, "\(setup.warden.log)")
-        let served = try curl(setup.port, "/")
-        #expect(served.status == 200 && served.body.contains("id=\"service-app\""), "warden serves the dashboard during and after the restart")
-        let after = try browse(["--dump-dom", "http://127.0.0.1:\(setup.port)/"])
-        #expect(after.stdout.contains("id=\"service-app\""), "\(after.stderr.suffix(300))")
+        #expect(setup.warden.log.contains("'app' restart requested by admin"), "\(setup.warden.log)")
         #expect(setup.warden.process.isRunning, "warden survives the restart (a CPU sample across the pid change once crashed the page)")
+    }
+
+    /// Files written by Apache's own `htpasswd` (apache2-utils): `$apr1$` (-m), bcrypt (-B) and
+    /// crypt (-d) log in with their password and are refused (401) with another; a `{SHA}` entry
+    /// (-s), which warden cannot check, is named in the log when the file is loaded.
+    @Test func htpasswdFilesFromApachesHtpasswd() throws {
+        guard let htpasswd = TestSupport.peer("htpasswd") else {
+            #expect(!TestSupport.isCI, "htpasswd is not installed (.ci/run installs apache2-utils)")
+            return
+        }
+        let files = try TemporaryDirectory()
+        let md5 = files.path + "/md5.htpasswd"
+        let crypt = files.path + "/crypt.htpasswd"
+        for arguments in [
+            ["-c", "-b", "-m", md5, "alice", "apr1-Secret"], ["-b", "-B", md5, "bob", "bcrypt-Secret"], ["-b", "-s", md5, "dave", "sha-Secret"],
+            ["-c", "-b", "-d", crypt, "carol", "crypt-pw"],
+        ] {
+            let result = try TestSupport.run(htpasswd, arguments)
+            #expect(result.status == 0, "htpasswd \(arguments): \(result.stderr)")
+        }
+        let written = try String(contentsOfFile: md5, encoding: .utf8) + String(contentsOfFile: crypt, encoding: .utf8)
+        #expect(written.contains("alice:$apr1$") && written.contains("bob:$2y$") && written.contains("dave:{SHA}"), "\(written)")
+        #expect(written.range(of: #"carol:[./0-9A-Za-z]{13}\n"#, options: .regularExpression) != nil, "DES crypt: \(written)")
+        let setup = try start(allow: "allow md5 \(md5) allow crypt \(crypt)")
+        defer {
+            setup.warden.stop()
+            setup.app.killAll()
+        }
+        for (user, password) in [("alice", "apr1-Secret"), ("bob", "bcrypt-Secret"), ("carol", "crypt-pw")] {
+            #expect(try curl(setup.port, "/", user: "\(user):\(password)").status == 200, "\(user) logs in")
+            // Changed within the first 8 characters: DES crypt reads no further (Apache's too).
+            #expect(try curl(setup.port, "/", user: "\(user):x\(password)").status == 401, "\(user) with a wrong password")
+            #expect(try curl(setup.port, "/", user: "\(user):").status == 401, "\(user) with an empty password")
+        }
+        #expect(try curl(setup.port, "/", user: "alice:bcrypt-Secret").status == 401, "another user's password")
+        #expect(try curl(setup.port, "/", user: "dave:sha-Secret").status == 401, "{SHA} is not accepted")
+        #expect(
+            setup.warden.log.contains("htpasswd file '\(md5)': 'dave' has a hash warden cannot check"),
+            "the unusable entry is named when the file is read: \(setup.warden.log)")
+        for secret in ["apr1-Secret", "bcrypt-Secret", "crypt-pw", "sha-Secret"] {
+            #expect(!setup.warden.log.contains(secret), "no password in the log")
+        }
+    }
+
+    /// `/_status?format=xml` has the elements monit 5.33 writes, in monit's order, for a process with a
+    /// URL test and for the system (observed: ../shared/reference/monit-5.33/samples/status-sample.xml,
+    /// from the same control file). Values differ; names and order must not.
+    @Test func xmlStatusHasMonitsElementsInMonitsOrder() throws {
+        let reference = "/work/shared/reference/monit-5.33/samples/status-sample.xml"
+        let fallback = TestSupport.packageRoot + "/../shared/reference/monit-5.33/samples/status-sample.xml"
+        guard let observed = [reference, fallback].lazy.compactMap({ try? String(contentsOfFile: $0, encoding: .isoLatin1) }).first else {
+            #expect(!TestSupport.isCI, "the observed monit XML is missing")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let port = TestSupport.freePort()
+        // The control file of the observation, on this test's ports and paths.
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set statefile \(directory.path)/state
+            set httpd port \(port) and use address localhost allow localhost allow admin:monit
+            check process app with pidfile \(app.pidfile)
+              start program = "\(app.startScript)"
+              stop program = "\(app.stopScript)"
+              if failed url http://127.0.0.1:\(app.port)/ping and content == "pong" timeout 2 seconds then restart
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { app.isServing }, "\(warden.log)")
+        #expect(warden.waitForLog("httpd listening", timeout: 10))
+        // Past a cycle or two, so the process has been measured, as in the observation.
+        usleep(2_500_000)
+        let xml = try curl(port, "/_status?format=xml", user: "admin:monit")
+        #expect(xml.status == 200)
+        #expect(xml.body.hasPrefix("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><monit>"), "\(xml.body.prefix(80))")
+        // Element paths in document order, per top-level part (server, platform, each service by type).
+        let skeleton = """
+            import sys, json, xml.etree.ElementTree as ET
+            root = ET.fromstring(sys.stdin.buffer.read())
+            def walk(e, prefix, out):
+                for c in e:
+                    out.append(prefix + c.tag)
+                    walk(c, prefix + c.tag + "/", out)
+            parts = {}
+            order = []
+            for c in root:
+                key = c.tag + (("[type=" + c.get("type") + "]") if c.get("type") else "")
+                order.append(key)
+                out = []
+                walk(c, "", out)
+                parts.setdefault(key, out)
+            print(json.dumps({"order": order, "parts": parts}))
+            """
+        func parse(_ text: String) throws -> (order: [String], parts: [String: [String]]) {
+            let result = try TestSupport.run("/usr/bin/python3", ["-c", skeleton], input: text)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            return (object["order"] as? [String] ?? [], object["parts"] as? [String: [String]] ?? [:])
+        }
+        let monit = try parse(observed)
+        let ours = try parse(xml.body)
+        #expect(ours.order == monit.order, "top level: warden \(ours.order) monit \(monit.order)")
+        for (part, elements) in monit.parts.sorted(by: { $0.key < $1.key }) {
+            let mine = ours.parts[part] ?? []
+            #expect(mine == elements, "\(part): missing \(elements.filter { !mine.contains($0) }), extra \(mine.filter { !elements.contains($0) }); warden \(mine)")
+        }
     }
 
     @Test func dashboardOverHTTPSAndTheCLIThroughIt() throws {

@@ -25,6 +25,8 @@ public final class SMTPSink {
         public var excludePlain = false
         public var startTLSCertificate: (cert: String, key: String)?
         public var requireTLS = false
+        /// Implicit TLS (SMTPS): the whole connection is TLS from its first byte.
+        public var implicitTLSCertificate: (cert: String, key: String)?
         public init() {}
     }
 
@@ -45,11 +47,13 @@ public final class SMTPSink {
             port, store = int(sys.argv[1]), sys.argv[2]
             user, password = sys.argv[3] or None, sys.argv[4] or None
             exclude_plain, cert, key, require_tls = sys.argv[5] == "1", sys.argv[6], sys.argv[7], sys.argv[8] == "1"
+            implicit_cert, implicit_key = sys.argv[9], sys.argv[10]
             class Handler:
                 async def handle_DATA(self, server, session, envelope):
                     with open(store, "a") as f:
                         f.write(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                            "data": envelope.content.decode("utf-8", "replace"), "tls": session.ssl is not None}) + "\\n")
+                            "data": envelope.content.decode("utf-8", "replace"),
+                            "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None}) + "\\n")
                     return "250 OK queued"
             def authenticator(server, session, envelope, mechanism, auth_data):
                 ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user and auth_data.password.decode() == password
@@ -61,6 +65,10 @@ public final class SMTPSink {
                 context.load_cert_chain(cert, key)
                 kwargs["tls_context"] = context
                 kwargs["require_starttls"] = require_tls
+            if implicit_cert:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(implicit_cert, implicit_key)
+                kwargs["ssl_context"] = context
             if user:
                 kwargs["authenticator"] = authenticator
                 kwargs["auth_require_tls"] = False
@@ -75,6 +83,7 @@ public final class SMTPSink {
         process.arguments = [
             script, String(port), store, options.authUser ?? "", options.authPassword ?? "", options.excludePlain ? "1" : "0",
             options.startTLSCertificate?.cert ?? "", options.startTLSCertificate?.key ?? "", options.requireTLS ? "1" : "0",
+            options.implicitTLSCertificate?.cert ?? "", options.implicitTLSCertificate?.key ?? "",
         ]
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))

@@ -205,11 +205,17 @@ public final class WardenProcess: @unchecked Sendable {
     public let logPath: String
     public let controlFile: String
 
-    public init(controlFile: String, logPath: String, arguments: [String] = ["-I", "-v"], environment: [String: String]? = nil) throws {
+    /// `launcher` runs warden through a program that execs it (e.g. `setpriv --groups 0,4 --`), so the
+    /// pid is still warden's.
+    public init(
+        controlFile: String, logPath: String, arguments: [String] = ["-I", "-v"], environment: [String: String]? = nil,
+        launcher: [String] = []
+    ) throws {
         self.controlFile = controlFile
         self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: TestSupport.wardenBinary)
-        process.arguments = ["-c", controlFile] + arguments
+        let command = launcher + [TestSupport.wardenBinary, "-c", controlFile] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         if let environment { process.environment = environment }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
