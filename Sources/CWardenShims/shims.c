@@ -115,6 +115,12 @@ int warden_daemonize(void) {
         dup2(null_fd, 2);
         if (null_fd > 2) close(null_fd);
     }
+    // Descriptors inherited from the caller (a pipe it reads to its end, a socket) would keep it
+    // waiting as long as the daemon lives.
+    if (close_range(3, ~0U, 0) != 0) {
+        long highest = sysconf(_SC_OPEN_MAX);
+        for (long fd = 3; fd < (highest > 0 ? highest : 1024); fd++) close((int)fd);
+    }
     return 0;
 }
 

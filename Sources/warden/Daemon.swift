@@ -70,7 +70,7 @@ struct Daemon {
         }
         let stayInForeground = foreground || configuration.initMode
         if !stayInForeground {
-            print("Starting warden \(Supervisor.version) daemon\(configuration.httpd.map { h in h.port.map { " with http interface at [\(h.address ?? "*")]:\($0)" } ?? "" } ?? "")")
+            printOut("Starting warden \(Supervisor.version) daemon\(configuration.httpd.map { h in h.port.map { " with http interface at [\(h.address ?? "*")]:\($0)" } ?? "" } ?? "")")
             guard warden_daemonize() == 0 else {
                 printError("warden: cannot daemonize: \(String(cString: strerror(errno)))")
                 return 1
