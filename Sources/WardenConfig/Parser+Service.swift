@@ -96,6 +96,8 @@ extension Parser {
         guard let index = current else { return }
         let keyword = advance()
         switch keyword.keyword {
+        case "restart" where at("delay"):
+            try restartDelay(for: index)
         case "start", "stop", "restart":
             if !accept("program"), peek.kind == .word {
                 throw fail(
@@ -141,6 +143,24 @@ extension Parser {
         default:
             break
         }
+    }
+
+    /// `restart delay MIN to MAX [reset after N]`, each a duration (seconds by default).
+    private func restartDelay(for index: Int) throws {
+        try expect("delay", after: "restart")
+        var backoff = RestartBackoff()
+        let initialToken = peek
+        backoff.initial = .seconds(try duration("the first restart delay"))
+        try expect("to", after: "restart delay")
+        backoff.maximum = .seconds(try duration("the longest restart delay"))
+        if accept("reset") {
+            try expect("after", after: "reset")
+            backoff.reset = .seconds(try duration("the reset period"))
+        }
+        guard backoff.initial >= .seconds(1), backoff.initial <= backoff.maximum else {
+            throw fail(.invalidValue, "the first restart delay must be at least 1 second and no longer than the longest", at: initialToken)
+        }
+        services[index].service.restartBackoff = backoff
     }
 
     private func cron() throws -> CronSchedule {

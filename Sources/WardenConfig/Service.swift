@@ -111,6 +111,8 @@ public struct Service: Sendable, Hashable {
     public var restart: ProgramSpec?
     public var rules: [Rule] = []
     public var restartLimits: [RestartLimit] = []
+    /// `restart delay MIN to MAX [reset after N]`: how automatic starts of a crashing service space out.
+    public var restartBackoff = RestartBackoff()
     public var dependencies: [String] = []
     public var groups: [String] = []
     public var mode: Mode = .active
@@ -128,6 +130,23 @@ public struct Service: Sendable, Hashable {
 }
 
 /// `if N restarts within M cycles then ACTION`.
+/// The delay before each further automatic start of a service that keeps failing grows from `initial`,
+/// doubling up to `maximum`; it starts over once the service has passed its checks for `reset`. The
+/// default keeps monit's spacing (a second between automatic starts, no growth).
+public struct RestartBackoff: Sendable, Hashable {
+    public var initial: Duration = .seconds(1)
+    public var maximum: Duration = .seconds(1)
+    public var reset: Duration = .seconds(60)
+    public init() {}
+
+    /// The delay after the `attempt`th automatic start in a row (1-based), before jitter.
+    public func delay(after attempt: Int) -> Duration {
+        var delay = initial
+        for _ in 1..<max(1, attempt) where delay < maximum { delay = delay * 2 }
+        return min(delay, maximum)
+    }
+}
+
 public struct RestartLimit: Sendable, Hashable {
     public var restarts: Int
     public var cycles: Int

@@ -35,6 +35,9 @@ public struct ServiceSnapshot: Sendable, Codable, Hashable {
     /// The proxy may send it requests: its process runs, it is not failing to exist, and no planned
     /// stop is under way.
     public var acceptsTraffic: Bool
+    /// It keeps failing to start (`restart delay`), and the next automatic start is in this many seconds.
+    public var backingOff: Bool
+    public var nextStartSeconds: Double?
 
     /// monit's status words: "OK", "Not monitored", "Initializing", "Does not exist | Connection failed", …
     public var isHealthy: Bool { failures.isEmpty && monitor == .monitored }

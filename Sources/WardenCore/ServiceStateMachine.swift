@@ -42,8 +42,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         case failed(String)
     }
 
-    /// The shortest time between two automatic starts of one service.
-    static var minimumRestartInterval: Duration { .seconds(1) }
+    /// Automatic starts in a row after which a service shows as backing off.
+    static var backingOffAfter: Int { 5 }
 
     var config: WardenConfig.Service
     var monitor: MonitorState = .initializing
@@ -67,6 +67,12 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     private var readinessCheckPending = false
     private(set) var lastCheck: WallClock.Time?
     private(set) var lastAutomaticStart: Instant?
+    /// Automatic starts since the service last passed its checks for a whole reset period, and the
+    /// delay the last of them set before the next may happen.
+    private(set) var automaticStartsInARow = 0
+    private var nextStartDelay = Duration.zero
+    /// Since when every check of the running service has passed.
+    private var healthySince: Instant?
     private var lastCPUTicks: UInt64?
     private var lastCPUSample: Instant?
     var metrics = ServiceMetrics()
@@ -206,7 +212,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
 
     /// An automatic start or restart, unless the crash-loop spacing defers it or a restart limit ends it.
     private mutating func automatic(_ start: Action, now: Instant, cycle: Int) -> [Action] {
-        if let delay = RestartPolicy.crashLoopDelay(lastAutomaticStart: lastAutomaticStart, now: now, minimumInterval: Self.minimumRestartInterval) {
+        if let delay = RestartPolicy.crashLoopDelay(lastAutomaticStart: lastAutomaticStart, now: now, minimumInterval: nextStartDelay) {
             return [.checkAgain(after: delay)]
         }
         var actions: [Action] = []
@@ -232,10 +238,36 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     }
 
     /// A start program is about to run: it counts against the restart limits, and an automatic one
-    /// against the crash-loop spacing.
-    mutating func startBegins(automatic: Bool, now: Instant, cycle: Int) {
+    /// sets how long the next automatic start waits (`restart delay`, times `jitter`, a factor the
+    /// caller draws near 1 so that services crashing together do not restart in step).
+    mutating func startBegins(automatic: Bool, now: Instant, cycle: Int, jitter: Double = 1) {
         restarts.record(cycle: cycle)
-        if automatic { lastAutomaticStart = now }
+        healthySince = nil
+        guard automatic else { return }
+        lastAutomaticStart = now
+        automaticStartsInARow += 1
+        let backoff = config.restartBackoff
+        nextStartDelay = backoff.delay(after: automaticStartsInARow) * (backoff.maximum > backoff.initial ? jitter : 1)
+    }
+
+    /// A check ended: once checks have passed for the whole reset period, the restart delay starts over.
+    mutating func checkEnded(now: Instant) {
+        guard failures.isEmpty, !inConnectionGrace(now: now) else {
+            healthySince = nil
+            return
+        }
+        let since = healthySince ?? now
+        healthySince = since
+        if since.duration(to: now) >= config.restartBackoff.reset { automaticStartsInARow = 0 }
+    }
+
+    /// Failing to start again and again: the status says so, and when the next attempt is.
+    var isBackingOff: Bool { automaticStartsInARow >= Self.backingOffAfter }
+
+    func nextStart(now: Instant) -> Duration? {
+        guard isBackingOff, let last = lastAutomaticStart else { return nil }
+        let remaining = now.duration(to: last.advanced(by: nextStartDelay))
+        return remaining > .zero ? remaining : nil
     }
 
     mutating func startFinished(_ result: StartResult, now: Instant, timeout: Duration) -> [Action] {
@@ -434,19 +466,21 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         default: break
         }
         if failures.isEmpty { return busy ? "OK (action pending)" : "OK" }
-        return failures.keys.sorted { $0.rawValue < $1.rawValue }.map { kind in
+        let failing = failures.keys.sorted { $0.rawValue < $1.rawValue }.map { kind in
             Event(service: "", kind: kind, state: .failed, message: "", action: "").title
-        }.joined(separator: " | ")
+        }
+        return (failing + (isBackingOff ? ["Backing off"] : [])).joined(separator: " | ")
     }
 
-    func snapshot(now: WallClock.Time) -> ServiceSnapshot {
+    func snapshot(now: WallClock.Time, clock: Instant) -> ServiceSnapshot {
         ServiceSnapshot(
             name: config.name, type: config.kind.displayName, monitType: config.kind.monitType,
             status: statusWord, monitor: monitor, mode: config.mode.rawValue,
             pid: pid, uptimeSeconds: startedAt.map { now - $0 },
             restarts: restarts.total, failures: failures.keys.map(\.rawValue).sorted(),
             groups: config.groups, dependencies: config.dependencies, metrics: metrics,
-            lastCheck: lastCheck, events: recentEvents, busy: busy, acceptsTraffic: acceptsTraffic)
+            lastCheck: lastCheck, events: recentEvents, busy: busy, acceptsTraffic: acceptsTraffic, backingOff: isBackingOff,
+            nextStartSeconds: nextStart(now: clock).map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
     }
 }
 

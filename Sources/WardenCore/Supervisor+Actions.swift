@@ -150,7 +150,7 @@ extension ServiceSupervisor {
             logger.error("'\(name)' has no start program")
             return
         }
-        services[name]?.startBegins(automatic: automatic, now: clock.now, cycle: cycle)
+        services[name]?.startBegins(automatic: automatic, now: clock.now, cycle: cycle, jitter: Double.random(in: 0.8...1.2))
         logger.info("'\(name)' start: '\(start.commandLine)'")
         let timeout = start.timeout ?? configuration.limits.startTimeout
         let result = await launch(start, of: name, timeout: timeout)

@@ -32,6 +32,7 @@ extension ServiceSupervisor {
         case .host, .system, .filesystem, .network:
             await evaluateRules(name)
         }
+        services[name]?.checkEnded(now: clock.now)
         endBusy(name)
         if services[name]?.monitor == .initializing { services[name]?.monitor = .monitored }
         if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }

@@ -326,11 +326,12 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
 
     public func snapshots() -> [ServiceSnapshot] {
         let now = WallClock.now()
-        return order.compactMap { services[$0]?.snapshot(now: now) }
+        let clockNow = clock.now
+        return order.compactMap { services[$0]?.snapshot(now: now, clock: clockNow) }
     }
 
     public func snapshot(named name: String) -> ServiceSnapshot? {
-        services[name]?.snapshot(now: WallClock.now())
+        services[name]?.snapshot(now: WallClock.now(), clock: clock.now)
     }
 
     // MARK: - Events and state

@@ -39,6 +39,28 @@ struct DiagnosticTests {
         #expect(result.configuration == nil)
     }
 
+    @Test func restartDelayIsParsedAndChecked() throws {
+        let good = ControlFile.parse(
+            """
+            check process app with pidfile /run/app.pid
+                start program = "/bin/true"
+                restart delay 1 second to 2 minutes reset after 30 seconds
+            """, path: "/etc/warden/monitrc")
+        let backoff = try #require(good.configuration?.services.first?.restartBackoff)
+        #expect(backoff.initial == .seconds(1))
+        #expect(backoff.maximum == .seconds(120))
+        #expect(backoff.reset == .seconds(30))
+        #expect(backoff.delay(after: 1) == .seconds(1))
+        #expect(backoff.delay(after: 3) == .seconds(4))
+        #expect(backoff.delay(after: 30) == .seconds(120))
+        let bad = ControlFile.parse(
+            """
+            check process app with pidfile /run/app.pid
+                restart delay 10 seconds to 5 seconds
+            """, path: "/etc/warden/monitrc")
+        #expect(bad.renderedDiagnostics().contains("/etc/warden/monitrc:2:19: error: the first restart delay must be at least 1 second and no longer than the longest"))
+    }
+
     @Test func notEveryChecksOutsideTheSchedule() throws {
         let result = ControlFile.parse(
             """

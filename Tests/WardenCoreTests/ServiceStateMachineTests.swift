@@ -60,6 +60,48 @@ struct ServiceStateMachineTests {
         #expect(other.processMissing(now: Self.at(10.1), cycle: 1).last == .start(recovering: true))
     }
 
+    @Test func restartDelaysDoubleUpToTheLongestAndStartOverAfterTheResetPeriod() throws {
+        var machine = try Self.machine(Self.app + "\n    restart delay 1 second to 8 seconds reset after 60 seconds")
+        var now = 0.0
+        var delays: [Duration] = []
+        for attempt in 1...6 {
+            // Gone again right after each start: the next start waits for the delay the last one set.
+            let actions = machine.processMissing(now: Self.at(now), cycle: attempt)
+            if case .checkAgain(let delay) = actions.last {
+                delays.append(delay)
+                now += Double(delay.components.seconds)
+                #expect(machine.processMissing(now: Self.at(now), cycle: attempt).last == .start(recovering: true))
+            } else {
+                #expect(actions.last == .start(recovering: true))
+            }
+            machine.startBegins(automatic: true, now: Self.at(now), cycle: attempt)
+        }
+        #expect(delays == [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(8)])
+        #expect(machine.isBackingOff)
+        #expect(machine.statusWord == "Does not exist | Backing off")
+        #expect(machine.nextStart(now: Self.at(now + 3)) == .seconds(5))
+        // Running and passing its checks for the whole reset period: the next crash restarts at once.
+        _ = machine.processFound(Self.process(300), startDate: 0)
+        machine.checkEnded(now: Self.at(now + 1))
+        machine.checkEnded(now: Self.at(now + 30))
+        #expect(machine.isBackingOff)
+        machine.checkEnded(now: Self.at(now + 61))
+        #expect(!machine.isBackingOff)
+        #expect(machine.processMissing(now: Self.at(now + 70), cycle: 20).last == .start(recovering: true))
+    }
+
+    @Test func withoutRestartDelayAutomaticStartsStayASecondApart() throws {
+        var machine = try Self.machine(Self.app)
+        for attempt in 1...8 { machine.startBegins(automatic: true, now: Self.at(Double(attempt * 10)), cycle: attempt, jitter: 1.2) }
+        #expect(machine.processMissing(now: Self.at(80.5), cycle: 9).last == .checkAgain(after: .milliseconds(500)))
+    }
+
+    @Test func jitterSpreadsOnlyGrowingDelays() throws {
+        var machine = try Self.machine(Self.app + "\n    restart delay 2 seconds to 1 minute")
+        machine.startBegins(automatic: true, now: Self.at(0), cycle: 1, jitter: 1.2)
+        #expect(machine.processMissing(now: Self.at(0), cycle: 1).last == .checkAgain(after: .milliseconds(2400)))
+    }
+
     @Test func restartLimitUnmonitorsAfterNStartsWithinMCycles() throws {
         var machine = try Self.machine(Self.app + "\n    if 3 restarts within 5 cycles then timeout")
         for cycle in 1...3 {
