@@ -93,6 +93,34 @@ struct SupervisionTests {
         #expect(warden.log.components(separatedBy: "'crash' start:").count - 1 == 3)
     }
 
+    @Test func restartDelaysGrowWhileTheServiceKeepsCrashing() throws {
+        let directory = try TemporaryDirectory()
+        // Each start notes its time, then the app dies 0.2 s later.
+        let crash = try directory.write(
+            "crash.sh",
+            "#!/bin/sh\ndate +%s.%N >> \(directory.path)/starts\nsetsid /bin/sh -c 'echo $$ > \(directory.path)/crash.pid; sleep 0.2' >/dev/null 2>&1 &\nexit 0\n",
+            mode: 0o755)
+        let rc = try controlFile(
+            directory,
+            """
+            check process crash with pidfile \(directory.path)/crash.pid
+              start program = "\(crash)"
+              restart delay 1 second to 4 seconds
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        func starts() -> [Double] {
+            ((try? String(contentsOfFile: directory.path + "/starts", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Double($0) }
+        }
+        #expect(TestSupport.waitUntil(timeout: 40) { starts().count >= 5 }, "\(warden.log)")
+        let times = starts()
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+        // 1 s, 2 s, then 4 s (the longest), each ±20 %, plus the time to see the crash and start.
+        let expected: [ClosedRange<Double>] = [0.7...1.7, 1.5...2.9, 3.1...5.3, 3.1...5.3]
+        #expect(gaps.count >= 4)
+        for (gap, range) in zip(gaps, expected) { #expect(range.contains(gap), "gaps \(gaps)") }
+    }
+
     @Test func failingStartProgramIsReportedAtOnceWithoutABusyLoop() throws {
         let directory = try TemporaryDirectory()
         let app = try TestApp(in: directory)
