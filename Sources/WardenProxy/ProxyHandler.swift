@@ -83,6 +83,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// upstream.
     private var chunkedBody = false
     private var retries = 0
+    /// The service's count this request is in, from when it is sent upstream until its response
+    /// ends or fails: a planned stop waits for it (`ServiceAvailability.hold`).
+    private var inFlight: ServiceTraffic?
 
     /// Pipelined request parts that arrived while a response was still going out.
     // Unchecked for the same reason as `sites`.
@@ -357,6 +360,18 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             upstream.release(reusable: false)
             return
         }
+        if let traffic = target?.traffic {
+            // Counted before the check: a drain that holds the service either holds this request
+            // or waits for it.
+            traffic.enter()
+            guard shared.availability.isUp(traffic.service) else {
+                traffic.leave()
+                upstream.release(reusable: true)
+                connect(context: context)
+                return
+            }
+            inFlight = traffic
+        }
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
         upstream.expectResponse(toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, headBuffer: spareResponseHead.take())
@@ -463,6 +478,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamFailed() {
         guard let context else { return }
+        leftUpstream()
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         // The upstream died before answering (a crash, or a pooled connection it had closed): an
         // idempotent request without a body is sent again, held while the service comes back.
@@ -486,6 +502,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The upstream's response was malformed (its connection is already closed).
     func upstreamBroken(_ error: any Error) {
         guard let context else { return }
+        leftUpstream()
         logError("error", "\(error) while reading response header from upstream")
         if responseStatus == 0 || !isForwarding {
             state = .draining
@@ -505,6 +522,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// come out of the request decoder when it is removed, into the tunnel.
     func upstreamSwitched(leftover: ByteBuffer, upstream: UpstreamHandler) {
         guard let context, let upstreamContext = upstream.context else { return }
+        // A tunnel lives as long as its client wants: a planned stop does not wait for it.
+        leftUpstream()
         state = .tunnel
         setTimeout(.none, context: context)
         logAccess()
@@ -545,6 +564,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let file { try? file.handle.close() }
         file = nil
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
+        leftUpstream()
         state = .idle
         queued.removeAll()
         context.fireChannelInactive()
@@ -705,6 +725,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Ends the response; the connection then waits for the next request, or closes.
     private func finish(context: ChannelHandlerContext) {
+        leftUpstream()
         logAccess()
         request = nil
         spareUpstreamHead = forwardedHead.take()
@@ -720,6 +741,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: flushed)
             flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    /// The request is no longer waiting for its upstream: answered, failed or abandoned.
+    private func leftUpstream() {
+        inFlight.take()?.leave()
     }
 
     // MARK: - Logs
