@@ -2,9 +2,10 @@ import Foundation
 
 /// A bounded load of keep-alive clients (Python's http.client, one thread per connection), for
 /// tests that must see every request answered while something is done to the app behind the proxy.
-/// Each request's path is unique and the answer must end with it (see `ProxiedApp`); an exception
-/// (reset, cut or empty answer) counts as a socket error and the client connects again. It runs
-/// until `finish()`, `maximumSeconds` or `maximumRequests`, whichever comes first.
+/// Each request's path is unique and the answer must end with it (see `ProxiedApp`), unless a fixed
+/// `path` is given (then any complete 2xx answer will do); an exception (reset, cut or empty answer)
+/// counts as a socket error and the client connects again. It runs until `finish()`,
+/// `maximumSeconds` or `maximumRequests`, whichever comes first.
 public final class KeepAliveLoad: @unchecked Sendable {
     public struct Summary: Sendable, CustomStringConvertible {
         public var requests: Int
@@ -27,9 +28,10 @@ public final class KeepAliveLoad: @unchecked Sendable {
     /// - Parameters:
     ///   - post: every other request of each connection is a POST with a small body (a POST is never
     ///     sent again by the proxy, so it shows a cut that a GET's retry would hide).
+    ///   - reconnect: a new connection for each request instead of keep-alive.
     public init(
-        port: Int, host: String = "app.local", connections: Int = 8, post: Bool = false, maximumSeconds: Double = 120,
-        maximumRequests: Int = 200_000, in directory: TemporaryDirectory
+        port: Int, host: String = "app.local", connections: Int = 8, post: Bool = false, path: String? = nil, reconnect: Bool = false,
+        maximumSeconds: Double = 120, maximumRequests: Int = 200_000, in directory: TemporaryDirectory
     ) throws {
         self.directory = directory.path
         output = directory.path + "/load-\(port).json"
@@ -38,6 +40,7 @@ public final class KeepAliveLoad: @unchecked Sendable {
             """
             import http.client, json, os, sys, threading, time
             port, host, conns, post, seconds, limit, folder = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+            fixed, reconnect = sys.argv[8], sys.argv[9] == "1"
             stop, progress, out = folder + "/load.stop", folder + "/load.progress", folder + "/load-%d.json" % port
             lock = threading.Lock()
             total = {"requests": 0, "socketErrors": 0, "bad": 0, "statuses": {}, "examples": []}
@@ -55,17 +58,17 @@ public final class KeepAliveLoad: @unchecked Sendable {
                     with lock:
                         if total["requests"] >= limit: return
                     method = "POST" if post and n % 2 else "GET"
-                    path = "/load/%d/%d" % (number, n)
+                    path = fixed or "/load/%d/%d" % (number, n)
                     n += 1
                     try:
                         if conn is None: conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                         conn.request(method, path, body=b"p" * 100 if method == "POST" else None, headers={"Host": host})
                         r = conn.getresponse(); data = r.read()
-                        if 200 <= r.status < 300 and data.endswith(path.encode()):
+                        if 200 <= r.status < 300 and (fixed or data.endswith(path.encode())):
                             note(str(r.status))
                         else:
                             note(str(r.status), "%s %s: %d %r" % (method, path, r.status, data[-60:]))
-                        if r.will_close: conn.close(); conn = None
+                        if r.will_close or reconnect: conn.close(); conn = None
                     except Exception as e:
                         note("socket error", "%s %s: %r" % (method, path, e))
                         if conn: conn.close()
@@ -86,6 +89,7 @@ public final class KeepAliveLoad: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [
             script, String(port), host, String(connections), post ? "1" : "0", String(maximumSeconds), String(maximumRequests), directory.path,
+            path ?? "", reconnect ? "1" : "0",
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -107,7 +111,7 @@ public final class KeepAliveLoad: @unchecked Sendable {
     /// Stops the clients (each finishes the request it is in) and returns what they saw; nil if the
     /// load did not end within `timeout` seconds (it is then killed).
     public func finish(timeout: Double = 60) -> Summary? {
-        FileManager.default.createFile(atPath: directory + "/load.stop", contents: nil)
+        _ = FileManager.default.createFile(atPath: directory + "/load.stop", contents: nil)
         if !TestSupport.waitUntil(timeout: timeout, { !process.isRunning }) {
             kill(process.processIdentifier, SIGKILL)
         }
