@@ -5,20 +5,25 @@ import Foundation
 /// (`GET /path`, `POST /path`) in `events`. It answers every request with its path as the body and
 /// keeps the connection open, except a request for a path starting with `/stale` that arrives as the
 /// second one on its connection: that one is read whole, then the connection is closed without an
-/// answer, as an upstream closing an idle kept-alive connection just as the proxy reuses it.
+/// answer, as an upstream closing an idle kept-alive connection just as the proxy reuses it. A
+/// request for `/hold/NAME` is recorded at once and answered only after `release("NAME")`: it is
+/// provably in flight meanwhile.
 public final class CountingUpstream {
     public let port: Int
     public let process = Process()
     private let eventLog: String
+    private let directory: String
 
     public init(directory: TemporaryDirectory, port: Int = TestSupport.freePort()) throws {
         self.port = port
         eventLog = directory.path + "/upstream-\(port).events"
+        self.directory = directory.path
         let script = try directory.write(
             "counting-upstream.py",
             """
             import socket, sys, threading
-            port, log = int(sys.argv[1]), sys.argv[2]
+            import os, time
+            port, log, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
             lock = threading.Lock()
             def note(line):
                 with lock:
@@ -46,6 +51,9 @@ public final class CountingUpstream {
                         note("%s %s" % (method, path))
                         served += 1
                         if path.startswith("/stale") and served == 2: return
+                        if path.startswith("/hold/"):
+                            gate = "%s/release-%d-%s" % (folder, port, path[6:])
+                            while not os.path.exists(gate): time.sleep(0.01)
                         body = path.encode()
                         conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
                 finally:
@@ -59,7 +67,7 @@ public final class CountingUpstream {
                 threading.Thread(target=serve, args=(conn,), daemon=True).start()
             """, mode: 0o644)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [script, String(port), eventLog]
+        process.arguments = [script, String(port), eventLog, directory.path]
         let errorLog = directory.path + "/upstream-\(port).err"
         _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
         process.standardOutput = FileHandle.nullDevice
@@ -85,6 +93,11 @@ public final class CountingUpstream {
 
     /// How many times a request for `path` with `method` arrived.
     public func received(_ method: String, _ path: String) -> Int { events.count { $0 == "\(method) \(path)" } }
+
+    /// Lets the upstream answer its `/hold/NAME` request.
+    public func release(_ name: String) {
+        _ = FileManager.default.createFile(atPath: "\(directory)/release-\(port)-\(name)", contents: nil)
+    }
 
     public func stop() {
         if process.isRunning {
