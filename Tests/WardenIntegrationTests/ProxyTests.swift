@@ -126,6 +126,36 @@ struct ProxyTests {
         #expect(refused.stdout == "413")
     }
 
+    /// A client that sends a request and reads nothing is disconnected once the response has not
+    /// moved for `timeout send` (2 s here), rather than holding its connection and upstream for ever.
+    @Test func aClientThatDoesNotReadIsDisconnectedAfterTheSendTimeout() throws {
+        let setup = try start(proxy: "timeout send 2 seconds")
+        defer { setup.warden.stop() }
+        let result = try TestSupport.run("/usr/bin/python3", ["-c", """
+            import socket, time
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.connect(("127.0.0.1", \(setup.port)))
+            s.sendall(b"GET /big?n=300 HTTP/1.1\\r\\nHost: mydomain.com\\r\\n\\r\\n")
+            time.sleep(5)  # the client under test: it does not read
+            s.settimeout(20)
+            total, how = 0, "still open"
+            try:
+                while True:
+                    data = s.recv(1 << 20)
+                    if not data:
+                        how = "closed"; break
+                    total += len(data)
+            except ConnectionResetError:
+                how = "closed"
+            except socket.timeout:
+                pass
+            print(how, total)
+            """], timeout: 60)
+        let words = result.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(words.first == "closed", "\(result.stdout) \(result.stderr)")
+        #expect(words.count == 2 && (Int(words[1]) ?? .max) < 300 << 20, "the connection ended before the body: \(result.stdout)")
+    }
+
     @Test func upstreamDownIs502AndSlowUpstreamIs504() throws {
         let setup = try start()
         defer { setup.warden.stop() }

@@ -88,6 +88,23 @@ struct ProxyUpstreamTests {
         #expect(peak < 30_000, "the body did not pile up in warden: peak \(peak) kB")
     }
 
+    /// A chunked response is passed through as it is to an HTTP/1.1 client, and de-chunked for an
+    /// HTTP/1.0 client (which cannot read chunks): its body ends with the connection.
+    @Test func anHTTP10ClientGetsAChunkedBodyDechunked() throws {
+        let directory = try TemporaryDirectory()
+        let upstream = try CountingUpstream(directory: directory)
+        let (warden, port) = try startWarden(upstreamPort: upstream.port, in: directory)
+        defer { warden.stop() }
+        let path = "/chunked/de-chunked-for-1.0"
+        let (old, oldClosed) = try TestSupport.rawExchange(port: port, "GET \(path) HTTP/1.0\r\nHost: main\r\n\r\n")
+        let parts = old.components(separatedBy: "\r\n\r\n")
+        #expect(oldClosed && parts.count == 2, "\(old)")
+        #expect(parts.first?.hasPrefix("HTTP/1.1 200 ") == true && parts.first?.lowercased().contains("transfer-encoding") == false, "\(old)")
+        #expect(parts.last == path + "\n", "the bare body, then the end of the connection: \(old)")
+        let (new, _) = try TestSupport.rawExchange(port: port, "GET \(path) HTTP/1.1\r\nHost: main\r\nConnection: close\r\n\r\n")
+        #expect(new.lowercased().contains("transfer-encoding: chunked\r\n") && new.contains("\r\n3\r\n/ch\r\n"), "HTTP/1.1 gets the chunks: \(new)")
+    }
+
     /// The upstream closes a kept-alive connection just as the proxy sends a request on it: a GET is
     /// sent again on a fresh connection and answered; a POST is not sent again (its effect may have
     /// happened) and gets 502.

@@ -7,7 +7,8 @@ import Foundation
 /// second one on its connection: that one is read whole, then the connection is closed without an
 /// answer, as an upstream closing an idle kept-alive connection just as the proxy reuses it. A
 /// request for `/hold/NAME` is recorded at once and answered only after `release("NAME")`: it is
-/// provably in flight meanwhile.
+/// provably in flight meanwhile. A path starting with `/chunked` is answered with chunked encoding,
+/// a chunk per 3 bytes of the path.
 public final class CountingUpstream {
     public let port: Int
     public let process = Process()
@@ -55,6 +56,10 @@ public final class CountingUpstream {
                             gate = "%s/release-%d-%s" % (folder, port, path[6:])
                             while not os.path.exists(gate): time.sleep(0.01)
                         body = path.encode()
+                        if path.startswith("/chunked"):
+                            chunks = b"".join(b"%x\\r\\n%s\\r\\n" % (len(body[i:i + 3]), body[i:i + 3]) for i in range(0, len(body), 3))
+                            conn.sendall(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n" + chunks + b"0\\r\\n\\r\\n")
+                            continue
                         conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
                 finally:
                     conn.close()
