@@ -254,8 +254,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             chunkedBody = head.framing == .chunked
-            switch (head.method, head.framing) {
-            case (.GET, .none), (.HEAD, .none), (.GET, .length(0)), (.HEAD, .length(0)): idempotent = true
+            switch head.framing {
+            case .none, .length(0): idempotent = head.isGETOrHEAD
             default: idempotent = false
             }
             let uri = upstream.basePath.map { Self.upstreamURI(head.uri, prefix: route.prefix, base: $0) }
@@ -504,7 +504,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamEnd(upstream: UpstreamHandler, reusable: Bool) {
         guard let context else { return }
-        if var held = heldResponse.take(), let version = request?.version {
+        if heldResponse != nil, var held = heldResponse.take(), let version = request?.version {
             if timeout == .upstreamRead { setTimeout(.none, context: context) }
             send(&held.head, body: held.body, version: version, upstream: upstream, context: context)
         }
@@ -783,7 +783,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The request is no longer waiting for its upstream: answered, failed or abandoned.
     private func leftUpstream() {
         inFlight.take()?.leave()
-        heldResponse = nil
+        if heldResponse != nil { heldResponse = nil }
     }
 
     // MARK: - Logs
