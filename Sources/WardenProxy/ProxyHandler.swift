@@ -82,7 +82,21 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The client's body was chunked; the decoder hands it over de-chunked, so it is chunked again
     /// upstream.
     private var chunkedBody = false
+    /// A GET or HEAD without a body: sent again when its upstream dies before the response is
+    /// complete (see `heldResponse`), on a new connection, once the service is back.
+    private var idempotent = false
     private var retries = 0
+    /// The request went out on a pooled connection: one the upstream may have closed meanwhile, so
+    /// its failure does not count against `retries` (there are only as many as the pool held).
+    private var onPooledConnection = false
+    /// The response to an idempotent request, while it is read whole before any of it goes to the
+    /// client: a small one with a known length (`wholeResponseBytes`), so that an upstream that dies
+    /// in the middle of it is retried like one that died before its head.
+    private var heldResponse: (head: ResponseFramer.Head, body: ByteBuffer)?
+    static let wholeResponseBytes = 65536
+    /// The service's count this request is in, from when it is sent upstream until its response
+    /// ends or fails: a planned stop waits for it (`ServiceAvailability.hold`).
+    private var inFlight: ServiceTraffic?
 
     /// Pipelined request parts that arrived while a response was still going out.
     // Unchecked for the same reason as `sites`.
@@ -240,6 +254,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             chunkedBody = head.framing == .chunked
+            switch head.framing {
+            case .none, .length(0): idempotent = head.isGETOrHEAD
+            default: idempotent = false
+            }
             let uri = upstream.basePath.map { Self.upstreamURI(head.uri, prefix: route.prefix, base: $0) }
             forwardedHead = HeaderRules.upstreamHead(
                 head, uri: uri, client: clientFields, reusing: spareUpstreamHead.take())
@@ -296,7 +314,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         if let upstream = pool?.acquire(host: host, port: port) {
-            attach(upstream, context: context)
+            attach(upstream, pooled: true, context: context)
             return
         }
         // Waiting for a new connection: stop reading the client meanwhile (back-pressure).
@@ -324,7 +342,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                         channel.close(promise: nil)
                         return
                     }
-                    handler.attach(upstream, context: context)
+                    handler.attach(upstream, pooled: false, context: context)
                 case .failure(let error):
                     handler.connectFailed(error, context: context)
                 }
@@ -352,11 +370,24 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func attach(_ upstream: UpstreamHandler, context: ChannelHandlerContext) {
+    private func attach(_ upstream: UpstreamHandler, pooled: Bool, context: ChannelHandlerContext) {
         guard case .pending(_, let body, let ended) = state, let head = forwardedHead else {
             upstream.release(reusable: false)
             return
         }
+        if let traffic = target?.traffic {
+            // Counted before the check: a drain that holds the service either holds this request
+            // or waits for it.
+            traffic.enter()
+            guard shared.availability.isUp(traffic.service) else {
+                traffic.leave()
+                upstream.release(reusable: true)
+                connect(context: context)
+                return
+            }
+            inFlight = traffic
+        }
+        onPooledConnection = pooled
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
         upstream.expectResponse(toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, headBuffer: spareResponseHead.take())
@@ -393,7 +424,21 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// head is `inout` so its bytes, referenced only here, grow in place.
     func upstreamHead(_ head: inout ResponseFramer.Head, body: ByteBuffer?, upstream: UpstreamHandler) {
         guard let context, let version = request?.version else { return }
+        // A response complete in this read (the usual small one) goes out at once; the read
+        // timeout keeps running for one held back.
+        if idempotent, case .length(let count) = head.framing, count > (body?.readableBytes ?? 0), count <= Self.wholeResponseBytes {
+            var whole = context.channel.allocator.buffer(capacity: count)
+            if let body { whole.writeImmutableBuffer(body) }
+            heldResponse = (head, whole)
+            return
+        }
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
+        send(&head, body: body, version: version, upstream: upstream, context: context)
+    }
+
+    private func send(
+        _ head: inout ResponseFramer.Head, body: ByteBuffer?, version: HTTPVersion, upstream: UpstreamHandler, context: ChannelHandlerContext
+    ) {
         responseStatus = head.status
         var connection: StaticString?
         if head.status == 101 {
@@ -434,6 +479,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamBody(_ buffer: ByteBuffer, upstream: UpstreamHandler) {
         guard let context else { return }
+        if heldResponse != nil {
+            heldResponse?.body.writeImmutableBuffer(buffer)
+            return
+        }
         responseBytes += buffer.readableBytes
         context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
         // Back-pressure: a slow client stops the reads from the upstream until it catches up.
@@ -455,6 +504,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamEnd(upstream: UpstreamHandler, reusable: Bool) {
         guard let context else { return }
+        if heldResponse != nil, var held = heldResponse.take(), let version = request?.version {
+            if timeout == .upstreamRead { setTimeout(.none, context: context) }
+            send(&held.head, body: held.body, version: version, upstream: upstream, context: context)
+        }
         let requestDone: Bool
         if case .forwarding(_, let ended) = state { requestDone = ended } else { requestDone = false }
         upstream.release(reusable: reusable && requestDone)
@@ -463,13 +516,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamFailed() {
         guard let context else { return }
+        leftUpstream()
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
-        // The upstream died before answering (a crash, or a pooled connection it had closed): an
-        // idempotent request without a body is sent again, held while the service comes back.
-        if responseStatus == 0, case .forwarding(_, true) = state, forwardedHead != nil, let entry,
-            request?.method == .GET || request?.isHEAD == true, retries < 3
-        {
-            retries += 1
+        // The upstream died before answering, or in the middle of a response held back (a crash,
+        // or a pooled connection it had closed): an idempotent request is sent again, held while
+        // the service comes back.
+        if responseStatus == 0, idempotent, case .forwarding(_, true) = state, forwardedHead != nil, let entry, retries < 3 {
+            if !onPooledConnection { retries += 1 }
             state = .pending(deadline: .now() + .seconds(Int64(max(entry.site.hold, 1))), body: [], ended: true)
             retry(after: .milliseconds(10), context: context)
             return
@@ -486,6 +539,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The upstream's response was malformed (its connection is already closed).
     func upstreamBroken(_ error: any Error) {
         guard let context else { return }
+        leftUpstream()
         logError("error", "\(error) while reading response header from upstream")
         if responseStatus == 0 || !isForwarding {
             state = .draining
@@ -505,6 +559,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// come out of the request decoder when it is removed, into the tunnel.
     func upstreamSwitched(leftover: ByteBuffer, upstream: UpstreamHandler) {
         guard let context, let upstreamContext = upstream.context else { return }
+        // A tunnel lives as long as its client wants: a planned stop does not wait for it.
+        leftUpstream()
         state = .tunnel
         setTimeout(.none, context: context)
         logAccess()
@@ -545,6 +601,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let file { try? file.handle.close() }
         file = nil
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
+        leftUpstream()
         state = .idle
         queued.removeAll()
         context.fireChannelInactive()
@@ -705,6 +762,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Ends the response; the connection then waits for the next request, or closes.
     private func finish(context: ChannelHandlerContext) {
+        leftUpstream()
         logAccess()
         request = nil
         spareUpstreamHead = forwardedHead.take()
@@ -720,6 +778,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: flushed)
             flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    /// The request is no longer waiting for its upstream: answered, failed or abandoned.
+    private func leftUpstream() {
+        inFlight.take()?.leave()
+        if heldResponse != nil { heldResponse = nil }
     }
 
     // MARK: - Logs

@@ -27,7 +27,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
         self.settings = settings
         self.logger = logger
         limit = ConnectionLimit(maximum: settings.maximumConnections)
-        shared = ProxyContext(settings: settings, sites: SiteTable(sites: sites), pool: UpstreamPool(), availability: availability, scheme: "http", sendsFileRegions: true)
+        shared = ProxyContext(settings: settings, sites: SiteTable(sites: sites, availability: availability), pool: UpstreamPool(), availability: availability, scheme: "http", sendsFileRegions: true)
     }
 
     /// Ports actually bound, once listening (for tests that bind port 0).

@@ -381,6 +381,13 @@ final class RequestHead: Sendable {
         return false
     }
 
+    var isGETOrHEAD: Bool {
+        switch method {
+        case .GET, .HEAD: true
+        default: false
+        }
+    }
+
     var isCONNECT: Bool {
         if case .CONNECT = method { return true }
         return false

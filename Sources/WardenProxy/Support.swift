@@ -14,13 +14,17 @@ public final class ServiceAvailability: Sendable {
     private let state = Mutex<(up: [String: Bool], maintenance: Set<String>)>(([:], []))
     private let servicesDown = Atomic<Int>(0)
     private let sitesInMaintenance = Atomic<Int>(0)
+    /// One count per service ever named by a route or a drain (a handful), never removed: routes of
+    /// every reload share it, so requests that started before a reload are counted too.
+    private let trafficByService = Mutex<[String: ServiceTraffic]>([:])
 
     public init() {}
 
     public func set(_ service: String, up: Bool) {
         state.withLock {
             $0.up[service] = up
-            servicesDown.store($0.up.values.count { !$0 }, ordering: .releasing)
+            // Sequentially consistent, with `isUp` and `ServiceTraffic.enter`: see `hold`.
+            servicesDown.store($0.up.values.count { !$0 }, ordering: .sequentiallyConsistent)
         }
     }
 
@@ -28,8 +32,30 @@ public final class ServiceAvailability: Sendable {
     /// is not even retained while every service is up.)
     @inline(__always)
     public func isUp(_ service: String) -> Bool {
-        guard servicesDown.load(ordering: .acquiring) > 0 else { return true }
+        guard servicesDown.load(ordering: .sequentiallyConsistent) > 0 else { return true }
         return state.withLock { $0.up[service] ?? true }
+    }
+
+    /// Before a planned stop: new requests for `service` wait, as while it is down, until the
+    /// supervisor reports it up again. A request counts itself in flight before it checks `isUp`,
+    /// and this marks the service down before anyone reads the count: so a request is either held
+    /// or seen by `requestsInFlight`, whatever the threads' timing.
+    public func hold(_ service: String) {
+        set(service, up: false)
+    }
+
+    /// Requests sent to `service`'s upstream whose response has not ended or failed yet.
+    public func requestsInFlight(_ service: String) -> Int {
+        traffic(for: service).count
+    }
+
+    func traffic(for service: String) -> ServiceTraffic {
+        trafficByService.withLock { table in
+            if let known = table[service] { return known }
+            let new = ServiceTraffic(service: service)
+            table[service] = new
+            return new
+        }
     }
 
     /// The sites in planned maintenance (`warden maintenance on SITE`): they answer with their
@@ -48,6 +74,22 @@ public final class ServiceAvailability: Sendable {
     }
 }
 
+/// The requests of one service in flight, counted by the proxy handlers while they wait for its
+/// response: two atomic operations per request.
+final class ServiceTraffic: Sendable {
+    let service: String
+    private let inFlight = Atomic<Int>(0)
+
+    init(service: String) { self.service = service }
+
+    /// Sequentially consistent: ordered before the `isUp` check that follows it (see `hold`).
+    func enter() { inFlight.add(1, ordering: .sequentiallyConsistent) }
+
+    func leave() { inFlight.subtract(1, ordering: .relaxed) }
+
+    var count: Int { inFlight.load(ordering: .sequentiallyConsistent) }
+}
+
 /// The sites as the last (re)load defined them, with their open log files and maintenance pages.
 /// A reload swaps the whole table; requests in flight keep the entry they started with.
 public final class SiteTable: Sendable {
@@ -55,13 +97,16 @@ public final class SiteTable: Sendable {
     final class Upstream: Sendable {
         let url: HTTPURL
         let service: String?
+        /// The count of `service`'s requests in flight (nil without `for service`).
+        let traffic: ServiceTraffic?
         /// The path a route's prefix is replaced with (`pass /app to http://host/base/`); nil for a
         /// bare `http://host/`, where a request keeps the client's URI bytes as they came.
         let basePath: String?
 
-        init(url: HTTPURL, service: String?) {
+        init(url: HTTPURL, service: String?, traffic: ServiceTraffic?) {
             self.url = url
             self.service = service
+            self.traffic = traffic
             basePath = url.path == "/" ? nil : url.path
         }
     }
@@ -77,10 +122,11 @@ public final class SiteTable: Sendable {
         let prefix: String
         let target: Target
 
-        init(_ route: Site.Route) {
+        init(_ route: Site.Route, availability: ServiceAvailability) {
             prefix = route.prefix
             switch route.target {
-            case .upstream(let url, let service): target = .upstream(Upstream(url: url, service: service))
+            case .upstream(let url, let service):
+                target = .upstream(Upstream(url: url, service: service, traffic: service.map(availability.traffic(for:))))
             case .directory(let directory): target = .directory(directory)
             }
         }
@@ -141,8 +187,10 @@ public final class SiteTable: Sendable {
     private let current = Mutex(Snapshot())
     /// Counts loads, so a connection re-reads the table only after one.
     private let generation = Atomic<Int>(0)
+    private let availability: ServiceAvailability
 
-    public init(sites: [Site]) {
+    public init(sites: [Site], availability: ServiceAvailability) {
+        self.availability = availability
         load(sites)
     }
 
@@ -183,7 +231,7 @@ public final class SiteTable: Sendable {
             let index = next.entries.count
             next.entries.append(
                 Entry(
-                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map(Route.init), accessLog: log(site.accessLog),
+                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map { Route($0, availability: availability) }, accessLog: log(site.accessLog),
                     errorLog: log(site.errorLog), maintenancePage: site.maintenancePage.flatMap { try? FileSystemReader().read($0) }))
             for host in site.hosts {
                 if host == "*" {

@@ -96,7 +96,36 @@ struct Daemon {
         let status = Mutex<Int32>(0)
         let done = DispatchSemaphore(value: 0)
         Task {
-            let supervisor = Supervisor(configuration: configuration, logger: logger)
+            // The proxy comes first: the supervisor asks it to drain a service before a planned stop.
+            var localProxy: ProxyServer?
+            var worker: (control: WorkerProxyControl, input: Int32)?
+            var traffic: ProxyTraffic?
+            if let proxySettings = configuration.proxy {
+                if proxySettings.user != nil, geteuid() == 0 {
+                    // Bind as root, serve as the configured user: a worker process of its own, since the
+                    // daemon must stay root to run start programs `as uid`. It reads what the daemon
+                    // knows from a pipe on its standard input.
+                    var fds: [Int32] = [-1, -1]
+                    guard warden_pipe(&fds, 0) == 0 else {
+                        logger.error("proxy worker: cannot create its pipe: \(String(cString: strerror(errno)))")
+                        status.withLock { $0 = 1 }
+                        done.signal()
+                        return
+                    }
+                    let control = WorkerProxyControl(fd: fds[1])
+                    worker = (control, fds[0])
+                    traffic = ProxyTraffic(target: control)
+                } else {
+                    if let user = proxySettings.user {
+                        logger.warning("proxy: 'user \(user)' needs warden to run as root; serving as uid \(geteuid())")
+                    }
+                    let availability = ServiceAvailability()
+                    let proxy = ProxyServer(settings: proxySettings, sites: configuration.sites, availability: availability, logger: logger)
+                    localProxy = proxy
+                    traffic = ProxyTraffic(target: LocalProxyControl(availability: availability, proxy: proxy))
+                }
+            }
+            let supervisor = Supervisor(configuration: configuration, logger: logger, traffic: traffic)
             var signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
             signals.stopServicesOnTermination = stopServicesOnExit
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -119,30 +148,25 @@ struct Daemon {
                 // First in the group, so it is shut down last and still mails warden's own "stopped" event.
                 services.insert(.init(service: AlertFeed(supervisor: supervisor, alerts: alerts, interval: configuration.daemon.interval)), at: 0)
             }
-            if let proxySettings = configuration.proxy {
-                if proxySettings.user != nil, geteuid() == 0 {
-                    // Bind as root, serve as the configured user: a worker process of its own, since the
-                    // daemon must stay root to run start programs `as uid`.
-                    let worker = ProxyWorkerService(controlFile: controlFile, supervisor: supervisor, logger: logger)
-                    services.append(.init(service: worker))
-                } else {
-                    if proxySettings.user != nil {
-                        logger.warning("proxy: 'user \(proxySettings.user!)' needs warden to run as root; serving as uid \(geteuid())")
-                    }
-                    let availability = ServiceAvailability()
-                    let proxy = ProxyServer(settings: proxySettings, sites: configuration.sites, availability: availability, logger: logger)
-                    do {
-                        try await proxy.bind()
-                    } catch {
-                        logger.error("proxy: cannot listen: \(error)")
-                        status.withLock { $0 = 1 }
-                        done.signal()
-                        return
-                    }
-                    services.append(.init(service: proxy))
-                    services.append(.init(service: ProxyFeed(supervisor: supervisor, target: LocalProxyControl(availability: availability, proxy: proxy))))
-                    signals.onReopenLogs = { proxy.reopenLogs() }
+            if let worker, let traffic {
+                services.append(
+                    .init(
+                        service: ProxyWorkerService(
+                            controlFile: controlFile, input: worker.input, control: worker.control,
+                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic), logger: logger)))
+            }
+            if let proxy = localProxy, let traffic {
+                do {
+                    try await proxy.bind()
+                } catch {
+                    logger.error("proxy: cannot listen: \(error)")
+                    status.withLock { $0 = 1 }
+                    done.signal()
+                    return
                 }
+                services.append(.init(service: proxy))
+                services.append(.init(service: ProxyFeed(supervisor: supervisor, traffic: traffic)))
+                signals.onReopenLogs = { proxy.reopenLogs() }
             }
             let group = ServiceGroup(
                 configuration: .init(
@@ -250,6 +274,9 @@ protocol ProxyControl: Sendable {
     func serviceUp(_ name: String, _ up: Bool)
     func maintenance(_ sites: Set<String>)
     func sites(_ sites: [Site])
+    /// Holds new requests for the service at once; returns when none of its requests is in flight,
+    /// or after `timeout`.
+    func drain(_ name: String, timeout: Duration) async
 }
 
 /// The proxy in the daemon's own process.
@@ -260,6 +287,43 @@ struct LocalProxyControl: ProxyControl {
     func serviceUp(_ name: String, _ up: Bool) { availability.set(name, up: up) }
     func maintenance(_ sites: Set<String>) { availability.setMaintenance(sites) }
     func sites(_ sites: [Site]) { proxy.update(sites: sites) }
+
+    func drain(_ name: String, timeout: Duration) async {
+        availability.hold(name)
+        let deadline = ContinuousClock.now + timeout
+        // Polled: a count the requests notify no one of costs them nothing more.
+        while availability.requestsInFlight(name) > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}
+
+/// The supervisor's way to the front proxy (`TrafficControl`), and the feed's way to report which
+/// services accept traffic. A report read before a drain began is dropped rather than sent after
+/// it: it could say "up" for a service the drain has just marked stopping, and lift the hold.
+final class ProxyTraffic: TrafficControl {
+    let target: any ProxyControl
+    private let drainsBegun = Mutex(0)
+
+    init(target: any ProxyControl) {
+        self.target = target
+    }
+
+    func drain(_ service: String, timeout: Duration) async {
+        drainsBegun.withLock { $0 += 1 }
+        await target.drain(service, timeout: timeout)
+    }
+
+    /// A mark to take before reading the services' states, for `report`.
+    var mark: Int { drainsBegun.withLock { $0 } }
+
+    /// Sends the states unless a drain began since `mark` (the next refresh sends them again).
+    func report(_ states: [(name: String, up: Bool)], readAfter mark: Int) {
+        drainsBegun.withLock { begun in
+            guard begun == mark else { return }
+            for state in states { target.serviceUp(state.name, state.up) }
+        }
+    }
 }
 
 /// Tells the proxy which services are up, which sites are in maintenance and, after a reload, the
@@ -267,13 +331,13 @@ struct LocalProxyControl: ProxyControl {
 /// change (or after `resend`, for a new worker).
 final class ProxyFeed: ServiceLifecycle.Service, Sendable {
     let supervisor: Supervisor
-    let target: any ProxyControl
+    let traffic: ProxyTraffic
     let events: AsyncStream<Event>
     private let sent = Mutex<(sites: [Site]?, maintenance: Set<String>?)>((nil, nil))
 
-    init(supervisor: Supervisor, target: any ProxyControl) {
+    init(supervisor: Supervisor, traffic: ProxyTraffic) {
         self.supervisor = supervisor
-        self.target = target
+        self.traffic = traffic
         self.events = supervisor.events.subscribe()
     }
 
@@ -298,17 +362,16 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
     }
 
     private func refresh() async {
-        for snapshot in await supervisor.snapshots() {
-            target.serviceUp(snapshot.name, snapshot.acceptsTraffic)
-        }
+        let mark = traffic.mark
+        traffic.report(await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
         let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in
             defer { sent = (sites, maintenance) }
             return (sent.sites != sites, sent.maintenance != maintenance)
         }
-        if newSites { target.sites(sites) }
-        if newMaintenance { target.maintenance(maintenance) }
+        if newSites { traffic.target.sites(sites) }
+        if newMaintenance { traffic.target.maintenance(maintenance) }
     }
 }
 

@@ -18,16 +18,15 @@ import Glibc
 /// feeds it which services are up through its standard input, and starts it again if it dies.
 struct ProxyWorkerService: ServiceLifecycle.Service {
     let controlFile: String
-    let supervisor: Supervisor
+    /// The read end of the pipe whose write end `control` writes to: each worker's standard input.
+    let input: Int32
+    let control: WorkerProxyControl
+    let feed: ProxyFeed
     let logger: Logger
 
     func run() async throws {
-        var fds: [Int32] = [-1, -1]
-        guard warden_pipe(&fds, 0) == 0 else { throw SystemError(errno: errno) }
-        let (readEnd, writeEnd) = (fds[0], fds[1])
         let executable = FileSystemReader().realPath("/proc/self/exe")
-        let feed = ProxyFeed(supervisor: supervisor, target: WorkerProxyControl(fd: writeEnd))
-        let logger = self.logger
+        let (feed, control, logger) = (self.feed, self.control, self.logger)
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { try? await feed.run() }
@@ -36,8 +35,11 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
                         do {
                             let worker = try Spawner.spawn(
                                 [executable, "proxy-worker", "-c", controlFile], environment: ["PATH": "/usr/bin:/bin"],
-                                input: readEnd
-                            ) { line in logger.info("proxy: \(line)") }
+                                input: input
+                            ) { line in
+                                if !control.received(line) { logger.info("proxy: \(line)") }
+                            }
+                            control.workerStarted()
                             feed.resend()
                             let status = await worker.wait()
                             if Task.isShuttingDownGracefully { break }
@@ -51,7 +53,7 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
             }
         } onGracefulShutdown: {
             // End of its input tells the worker to stop.
-            close(writeEnd)
+            close(control.fd)
         }
     }
 }
@@ -101,9 +103,18 @@ extension Warden {
 }
 
 /// The daemon's side of the worker's standard input, one line per message:
-/// `service 1|0 NAME`, `maintenance ["site", …]`, `sites [Site as JSON, …]`.
-struct WorkerProxyControl: ProxyControl {
+/// `service 1|0 NAME`, `maintenance ["site", …]`, `sites [Site as JSON, …]`, `drain MILLISECONDS NAME`.
+/// The worker answers a drain with `drained NAME` on its standard output, which the daemon reads
+/// with its log lines.
+final class WorkerProxyControl: ProxyControl {
     let fd: Int32
+    /// Drain answers per service, and workers started: a drain waits until either count moves (a
+    /// new worker has no request in flight).
+    private let answers = Mutex<(drained: [String: Int], workers: Int)>(([:], 0))
+
+    init(fd: Int32) {
+        self.fd = fd
+    }
 
     func serviceUp(_ name: String, _ up: Bool) { send("service \(up ? 1 : 0) \(name)") }
 
@@ -115,6 +126,28 @@ struct WorkerProxyControl: ProxyControl {
         if let json = try? JSONCoding.encode(sites) { send("sites " + String(decoding: json, as: UTF8.self)) }
     }
 
+    func drain(_ name: String, timeout: Duration) async {
+        let before = answers.withLock { ($0.drained[name] ?? 0, $0.workers) }
+        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        send("drain \(milliseconds) \(name)")
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, !Task.isCancelled {
+            if answers.withLock({ ($0.drained[name] ?? 0, $0.workers) != before }) { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// A line the worker printed: true when it is a drain's answer rather than one for the log.
+    func received(_ line: String) -> Bool {
+        guard line.hasPrefix("drained ") else { return false }
+        answers.withLock { $0.drained[String(line.dropFirst(8)), default: 0] += 1 }
+        return true
+    }
+
+    func workerStarted() {
+        answers.withLock { $0.workers += 1 }
+    }
+
     private func send(_ line: String) {
         var bytes = Array((line + "\n").utf8)
         _ = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
@@ -122,10 +155,21 @@ struct WorkerProxyControl: ProxyControl {
 }
 
 /// Reads the daemon's lines from standard input; at end of input (the daemon is gone) ends the worker.
+/// While a drain is pending, it wakes every 5 ms to see whether the service's requests are done.
 private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer) {
     var pending: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
+    var drains: [(service: String, deadline: ContinuousClock.Instant)] = []
     while true {
+        drains.removeAll { drain in
+            guard availability.requestsInFlight(drain.service) == 0 || ContinuousClock.now >= drain.deadline else { return false }
+            var answer = Array("drained \(drain.service)\n".utf8)
+            _ = answer.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+            return true
+        }
+        var input = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        // Nothing to read (the drains' time to look again) or interrupted: never block in read.
+        if poll(&input, 1, drains.isEmpty ? -1 : 5) <= 0 { continue }
         let count = read(0, &buffer, buffer.count)
         if count < 0, errno == EINTR { continue }
         guard count > 0 else { break }
@@ -144,6 +188,12 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
                 if let sites = try? JSONCoding.decode([String].self, from: argument) { availability.setMaintenance(Set(sites)) }
             case "sites":
                 if let sites = try? JSONCoding.decode([Site].self, from: argument) { proxy.update(sites: sites) }
+            case "drain":
+                let words = parts[1].split(separator: " ", maxSplits: 1)
+                if words.count == 2, let milliseconds = Int(words[0]) {
+                    availability.hold(String(words[1]))
+                    drains.append((String(words[1]), ContinuousClock.now + .milliseconds(milliseconds)))
+                }
             default:
                 break
             }

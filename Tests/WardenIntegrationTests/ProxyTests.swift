@@ -126,6 +126,36 @@ struct ProxyTests {
         #expect(refused.stdout == "413")
     }
 
+    /// A client that sends a request and reads nothing is disconnected once the response has not
+    /// moved for `timeout send` (2 s here), rather than holding its connection and upstream for ever.
+    @Test func aClientThatDoesNotReadIsDisconnectedAfterTheSendTimeout() throws {
+        let setup = try start(proxy: "timeout send 2 seconds")
+        defer { setup.warden.stop() }
+        let result = try TestSupport.run("/usr/bin/python3", ["-c", """
+            import socket, time
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.connect(("127.0.0.1", \(setup.port)))
+            s.sendall(b"GET /big?n=300 HTTP/1.1\\r\\nHost: mydomain.com\\r\\n\\r\\n")
+            time.sleep(5)  # the client under test: it does not read
+            s.settimeout(20)
+            total, how = 0, "still open"
+            try:
+                while True:
+                    data = s.recv(1 << 20)
+                    if not data:
+                        how = "closed"; break
+                    total += len(data)
+            except ConnectionResetError:
+                how = "closed"
+            except socket.timeout:
+                pass
+            print(how, total)
+            """], timeout: 60)
+        let words = result.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(words.first == "closed", "\(result.stdout) \(result.stderr)")
+        #expect(words.count == 2 && (Int(words[1]) ?? .max) < 300 << 20, "the connection ended before the body: \(result.stdout)")
+    }
+
     @Test func upstreamDownIs502AndSlowUpstreamIs504() throws {
         let setup = try start()
         defer { setup.warden.stop() }
@@ -173,10 +203,11 @@ struct ProxyTests {
             for i in range(20):
                 with urllib.request.urlopen("http://127.0.0.1:\(setup.port)/", timeout=5) as r:
                     ok += r.status == 200
-            time.sleep(3)
+            # Closed by warden after the 2 s header timeout: each waited for, all within 15 s.
+            deadline = time.time() + 15
             closed = 0
             for s in idle:
-                s.settimeout(0.5)
+                s.settimeout(max(0.01, deadline - time.time()))
                 try:
                     closed += s.recv(1) == b""
                 except Exception:
@@ -207,42 +238,55 @@ struct ProxyTests {
                 """)
         defer { setup.warden.stop() }
         #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
-        // A client hammering through the proxy while the app is killed: every request answered 200.
-        let script = """
-            import threading, time, urllib.request
-            results = []
-            def client():
-                end = time.time() + 6
-                while time.time() < end:
-                    try:
-                        req = urllib.request.Request("http://127.0.0.1:\(setup.port)/ping", headers={"Host": "app.local"})
-                        with urllib.request.urlopen(req, timeout=10) as r:
-                            results.append(r.status)
-                    except Exception as e:
-                        results.append(str(e))
-            threads = [threading.Thread(target=client) for _ in range(4)]
-            for t in threads: t.start()
-            for t in threads: t.join()
-            print(len(results), sum(1 for r in results if r == 200))
-            print([r for r in results if r != 200][:5])
-            """
-        let load = Process()
-        load.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        load.arguments = ["-c", script]
-        let output = Pipe()
-        load.standardOutput = output
-        try load.run()
-        usleep(1_500_000)
-        for _ in 0..<2 {
-            if let pid = app.pid { kill(pid, SIGKILL) }
-            usleep(1_800_000)
+        // Clients opening a connection per request through the proxy while the app is killed twice,
+        // each kill once the app is back from the one before: every request answered 200.
+        let load = try KeepAliveLoad(port: setup.port, host: "app.local", connections: 4, path: "/ping", reconnect: true, in: directory)
+        try #require(load.waitForProgress(20), "the load is flowing")
+        for round in 1...2 {
+            let victim = try #require(app.pid)
+            kill(victim, SIGKILL)
+            #expect(TestSupport.waitUntil(timeout: 20) { app.pid != victim && app.isServing }, "restart \(round): \(setup.warden.log)")
+            #expect(load.waitForProgress(20), "the load goes on after restart \(round)")
         }
-        load.waitUntilExit()
-        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        let counts = lines.first?.split(separator: " ").compactMap { Int($0) } ?? []
-        #expect(counts.count == 2 && counts[0] > 20 && counts[0] == counts[1], "every request during two restarts was served: \(lines)")
-        // Stopped by an operator: after the hold, the maintenance page with Retry-After.
-        _ = try TestSupport.run(TestSupport.wardenBinary, ["quit", "--stop-services", "-c", setup.warden.controlFile])
+        let summary = try #require(load.finish())
+        #expect(summary.socketErrors == 0 && summary.bad == 0 && summary.requests >= 60, "every request during two restarts was served: \(summary)")
+        #expect(app.starts == 3, "one start, then one per kill")
+    }
+
+    /// A service stopped by its operator stays down: a request waits the site's `hold`, then gets
+    /// 503, the maintenance page's bytes as they are in the file, and `Retry-After`.
+    @Test func afterTheHoldARequestForAStoppedServiceGetsTheMaintenancePage() throws {
+        let directory = try TemporaryDirectory()
+        let app = try TestApp(in: directory)
+        defer { app.killAll() }
+        let page = "<!DOCTYPE html>\n<title>Maintenance</title>\n<h1>back soon \u{2014} caf\u{e9}</h1>\n"
+        try directory.write("maintenance.html", page, mode: 0o644)
+        let setup = try start(
+            extraSite: """
+                check site app with host "app.local"
+                    pass / to http://127.0.0.1:\(app.port)/ for service app
+                    maintenance page \(directory.path)/maintenance.html hold 2 seconds
+                """,
+            services: """
+                set httpd port \(TestSupport.freePort()) and use address 127.0.0.1
+                    allow 127.0.0.1
+                check process app with pidfile \(app.pidfile)
+                    start program = "\(app.startScript)"
+                    stop program = "\(app.stopScript)"
+                """)
+        defer { setup.warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: setup.port, path: "/ping", headers: ["Host": "app.local"])?.body == "pong" })
+        let stop = try TestSupport.run(TestSupport.wardenBinary, ["-c", setup.warden.controlFile, "stop", "app"])
+        #expect(stop.status == 0, "\(stop.stdout) \(stop.stderr)")
+        #expect(TestSupport.waitUntil(timeout: 20) { app.instances == 0 }, "\(setup.warden.log)")
+        let asked = Date()
+        let answer = try #require(TestSupport.httpGet(port: setup.port, path: "/ping", timeout: 10, headers: ["Host": "app.local"]))
+        let waited = Date().timeIntervalSince(asked)
+        #expect(answer.status == 503)
+        #expect(answer.body == page, "the maintenance page's exact bytes")
+        #expect(answer.headers["retry-after"] == "2")
+        #expect(answer.headers["content-length"] == String(page.utf8.count))
+        #expect(waited >= 1.9 && waited < 8, "held for the 2 s hold first: \(waited) s")
     }
 
     @Test func sideBySideWithNginxOnTheChaptersConfiguration() throws {
@@ -349,6 +393,8 @@ struct ProxyTests {
         defer { app.killAll() }
         let port = TestSupport.freePort()
         let httpdPort = TestSupport.freePort()
+        let gate = directory.path + "/gate"
+        let gatedStart = try directory.write("gated-start.sh", "#!/bin/sh\nwhile [ -e \(gate) ]; do sleep 0.05; done\nexec \(app.startScript)\n", mode: 0o755)
         let rc = try directory.write(
             "wardenrc",
             """
@@ -360,11 +406,11 @@ struct ProxyTests {
                 listen 127.0.0.1 port \(port)
                 user nobody group nogroup
             check process app with pidfile \(app.pidfile)
-                start program = "\(app.startScript)"
+                start program = "\(gatedStart)"
                 stop program = "\(app.stopScript)"
             check site app default
                 pass / to http://127.0.0.1:\(app.port)/ for service app
-                maintenance page \(directory.path)/maintenance.html hold 8 seconds
+                maintenance page \(directory.path)/maintenance.html hold 20 seconds
             """)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
@@ -380,10 +426,31 @@ struct ProxyTests {
         #expect(status.contains("Uid:\t65534\t65534\t65534\t65534"), "every uid of the worker is nobody's")
         #expect(status.contains("Gid:\t65534\t65534\t65534\t65534"))
         #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.httpGet(port: port, path: "/ping")?.body == "pong" })
-        usleep(1_200_000)
+        // The app is kept down (its start program waits at a gate) until a request is known to
+        // wait in the worker; it is answered once the app is back.
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         kill(try #require(app.pid), SIGKILL)
-        let held = try #require(TestSupport.httpGet(port: port, path: "/ping", timeout: 15))
-        #expect(held.status == 200, "the worker learns of the restart through its pipe and holds the request")
+        let sent = directory.path + "/sent"
+        let held = Background {
+            try? TestSupport.run("/usr/bin/python3", ["-c", """
+                import socket
+                s = socket.create_connection(("127.0.0.1", \(port)), timeout=30)
+                s.sendall(b"GET /ping HTTP/1.1\\r\\nHost: app\\r\\nConnection: close\\r\\n\\r\\n")
+                open("\(sent)", "w").close()
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk: break
+                    data += chunk
+                print(data.split(b"\\r\\n")[0].decode(), data.split(b"\\r\\n\\r\\n", 1)[-1].decode())
+                """], timeout: 40).stdout
+        }
+        #expect(TestSupport.waitUntil(timeout: 10) { FileManager.default.fileExists(atPath: sent) })
+        #expect(held.value(timeout: 1) == nil, "no answer while the app is down: the request is held")
+        #expect(!app.isServing)
+        unlink(gate)
+        let answer = held.value(timeout: 30)
+        #expect(answer == .some(.some("HTTP/1.1 200 OK pong\n")), "the worker learns of the restart through its pipe and holds the request")
 
         // Maintenance and reloaded sites reach the unprivileged worker through its pipe too.
         #expect(try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "maintenance", "on", "app"]).status == 0)
@@ -511,24 +578,51 @@ struct ProxyTests {
         stat(errorLog, &mode)
         #expect(mode.st_mode & 0o007 == 0, "the error log is not world-readable")
 
+        // Five connections, each answered once (so warden has surely counted it), fill the limit:
+        // a sixth is closed at once, and so is each of a flood of them for 2.5 s, which is logged at
+        // most once a second. Once the five are closed, a new one is served (tried until the closes
+        // have reached warden).
         let script = """
             import socket, time
-            held = [socket.create_connection(("127.0.0.1", \(setup.port))) for _ in range(5)]
-            time.sleep(0.3)
-            extra = socket.create_connection(("127.0.0.1", \(setup.port))); extra.settimeout(3)
-            extra.sendall(b"GET / HTTP/1.1\\r\\nHost: mydomain.com\\r\\n\\r\\n")
-            try:
-                refused = extra.recv(100) == b""
-            except ConnectionResetError:
-                refused = True
+            def ask(s, close=False):
+                s.sendall(b"GET / HTTP/1.1\\r\\nHost: mydomain.com\\r\\n" + (b"Connection: close\\r\\n" if close else b"") + b"\\r\\n")
+                return s.recv(12)
+            def refused():
+                extra = socket.create_connection(("127.0.0.1", \(setup.port))); extra.settimeout(3)
+                try:
+                    return ask(extra) == b""
+                except ConnectionResetError:
+                    return True
+                finally:
+                    extra.close()
+            held = [socket.create_connection(("127.0.0.1", \(setup.port)), timeout=5) for _ in range(5)]
+            filled = all(ask(s) == b"HTTP/1.1 200" for s in held)
+            first = refused()
+            began, flood = time.time(), 0
+            while time.time() < began + 2.5:
+                flood += refused()
+                time.sleep(0.02)
+            seconds = time.time() - began
             for s in held: s.close()
-            time.sleep(0.3)
-            again = socket.create_connection(("127.0.0.1", \(setup.port))); again.settimeout(3)
-            again.sendall(b"GET / HTTP/1.1\\r\\nHost: mydomain.com\\r\\nConnection: close\\r\\n\\r\\n")
-            print(refused, again.recv(12).decode())
+            served, deadline = False, time.time() + 10
+            while not served and time.time() < deadline:
+                again = socket.create_connection(("127.0.0.1", \(setup.port))); again.settimeout(3)
+                try:
+                    served = ask(again, close=True) == b"HTTP/1.1 200"
+                except OSError:
+                    pass
+                again.close()
+            print(filled, first, served, flood, seconds)
             """
-        let result = try TestSupport.run("/usr/bin/python3", ["-c", script], timeout: 30)
-        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "True HTTP/1.1 200", "\(result.stdout) \(result.stderr)")
+        let before = setup.warden.log.components(separatedBy: "(max connections)").count - 1
+        let result = try TestSupport.run("/usr/bin/python3", ["-c", script], timeout: 60)
+        let words = result.stdout.split(separator: "\n").last?.split(separator: " ").map(String.init) ?? []
+        #expect(words.prefix(3) == ["True", "True", "True"], "limit filled, a sixth refused, served after the five closed: \(result.stdout) \(result.stderr)")
+        let flood = words.count == 5 ? Int(words[3]) ?? 0 : 0
+        let seconds = words.count == 5 ? Double(words[4]) ?? 0 : 0
+        #expect(flood >= 20, "the flood was refused: \(result.stdout)")
         #expect(setup.warden.waitForLog("max connections", timeout: 5), "the refusal is logged")
+        let complaints = setup.warden.log.components(separatedBy: "(max connections)").count - 1 - before
+        #expect(complaints >= 2 && complaints <= Int(seconds) + 3, "\(flood) refusals in \(seconds) s (after the first) logged \(complaints) times: once a second at most")
     }
 }

@@ -412,8 +412,8 @@ struct HeaderRuleTests {
 
     @Test func upstreamURIReplacesThePrefixOnlyForAURLWithAPath() {
         // A bare http://host/ has no base path: the client's URI goes as it came.
-        #expect(SiteTable.Upstream(url: HTTPURL(scheme: "http", host: "h", port: 80, path: "/"), service: nil).basePath == nil)
-        #expect(SiteTable.Upstream(url: HTTPURL(scheme: "http", host: "h", port: 80, path: "/base/"), service: nil).basePath == "/base/")
+        #expect(SiteTable.Upstream(url: HTTPURL(scheme: "http", host: "h", port: 80, path: "/"), service: nil, traffic: nil).basePath == nil)
+        #expect(SiteTable.Upstream(url: HTTPURL(scheme: "http", host: "h", port: 80, path: "/base/"), service: nil, traffic: nil).basePath == "/base/")
         #expect(ProxyHandler.upstreamURI("/app/x?q=1", prefix: "/app", base: "/base/") == "/base/x?q=1")
         #expect(ProxyHandler.upstreamURI("/app/x", prefix: "/app/", base: "/base") == "/base/x")
         #expect(ProxyHandler.upstreamURI("/app", prefix: "/app", base: "/base/") == "/base/")
@@ -428,7 +428,7 @@ struct HeaderRuleTests {
         ]
         var fallback = Site(name: "fallback", hosts: ["*"], location: here)
         fallback.routes = [.init(prefix: "/", target: .directory("/srv/default"))]
-        let table = SiteTable(sites: [shop, fallback]).snapshot
+        let table = SiteTable(sites: [shop, fallback], availability: ServiceAvailability()).snapshot
         #expect(table.entry(forHost: "WWW.Shop.Example:8080")?.site.name == "shop")
         #expect(table.entry(forHost: "other.example")?.site.name == "fallback")
         #expect(table.entry(forHost: nil)?.site.name == "fallback")
@@ -449,7 +449,7 @@ struct HeaderRuleTests {
         let here = FileLocation(file: "test", line: 1, column: 1)
         var site = Site(name: "a", hosts: ["a.example"], location: here)
         site.accessLog = directory + "/access.log"
-        let table = SiteTable(sites: [site])
+        let table = SiteTable(sites: [site], availability: ServiceAvailability())
         let before = table.snapshot.entries[0].accessLog
         site.hosts = ["b.example"]
         table.load([site])
@@ -460,7 +460,7 @@ struct HeaderRuleTests {
     /// A connection keeps its view of the table until a reload, then sees the new sites.
     @Test func aConnectionsViewFollowsReloads() {
         let here = FileLocation(file: "test", line: 1, column: 1)
-        let table = SiteTable(sites: [Site(name: "a", hosts: ["a.example"], location: here)])
+        let table = SiteTable(sites: [Site(name: "a", hosts: ["a.example"], location: here)], availability: ServiceAvailability())
         var view = SiteTable.View()
         #expect(view.entry(forHost: "a.example", in: table)?.site.name == "a")
         #expect(view.entry(forHost: "b.example", in: table)?.site.name == "a")
@@ -747,7 +747,7 @@ struct HandlerLifetimeTests {
 
             let clientChannel = EmbeddedChannel()
             let shared = ProxyContext(
-                settings: ProxySettings(), sites: SiteTable(sites: []), pool: pool, availability: ServiceAvailability(), scheme: "http",
+                settings: ProxySettings(), sites: SiteTable(sites: [], availability: ServiceAvailability()), pool: pool, availability: ServiceAvailability(), scheme: "http",
                 sendsFileRegions: false)
             let proxyHandler = ProxyHandler(shared: shared)
             proxy = proxyHandler

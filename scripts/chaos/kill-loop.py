@@ -10,7 +10,7 @@ Usage: scripts/chaos/kill-loop.py [KILLS] [pidfile|child|both]   (needs a build:
 import os, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaoslib import BUILD, MYAPP, WARDEN, daemon_start_script, instances, serving  # noqa: E402
+from chaoslib import BUILD, MYAPP, WARDEN, daemon_start_script, free_port, instances, serving  # noqa: E402
 
 KILLS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 MODES = ["pidfile", "child"] if len(sys.argv) < 3 or sys.argv[2] == "both" else [sys.argv[2]]
@@ -18,7 +18,7 @@ MODES = ["pidfile", "child"] if len(sys.argv) < 3 or sys.argv[2] == "both" else 
 
 def run(mode):
     work = tempfile.mkdtemp(prefix="chaos-")
-    port = 19000 + os.getpid() % 500 + (0 if mode == "pidfile" else 500)
+    port = free_port()
     pidfile = work + "/app.pid"
     if mode == "pidfile":
         program = daemon_start_script(work, port, pidfile)
