@@ -128,6 +128,12 @@ struct Daemon {
             let supervisor = Supervisor(configuration: configuration, logger: logger, traffic: traffic)
             var signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
             signals.stopServicesOnTermination = stopServicesOnExit
+            // Decided before the service list takes its copy of `signals`.
+            if let proxy = localProxy {
+                signals.onReopenLogs = { proxy.reopenLogs() }
+            } else if let worker {
+                signals.onReopenLogs = { worker.control.reopenLogs() }
+            }
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: supervisor),
                 .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
@@ -166,7 +172,6 @@ struct Daemon {
                 }
                 services.append(.init(service: proxy))
                 services.append(.init(service: ProxyFeed(supervisor: supervisor, traffic: traffic)))
-                signals.onReopenLogs = { proxy.reopenLogs() }
             }
             let group = ServiceGroup(
                 configuration: .init(

@@ -103,7 +103,8 @@ extension Warden {
 }
 
 /// The daemon's side of the worker's standard input, one line per message:
-/// `service 1|0 NAME`, `maintenance ["site", …]`, `sites [Site as JSON, …]`, `drain MILLISECONDS NAME`.
+/// `service 1|0 NAME`, `maintenance ["site", …]`, `sites [Site as JSON, …]`, `drain MILLISECONDS NAME`,
+/// `reopen logs` (SIGUSR1, after logrotate).
 /// The worker answers a drain with `drained NAME` on its standard output, which the daemon reads
 /// with its log lines.
 final class WorkerProxyControl: ProxyControl {
@@ -143,6 +144,8 @@ final class WorkerProxyControl: ProxyControl {
         answers.withLock { $0.drained[String(line.dropFirst(8)), default: 0] += 1 }
         return true
     }
+
+    func reopenLogs() { send("reopen logs") }
 
     func workerStarted() {
         answers.withLock { $0.workers += 1 }
@@ -188,6 +191,8 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
                 if let sites = try? JSONCoding.decode([String].self, from: argument) { availability.setMaintenance(Set(sites)) }
             case "sites":
                 if let sites = try? JSONCoding.decode([Site].self, from: argument) { proxy.update(sites: sites) }
+            case "reopen":
+                proxy.reopenLogs()
             case "drain":
                 let words = parts[1].split(separator: " ", maxSplits: 1)
                 if words.count == 2, let milliseconds = Int(words[0]) {
