@@ -454,8 +454,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         if let pid = saved.pid, let ticks = saved.processStartTicks { restoredProcess = (pid, ticks) }
     }
 
+    /// What the state file keeps; a process only restored, not yet found again, is kept too.
     var persistent: PersistentState.ServiceState {
-        .init(monitor: monitor, restarts: restarts, pid: pid, processStartTicks: processStartTicks, lastEvent: recentEvents.last)
+        let process = knownProcess
+        return .init(monitor: monitor, restarts: restarts, pid: process?.pid, processStartTicks: process?.startTicks, lastEvent: recentEvents.last)
     }
 
     /// monit's status words: "OK", "Not monitored", "Initializing", "Does not exist | Connection failed", …

@@ -181,6 +181,9 @@ struct ServiceStateMachineTests {
         #expect(machine.knownProcess?.pid == 4242)
         #expect(machine.knownProcess?.startTicks == 77)
         #expect(!machine.isService(Self.process(4242, startTicks: 78), startDate: 0, pidfileWritten: nil))
+        // Saved again before a check found it (warden restarted twice), it is not forgotten.
+        #expect(machine.persistent.pid == 4242)
+        #expect(machine.persistent.processStartTicks == 77)
         let actions = machine.processFound(Self.process(4242, startTicks: 77), startDate: 0)
         #expect(actions == [.watch(4242), .log(.info, "process is running with pid 4242")])
     }
