@@ -479,12 +479,12 @@ struct HeaderRuleTests {
         site.routes = [.init(prefix: "/", target: .upstream(HTTPURL(scheme: "http", host: "127.0.0.1", port: 8080, path: "/"), service: "app"))]
         let availability = ServiceAvailability()
         let table = SiteTable(sites: [site], availability: availability)
-        struct NotAnUpstreamRoute: Error {}
+        struct NoServiceRoute: Error {}
         func traffic() throws -> ServiceTraffic {
-            guard case .upstream(let upstream) = try #require(table.snapshot.entries.first?.routes.first).target else {
-                throw NotAnUpstreamRoute()
+            guard case .upstream(let upstream)? = table.snapshot.entries.first?.routes.first?.target, let traffic = upstream.traffic else {
+                throw NoServiceRoute()
             }
-            return try #require(upstream.traffic)
+            return traffic
         }
         let before = try traffic()
         table.load([site])
