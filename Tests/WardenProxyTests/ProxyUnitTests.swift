@@ -470,6 +470,38 @@ struct HeaderRuleTests {
         #expect(view.entry(forHost: "b.example", in: table)?.site.name == "c")
     }
 
+    /// A route's count of requests in flight is its service's, whichever load made the route: a
+    /// drain waits for requests that started before a reload too. A hold marks the service down
+    /// until it is reported up again.
+    @Test func inFlightCountsAreSharedAcrossReloadsAndAHoldMarksTheServiceDown() throws {
+        let here = FileLocation(file: "test", line: 1, column: 1)
+        var site = Site(name: "a", hosts: ["*"], location: here)
+        site.routes = [.init(prefix: "/", target: .upstream(HTTPURL(scheme: "http", host: "127.0.0.1", port: 8080, path: "/"), service: "app"))]
+        let availability = ServiceAvailability()
+        let table = SiteTable(sites: [site], availability: availability)
+        struct NoServiceRoute: Error {}
+        func traffic() throws -> ServiceTraffic {
+            guard case .upstream(let upstream)? = table.snapshot.entries.first?.routes.first?.target, let traffic = upstream.traffic else {
+                throw NoServiceRoute()
+            }
+            return traffic
+        }
+        let before = try traffic()
+        table.load([site])
+        let after = try traffic()
+        before.enter()
+        after.enter()
+        #expect(availability.requestsInFlight("app") == 2)
+        before.leave()
+        #expect(availability.requestsInFlight("app") == 1)
+        #expect(availability.requestsInFlight("other") == 0)
+        #expect(availability.isUp("app"))
+        availability.hold("app")
+        #expect(!availability.isUp("app") && availability.isUp("other"))
+        availability.set("app", up: true)
+        #expect(availability.isUp("app"))
+    }
+
     /// The counts that let requests skip the lock follow every change, including a service
     /// going down twice and coming back once.
     @Test func availabilityFollowsServicesAndMaintenance() {
