@@ -163,7 +163,7 @@ struct ChapterTests {
 
             alert me@example.com
             check process myapp with pidfile \(directory.path)/myapp.pid
-            start program = "\(Self.myapp) --port \(appPort) --pidfile \(directory.path)/myapp.pid"
+            start program = "/bin/sh -c 'while [ -e \(directory.path)/gate ]; do sleep 0.05; done; exec \(Self.myapp) --port \(appPort) --pidfile \(directory.path)/myapp.pid'"
             stop program = "/bin/sh -c 'kill $(cat \(directory.path)/myapp.pid)'"
             if failed (url http://localhost:\(appPort)/ping
             and content == "pong"
@@ -202,11 +202,16 @@ struct ChapterTests {
         #expect(warden.log.contains("I Wrote a ZnResponse(302 Found text/plain;charset=utf-8 16B)"))
         // The warning about the chapter's `alert` line, and the alert bound to myapp.
         #expect(warden.log.contains("warden binds it to 'myapp'"))
-        // kill -9: restarted, and a request sent during the restart is held and then served.
+        // kill -9: restarted, and a request sent during the restart is held and then served. The start
+        // program waits at a gate until the request is seen waiting, so the app cannot be back first.
         usleep(1_200_000)
         let pid = try #require(TestSupport.readPID(directory.path + "/myapp.pid"))
+        _ = FileManager.default.createFile(atPath: directory.path + "/gate", contents: nil)
         kill(pid, SIGKILL)
-        let held = try #require(TestSupport.httpGet(port: proxyPort, path: "/ping", timeout: 15, headers: host))
+        let request = Background { TestSupport.httpGet(port: proxyPort, path: "/ping", timeout: 20, headers: host) }
+        #expect(request.value(timeout: 1.5) == nil, "no answer while the app is down: the request is held")
+        unlink(directory.path + "/gate")
+        let held = try #require(request.value(timeout: 20) ?? nil)
         #expect(held.status == 200)
         #expect(held.body == "pong")
         #expect(TestSupport.readPID(directory.path + "/myapp.pid") != pid)

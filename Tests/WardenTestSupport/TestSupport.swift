@@ -302,6 +302,7 @@ public final class Background<T: Sendable>: Sendable {
     /// The result, or nil if `body` has not finished within `timeout` seconds.
     public func value(timeout: Double) -> T? {
         guard done.wait(timeout: .now() + timeout) == .success else { return nil }
+        done.signal()  // the next call gets the result at once too
         return result.withLock { $0 }
     }
 }
