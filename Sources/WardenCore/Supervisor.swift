@@ -89,7 +89,6 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
     // MARK: - Running
 
     public func run() async throws {
-        ChildReaper.shared.start()
         install(configuration)
         restoreState()
         emit(Event(service: hostName, kind: .instance, state: .changed, message: "warden \(Self.version) started", action: "start"))

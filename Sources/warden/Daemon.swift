@@ -92,6 +92,8 @@ struct Daemon {
         LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: level) }
         let logger = Logger(label: "warden")
         Self.raiseOpenFileLimit(wanted: Self.wantedOpenFiles(maxConnections: configuration.proxy?.maximumConnections), logger: logger)
+        // warden reaps every child and, as subreaper, every daemon its start programs leave behind.
+        ChildReaper.shared.start()
 
         let status = Mutex<Int32>(0)
         let done = DispatchSemaphore(value: 0)
