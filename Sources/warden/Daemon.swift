@@ -54,6 +54,8 @@ struct Daemon {
         }
     }
 
+    static let gracefulShutdownBound = Duration.seconds(30)
+
     static func defaultPIDFile() -> String {
         if getuid() == 0 { return "/run/warden.pid" }
         return (getenv("HOME").map { String(cString: $0) } ?? "/tmp") + "/.warden.pid"
@@ -175,11 +177,12 @@ struct Daemon {
                 services.append(.init(service: proxy))
                 services.append(.init(service: ProxyFeed(supervisor: supervisor, traffic: traffic)))
             }
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: services,
-                    gracefulShutdownSignals: stopServicesOnExit ? [] : [.sigterm, .sigint],
-                    logger: logger))
+            var groupConfiguration = ServiceGroupConfiguration(
+                services: services, gracefulShutdownSignals: stopServicesOnExit ? [] : [.sigterm, .sigint], logger: logger)
+            // A stop that hangs (a mail server that never answers the last alert) is cancelled after
+            // this; the alert stays in the event queue when one is set.
+            groupConfiguration.maximumGracefulShutdownDuration = Self.gracefulShutdownBound
+            let group = ServiceGroup(configuration: groupConfiguration)
             do {
                 try await group.run()
             } catch {
