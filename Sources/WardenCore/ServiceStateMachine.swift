@@ -72,6 +72,14 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     private(set) var recentEvents: [Event] = []
     /// `every N cycles`: cycles left until the next check.
     private var skipCycles = 0
+    /// What each rule (by index) measured in its last cycle, for rates and "changed" tests: they compare
+    /// with it from the second cycle on, as in monit.
+    var previous: [Int: Sample] = [:]
+
+    struct Sample: Equatable {
+        var value: Measured
+        var at: Instant
+    }
 
     init(config: WardenConfig.Service) {
         self.config = config
@@ -83,6 +91,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     mutating func reconfigure(_ new: WardenConfig.Service) {
         guard new != config else { return }
         if new.rules.count != config.rules.count { rules = Array(repeating: RuleState(), count: new.rules.count) }
+        // Rules may have moved: a figure kept for rule N may not be rule N's any more.
+        previous = [:]
         config = new
     }
 
@@ -266,13 +276,22 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     mutating func ruleEvaluated(_ index: Int, _ outcome: Outcome, now: Instant, cycle: Int) -> [Action] {
         guard rules.indices.contains(index), config.rules.indices.contains(index) else { return [] }
         let rule = config.rules[index]
-        switch rules[index].record(failed: outcome.failed, window: rule.window) {
-        case .none:
+        let wasFailing = rules[index].failing
+        let transition = rules[index].record(failed: outcome.failed, window: rule.window)
+        // monit's "changed" state fires on every change (and a content test on every cycle that matches),
+        // not only on the first one.
+        let again = outcome.reporting != .transitions && outcome.failed && wasFailing && transition == .none
+        switch transition {
+        case .none where !again:
             return []
-        case .failed:
-            failures[outcome.kind] = outcome.message
-            return [.log(.error, outcome.message), .emit(outcome.kind, .failed, outcome.message, action: rule.action.name)]
+        case .none, .failed:
+            if outcome.reporting != .changes { failures[outcome.kind] = outcome.message }
+            let state: Event.State = outcome.reporting == .transitions ? .failed : .changed
+            return [.log(.error, outcome.message), .emit(outcome.kind, state, outcome.message, action: rule.action.name)]
                 + perform(rule.action, event: outcome.kind, message: outcome.message, now: now, cycle: cycle)
+        case .recovered where outcome.reporting == .changes:
+            // A "changed" test has no recovery in monit's grammar: no change is not news.
+            return []
         case .recovered:
             failures[outcome.kind] = nil
             var actions: [Action] = [
