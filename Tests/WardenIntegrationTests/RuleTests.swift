@@ -129,8 +129,9 @@ struct RuleTests {
         try log.close()
         #expect(warden.waitForLog("unfinished error line", timeout: 10), "\(warden.log)")
         #expect(warden.waitForLog("'log' content doesn't match", timeout: 10), "\(warden.log)")
-        // Rotated: a new file in its place is read from its start.
-        let rotated = try directory.write("app.log.new", "error after rotation\n")
+        // Rotated: a new file in its place is read from its start, even when it is already longer than
+        // where the old one was read to.
+        let rotated = try directory.write("app.log.new", "error after rotation\n" + String(repeating: "padding\n", count: 40))
         #expect(rename(rotated, path) == 0)
         #expect(warden.waitForLog("error after rotation", timeout: 10), "\(warden.log)")
     }
