@@ -144,14 +144,12 @@ enum ConditionEvaluator {
     static func resource(
         _ metric: ResourceMetric, _ op: ComparisonOperator, _ quantity: Quantity, metrics: ServiceMetrics, system: SystemSnapshot
     ) -> Outcome? {
-        var limit: Double
-        var unit = ""
+        let limit: Double
         switch quantity {
-        case .percent(let p): limit = p; unit = "%"
-        case .bytes(let b): limit = b; unit = " B"
+        case .percent(let p): limit = p
+        case .bytes(let b): limit = b.rounded()
         case .count(let c): limit = c
-        case .seconds(let s): limit = s; unit = " s"
-        case .rate(let r, let u): limit = r; unit = " \(u)"
+        case .seconds, .rate: return nil  // refused by `warden -t` (ResourceMetric.accepts)
         }
         let memoryTotal = Double(max(1, system.memoryTotalBytes))
         func memory(_ bytes: UInt64?) -> Double? {
@@ -183,14 +181,37 @@ enum ConditionEvaluator {
             value = nil
         }
         guard let value else { return nil }
-        if case .bytes = quantity { limit = limit.rounded() }
         let failed = op.compare(value, limit)
-        let shown = (value * 10).rounded() / 10
-        return Outcome(
-            failed: failed, kind: .resource,
-            message: failed
-                ? "\(metric.rawValue) of \(shown)\(unit) matches resource limit [\(metric.rawValue) \(op.rawValue) \(limit)\(unit)]"
-                : "\(metric.rawValue) check succeeded [current \(metric.rawValue) = \(shown)\(unit)]")
+        let message = monitMessage(metric, quantity, value: value, limit: limit, op: op, failed: failed)
+        return Outcome(failed: failed, kind: .resource, message: message)
+    }
+
+    /// monit's words for the resource tests of `validate.c`: "mem usage of 92.0% matches resource limit
+    /// [mem usage > 90.0%]", "threads check succeeded [current threads = 4]", …
+    static func monitMessage(_ metric: ResourceMetric, _ quantity: Quantity, value: Double, limit: Double, op: ComparisonOperator, failed: Bool) -> String {
+        let isPercent = if case .percent = quantity { true } else { false }
+        let isSize = if case .bytes = quantity { true } else { false }
+        func shown(_ number: Double) -> String {
+            isPercent ? "\(MonitFormat.fixed(number))%" : isSize ? MonitFormat.bytes(number) : MonitFormat.fixed(number)
+        }
+        // The test's name in the failure, in its brackets, and in the success.
+        var (name, bracket, current) = (metric.testName, metric.testName, metric.testName)
+        switch metric {
+        case .cpu: (name, bracket, current) = ("cpu usage", "cpu usage", "cpu usage")
+        case .totalCPU: (name, bracket, current) = ("total cpu usage", "cpu usage", "cpu usage")
+        case .memory: name = isPercent ? "mem usage" : "mem amount"; (bracket, current) = (name, name)
+        case .totalMemory: (name, bracket, current) = ("total mem amount", "total mem amount", "total mem amount")
+        case .swap: name = isPercent ? "swap usage" : "swap amount"; (bracket, current) = (name, name)
+        case .threads, .children:
+            let count = MonitFormat.fixed(value, 0)
+            return failed
+                ? "\(metric.testName) count \(count) matches resource limit [\(metric.testName) \(op.rawValue) \(MonitFormat.fixed(limit, 0))]"
+                : "\(metric.testName) check succeeded [current \(metric.testName) = \(count)]"
+        default: break  // loadavg: its name as it is
+        }
+        return failed
+            ? "\(name) of \(shown(value)) matches resource limit [\(bracket) \(op.rawValue) \(shown(limit))]"
+            : "\(current == bracket ? name : current) check succeeded [current \(current) = \(shown(value))]"
     }
 }
 
