@@ -157,9 +157,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             pid = process.pid
             processStartTicks = process.startTime
             startedAt = startDate
-            // CPU is a difference between two samples of the same process.
+            // CPU, I/O rates and the parent are compared between two samples of the same process.
             lastCPUTicks = nil
             lastCPUSample = nil
+            previous = [:]
             actions.append(.watch(process.pid))
         }
         if failures[.nonexist] != nil || monitor == .initializing && wasUnknown {

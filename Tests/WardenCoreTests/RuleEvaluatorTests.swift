@@ -204,6 +204,20 @@ struct ChangeReportingTests {
         #expect(machine.ruleEvaluated(0, none, now: now, cycle: 4) == [])
     }
 
+    @Test func aNewProcessStartsItsRatesAfresh() throws {
+        let result = ControlFile.parse("check process app with pidfile /run/app.pid\n    if write rate > 1 MB/s then alert\n", path: "test.rc")
+        var machine = Machine(config: try #require(result.configuration?.services.first))
+        let process = ProcessSnapshot(pid: 10, parentPID: 1, state: "S", startTime: 1, cpuTicks: 0, childrenCPUTicks: 0, residentBytes: 0, threads: 1, processGroup: 10)
+        _ = machine.processFound(process, startDate: 0)
+        machine.previous[0] = .init(value: .counter(1_073_741_824), at: now)
+        _ = machine.processFound(process, startDate: 0)
+        #expect(machine.previous[0] != nil, "the same process keeps its figures")
+        var restarted = process
+        restarted.pid = 11
+        _ = machine.processFound(restarted, startDate: 0)
+        #expect(machine.previous.isEmpty, "another process's counters are not this one's")
+    }
+
     @Test func previousFiguresSurviveAReloadOfAnUnchangedServiceOnly() throws {
         var machine = try Self.machine("    if changed checksum then alert")
         machine.previous[0] = .init(value: .text("abc"), at: now)
