@@ -341,15 +341,19 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// `check file|directory|fifo`: whether the path exists; the rules run only when it does.
     mutating func pathChecked(exists: Bool) -> [Action] {
         let noun = config.kind.displayName.lowercased()
+        // monit's words; a filesystem is missing when its statistics cannot be read.
+        var (missing, found) = ("\(noun) doesn't exist", "\(noun) exists")
+        if case .filesystem(let target) = config.kind {
+            (missing, found) = ("unable to read filesystem '\(target)' state", "succeeded getting filesystem statistics for '\(target)'")
+        }
         if !exists {
             guard failures[.nonexist] == nil else { return [] }
-            let message = "\(noun) doesn't exist"
-            failures[.nonexist] = message
-            return [.log(.error, message), .emit(.nonexist, .failed, message, action: "alert")]
+            failures[.nonexist] = missing
+            return [.log(.error, missing), .emit(.nonexist, .failed, missing, action: "alert")]
         }
         guard failures[.nonexist] != nil else { return [] }
         failures[.nonexist] = nil
-        return [.emit(.nonexist, .succeeded, "\(noun) exists", action: "alert")]
+        return [.emit(.nonexist, .succeeded, found, action: "alert")]
     }
 
     /// `check program`: the program ran (its status and output are then tested by the rules) or not.

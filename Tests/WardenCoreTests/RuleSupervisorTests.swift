@@ -30,6 +30,7 @@ struct RuleSupervisorTests {
             try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
                 await supervisor.snapshot(named: "data")?.failures == ["nonexist"]
             }
+            #expect(await supervisor.snapshot(named: "data")?.events.last?.message == "unable to read filesystem '/data' state")
         }
     }
 
