@@ -114,7 +114,7 @@ extension ServiceSupervisor {
         case .euid(let user):
             guard let pid = machine.pid, let identity = inspector.identity(of: pid) else { return nil }
             return ConditionEvaluator.identity("euid", kind: .uid, current: identity.euid, expected: userID(user), service: name)
-        case .changedPID, .nonexistence, .existence:
+        case .changedPID, .nonexistence:
             // Decided when the process or path is looked for (`check`), before the rules run.
             return nil
         case .changedPPID:
@@ -165,7 +165,7 @@ extension ServiceSupervisor {
             guard case .filesystem(let target) = kind, let facts = inspector.filesystem(target) else { return nil }
             guard case .text(let before)? = exchange(.text(facts.flags), rule: index, of: name)?.value else { return nil }
             return ConditionEvaluator.filesystemFlags(now: facts.flags, before: before)
-        case .ping, .link, .changedLink, .saturation:
+        case .existence, .ping, .link, .changedLink, .saturation:
             // Refused by `warden -t` (Validator.unsupported) until they are implemented.
             return nil
         }
