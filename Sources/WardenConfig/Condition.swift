@@ -52,7 +52,7 @@ public enum Condition: Sendable, Hashable {
     case filesystemFlags
 }
 
-public enum ResourceMetric: String, Sendable, Hashable {
+public enum ResourceMetric: String, Sendable, Hashable, CaseIterable {
     case cpu, totalCPU, cpuUser, cpuSystem, cpuWait, cpuNice, cpuHardIRQ, cpuSoftIRQ, cpuSteal, cpuGuest
     case memory, totalMemory, swap, threads, children
     case loadAverage1, loadAverage5, loadAverage15

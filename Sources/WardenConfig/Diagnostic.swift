@@ -46,6 +46,9 @@ public struct Diagnostic: Sendable, Hashable, Error {
         public static let insecurePermissions = ID(rawValue: "insecure-permissions")
         public static let duplicateSetting = ID(rawValue: "duplicate-setting")
         public static let invalidValue = ID(rawValue: "invalid-value")
+        /// A test warden parses but does not run (or that does not apply to its service).
+        public static let unsupportedTest = ID(rawValue: "unsupported-test")
+        public static let unknownKey = ID(rawValue: "unknown-key")
         public static let tooManyErrors = ID(rawValue: "too-many-errors")
         public static let includedFrom = ID(rawValue: "included-from")
         public static let firstDefined = ID(rawValue: "first-defined")

@@ -335,8 +335,13 @@ extension Parser {
         return value == (bits == 0 ? 0 : UInt32.max << (32 - bits)) ? bits : nil
     }
 
+    static let limitKeys: Set<String> = [
+        "programoutput", "sendexpectbuffer", "filecontentbuffer", "httpcontentbuffer", "networktimeout", "programtimeout",
+        "stoptimeout", "starttimeout", "restarttimeout",
+    ]
+
     private func limits() throws {
-        let options = try keyValueBlock("set limits")
+        let options = try keyValueBlock("set limits", knownKeys: Self.limitKeys)
         var limits = configuration.limits
         for (key, raw) in options {
             let number = Double(raw.prefix { $0.isASCIIDigit || $0 == "." }) ?? 0
@@ -353,7 +358,7 @@ extension Parser {
             case "stoptimeout": limits.stopTimeout = seconds
             case "starttimeout": limits.startTimeout = seconds
             case "restarttimeout": limits.restartTimeout = seconds
-            default: break
+            default: continue  // reported by keyValueBlock
             }
         }
         configuration.limits = limits
@@ -365,7 +370,8 @@ extension Parser {
     }
 
     /// `{ key: value[,] … }` as in `set limits`, `set ssl` and `with ssl { … }`; keys lowercased.
-    func keyValueBlock(_ context: String) throws -> [String: String] {
+    /// `knownKeys`: any other key is an error (a limit misspelt would otherwise silently keep its default).
+    func keyValueBlock(_ context: String, knownKeys: Set<String>? = nil) throws -> [String: String] {
         let open = peek
         guard acceptKind(.leftBrace) != nil else {
             throw fail(.syntax, "expected '{' after '\(context)', found \(open.display)", at: open)
@@ -383,6 +389,12 @@ extension Parser {
                 key.removeLast()
             } else if peek.is(":") {
                 advance()
+            }
+            if let knownKeys, !knownKeys.contains(key) {
+                report(
+                    .error(
+                        .unknownKey, "unknown key '\(key)' in '\(context)'", at: location(of: keyToken), length: key.utf8.count,
+                        hint: suggestion(for: key, among: knownKeys)))
             }
             var values: [String] = []
             while peek.kind == .word || peek.kind == .string, !peek.keyword.hasSuffix(":") {

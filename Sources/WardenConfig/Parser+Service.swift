@@ -140,6 +140,16 @@ extension Parser {
             }
         case "onreboot":
             services[index].service.onReboot = try onReboot()
+        case "ignore":
+            // `ignore content =|!= "REGEX"`: lines the content tests of a file skip.
+            try expect("content", after: "ignore")
+            let op = try comparisonOperator()
+            guard op == .equal || op == .notEqual else {
+                throw fail(.syntax, "'ignore content' takes '=' or '!='", at: peek)
+            }
+            let pattern = try value("a regular expression")
+            try validateRegex(pattern)
+            services[index].service.ignoredContent.append(Comparison(op, pattern.text))
         default:
             break
         }

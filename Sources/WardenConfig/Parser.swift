@@ -130,7 +130,7 @@ final class Parser {
 
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
-        "every", "not", "alert", "noalert", "onreboot", "pass", "serve", "access", "error", "maintenance",
+        "every", "not", "alert", "noalert", "onreboot", "ignore", "pass", "serve", "access", "error", "maintenance",
     ]
 
     static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance"]

@@ -110,6 +110,8 @@ public struct Service: Sendable, Hashable {
     public var stop: ProgramSpec?
     public var restart: ProgramSpec?
     public var rules: [Rule] = []
+    /// `ignore content =|!= "REGEX"`: lines of a file its content tests skip.
+    public var ignoredContent: [Comparison<String>] = []
     public var restartLimits: [RestartLimit] = []
     /// `restart delay MIN to MAX [reset after N]`: how automatic starts of a crashing service space out.
     public var restartBackoff = RestartBackoff()

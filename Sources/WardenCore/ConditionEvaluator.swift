@@ -1,23 +1,51 @@
 import WardenConfig
 import WardenPlatform
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The result of one test of one rule in one cycle.
 struct Outcome: Equatable {
+    /// How results become events.
+    enum Reporting: Equatable {
+        /// monit's failed and succeeded: each is reported once, when the rule's window says it failed or recovered.
+        case transitions
+        /// monit's "changed": every change fires the action again; a cycle without change is silent.
+        case changes
+        /// A content test: every cycle with matching lines fires; the first cycle without recovers.
+        case matches
+    }
+
     var failed: Bool
     var kind: EventKind
     var message: String
+    var reporting = Reporting.transitions
+}
+
+/// What a rule measured in one cycle and the next cycle compares with (rates, "changed" tests, where a
+/// log file was read up to).
+enum Measured: Equatable, Sendable {
+    case counter(Double)
+    case disk(DiskCounters)
+    case cpu(CPUTicks)
+    case text(String)
+    case position(FilePosition)
 }
 
 /// What a file test needs to know of a file: the fields of its `stat`.
 public struct FileFacts: Equatable, Sendable {
     public var modified: WallClock.Time
+    /// The inode's change time (`st_ctime`): with `modified`, what `changed timestamp` watches, as monit.
+    public var statusChanged: WallClock.Time
     public var size: Int64
     public var mode: Int
     public var uid: UInt32
     public var gid: UInt32
 
-    public init(modified: WallClock.Time, size: Int64, mode: Int, uid: UInt32, gid: UInt32) {
+    public init(modified: WallClock.Time, statusChanged: WallClock.Time? = nil, size: Int64, mode: Int, uid: UInt32, gid: UInt32) {
         self.modified = modified
+        self.statusChanged = statusChanged ?? modified
         self.size = size
         self.mode = mode
         self.uid = uid
@@ -66,7 +94,10 @@ enum ConditionEvaluator {
         case .gid(let group):
             let failed = groupID(group) != facts.gid
             return Outcome(failed: failed, kind: .gid, message: failed ? "gid test failed for \(path) -- current gid is \(facts.gid)" : "gid test succeeded")
-        default:
+        case .connection, .resource, .nonexistence, .existence, .changedTimestamp, .changedSize, .changedPID, .changedPPID, .uptime,
+            .programStatus, .changedProgramStatus, .checksum, .changedChecksum, .euid, .content, .ping, .link, .changedLink,
+            .saturation, .filesystemFlags:
+            // Not a test of one stat(2): the supervisor measures and decides these elsewhere.
             return nil
         }
     }
@@ -113,14 +144,12 @@ enum ConditionEvaluator {
     static func resource(
         _ metric: ResourceMetric, _ op: ComparisonOperator, _ quantity: Quantity, metrics: ServiceMetrics, system: SystemSnapshot
     ) -> Outcome? {
-        var limit: Double
-        var unit = ""
+        let limit: Double
         switch quantity {
-        case .percent(let p): limit = p; unit = "%"
-        case .bytes(let b): limit = b; unit = " B"
+        case .percent(let p): limit = p
+        case .bytes(let b): limit = b.rounded()
         case .count(let c): limit = c
-        case .seconds(let s): limit = s; unit = " s"
-        case .rate(let r, let u): limit = r; unit = " \(u)"
+        case .seconds, .rate: return nil  // refused by `warden -t` (ResourceMetric.accepts)
         }
         let memoryTotal = Double(max(1, system.memoryTotalBytes))
         func memory(_ bytes: UInt64?) -> Double? {
@@ -130,7 +159,7 @@ enum ConditionEvaluator {
         }
         let value: Double?
         switch metric {
-        case .cpu, .cpuUser, .cpuSystem: value = metrics.cpuPercent
+        case .cpu: value = metrics.cpuPercent
         case .totalCPU: value = metrics.totalCPUPercent ?? metrics.cpuPercent
         case .memory: value = memory(metrics.memoryBytes ?? (system.memoryTotalBytes - system.memoryAvailableBytes))
         case .totalMemory: value = memory(metrics.totalMemoryBytes ?? metrics.memoryBytes)
@@ -145,16 +174,87 @@ enum ConditionEvaluator {
         case .loadAveragePerCore1: value = system.load1 / Double(max(1, system.cpuCount))
         case .loadAveragePerCore5: value = system.load5 / Double(max(1, system.cpuCount))
         case .loadAveragePerCore15: value = system.load15 / Double(max(1, system.cpuCount))
-        default: value = nil  // issue 22: these metrics are parsed but not measured yet
+        case .cpuUser, .cpuSystem, .cpuWait, .cpuNice, .cpuHardIRQ, .cpuSoftIRQ, .cpuSteal, .cpuGuest, .fileDescriptors,
+            .totalFileDescriptors, .readBytes, .writeBytes, .readOperations, .writeOperations, .diskReadBytes, .diskWriteBytes,
+            .spaceUsage, .inodeUsage, .spaceFree, .inodeFree, .serviceTime, .upload, .download, .totalUpload, .totalDownload:
+            // Measured between cycles or by other means: `ServiceSupervisor.resourceOutcome` sends them elsewhere.
+            value = nil
         }
         guard let value else { return nil }
-        if case .bytes = quantity { limit = limit.rounded() }
         let failed = op.compare(value, limit)
-        let shown = (value * 10).rounded() / 10
-        return Outcome(
-            failed: failed, kind: .resource,
-            message: failed
-                ? "\(metric.rawValue) of \(shown)\(unit) matches resource limit [\(metric.rawValue) \(op.rawValue) \(limit)\(unit)]"
-                : "\(metric.rawValue) check succeeded [current \(metric.rawValue) = \(shown)\(unit)]")
+        let message = monitMessage(metric, quantity, value: value, limit: limit, op: op, failed: failed)
+        return Outcome(failed: failed, kind: .resource, message: message)
+    }
+
+    /// monit's words for the resource tests of `validate.c`: "mem usage of 92.0% matches resource limit
+    /// [mem usage > 90.0%]", "threads check succeeded [current threads = 4]", …
+    static func monitMessage(_ metric: ResourceMetric, _ quantity: Quantity, value: Double, limit: Double, op: ComparisonOperator, failed: Bool) -> String {
+        let isPercent = if case .percent = quantity { true } else { false }
+        let isSize = if case .bytes = quantity { true } else { false }
+        func shown(_ number: Double) -> String {
+            isPercent ? "\(MonitFormat.fixed(number))%" : isSize ? MonitFormat.bytes(number) : MonitFormat.fixed(number)
+        }
+        // The test's name in the failure, in its brackets, and in the success.
+        var (name, bracket, current) = (metric.testName, metric.testName, metric.testName)
+        switch metric {
+        case .cpu: (name, bracket, current) = ("cpu usage", "cpu usage", "cpu usage")
+        case .totalCPU: (name, bracket, current) = ("total cpu usage", "cpu usage", "cpu usage")
+        case .memory: name = isPercent ? "mem usage" : "mem amount"; (bracket, current) = (name, name)
+        case .totalMemory: (name, bracket, current) = ("total mem amount", "total mem amount", "total mem amount")
+        case .swap: name = isPercent ? "swap usage" : "swap amount"; (bracket, current) = (name, name)
+        case .threads, .children:
+            let count = MonitFormat.fixed(value, 0)
+            return failed
+                ? "\(metric.testName) count \(count) matches resource limit [\(metric.testName) \(op.rawValue) \(MonitFormat.fixed(limit, 0))]"
+                : "\(metric.testName) check succeeded [current \(metric.testName) = \(count)]"
+        default: break  // loadavg: its name as it is
+        }
+        return failed
+            ? "\(name) of \(shown(value)) matches resource limit [\(bracket) \(op.rawValue) \(shown(limit))]"
+            : "\(current == bracket ? name : current) check succeeded [current \(current) = \(shown(value))]"
+    }
+}
+
+/// Numbers as monit prints them in its messages.
+enum MonitFormat {
+    /// `value` with `digits` decimals (`%.1f`).
+    static func fixed(_ value: Double, _ digits: Int = 1) -> String {
+        guard value.isFinite else { return "\(value)" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = Int64((abs(value) * scale).rounded())
+        let sign = value < 0 && scaled != 0 ? "-" : ""
+        let whole = scaled / Int64(scale)
+        guard digits > 0 else { return "\(sign)\(whole)" }
+        var fraction = String(scaled % Int64(scale))
+        while fraction.count < digits { fraction = "0" + fraction }
+        return "\(sign)\(whole).\(fraction)"
+    }
+
+    /// monit's `Fmt_bytes2str`: `512 B`, `1.5 kB`, `92.4 MB`, …
+    static func bytes(_ value: Double) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
+        var scaled = value
+        var unit = 0
+        while abs(scaled) >= 1024, unit < units.count - 1 {
+            scaled /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(fixed(scaled, 0)) B" : "\(fixed(scaled)) \(units[unit])"
+    }
+
+    /// A duration given in milliseconds: `4.200 ms`, `1.250 s`.
+    static func milliseconds(_ value: Double) -> String {
+        value < 1000 ? "\(fixed(value, 3)) ms" : "\(fixed(value / 1000, 3)) s"
+    }
+
+    /// monit's `Time_localStr`: `Thu, 03 Dec 2026 08:27:32` in local time.
+    static func date(_ seconds: WallClock.Time) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        localtime_r(&time, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S", &parts)
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

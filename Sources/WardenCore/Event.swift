@@ -32,6 +32,13 @@ public struct Event: Sendable, Codable, Hashable {
     /// monit's event titles: "Does not exist", "Exists", "Connection failed", "Action done", …
     public var title: String {
         switch (kind, state) {
+        // monit's "changed" titles, for the tests that report changes rather than failures.
+        case (.checksum, .changed): "Checksum changed"
+        case (.timestamp, .changed): "Timestamp changed"
+        case (.size, .changed): "Size changed"
+        case (.content, .changed): "Content match"
+        case (.status, .changed): "Status changed"
+        case (.fsflags, .changed): "Filesystem flags changed"
         case (.nonexist, .succeeded), (.exist, .failed): "Exists"
         case (.nonexist, _): "Does not exist"
         case (.connection, .failed): "Connection failed"

@@ -60,6 +60,18 @@ public protocol ProcessInspector: Sendable {
     func groupID(_ name: String) -> gid_t?
     func primaryGroup(of uid: uid_t) -> gid_t?
     func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching
+
+    // What monit's tests measure beyond the process table (issue 22).
+    /// The filesystem a mount point, a block device or a path inside it names.
+    func filesystem(_ target: String) -> FilesystemFacts?
+    func processIO(_ pid: pid_t) -> ProcessIO?
+    func descriptors(of pid: pid_t) -> DescriptorUsage?
+    func identity(of pid: pid_t) -> ProcessIdentity?
+    func systemDescriptors() -> DescriptorUsage?
+    func cpuTicks() -> CPUTicks?
+    func checksum(_ path: String, _ kind: HashKind) -> String?
+    /// The complete lines a file gained after `position` (see `FileContent.appendedLines`).
+    func appendedLines(_ path: String, after position: FilePosition?, lineLimit: Int) -> (lines: [String], position: FilePosition)?
 }
 
 /// Tests a port, a socket or a URL.
@@ -118,8 +130,20 @@ public struct SystemInspector: ProcessInspector {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         return FileFacts(
-            modified: WallClock.Time(info.st_mtim.tv_sec), size: Int64(info.st_size), mode: Int(info.st_mode) & 0o7777,
-            uid: info.st_uid, gid: info.st_gid)
+            modified: WallClock.Time(info.st_mtim.tv_sec), statusChanged: WallClock.Time(info.st_ctim.tv_sec), size: Int64(info.st_size),
+            mode: Int(info.st_mode) & 0o7777, uid: info.st_uid, gid: info.st_gid)
+    }
+
+    public func filesystem(_ target: String) -> FilesystemFacts? { Filesystems.facts(target) }
+    public func processIO(_ pid: pid_t) -> ProcessIO? { ProcessResources.io(pid) }
+    public func descriptors(of pid: pid_t) -> DescriptorUsage? { ProcessResources.descriptors(pid) }
+    public func identity(of pid: pid_t) -> ProcessIdentity? { ProcessResources.identity(pid) }
+    public func systemDescriptors() -> DescriptorUsage? { ProcessResources.systemDescriptors() }
+    public func cpuTicks() -> CPUTicks? { ProcessResources.cpuTicks() }
+    public func checksum(_ path: String, _ kind: HashKind) -> String? { FileContent.checksum(path, kind) }
+
+    public func appendedLines(_ path: String, after position: FilePosition?, lineLimit: Int) -> (lines: [String], position: FilePosition)? {
+        FileContent.appendedLines(path, after: position, lineLimit: lineLimit)
     }
 
     public func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching {

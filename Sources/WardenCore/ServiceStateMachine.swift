@@ -79,6 +79,14 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     private(set) var recentEvents: [Event] = []
     /// `every N cycles`: cycles left until the next check.
     private var skipCycles = 0
+    /// What each rule (by index) measured in its last cycle, for rates and "changed" tests: they compare
+    /// with it from the second cycle on, as in monit.
+    var previous: [Int: Sample] = [:]
+
+    struct Sample: Equatable {
+        var value: Measured
+        var at: Instant
+    }
 
     init(config: WardenConfig.Service) {
         self.config = config
@@ -90,6 +98,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     mutating func reconfigure(_ new: WardenConfig.Service) {
         guard new != config else { return }
         if new.rules.count != config.rules.count { rules = Array(repeating: RuleState(), count: new.rules.count) }
+        // Rules may have moved: a figure kept for rule N may not be rule N's any more.
+        previous = [:]
         config = new
     }
 
@@ -154,9 +164,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             pid = process.pid
             processStartTicks = process.startTime
             startedAt = startDate
-            // CPU is a difference between two samples of the same process.
+            // CPU, I/O rates and the parent are compared between two samples of the same process.
             lastCPUTicks = nil
             lastCPUSample = nil
+            previous = [:]
             actions.append(.watch(process.pid))
         }
         if failures[.nonexist] != nil || monitor == .initializing && wasUnknown {
@@ -320,13 +331,22 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     mutating func ruleEvaluated(_ index: Int, _ outcome: Outcome, now: Instant, cycle: Int) -> [Action] {
         guard rules.indices.contains(index), config.rules.indices.contains(index) else { return [] }
         let rule = config.rules[index]
-        switch rules[index].record(failed: outcome.failed, window: rule.window) {
-        case .none:
+        let wasFailing = rules[index].failing
+        let transition = rules[index].record(failed: outcome.failed, window: rule.window)
+        // monit's "changed" state fires on every change (and a content test on every cycle that matches),
+        // not only on the first one.
+        let again = outcome.reporting != .transitions && outcome.failed && wasFailing && transition == .none
+        switch transition {
+        case .none where !again:
             return []
-        case .failed:
-            failures[outcome.kind] = outcome.message
-            return [.log(.error, outcome.message), .emit(outcome.kind, .failed, outcome.message, action: rule.action.name)]
+        case .none, .failed:
+            if outcome.reporting != .changes { failures[outcome.kind] = outcome.message }
+            let state: Event.State = outcome.reporting == .transitions ? .failed : .changed
+            return [.log(.error, outcome.message), .emit(outcome.kind, state, outcome.message, action: rule.action.name)]
                 + perform(rule.action, event: outcome.kind, message: outcome.message, now: now, cycle: cycle)
+        case .recovered where outcome.reporting == .changes:
+            // A "changed" test has no recovery in monit's grammar: no change is not news.
+            return []
         case .recovered:
             failures[outcome.kind] = nil
             var actions: [Action] = [
@@ -375,15 +395,19 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// `check file|directory|fifo`: whether the path exists; the rules run only when it does.
     mutating func pathChecked(exists: Bool) -> [Action] {
         let noun = config.kind.displayName.lowercased()
+        // monit's words; a filesystem is missing when its statistics cannot be read.
+        var (missing, found) = ("\(noun) doesn't exist", "\(noun) exists")
+        if case .filesystem(let target) = config.kind {
+            (missing, found) = ("unable to read filesystem '\(target)' state", "succeeded getting filesystem statistics for '\(target)'")
+        }
         if !exists {
             guard failures[.nonexist] == nil else { return [] }
-            let message = "\(noun) doesn't exist"
-            failures[.nonexist] = message
-            return [.log(.error, message), .emit(.nonexist, .failed, message, action: "alert")]
+            failures[.nonexist] = missing
+            return [.log(.error, missing), .emit(.nonexist, .failed, missing, action: "alert")]
         }
         guard failures[.nonexist] != nil else { return [] }
         failures[.nonexist] = nil
-        return [.emit(.nonexist, .succeeded, "\(noun) exists", action: "alert")]
+        return [.emit(.nonexist, .succeeded, found, action: "alert")]
     }
 
     /// `check program`: the program ran (its status and output are then tested by the rules) or not.

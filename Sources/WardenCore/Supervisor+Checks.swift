@@ -29,7 +29,10 @@ extension ServiceSupervisor {
         case .file(let path), .directory(let path), .fifo(let path):
             await carryOut(services[name]?.pathChecked(exists: inspector.file(path) != nil) ?? [], for: name)
             if services[name]?.failures[.nonexist] == nil { await evaluateRules(name) }
-        case .host, .system, .filesystem, .network:
+        case .filesystem(let target):
+            await carryOut(services[name]?.pathChecked(exists: inspector.filesystem(target) != nil) ?? [], for: name)
+            if services[name]?.failures[.nonexist] == nil { await evaluateRules(name) }
+        case .host, .system, .network:
             await evaluateRules(name)
         }
         services[name]?.checkEnded(now: clock.now)
@@ -80,38 +83,156 @@ extension ServiceSupervisor {
         guard let config = services[name]?.config else { return }
         for (index, rule) in config.rules.enumerated() {
             guard services[name]?.monitor != .notMonitored else { return }
-            guard let outcome = await evaluate(rule.condition, of: name) else { continue }
+            guard let outcome = await evaluate(rule.condition, rule: index, of: name) else { continue }
             await carryOut(services[name]?.ruleEvaluated(index, outcome, now: clock.now, cycle: cycle) ?? [], for: name)
         }
     }
 
-    /// nil when the condition does not apply now (e.g. a connection test in a start's grace period).
-    func evaluate(_ condition: Condition, of name: String) async -> Outcome? {
+    /// nil when the condition does not apply now (e.g. a connection test in a start's grace period, a
+    /// rate or "changed" test in its first cycle). Each case is decided: none is ignored by a `default`.
+    func evaluate(_ condition: Condition, rule index: Int, of name: String) async -> Outcome? {
         guard let machine = services[name] else { return nil }
+        let kind = machine.config.kind
         switch condition {
         case .connection(let test):
             return await connectionOutcome(test, of: name)
         case .resource(let metric, let op, let quantity):
-            return ConditionEvaluator.resource(metric, op, quantity, metrics: machine.metrics, system: inspector.system())
+            return resourceOutcome(metric, op, quantity, rule: index, of: name)
         case .uptime(let op, let seconds):
-            return ConditionEvaluator.uptime(op, seconds, startedAt: machine.startedAt, now: WallClock.now(), service: machine.config.name)
+            let startedAt = kind == .system ? WallClock.now() - inspector.system().uptimeSeconds : machine.startedAt
+            return ConditionEvaluator.uptime(op, seconds, startedAt: startedAt, now: WallClock.now(), service: machine.config.name)
         case .programStatus(let op, let expected):
             return ConditionEvaluator.programStatus(op, expected, metrics: machine.metrics)
-        case .timestamp, .size, .permission, .uid, .gid, .existence, .nonexistence:
-            switch machine.config.kind {
-            case .file(let path), .directory(let path), .fifo(let path):
-                guard let facts = inspector.file(path) else { return nil }
-                return ConditionEvaluator.file(
-                    condition, path: path, facts: facts, now: WallClock.now(), userID: inspector.userID, groupID: inspector.groupID)
-            default:
-                return nil
+        case .changedProgramStatus:
+            guard let status = machine.metrics.programStatus else { return nil }
+            guard case .counter(let before)? = exchange(.counter(Double(status)), rule: index, of: name)?.value else { return nil }
+            return ConditionEvaluator.changedStatus(status, before: Int(before), output: machine.metrics.programOutput ?? "")
+        case .uid(let user) where kind.isProcess, .gid(let user) where kind.isProcess:
+            guard let pid = machine.pid, let identity = inspector.identity(of: pid) else { return nil }
+            if case .uid = condition {
+                return ConditionEvaluator.identity("uid", kind: .uid, current: identity.uid, expected: userID(user), service: name)
             }
-        default:
-            // changed pid is decided when a process is found; other tests (checksum, network, filesystem)
-            // are parsed but not run.
+            return ConditionEvaluator.identity("gid", kind: .gid, current: identity.gid, expected: groupID(user), service: name)
+        case .euid(let user):
+            guard let pid = machine.pid, let identity = inspector.identity(of: pid) else { return nil }
+            return ConditionEvaluator.identity("euid", kind: .uid, current: identity.euid, expected: userID(user), service: name)
+        case .changedPID, .nonexistence:
+            // Decided when the process or path is looked for (`check`), before the rules run.
+            return nil
+        case .changedPPID:
+            guard let pid = machine.pid, let process = inspector.process(pid) else { return nil }
+            guard case .counter(let before)? = exchange(.counter(Double(process.parentPID)), rule: index, of: name)?.value else { return nil }
+            return ConditionEvaluator.changedParent(process.parentPID, before: pid_t(before))
+        case .timestamp, .size, .permission, .uid, .gid:
+            var path = kind.statPath
+            if case .filesystem(let target) = kind { path = inspector.filesystem(target)?.mountPoint }
+            guard let path, let facts = inspector.file(path) else { return nil }
+            return ConditionEvaluator.file(
+                condition, path: path, facts: facts, now: WallClock.now(), userID: inspector.userID, groupID: inspector.groupID)
+        case .changedTimestamp:
+            guard let path = kind.statPath, let facts = inspector.file(path) else { return nil }
+            let stamp = max(facts.modified, facts.statusChanged)
+            let before = exchange(.counter(stamp), rule: index, of: name)
+            guard case .counter(let previous)? = before?.value else { return nil }
+            return ConditionEvaluator.changedTimestamp(path: path, facts: facts, before: previous)
+        case .changedSize:
+            guard case .file(let path) = kind, let facts = inspector.file(path) else { return nil }
+            guard case .counter(let before)? = exchange(.counter(Double(facts.size)), rule: index, of: name)?.value else { return nil }
+            return ConditionEvaluator.changedSize(path: path, size: facts.size, before: Int64(before))
+        case .checksum(let expected, let hash):
+            guard case .file(let path) = kind, let digest = inspector.checksum(path, ConditionEvaluator.hashKind(named: hash, expected: expected))
+            else { return nil }
+            // Without `expect`, the digest warden first saw is the one the file must keep, as in monit.
+            if let expected { return ConditionEvaluator.checksum(digest, expected: expected) }
+            guard case .text(let first)? = machine.previous[index]?.value else {
+                services[name]?.previous[index] = .init(value: .text(digest), at: clock.now)
+                return ConditionEvaluator.checksum(digest, expected: digest)
+            }
+            return ConditionEvaluator.checksum(digest, expected: first)
+        case .changedChecksum:
+            guard case .file(let path) = kind, let digest = inspector.checksum(path, .md5) else { return nil }
+            guard case .text(let before)? = exchange(.text(digest), rule: index, of: name)?.value else { return nil }
+            return ConditionEvaluator.changedChecksum(digest, before: before)
+        case .content(let op, let pattern):
+            guard case .file(let path) = kind else { return nil }
+            let limit = configuration.limits.fileContentBuffer
+            var position: FilePosition?
+            if case .position(let last)? = machine.previous[index]?.value { position = last }
+            guard let appended = inspector.appendedLines(path, after: position, lineLimit: limit) else { return nil }
+            services[name]?.previous[index] = .init(value: .position(appended.position), at: clock.now)
+            // The first cycle only finds the end of the file: what was there before warden is not news.
+            guard position != nil else { return nil }
+            return ConditionEvaluator.content(op, pattern, lines: appended.lines, ignored: machine.config.ignoredContent, limit: limit)
+        case .filesystemFlags:
+            guard case .filesystem(let target) = kind, let facts = inspector.filesystem(target) else { return nil }
+            guard case .text(let before)? = exchange(.text(facts.flags), rule: index, of: name)?.value else { return nil }
+            return ConditionEvaluator.filesystemFlags(now: facts.flags, before: before)
+        case .existence, .ping, .link, .changedLink, .saturation:
+            // Refused by `warden -t` (Validator.unsupported) until they are implemented.
             return nil
         }
     }
+
+    /// `check process|system|filesystem` resource rules: each metric from where it is measured.
+    private func resourceOutcome(_ metric: ResourceMetric, _ op: ComparisonOperator, _ quantity: Quantity, rule index: Int, of name: String) -> Outcome? {
+        guard let machine = services[name] else { return nil }
+        let kind = machine.config.kind
+        switch metric {
+        case .cpu, .cpuUser, .cpuSystem, .cpuWait, .cpuNice, .cpuHardIRQ, .cpuSoftIRQ, .cpuSteal, .cpuGuest:
+            guard kind == .system else {
+                return ConditionEvaluator.resource(metric, op, quantity, metrics: machine.metrics, system: inspector.system())
+            }
+            guard let ticks = inspector.cpuTicks() else { return nil }
+            guard case .cpu(let before)? = exchange(.cpu(ticks), rule: index, of: name)?.value else { return nil }
+            return ConditionEvaluator.systemCPU(metric, op, quantity, now: ticks, before: before)
+        case .totalCPU, .memory, .totalMemory, .swap, .threads, .children, .loadAverage1, .loadAverage5, .loadAverage15,
+            .loadAveragePerCore1, .loadAveragePerCore5, .loadAveragePerCore15:
+            return ConditionEvaluator.resource(metric, op, quantity, metrics: machine.metrics, system: inspector.system())
+        case .fileDescriptors, .totalFileDescriptors:
+            if kind == .system {
+                return inspector.systemDescriptors().flatMap { ConditionEvaluator.descriptors(op, quantity, usage: $0, total: false) }
+            }
+            guard let pid = machine.pid, var usage = inspector.descriptors(of: pid) else { return nil }
+            if metric == .totalFileDescriptors {
+                for child in ProcessTable.descendants(of: pid, in: inspector.allProcesses()) {
+                    usage.open += inspector.descriptors(of: child.pid)?.open ?? 0
+                }
+            }
+            return ConditionEvaluator.descriptors(op, quantity, usage: usage, total: metric == .totalFileDescriptors)
+        case .readBytes, .writeBytes, .readOperations, .writeOperations, .diskReadBytes, .diskWriteBytes, .serviceTime:
+            if case .filesystem(let target) = kind {
+                guard let io = inspector.filesystem(target)?.io, let before = exchange(.disk(io), rule: index, of: name),
+                    case .disk(let counters) = before.value
+                else { return nil }
+                if metric == .serviceTime { return ConditionEvaluator.serviceTime(op, quantity, now: io, before: counters) }
+                return ConditionEvaluator.diskRate(metric, op, quantity, now: io, before: counters, seconds: before.seconds)
+            }
+            guard let pid = machine.pid, let io = inspector.processIO(pid), let counter = ConditionEvaluator.counter(metric, quantity, of: io),
+                let before = exchange(.counter(Double(counter)), rule: index, of: name), case .counter(let previous) = before.value
+            else { return nil }
+            return ConditionEvaluator.processRate(metric, op, quantity, now: counter, before: UInt64(previous), seconds: before.seconds)
+        case .spaceUsage, .inodeUsage, .spaceFree, .inodeFree:
+            guard case .filesystem(let target) = kind, let facts = inspector.filesystem(target) else { return nil }
+            return ConditionEvaluator.filesystem(metric, op, quantity, facts: facts)
+        case .upload, .download, .totalUpload, .totalDownload:
+            // Refused by `warden -t` (Validator.unsupported) until network tests exist.
+            return nil
+        }
+    }
+
+    /// Keeps this cycle's figure for the rule and returns the last cycle's, with the seconds between them.
+    private func exchange(_ value: Measured, rule index: Int, of name: String) -> (value: Measured, seconds: Double)? {
+        let now = clock.now
+        let before = services[name]?.previous[index]
+        services[name]?.previous[index] = .init(value: value, at: now)
+        guard let before else { return nil }
+        let elapsed = before.at.duration(to: now)
+        return (before.value, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    /// A rule's user or group, by name or number as monit takes it.
+    private func userID(_ user: String) -> UInt32? { UInt32(user) ?? inspector.userID(user) }
+    private func groupID(_ group: String) -> UInt32? { UInt32(group) ?? inspector.groupID(group) }
 
     private func connectionOutcome(_ test: ConnectionTest, of name: String) async -> Outcome? {
         guard let machine = services[name] else { return nil }
@@ -200,5 +321,21 @@ enum RegexSearch {
         guard regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB) == 0 else { return false }
         defer { regfree(&regex) }
         return regexec(&regex, text, 0, nil, 0) == 0
+    }
+}
+
+extension WardenConfig.Service.Kind {
+    var isProcess: Bool {
+        if case .process = self { return true }
+        return false
+    }
+
+    /// The path a stat(2) test (timestamp, size, permission, uid, gid) reads; a filesystem's is its
+    /// mount point, which only a measurement finds.
+    var statPath: String? {
+        switch self {
+        case .file(let path), .directory(let path), .fifo(let path): path
+        case .filesystem, .process, .program, .host, .system, .network: nil
+        }
     }
 }

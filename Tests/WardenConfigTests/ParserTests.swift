@@ -184,7 +184,6 @@ struct ParserTests {
             check filesystem root with path /
               if space usage > 90% then alert
             check network lo with interface lo
-              if link down then alert
             """)
         let backup = try #require(config.service(named: "backup"))
         #expect(backup.kind == .program(ProgramSpec(arguments: ["/bin/sh", "-c", "exit 0"], timeout: 600)))

@@ -69,7 +69,10 @@ struct RealInputTests {
     func debianControlFileParses(_ path: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
         let result = load(path)
-        #expect(!result.diagnostics.hasErrors, "\(result.renderedDiagnostics())")
+        // Debian's files test ssh, mysql, smtp, … by protocol: refused until warden speaks them (issue 22),
+        // which must be the only errors.
+        #expect(!result.diagnostics.contains { $0.severity == .error && $0.id != .unsupportedTest }, "\(result.renderedDiagnostics())")
+        #expect(result.diagnostics.allSatisfy { $0.id != .unsupportedTest || $0.message.hasPrefix("'protocol ") }, "\(result.renderedDiagnostics())")
         if path.hasSuffix("/nginx") {
             let nginx = try #require(result.configuration?.service(named: "nginx"))
             #expect(nginx.dependencies == ["nginx_bin", "nginx_rc"])

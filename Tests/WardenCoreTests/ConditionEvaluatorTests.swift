@@ -13,10 +13,10 @@ struct ConditionEvaluatorTests {
         var metrics = ServiceMetrics()
         metrics.memoryBytes = 920
         let failed = try #require(ConditionEvaluator.resource(.memory, .greater, .percent(90), metrics: metrics, system: system))
-        #expect(failed == Outcome(failed: true, kind: .resource, message: "memory of 92.0% matches resource limit [memory > 90.0%]"))
+        #expect(failed == Outcome(failed: true, kind: .resource, message: "mem usage of 92.0% matches resource limit [mem usage > 90.0%]"))
         metrics.memoryBytes = 500
         let passed = try #require(ConditionEvaluator.resource(.memory, .greater, .percent(90), metrics: metrics, system: system))
-        #expect(passed.message == "memory check succeeded [current memory = 50.0%]")
+        #expect(passed.message == "mem usage check succeeded [current mem usage = 50.0%]")
         #expect(!passed.failed)
     }
 
@@ -28,7 +28,24 @@ struct ConditionEvaluatorTests {
     @Test func loadPerCoreDividesByTheCores() throws {
         let outcome = try #require(ConditionEvaluator.resource(.loadAveragePerCore1, .greater, .count(1.4), metrics: ServiceMetrics(), system: system))
         #expect(outcome.failed, "3 over 2 cores is 1.5")
-        #expect(outcome.message == "loadAveragePerCore1 of 1.5 matches resource limit [loadAveragePerCore1 > 1.4]")
+        #expect(outcome.message == "loadavg per core (1min) of 1.5 matches resource limit [loadavg per core (1min) > 1.4]")
+    }
+
+    @Test func messagesAreMonits() throws {
+        var metrics = ServiceMetrics()
+        metrics.cpuPercent = 12.34
+        metrics.totalCPUPercent = 50
+        metrics.threads = 7
+        metrics.memoryBytes = 3 << 20
+        func message(_ metric: ResourceMetric, _ op: ComparisonOperator, _ quantity: Quantity) throws -> String {
+            try #require(ConditionEvaluator.resource(metric, op, quantity, metrics: metrics, system: system)).message
+        }
+        #expect(try message(.cpu, .greater, .percent(10)) == "cpu usage of 12.3% matches resource limit [cpu usage > 10.0%]")
+        #expect(try message(.totalCPU, .greater, .percent(90)) == "total cpu usage check succeeded [current cpu usage = 50.0%]")
+        #expect(try message(.memory, .greater, .bytes(1_048_576)) == "mem amount of 3.0 MB matches resource limit [mem amount > 1.0 MB]")
+        #expect(try message(.threads, .greater, .count(5)) == "threads count 7 matches resource limit [threads > 5]")
+        #expect(try message(.threads, .greater, .count(50)) == "threads check succeeded [current threads = 7]")
+        #expect(try message(.loadAverage5, .greater, .count(1)) == "loadavg (5min) of 2.0 matches resource limit [loadavg (5min) > 1.0]")
     }
 
     @Test func aCPUTestWithoutASecondSampleDoesNotApply() {

@@ -93,6 +93,15 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         var wallNow: Double = 1_000_000
         var spawned: [[String]] = []
         var signals: [(pid: pid_t, signal: Int32)] = []
+        var filesystems: [String: FilesystemFacts] = [:]
+        var processIO: [pid_t: ProcessIO] = [:]
+        var descriptors: [pid_t: DescriptorUsage] = [:]
+        var identities: [pid_t: ProcessIdentity] = [:]
+        var systemDescriptors: DescriptorUsage?
+        var cpuTicks: CPUTicks?
+        var checksums: [String: String] = [:]
+        /// A file's lines, for content tests: appended lines are those past the last position read.
+        var lines: [String: [String]] = [:]
     }
 
     private let state = Mutex(State())
@@ -243,6 +252,33 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         SystemSnapshot(
             load1: 0, load5: 0, load15: 0, memoryTotalBytes: 1 << 30, memoryAvailableBytes: 1 << 29, swapTotalBytes: 0, swapFreeBytes: 0,
             uptimeSeconds: 100, cpuCount: 2, cpuTotalTicks: 0, cpuIdleTicks: 0)
+    }
+
+    // What issue 22's tests measure, as the test says it is.
+    public func setFilesystem(_ target: String, _ facts: FilesystemFacts?) { state.withLock { $0.filesystems[target] = facts } }
+    public func setProcessIO(_ pid: pid_t, _ io: ProcessIO?) { state.withLock { $0.processIO[pid] = io } }
+    public func setDescriptors(_ pid: pid_t, _ usage: DescriptorUsage?) { state.withLock { $0.descriptors[pid] = usage } }
+    public func setIdentity(_ pid: pid_t, _ identity: ProcessIdentity?) { state.withLock { $0.identities[pid] = identity } }
+    public func setSystemDescriptors(_ usage: DescriptorUsage?) { state.withLock { $0.systemDescriptors = usage } }
+    public func setCPUTicks(_ ticks: CPUTicks?) { state.withLock { $0.cpuTicks = ticks } }
+    public func setChecksum(_ path: String, _ digest: String?) { state.withLock { $0.checksums[path] = digest } }
+    public func appendLines(_ path: String, _ lines: [String]) { state.withLock { $0.lines[path, default: []] += lines } }
+
+    public func filesystem(_ target: String) -> FilesystemFacts? { state.withLock { $0.filesystems[target] } }
+    public func processIO(_ pid: pid_t) -> ProcessIO? { state.withLock { $0.processIO[pid] } }
+    public func descriptors(of pid: pid_t) -> DescriptorUsage? { state.withLock { $0.descriptors[pid] } }
+    public func identity(of pid: pid_t) -> ProcessIdentity? { state.withLock { $0.identities[pid] } }
+    public func systemDescriptors() -> DescriptorUsage? { state.withLock { $0.systemDescriptors } }
+    public func cpuTicks() -> CPUTicks? { state.withLock { $0.cpuTicks } }
+    public func checksum(_ path: String, _ kind: HashKind) -> String? { state.withLock { $0.checksums[path] } }
+
+    /// Positions count lines, not bytes; the first read starts at the end, as the real one does.
+    public func appendedLines(_ path: String, after position: FilePosition?, lineLimit: Int) -> (lines: [String], position: FilePosition)? {
+        state.withLock { state in
+            guard let lines = state.lines[path] else { return nil }
+            let start = position.map { Int($0.offset) } ?? lines.count
+            return (Array(lines[min(start, lines.count)...]), FilePosition(inode: 1, offset: UInt64(lines.count)))
+        }
     }
 
     public func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching {
