@@ -53,12 +53,13 @@ enum XMLStatus {
             type: service.monitType, name: service.name, collected: service.lastCheck ?? now, status: statusBits(service),
             monitor: monitorValue(service), mode: service.mode, pending: service.busy)
         if let pid = service.pid {
-            let process = ProcFiles(pid: pid)
-            xml += "<pid>\(pid)</pid><ppid>\(process.status("PPid").first ?? -1)</ppid>"
-            let uids = process.status("Uid")
-            xml += "<uid>\(uids.first ?? -1)</uid><euid>\(uids.dropFirst().first ?? -1)</euid><gid>\(process.status("Gid").first ?? -1)</gid>"
+            let process = ProcessTable.snapshot(pid)
+            let identity = ProcessResources.identity(pid)
+            xml += "<pid>\(pid)</pid><ppid>\(process.map { Int($0.parentPID) } ?? -1)</ppid>"
+            xml += "<uid>\(identity.map { Int($0.uid) } ?? -1)</uid><euid>\(identity.map { Int($0.euid) } ?? -1)</euid>"
+            xml += "<gid>\(identity.map { Int($0.gid) } ?? -1)</gid>"
             xml += "<uptime>\(Int(service.uptimeSeconds ?? 0))</uptime>"
-            xml += "<threads>\(service.metrics.threads ?? process.status("Threads").first ?? 0)</threads>"
+            xml += "<threads>\(service.metrics.threads ?? process?.threads ?? 0)</threads>"
             xml += "<children>\(service.metrics.children ?? 0)</children>"
             let kilobytes = (service.metrics.memoryBytes ?? 0) / 1024
             let totalKilobytes = (service.metrics.totalMemoryBytes ?? service.metrics.memoryBytes ?? 0) / 1024
@@ -67,17 +68,24 @@ enum XMLStatus {
             xml += "<memory><percent>\(Pages.format(percent))</percent><percenttotal>\(Pages.format(percentTotal))</percenttotal>"
             xml += "<kilobyte>\(kilobytes)</kilobyte><kilobytetotal>\(totalKilobytes)</kilobytetotal></memory>"
             xml += "<cpu><percent>\(Pages.format(service.metrics.cpuPercent ?? 0))</percent><percenttotal>\(Pages.format(service.metrics.totalCPUPercent ?? service.metrics.cpuPercent ?? 0))</percenttotal></cpu>"
-            let open = process.openFiles
-            let limits = process.openFilesLimit
+            let descriptors = ProcessResources.descriptors(pid)
+            let open = descriptors?.open ?? 0
+            // "unlimited" is -1, as monit prints it.
+            let soft = descriptors?.limit.map { Int($0) } ?? -1
+            let hard = descriptors?.hardLimit.map { Int($0) } ?? -1
             xml += "<filedescriptors><open>\(open)</open><opentotal>\(open)</opentotal>"
-            xml += "<limit><soft>\(limits.soft)</soft><hard>\(limits.hard)</hard></limit></filedescriptors>"
+            xml += "<limit><soft>\(soft)</soft><hard>\(hard)</hard></limit></filedescriptors>"
             // Totals from /proc/PID/io; `count` is monit's per-second rate between cycles, which
             // warden does not sample, so it is 0.
-            let io = process.io
-            for (direction, generic, bytes, operations) in [("read", "rchar", "read_bytes", "syscr"), ("write", "wchar", "write_bytes", "syscw")] {
+            let io = ProcessResources.io(pid)
+            let directions: [(String, [(String, UInt64?)])] = [
+                ("read", [("bytesgeneric", io?.readBytes), ("bytes", io?.diskReadBytes), ("operations", io?.readOperations)]),
+                ("write", [("bytesgeneric", io?.writeBytes), ("bytes", io?.diskWriteBytes), ("operations", io?.writeOperations)]),
+            ]
+            for (direction, totals) in directions {
                 xml += "<\(direction)>"
-                for (element, key) in [("bytesgeneric", generic), ("bytes", bytes), ("operations", operations)] {
-                    xml += "<\(element)><count>0</count><total>\(io[key] ?? 0)</total></\(element)>"
+                for (element, total) in totals {
+                    xml += "<\(element)><count>0</count><total>\(total ?? 0)</total></\(element)>"
                 }
                 xml += "</\(direction)>"
             }
@@ -133,9 +141,10 @@ enum XMLStatus {
         mode: String = "active", pending: Bool = false
     ) -> String {
         var xml = head(type: 5, name: name, collected: collected ?? now, status: status, monitor: monitor, mode: mode, pending: pending)
-        let descriptors = (ProcFiles.read("/proc/sys/fs/file-nr") ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init)
-        xml += "<filedescriptors><allocated>\(descriptors.first ?? "0")</allocated><unused>\(descriptors.dropFirst().first ?? "0")</unused>"
-        xml += "<maximum>\(descriptors.dropFirst(2).first ?? "0")</maximum></filedescriptors>"
+        let descriptors = ProcessResources.systemDescriptors()
+        // Linux has counted no unused handles (file-nr's second field is 0) since 2.6.
+        xml += "<filedescriptors><allocated>\(descriptors?.open ?? 0)</allocated><unused>0</unused>"
+        xml += "<maximum>\(descriptors?.limit ?? 0)</maximum></filedescriptors>"
         xml += "<system><load><avg01>\(load(system.load1))</avg01><avg05>\(load(system.load5))</avg05><avg15>\(load(system.load15))</avg15></load>"
         xml += "<cpu>"
         let shares = CPUShares.sample()

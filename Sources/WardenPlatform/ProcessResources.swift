@@ -31,10 +31,13 @@ public struct DescriptorUsage: Sendable, Hashable {
     public var open: UInt64
     /// The lower of the soft and hard limits (monit's), nil when unlimited or unknown.
     public var limit: UInt64?
+    /// A process's hard limit, which monit's XML status shows beside the soft one.
+    public var hardLimit: UInt64?
 
-    public init(open: UInt64, limit: UInt64?) {
+    public init(open: UInt64, limit: UInt64?, hardLimit: UInt64? = nil) {
         self.open = open
         self.limit = limit
+        self.hardLimit = hardLimit
     }
 }
 
@@ -105,14 +108,14 @@ public enum ProcessResources {
         while let entry = readdir(directory) {
             if entry.pointee.d_name.0 != 46 { open += 1 }  // not "." or ".."
         }
-        var limit: UInt64?
-        if let limits = ProcessTable.readSmallFile("/proc/\(pid)/limits"),
-            let line = limits.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") })
+        var limits: [UInt64?] = [nil, nil]
+        if let text = ProcessTable.readSmallFile("/proc/\(pid)/limits"),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") })
         {
-            let numbers = line.dropFirst("Max open files".count).split(separator: " ").prefix(2).compactMap { UInt64($0) }
-            limit = numbers.min()
+            // Soft, then hard; "unlimited" reads as nil.
+            limits = line.dropFirst("Max open files".count).split(separator: " ").prefix(2).map { UInt64($0) }
         }
-        return DescriptorUsage(open: open, limit: limit)
+        return DescriptorUsage(open: open, limit: limits.compactMap { $0 }.min(), hardLimit: limits.last ?? nil)
     }
 
     public static func identity(_ pid: pid_t) -> ProcessIdentity? {
