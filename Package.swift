@@ -62,6 +62,7 @@ let package = Package(
         .target(
             name: "WardenHTTP",
             dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
                 "WardenConfig", "WardenCore", "WardenPlatform", "CWardenShims",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Metrics", package: "swift-metrics"),
