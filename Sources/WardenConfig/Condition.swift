@@ -76,6 +76,17 @@ public struct ConnectionTest: Sendable, Hashable {
     /// Seconds; monit's default is 5 (`networkTimeout`).
     public var timeout: Int?
     public var retry: Int?
+    /// monit's generic dialogue (`send "…" expect "…"`), in order.
+    public var dialogue: [DialogueStep] = []
+    /// `certificate valid > N days` on a TLS connection.
+    public var certificateMinimumDays: Int?
+
+    /// One step of a generic dialogue: a string to send (escapes such as `\r\n` and `\0x00` as monit
+    /// has them), or a POSIX extended regex the answer must match.
+    public enum DialogueStep: Sendable, Hashable {
+        case send(String)
+        case expect(String)
+    }
 
     public init(target: Target) { self.target = target }
 }

@@ -354,6 +354,8 @@ extension Parser {
             } else if accept("status") {
                 let op = try comparisonOperator()
                 check.status = Comparison(op, try integer("an HTTP status", range: 100...999))
+            } else if accept("certificate") {
+                test.certificateMinimumDays = try certificateValidity()
             } else {
                 break
             }
@@ -391,6 +393,18 @@ extension Parser {
                 test.retry = try integer("a number of retries", range: 0...100)
             } else if accept(any: ["ipv4", "ipv6"]) != nil {
                 continue
+            } else if let step = accept(any: ["send", "expect"]) {
+                // monit's generic protocol: the dialogue alone makes it (`port 4001 send "…" expect "…"`).
+                let text = try value(step.is("send") ? "a string to send" : "a regular expression")
+                if step.is("send") {
+                    test.dialogue.append(.send(text.text))
+                } else {
+                    try validateRegex(text)
+                    test.dialogue.append(.expect(text.text))
+                }
+                if test.proto == .generic { test.proto = .named("generic") }
+            } else if accept("certificate") {
+                test.certificateMinimumDays = try certificateValidity()
             } else if case .http(var check) = test.proto, try httpOption(&check) {
                 test.proto = .http(check)
             } else {
@@ -428,6 +442,18 @@ extension Parser {
             }
             return .named(name.keyword)
         }
+    }
+
+    /// `valid > N days` after `certificate`: the days the server's certificate must still be valid for.
+    private func certificateValidity() throws -> Int {
+        try expect("valid", after: "certificate")
+        let op = try comparisonOperator()
+        guard op == .greater || op == .greaterOrEqual else {
+            throw fail(.syntax, "'certificate valid' takes '>' and a number of days", at: peek)
+        }
+        let days = try integer("a number of days", range: 1...100_000)
+        _ = accept(any: ["day", "days"])
+        return op == .greater ? days : days - 1
     }
 
     /// One HTTP protocol option; false when the next token is not one.
