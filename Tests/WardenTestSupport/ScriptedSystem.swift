@@ -277,4 +277,14 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         let open = probe(request.port)
         return (ProbeResult(succeeded: open, message: open ? "HTTP status 200" : "connection refused", responseTime: .milliseconds(1), status: open ? 200 : nil), "")
     }
+
+    /// A scripted port speaks every protocol while it is open.
+    public func check(_ request: ProtocolCheckRequest) async -> ProbeResult {
+        switch request.target {
+        case .tcp(_, let port), .udp(_, let port):
+            return await connect(host: "127.0.0.1", port: port, timeout: request.timeout)
+        case .unixSocket(let path):
+            return await connect(unixSocket: path, timeout: request.timeout)
+        }
+    }
 }
