@@ -69,6 +69,8 @@ public protocol ConnectionProber: Sendable {
     func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String)
     /// Speaks a protocol other than HTTP as monit does: a handshake, not a bare connect.
     func check(_ request: ProtocolCheckRequest) async -> ProbeResult
+    /// ICMP echo to a host.
+    func ping(_ request: PingRequest) async -> ProbeResult
 }
 
 extension ConnectionProbe: ConnectionProber {}
