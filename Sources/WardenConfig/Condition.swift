@@ -109,8 +109,15 @@ public struct HTTPURL: Sendable, Hashable, Codable, CustomStringConvertible {
 public enum ConnectionProtocol: Sendable, Hashable {
     case generic
     case http(HTTPCheck)
-    /// Protocols monit speaks that warden checks as a plain connection (mysql, smtp, ssh, …).
+    /// Another protocol of monit's, by its lowercase name (mysql, smtp, ssh, …).
     case named(String)
+
+    /// The named protocols warden speaks as monit does (WardenPlatform's checkers); `-t` refuses the
+    /// others monit knows until they are implemented.
+    public static let spoken: Set<String> = [
+        "default", "generic", "smtp", "smtps", "ssh", "redis", "memcache", "mysql", "pgsql", "imap", "imaps", "pop", "pops",
+        "ftp", "dns", "ntp3", "ldap3", "mqtt", "websocket",
+    ]
 }
 
 public struct HTTPCheck: Sendable, Hashable {

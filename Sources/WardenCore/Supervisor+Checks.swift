@@ -156,7 +156,9 @@ extension ServiceSupervisor {
                         bodyLimit: configuration.limits.httpContentBuffer, tls: transport == .tcpSSL,
                         certificateMinimumDays: test.certificateMinimumDays))
             } else if case .named(let name) = test.proto {
-                let endpoint: ProtocolCheckRequest.Target = transport == .udp ? .udp(host: target, port: port) : .tcp(host: target, port: port)
+                // NTP runs over UDP whatever the port's type says, as monit has it.
+                let udp = transport == .udp || name == "ntp3"
+                let endpoint: ProtocolCheckRequest.Target = udp ? .udp(host: target, port: port) : .tcp(host: target, port: port)
                 result = await prober.check(
                     ProtocolCheckRequest(
                         protocolName: name, target: endpoint, tls: transport == .tcpSSL, timeout: timeout, dialogue: test.dialogue,

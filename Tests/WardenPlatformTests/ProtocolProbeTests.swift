@@ -304,3 +304,19 @@ struct ProtocolProbeTests {
             garbage: "GENERIC: received unexpected data [garbage]")
     }
 }
+
+/// Every protocol `-t` accepts has a checker of its own, and no other name passes on a connection alone.
+@Test func everySpokenProtocolHasAChecker() async throws {
+    let directory = try TemporaryDirectory()
+    let port = TestSupport.freePort()
+    let impostor = try GarbageServer(port: port, directory: directory)
+    defer { impostor.peer.stop() }
+    for name in ConnectionProtocol.spoken.subtracting(["default", "generic"]).sorted() {
+        let result = await Probe.check(name, port: port, udp: name == "ntp3", timeout: .seconds(2))
+        #expect(!result.succeeded, "\(name) passed against garbage")
+        #expect(!result.message.contains("does not speak"), "\(name): \(result.message)")
+    }
+    let unknown = await Probe.check("clamav", port: port)
+    #expect(unknown.message == "warden does not speak protocol 'clamav'")
+    #expect(await Probe.check("default", port: port).succeeded)
+}

@@ -41,12 +41,6 @@ public struct ProtocolCheckRequest: Sendable {
         self.certificateMinimumDays = certificateMinimumDays
     }
 
-    /// The protocols warden speaks as monit does; any other name monit knows is refused by `-t`.
-    public static let supported: Set<String> = [
-        "default", "generic", "smtp", "smtps", "ssh", "redis", "memcache", "mysql", "pgsql", "imap", "imaps", "pop", "pops",
-        "ftp", "dns", "ntp3", "ldap3", "mqtt", "websocket",
-    ]
-
     /// Whether the protocol runs over TLS from the first byte whatever the port's type says.
     static func impliesTLS(_ name: String) -> Bool { ["smtps", "imaps", "pops"].contains(name) }
 }
@@ -105,7 +99,10 @@ extension ConnectionProbe {
         case "ldap3": try await ServerProtocols.ldap3(stream)
         case "mqtt": try await ServerProtocols.mqtt(stream)
         case "websocket": try await ServerProtocols.websocket(stream, host: hostName(request.target))
-        default: try await GenericDialogue.run(request.dialogue, on: stream)
+        case "default", "generic": try await GenericDialogue.run(request.dialogue, on: stream)
+        default:
+            // `-t` refuses these; should one get here, a connection alone must not pass for the protocol.
+            throw ProtocolFailure("warden does not speak protocol '\(request.protocolName)'")
         }
     }
 
