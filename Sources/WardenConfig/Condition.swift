@@ -80,6 +80,9 @@ public struct ConnectionTest: Sendable, Hashable {
     public var dialogue: [DialogueStep] = []
     /// `certificate valid > N days` on a TLS connection.
     public var certificateMinimumDays: Int?
+    /// A named protocol's options (`username`, `password`, `request`, `origin`, …), by keyword. The
+    /// checkers use none yet: a test that has them is one `-t` must refuse.
+    public var protocolOptions: [String: String] = [:]
 
     /// One step of a generic dialogue: a string to send (escapes such as `\r\n` and `\0x00` as monit
     /// has them), or a POSIX extended regex the answer must match.

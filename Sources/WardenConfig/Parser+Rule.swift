@@ -386,7 +386,7 @@ extension Parser {
                 transport = .tcpSSL
                 if peek.kind == .leftBrace { _ = try keyValueBlock("ssl options") }
             } else if accept(any: ["protocol", "proto"]) != nil {
-                test.proto = try protocolSpec(&transport)
+                test.proto = try protocolSpec(&transport, options: &test.protocolOptions)
             } else if accept("timeout") {
                 test.timeout = try duration("a timeout")
             } else if accept("retry") {
@@ -417,7 +417,7 @@ extension Parser {
         return test
     }
 
-    private func protocolSpec(_ transport: inout ConnectionTest.Transport) throws -> ConnectionProtocol {
+    private func protocolSpec(_ transport: inout ConnectionTest.Transport, options: inout [String: String]) throws -> ConnectionProtocol {
         let name = try value("a protocol name")
         switch name.keyword {
         case "http", "https":
@@ -435,10 +435,9 @@ extension Parser {
             guard known.contains(name.keyword) else {
                 throw fail(.invalidValue, "unknown protocol '\(name.text)'", at: name, hint: suggestion(for: name.text, among: known.union(["http", "https"])))
             }
-            // Options of other protocols (e.g. `username`, `password`) are consumed without effect.
+            // Kept so that a test warden would run without them (a login, a request path) is refused, not weakened.
             while let option = accept(any: ["username", "password", "secret", "appname", "path", "origin", "version", "request"]) {
-                _ = option
-                _ = try value("a value")
+                options[option.keyword] = try value("a value").text
             }
             return .named(name.keyword)
         }
