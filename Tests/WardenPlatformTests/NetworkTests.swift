@@ -42,7 +42,7 @@ struct NetworkTests {
     @Test func vethLinkAndCounters() async throws {
         guard TestSupport.server("/usr/sbin/ip") != nil else { return }
         let namespace = try TestNamespace()
-        #expect(NetworkInterface.name(forAddress: TestNamespace.hostAddress) == namespace.hostLink)
+        #expect(NetworkInterface.name(forAddress: namespace.hostAddress) == namespace.hostLink)
         #expect(NetworkInterface.sample("no-such-if0") == nil)
         let before = try #require(NetworkInterface.sample(namespace.hostLink))
         #expect(before.isUp)
@@ -52,7 +52,7 @@ struct NetworkTests {
         // 200 datagrams of 1000 bytes to the namespace's address.
         let sent = try TestSupport.run(
             "/usr/bin/python3",
-            ["-c", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(200): s.sendto(bytes(1000), ('\(TestNamespace.peerAddress)', 9))"])
+            ["-c", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(200): s.sendto(bytes(1000), ('\(namespace.peerAddress)', 9))"])
         #expect(sent.status == 0, "\(sent.stderr)")
         let after = try #require(NetworkInterface.sample(namespace.hostLink))
         statistics.record(after, at: 1)

@@ -60,14 +60,15 @@ final class ProbeStream {
 
     /// One datagram, or the bytes one read of a stream socket returns: at least one byte, at most `limit`.
     func readSome(_ context: String, limit: Int) async throws -> [UInt8] {
-        if inbox.available == 0 { try await waitFor(moreThan: 0, context) }
+        // A loop, as a wait may end early (a late timer of an earlier wait) with nothing new.
+        while inbox.available == 0 { try await waitFor(moreThan: 0, context) }
         return inbox.take(min(limit, inbox.available))
     }
 
     /// What the server sends up to `limit` bytes, until it pauses for `quiet`: monit's generic
     /// `expect` reads its first byte, then whatever follows within 200 ms.
     func readBurst(_ context: String, limit: Int, quiet: TimeAmount = .milliseconds(200)) async throws -> [UInt8] {
-        if inbox.available == 0 { try await waitFor(moreThan: 0, context) }
+        while inbox.available == 0 { try await waitFor(moreThan: 0, context) }
         while inbox.available < limit {
             let before = inbox.available
             let (available, ended, _) = await inbox.wait(moreThan: before, until: .now() + quiet, on: channel.eventLoop)
