@@ -162,14 +162,18 @@ extension ServiceSupervisor {
                 result = await prober.check(
                     ProtocolCheckRequest(
                         protocolName: name, target: endpoint, tls: transport == .tcpSSL, timeout: timeout, dialogue: test.dialogue,
-                        certificateMinimumDays: test.certificateMinimumDays))
+                        certificateMinimumDays: test.certificateMinimumDays, username: test.protocolOptions["username"],
+                        password: test.protocolOptions["password"]))
             } else {
                 result = await prober.connect(host: target, port: port, timeout: timeout)
             }
         case .unixSocket(let path):
             address = path
             if case .named(let name) = test.proto {
-                result = await prober.check(ProtocolCheckRequest(protocolName: name, target: .unixSocket(path), timeout: timeout, dialogue: test.dialogue))
+                result = await prober.check(
+                    ProtocolCheckRequest(
+                        protocolName: name, target: .unixSocket(path), timeout: timeout, dialogue: test.dialogue,
+                        username: test.protocolOptions["username"], password: test.protocolOptions["password"]))
             } else {
                 result = await prober.connect(unixSocket: path, timeout: timeout)
             }

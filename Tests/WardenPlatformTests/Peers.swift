@@ -11,12 +11,13 @@ import Glibc
 enum Probe {
     static func check(
         _ name: String, port: Int, udp: Bool = false, tls: Bool = false, dialogue: [ProtocolCheckRequest.DialogueStep] = [],
-        certificateMinimumDays: Int? = nil, timeout: Duration = .seconds(3)
+        certificateMinimumDays: Int? = nil, timeout: Duration = .seconds(3), username: String? = nil, password: String? = nil
     ) async -> ProbeResult {
         await ConnectionProbe().check(
             ProtocolCheckRequest(
                 protocolName: name, target: udp ? .udp(host: "127.0.0.1", port: port) : .tcp(host: "127.0.0.1", port: port),
-                tls: tls, timeout: timeout, dialogue: dialogue, certificateMinimumDays: certificateMinimumDays))
+                tls: tls, timeout: timeout, dialogue: dialogue, certificateMinimumDays: certificateMinimumDays, username: username,
+                password: password))
     }
 
     /// Probes until the server (still starting) passes, for up to `seconds`; the last result.

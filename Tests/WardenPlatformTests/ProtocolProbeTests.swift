@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import WardenConfig
-import WardenPlatform
+@testable import WardenPlatform
 import WardenTestSupport
 
 #if canImport(Glibc)
@@ -89,6 +89,16 @@ struct ProtocolProbeTests {
                 "--no-defaults", "--datadir=\(data)", "--user=root", "--port=\(port)", "--bind-address=127.0.0.1",
                 "--socket=\(directory.path)/mysql.sock", "--pid-file=\(directory.path)/mysql.pid", "--skip-log-bin",
             ], log: directory.path + "/mariadb.log")
+        #expect(await Probe.untilPassing("mysql", port: port).succeeded, "\(server.output)")
+        // A login as monit makes it, with 'username "monit" password "secret"'.
+        let created = try TestSupport.run(
+            "/usr/bin/mariadb",
+            ["--no-defaults", "-S", "\(directory.path)/mysql.sock", "-u", "root", "-e", "CREATE USER 'monit'@'127.0.0.1' IDENTIFIED BY 'secret'"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let login = await Probe.check("mysql", port: port, username: "monit", password: "secret")
+        #expect(login.succeeded, "\(login.message)")
+        let refused = await Probe.check("mysql", port: port, username: "monit", password: "wrong")
+        #expect(refused.message.hasPrefix("Server returned error code 1045 -- Access denied for user 'monit'@"), "\(refused.message)")
         try await exercise("mysql", port: port, server: server, directory: directory, garbage: "not MySQL protocol")
     }
 
@@ -319,4 +329,15 @@ struct ProtocolProbeTests {
     let unknown = await Probe.check("clamav", port: port)
     #expect(unknown.message == "warden does not speak protocol 'clamav'")
     #expect(await Probe.check("default", port: port).succeeded)
+}
+
+@Test func sha1OfKnownVectors() {
+    func hex(_ text: String) -> String { SHA1.hash(Array(text.utf8)).map { String($0, radix: 16).leftPadded() }.joined() }
+    #expect(hex("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d")
+    #expect(hex("") == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+    #expect(hex(String(repeating: "a", count: 1000)) == "291e9a6c66994949b57ba5e650361e98fc36b1ba")
+}
+
+extension String {
+    fileprivate func leftPadded() -> String { count == 1 ? "0" + self : self }
 }

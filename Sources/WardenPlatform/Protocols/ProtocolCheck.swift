@@ -28,10 +28,13 @@ public struct ProtocolCheckRequest: Sendable {
     public var dialogue: [DialogueStep]
     /// `certificate valid > N days`: the server's certificate must be valid for more than N days.
     public var certificateMinimumDays: Int?
+    /// A login to make (`username "…" password "…"`); mysql is the protocol that uses them so far.
+    public var username: String?
+    public var password: String?
 
     public init(
         protocolName: String, target: Target, tls: Bool = false, timeout: Duration, dialogue: [DialogueStep] = [],
-        certificateMinimumDays: Int? = nil
+        certificateMinimumDays: Int? = nil, username: String? = nil, password: String? = nil
     ) {
         self.protocolName = protocolName
         self.target = target
@@ -39,6 +42,8 @@ public struct ProtocolCheckRequest: Sendable {
         self.timeout = timeout
         self.dialogue = dialogue
         self.certificateMinimumDays = certificateMinimumDays
+        self.username = username
+        self.password = password
     }
 
     /// Whether the protocol runs over TLS from the first byte whatever the port's type says.
@@ -92,7 +97,7 @@ extension ConnectionProbe {
         case "ssh": try await ServerProtocols.ssh(stream)
         case "redis": try await ServerProtocols.redis(stream)
         case "memcache": try await ServerProtocols.memcache(stream)
-        case "mysql": try await DatabaseProtocols.mysql(stream)
+        case "mysql": try await DatabaseProtocols.mysql(stream, username: request.username, password: request.password)
         case "pgsql": try await DatabaseProtocols.pgsql(stream)
         case "dns": try await ServerProtocols.dns(stream, overUDP: isUDP(request.target))
         case "ntp3": try await ServerProtocols.ntp3(stream)
