@@ -162,8 +162,7 @@ extension ServiceSupervisor {
                 result = await prober.check(
                     ProtocolCheckRequest(
                         protocolName: name, target: endpoint, tls: transport == .tcpSSL, timeout: timeout, dialogue: test.dialogue,
-                        certificateMinimumDays: test.certificateMinimumDays, username: test.protocolOptions["username"],
-                        password: test.protocolOptions["password"]))
+                        certificateMinimumDays: test.certificateMinimumDays, options: test.protocolOptions))
             } else {
                 result = await prober.connect(host: target, port: port, timeout: timeout)
             }
@@ -173,7 +172,7 @@ extension ServiceSupervisor {
                 result = await prober.check(
                     ProtocolCheckRequest(
                         protocolName: name, target: .unixSocket(path), timeout: timeout, dialogue: test.dialogue,
-                        username: test.protocolOptions["username"], password: test.protocolOptions["password"]))
+                        options: test.protocolOptions))
             } else {
                 result = await prober.connect(unixSocket: path, timeout: timeout)
             }

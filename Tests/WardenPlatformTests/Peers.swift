@@ -11,25 +11,24 @@ import Glibc
 enum Probe {
     static func check(
         _ name: String, port: Int, udp: Bool = false, tls: Bool = false, dialogue: [ProtocolCheckRequest.DialogueStep] = [],
-        certificateMinimumDays: Int? = nil, timeout: Duration = .seconds(3), username: String? = nil, password: String? = nil
+        certificateMinimumDays: Int? = nil, timeout: Duration = .seconds(3), options: [String: String] = [:]
     ) async -> ProbeResult {
         await ConnectionProbe().check(
             ProtocolCheckRequest(
                 protocolName: name, target: udp ? .udp(host: "127.0.0.1", port: port) : .tcp(host: "127.0.0.1", port: port),
-                tls: tls, timeout: timeout, dialogue: dialogue, certificateMinimumDays: certificateMinimumDays, username: username,
-                password: password))
+                tls: tls, timeout: timeout, dialogue: dialogue, certificateMinimumDays: certificateMinimumDays, options: options))
     }
 
     /// Probes until the server (still starting) passes, for up to `seconds`; the last result.
     static func untilPassing(
         _ name: String, port: Int, udp: Bool = false, tls: Bool = false, dialogue: [ProtocolCheckRequest.DialogueStep] = [],
-        seconds: Double = 30
+        options: [String: String] = [:], seconds: Double = 30
     ) async -> ProbeResult {
         let deadline = Date().addingTimeInterval(seconds)
-        var result = await check(name, port: port, udp: udp, tls: tls, dialogue: dialogue)
+        var result = await check(name, port: port, udp: udp, tls: tls, dialogue: dialogue, options: options)
         while !result.succeeded, Date() < deadline {
             try? await Task.sleep(for: .milliseconds(200))
-            result = await check(name, port: port, udp: udp, tls: tls, dialogue: dialogue)
+            result = await check(name, port: port, udp: udp, tls: tls, dialogue: dialogue, options: options)
         }
         return result
     }

@@ -15,17 +15,17 @@ struct ProtocolProbeTests {
     /// The whole life of one protocol test; `garbage` is what its failure message says about the garbage answer.
     func exercise(
         _ name: String, port: Int, udp: Bool = false, tls: Bool = false, dialogue: [ProtocolCheckRequest.DialogueStep] = [],
-        server: Peer, directory: TemporaryDirectory, garbage: String
+        options: [String: String] = [:], server: Peer, directory: TemporaryDirectory, garbage: String
     ) async throws {
-        let passing = await Probe.untilPassing(name, port: port, udp: udp, tls: tls, dialogue: dialogue)
+        let passing = await Probe.untilPassing(name, port: port, udp: udp, tls: tls, dialogue: dialogue, options: options)
         #expect(passing.succeeded, "\(name): \(passing.message)\n\(server.output)")
         server.stop()
-        let stopped = await Probe.check(name, port: port, udp: udp, tls: tls, dialogue: dialogue)
+        let stopped = await Probe.check(name, port: port, udp: udp, tls: tls, dialogue: dialogue, options: options)
         #expect(!stopped.succeeded, "\(name) passed with its server stopped")
         #expect(stopped.message.contains("Connection refused"), "\(name): \(stopped.message)")
         let impostor = try GarbageServer(port: port, directory: directory)
         defer { impostor.peer.stop() }
-        let wrong = await Probe.check(name, port: port, udp: udp, tls: tls, dialogue: dialogue)
+        let wrong = await Probe.check(name, port: port, udp: udp, tls: tls, dialogue: dialogue, options: options)
         #expect(!wrong.succeeded, "\(name) passed against garbage")
         #expect(wrong.message.contains(garbage), "\(name): \(wrong.message)")
         print("\(name): up: \(passing.message); stopped: \(stopped.message); garbage: \(wrong.message)")
@@ -95,9 +95,9 @@ struct ProtocolProbeTests {
             "/usr/bin/mariadb",
             ["--no-defaults", "-S", "\(directory.path)/mysql.sock", "-u", "root", "-e", "CREATE USER 'monit'@'127.0.0.1' IDENTIFIED BY 'secret'"])
         #expect(created.status == 0, "\(created.stderr)")
-        let login = await Probe.check("mysql", port: port, username: "monit", password: "secret")
+        let login = await Probe.check("mysql", port: port, options: ["username": "monit", "password": "secret"])
         #expect(login.succeeded, "\(login.message)")
-        let refused = await Probe.check("mysql", port: port, username: "monit", password: "wrong")
+        let refused = await Probe.check("mysql", port: port, options: ["username": "monit", "password": "wrong"])
         #expect(refused.message.hasPrefix("Server returned error code 1045 -- Access denied for user 'monit'@"), "\(refused.message)")
         try await exercise("mysql", port: port, server: server, directory: directory, garbage: "not MySQL protocol")
     }
@@ -284,22 +284,30 @@ struct ProtocolProbeTests {
         guard let python = TestSupport.server("/usr/bin/python3") else { return }
         let directory = try TemporaryDirectory()
         let port = TestSupport.freePort()
-        // python3-websockets answers pings itself.
+        // python3-websockets answers pings itself; it upgrades /ws only.
         let script = try directory.write(
             "ws.py",
             """
-            import asyncio, sys, websockets
+            import asyncio, http, sys, websockets
             async def handler(ws, path=None):
                 async for _ in ws:
                     pass
+            async def only_ws(path, headers):
+                if path != "/ws":
+                    return http.HTTPStatus.NOT_FOUND, [], b"not here\\n"
             async def main():
-                async with websockets.serve(handler, "127.0.0.1", int(sys.argv[1])):
+                async with websockets.serve(handler, "127.0.0.1", int(sys.argv[1]), process_request=only_ws):
                     await asyncio.Future()
             asyncio.run(main())
 
             """)
         let server = try Peer(python, [script, "\(port)"], log: directory.path + "/ws.log")
-        try await exercise("websocket", port: port, server: server, directory: directory, garbage: "WEBSOCKET: invalid status -- garbage")
+        #expect(await Probe.untilPassing("websocket", port: port, options: ["request": "/ws"]).succeeded, "\(server.output)")
+        let elsewhere = await Probe.check("websocket", port: port)
+        #expect(elsewhere.message == "WEBSOCKET: invalid status -- HTTP/1.1 404 Not Found", "\(elsewhere.message)")
+        try await exercise(
+            "websocket", port: port, options: ["request": "/ws"], server: server, directory: directory,
+            garbage: "WEBSOCKET: invalid status -- garbage")
     }
 
     @Test func genericSendExpect() async throws {

@@ -28,13 +28,13 @@ public struct ProtocolCheckRequest: Sendable {
     public var dialogue: [DialogueStep]
     /// `certificate valid > N days`: the server's certificate must be valid for more than N days.
     public var certificateMinimumDays: Int?
-    /// A login to make (`username "…" password "…"`); mysql is the protocol that uses them so far.
-    public var username: String?
-    public var password: String?
+    /// The protocol's options by keyword, as parsed: `username` and `password` (mysql), `request`,
+    /// `origin` and `version` (websocket).
+    public var options: [String: String]
 
     public init(
         protocolName: String, target: Target, tls: Bool = false, timeout: Duration, dialogue: [DialogueStep] = [],
-        certificateMinimumDays: Int? = nil, username: String? = nil, password: String? = nil
+        certificateMinimumDays: Int? = nil, options: [String: String] = [:]
     ) {
         self.protocolName = protocolName
         self.target = target
@@ -42,8 +42,7 @@ public struct ProtocolCheckRequest: Sendable {
         self.timeout = timeout
         self.dialogue = dialogue
         self.certificateMinimumDays = certificateMinimumDays
-        self.username = username
-        self.password = password
+        self.options = options
     }
 
     /// Whether the protocol runs over TLS from the first byte whatever the port's type says.
@@ -97,13 +96,13 @@ extension ConnectionProbe {
         case "ssh": try await ServerProtocols.ssh(stream)
         case "redis": try await ServerProtocols.redis(stream)
         case "memcache": try await ServerProtocols.memcache(stream)
-        case "mysql": try await DatabaseProtocols.mysql(stream, username: request.username, password: request.password)
+        case "mysql": try await DatabaseProtocols.mysql(stream, username: request.options["username"], password: request.options["password"])
         case "pgsql": try await DatabaseProtocols.pgsql(stream)
         case "dns": try await ServerProtocols.dns(stream, overUDP: isUDP(request.target))
         case "ntp3": try await ServerProtocols.ntp3(stream)
         case "ldap3": try await ServerProtocols.ldap3(stream)
         case "mqtt": try await ServerProtocols.mqtt(stream)
-        case "websocket": try await ServerProtocols.websocket(stream, host: hostName(request.target))
+        case "websocket": try await ServerProtocols.websocket(stream, host: hostName(request.target), options: request.options)
         case "default", "generic": try await GenericDialogue.run(request.dialogue, on: stream)
         default:
             // `-t` refuses these; should one get here, a connection alone must not pass for the protocol.

@@ -120,18 +120,19 @@ enum ServerProtocols {
         try await stream.write([0xe0, 0x00], "MQTT: error sending DISCONNECT")
     }
 
-    /// The HTTP upgrade answered 101, then a ping answered by a pong, then a close.
-    static func websocket(_ stream: ProbeStream, host: String?) async throws {
+    /// The HTTP upgrade (`request`, `origin` and `version` as the test gives them) answered 101, then a
+    /// ping answered by a pong, then a close.
+    static func websocket(_ stream: ProbeStream, host: String?, options: [String: String]) async throws {
         let request = """
-            GET / HTTP/1.1\r
+            GET \(options["request"] ?? "/") HTTP/1.1\r
             Host: \(host ?? "localhost")\r
             Upgrade: websocket\r
             Connection: Upgrade\r
-            Origin: http://localhost\r
+            Origin: \(options["origin"] ?? "http://localhost")\r
             Pragma: no-cache\r
             Cache-Control: no-cache\r
             Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r
-            Sec-WebSocket-Version: 13\r
+            Sec-WebSocket-Version: \(options["version"] ?? "13")\r
             \r
 
             """
