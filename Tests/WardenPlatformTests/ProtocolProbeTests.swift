@@ -42,6 +42,28 @@ struct ProtocolProbeTests {
         try await exercise("smtp", port: port, server: server, directory: directory, garbage: "SMTP error: garbage")
     }
 
+    /// 'protocol smtp username "u" password "p"': AUTH PLAIN where offered, AUTH LOGIN otherwise.
+    @Test(arguments: [false, true]) func smtpLogin(excludePlain: Bool) async throws {
+        guard SMTPSink.available else {
+            if TestSupport.isCI { Issue.record("aiosmtpd is missing") }
+            return
+        }
+        let directory = try TemporaryDirectory()
+        var options = SMTPSink.Options()
+        options.authUser = "monit"
+        options.authPassword = "secret"
+        options.excludePlain = excludePlain
+        let sink = try SMTPSink(directory: directory, options: options)
+        defer { sink.stop() }
+        let login = await Probe.check("smtp", port: sink.port, options: ["username": "monit", "password": "secret"])
+        #expect(login.succeeded, "\(login.message)")
+        // aiosmtpd holds back its 535 to a wrong password for longer than the test's timeout.
+        let refused = await Probe.check("smtp", port: sink.port, timeout: .seconds(1), options: ["username": "monit", "password": "wrong"])
+        #expect(!refused.succeeded)
+        let used = (try? String(contentsOfFile: sink.store + ".auth", encoding: .utf8)) ?? ""
+        #expect(used == (excludePlain ? "LOGIN ok\nLOGIN fail\n" : "PLAIN ok\nPLAIN fail\n"), "\(used)")
+    }
+
     @Test func ssh() async throws {
         guard let sshd = TestSupport.server("/usr/sbin/sshd") else { return }
         let directory = try TemporaryDirectory()

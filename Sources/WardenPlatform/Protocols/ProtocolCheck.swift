@@ -28,7 +28,7 @@ public struct ProtocolCheckRequest: Sendable {
     public var dialogue: [DialogueStep]
     /// `certificate valid > N days`: the server's certificate must be valid for more than N days.
     public var certificateMinimumDays: Int?
-    /// The protocol's options by keyword, as parsed: `username` and `password` (mysql), `request`,
+    /// The protocol's options by keyword, as parsed: `username` and `password` (mysql, smtp), `request`,
     /// `origin` and `version` (websocket).
     public var options: [String: String]
 
@@ -89,7 +89,7 @@ extension ConnectionProbe {
 
     private static func speak(_ request: ProtocolCheckRequest, on stream: ProbeStream) async throws {
         switch request.protocolName {
-        case "smtp", "smtps": try await MailProtocols.smtp(stream)
+        case "smtp", "smtps": try await MailProtocols.smtp(stream, username: request.options["username"], password: request.options["password"])
         case "imap", "imaps": try await MailProtocols.imap(stream)
         case "pop", "pops": try await MailProtocols.pop(stream)
         case "ftp": try await MailProtocols.ftp(stream)
