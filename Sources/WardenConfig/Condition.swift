@@ -121,6 +121,13 @@ public enum ConnectionProtocol: Sendable, Hashable {
         "default", "generic", "smtp", "smtps", "ssh", "redis", "memcache", "mysql", "pgsql", "imap", "imaps", "pop", "pops",
         "ftp", "dns", "ntp3", "ldap3", "mqtt", "websocket",
     ]
+
+    /// The options (`username "…"`, `request "…"`, …) each spoken protocol's checker uses; `-t` refuses
+    /// a test with any other, which warden would otherwise run without.
+    public static let spokenOptions: [String: Set<String>] = [
+        "mysql": ["username", "password"], "smtp": ["username", "password"], "smtps": ["username", "password"],
+        "websocket": ["request", "origin", "version"],
+    ]
 }
 
 public struct HTTPCheck: Sendable, Hashable {

@@ -358,6 +358,8 @@ struct ProtocolProbeTests {
     }
     let unknown = await Probe.check("clamav", port: port)
     #expect(unknown.message == "warden does not speak protocol 'clamav'")
+    let unusedOption = await Probe.check("pgsql", port: port, options: ["username": "monit"])
+    #expect(unusedOption.message == "warden does not use option 'username' of protocol 'pgsql'")
     #expect(await Probe.check("default", port: port).succeeded)
 }
 

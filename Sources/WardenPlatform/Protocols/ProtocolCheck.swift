@@ -88,6 +88,10 @@ extension ConnectionProbe {
     }
 
     private static func speak(_ request: ProtocolCheckRequest, on stream: ProbeStream) async throws {
+        // `-t` refuses these too; a test must not pass while ignoring what it was told to check.
+        if let unused = request.options.keys.sorted().first(where: { !(ConnectionProtocol.spokenOptions[request.protocolName] ?? []).contains($0) }) {
+            throw ProtocolFailure("warden does not use option '\(unused)' of protocol '\(request.protocolName)'")
+        }
         switch request.protocolName {
         case "smtp", "smtps": try await MailProtocols.smtp(stream, username: request.options["username"], password: request.options["password"])
         case "imap", "imaps": try await MailProtocols.imap(stream)
