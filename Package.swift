@@ -47,6 +47,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -168,6 +170,11 @@ let package = Package(
         .testTarget(
             name: "WardenZincTests",
             dependencies: ["WardenZinc", "WardenTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenPlatformTests",
+            dependencies: ["WardenPlatform", "WardenConfig", "WardenTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

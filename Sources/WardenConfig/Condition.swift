@@ -1,3 +1,5 @@
+import WardenPlatform
+
 public enum ComparisonOperator: String, Sendable, Hashable {
     case greater = ">", less = "<", equal = "=", notEqual = "!=", greaterOrEqual = ">=", lessOrEqual = "<="
 
@@ -76,6 +78,13 @@ public struct ConnectionTest: Sendable, Hashable {
     /// Seconds; monit's default is 5 (`networkTimeout`).
     public var timeout: Int?
     public var retry: Int?
+    /// monit's generic dialogue (`send "…" expect "…"`), in order.
+    public var dialogue: [DialogueStep] = []
+    /// `certificate valid > N days` on a TLS connection.
+    public var certificateMinimumDays: Int?
+    /// A named protocol's options (`username`, `password`, `request`, `origin`, …), by keyword; `-t`
+    /// refuses one the protocol's checker does not use (`SpokenProtocols.options`).
+    public var protocolOptions: [String: String] = [:]
 
     public init(target: Target) { self.target = target }
 }
@@ -98,7 +107,7 @@ public struct HTTPURL: Sendable, Hashable, Codable, CustomStringConvertible {
 public enum ConnectionProtocol: Sendable, Hashable {
     case generic
     case http(HTTPCheck)
-    /// Protocols monit speaks that warden checks as a plain connection (mysql, smtp, ssh, …).
+    /// Another protocol of monit's, by its lowercase name (mysql, smtp, ssh, …).
     case named(String)
 }
 

@@ -1,3 +1,5 @@
+import WardenPlatform
+
 /// Translates the chapter's two front-server configurations (nginx `server { … }` and Apache
 /// `<VirtualHost>`) into warden's `set proxy` / `check site` statements. Every directive that has no
 /// equivalent is reported with its file and line instead of being dropped silently.

@@ -1,3 +1,5 @@
+import WardenPlatform
+
 extension Parser {
     static let actionKeywords: Set<String> = ["alert", "restart", "start", "stop", "unmonitor", "timeout", "exec", "monitor"]
 
@@ -354,6 +356,8 @@ extension Parser {
             } else if accept("status") {
                 let op = try comparisonOperator()
                 check.status = Comparison(op, try integer("an HTTP status", range: 100...999))
+            } else if accept("certificate") {
+                test.certificateMinimumDays = try certificateValidity()
             } else {
                 break
             }
@@ -384,13 +388,25 @@ extension Parser {
                 transport = .tcpSSL
                 if peek.kind == .leftBrace { _ = try keyValueBlock("ssl options") }
             } else if accept(any: ["protocol", "proto"]) != nil {
-                test.proto = try protocolSpec(&transport)
+                test.proto = try protocolSpec(&transport, options: &test.protocolOptions)
             } else if accept("timeout") {
                 test.timeout = try duration("a timeout")
             } else if accept("retry") {
                 test.retry = try integer("a number of retries", range: 0...100)
             } else if accept(any: ["ipv4", "ipv6"]) != nil {
                 continue
+            } else if let step = accept(any: ["send", "expect"]) {
+                // monit's generic protocol: the dialogue alone makes it (`port 4001 send "…" expect "…"`).
+                let text = try value(step.is("send") ? "a string to send" : "a regular expression")
+                if step.is("send") {
+                    test.dialogue.append(.send(text.text))
+                } else {
+                    try validateRegex(text)
+                    test.dialogue.append(.expect(text.text))
+                }
+                if test.proto == .generic { test.proto = .named("generic") }
+            } else if accept("certificate") {
+                test.certificateMinimumDays = try certificateValidity()
             } else if case .http(var check) = test.proto, try httpOption(&check) {
                 test.proto = .http(check)
             } else {
@@ -403,7 +419,7 @@ extension Parser {
         return test
     }
 
-    private func protocolSpec(_ transport: inout ConnectionTest.Transport) throws -> ConnectionProtocol {
+    private func protocolSpec(_ transport: inout ConnectionTest.Transport, options: inout [String: String]) throws -> ConnectionProtocol {
         let name = try value("a protocol name")
         switch name.keyword {
         case "http", "https":
@@ -421,13 +437,24 @@ extension Parser {
             guard known.contains(name.keyword) else {
                 throw fail(.invalidValue, "unknown protocol '\(name.text)'", at: name, hint: suggestion(for: name.text, among: known.union(["http", "https"])))
             }
-            // Options of other protocols (e.g. `username`, `password`) are consumed without effect.
+            // Kept so that a test warden would run without them (a login, a request path) is refused, not weakened.
             while let option = accept(any: ["username", "password", "secret", "appname", "path", "origin", "version", "request"]) {
-                _ = option
-                _ = try value("a value")
+                options[option.keyword] = try value("a value").text
             }
             return .named(name.keyword)
         }
+    }
+
+    /// `valid > N days` after `certificate`: the days the server's certificate must still be valid for.
+    private func certificateValidity() throws -> Int {
+        try expect("valid", after: "certificate")
+        let op = try comparisonOperator()
+        guard op == .greater || op == .greaterOrEqual else {
+            throw fail(.syntax, "'certificate valid' takes '>' and a number of days", at: peek)
+        }
+        let days = try integer("a number of days", range: 1...100_000)
+        _ = accept(any: ["day", "days"])
+        return op == .greater ? days : days - 1
     }
 
     /// One HTTP protocol option; false when the next token is not one.

@@ -1,3 +1,5 @@
+import WardenPlatform
+
 extension Parser {
     static let serviceTypes: Set<String> = [
         "process", "program", "file", "fifo", "directory", "filesystem", "host", "system", "network", "site",

@@ -1,3 +1,4 @@
+import WardenPlatform
 /// Checks that need the whole configuration: names, dependencies, and what a check needs to act.
 enum Validator {
     static func validate(_ configuration: Configuration, builders: [ServiceBuilder]) -> [Diagnostic] {
@@ -119,8 +120,13 @@ extension Validator {
     public static func unsupported(_ condition: Condition) -> String? {
         switch condition {
         case .connection(let test):
-            if case .named(let name) = test.proto, name != "default" {
+            guard case .named(let name) = test.proto else { return nil }
+            guard SpokenProtocols.names.contains(name) else {
                 return "warden does not speak protocol '\(name)' yet and would test only that the port accepts a connection"
+            }
+            let used = SpokenProtocols.options[name] ?? []
+            if let option = test.protocolOptions.keys.sorted().first(where: { !used.contains($0) }) {
+                return "warden does not use option '\(option)' of protocol '\(name)' yet and would test without it"
             }
             return nil
         case .ping:

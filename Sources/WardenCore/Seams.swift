@@ -79,6 +79,10 @@ public protocol ConnectionProber: Sendable {
     func connect(host: String, port: Int, timeout: Duration) async -> ProbeResult
     func connect(unixSocket path: String, timeout: Duration) async -> ProbeResult
     func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String)
+    /// Speaks a protocol other than HTTP as monit does: a handshake, not a bare connect.
+    func check(_ request: ProtocolCheckRequest) async -> ProbeResult
+    /// ICMP echo to a host.
+    func ping(_ request: PingRequest) async -> ProbeResult
 }
 
 extension ConnectionProbe: ConnectionProber {}

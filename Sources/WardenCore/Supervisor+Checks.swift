@@ -267,21 +267,38 @@ extension ServiceSupervisor {
                 HTTPProbeRequest(
                     host: url.host, port: url.port, path: url.path, hostHeader: url.port == 80 ? url.host : "\(url.host):\(url.port)",
                     basicAuthorization: url.user.map { Base64.encode(Array("\($0):\(url.password ?? "")".utf8)) },
-                    timeout: timeout, bodyLimit: configuration.limits.httpContentBuffer))
-        case .port(let host, let port, _):
+                    timeout: timeout, bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
+                    certificateMinimumDays: test.certificateMinimumDays))
+        case .port(let host, let port, let transport):
             address = "[\(host)]:\(port)"
             let target = hostAddress(for: service, host: host)
             if case .http(let check) = test.proto {
                 (result, body) = await prober.http(
                     HTTPProbeRequest(
                         host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host, timeout: timeout,
-                        bodyLimit: configuration.limits.httpContentBuffer))
+                        bodyLimit: configuration.limits.httpContentBuffer, tls: transport == .tcpSSL,
+                        certificateMinimumDays: test.certificateMinimumDays))
+            } else if case .named(let name) = test.proto {
+                // NTP runs over UDP whatever the port's type says, as monit has it.
+                let udp = transport == .udp || name == "ntp3"
+                let endpoint: ProtocolCheckRequest.Target = udp ? .udp(host: target, port: port) : .tcp(host: target, port: port)
+                result = await prober.check(
+                    ProtocolCheckRequest(
+                        protocolName: name, target: endpoint, tls: transport == .tcpSSL, timeout: timeout, dialogue: test.dialogue,
+                        certificateMinimumDays: test.certificateMinimumDays, options: test.protocolOptions))
             } else {
                 result = await prober.connect(host: target, port: port, timeout: timeout)
             }
         case .unixSocket(let path):
             address = path
-            result = await prober.connect(unixSocket: path, timeout: timeout)
+            if case .named(let name) = test.proto {
+                result = await prober.check(
+                    ProtocolCheckRequest(
+                        protocolName: name, target: .unixSocket(path), timeout: timeout, dialogue: test.dialogue,
+                        options: test.protocolOptions))
+            } else {
+                result = await prober.connect(unixSocket: path, timeout: timeout)
+            }
         }
         return (result, body, address)
     }

@@ -1,3 +1,4 @@
+import WardenPlatform
 import NIOCore
 import NIOHTTP1
 import NIOPosix

@@ -1,3 +1,4 @@
+import WardenPlatform
 import Logging
 import NIOHTTP1
 import Synchronization

@@ -1,3 +1,4 @@
+import WardenPlatform
 import WardenConfig
 #if canImport(Glibc)
 import Glibc

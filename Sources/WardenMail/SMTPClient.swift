@@ -1,3 +1,4 @@
+import WardenPlatform
 import NIOCore
 import NIOPosix
 import NIOSSL

@@ -1,6 +1,11 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What one connection test saw.
 public struct ProbeResult: Sendable, Equatable {
@@ -27,8 +32,15 @@ public struct HTTPProbeRequest: Sendable {
     public var basicAuthorization: String?
     public var timeout: Duration
     public var bodyLimit: Int
+    /// HTTPS; the certificate is not verified, as monit does not by default.
+    public var tls: Bool
+    /// `certificate valid > N days`.
+    public var certificateMinimumDays: Int?
 
-    public init(host: String, port: Int, path: String, hostHeader: String, basicAuthorization: String? = nil, timeout: Duration, bodyLimit: Int) {
+    public init(
+        host: String, port: Int, path: String, hostHeader: String, basicAuthorization: String? = nil, timeout: Duration, bodyLimit: Int,
+        tls: Bool = false, certificateMinimumDays: Int? = nil
+    ) {
         self.host = host
         self.port = port
         self.path = path
@@ -36,6 +48,8 @@ public struct HTTPProbeRequest: Sendable {
         self.basicAuthorization = basicAuthorization
         self.timeout = timeout
         self.bodyLimit = bodyLimit
+        self.tls = tls
+        self.certificateMinimumDays = certificateMinimumDays
     }
 }
 
@@ -50,7 +64,7 @@ public struct ConnectionProbe: Sendable {
         chosenGroup = group
     }
 
-    private var group: any EventLoopGroup { chosenGroup ?? MultiThreadedEventLoopGroup.singleton }
+    var group: any EventLoopGroup { chosenGroup ?? MultiThreadedEventLoopGroup.singleton }
 
     public func connect(host: String, port: Int, timeout: Duration) async -> ProbeResult {
         let started = ContinuousClock.now
@@ -83,13 +97,18 @@ public struct ConnectionProbe: Sendable {
     /// Sends `GET path` and returns the status and up to `bodyLimit` bytes of body.
     public func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String) {
         let started = ContinuousClock.now
-        let promise = group.next().makePromise(of: (Int, [UInt8]).self)
+        let promise = group.next().makePromise(of: HTTPProbeHandler.Response.self)
         let timeout = Self.timeAmount(request.timeout)
         do {
+            let context = try request.tls ? Self.tlsContext() : nil
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let context {
+                            try channel.pipeline.syncOperations.addHandler(
+                                try NIOSSLClientHandler(context: context, serverHostname: Self.serverName(request.host)))
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPProbeHandler(request: request, promise: promise))
@@ -103,9 +122,17 @@ public struct ConnectionProbe: Sendable {
                 deadline.cancel()
                 channel.close(promise: nil)
             }
-            let (status, body) = try await promise.futureResult.get()
-            let text = String(decoding: body, as: UTF8.self)
-            return (ProbeResult(succeeded: true, message: "HTTP status \(status)", responseTime: .now - started, status: status), text)
+            let response = try await promise.futureResult.get()
+            if request.tls, let days = request.certificateMinimumDays {
+                guard let notAfter = response.certificateNotAfter else { throw ProtocolFailure("SSL: the server sent no certificate") }
+                try Self.checkCertificate(notAfter: notAfter, minimumDays: days)
+            }
+            let text = String(decoding: response.body, as: UTF8.self)
+            return (
+                ProbeResult(succeeded: true, message: "HTTP status \(response.status)", responseTime: .now - started, status: response.status), text
+            )
+        } catch let failure as ProtocolFailure {
+            return (ProbeResult(succeeded: false, message: failure.message, responseTime: .now - started, status: nil), "")
         } catch {
             promise.fail(error)
             let message: String
@@ -118,13 +145,37 @@ public struct ConnectionProbe: Sendable {
         }
     }
 
+    /// A client context that verifies nothing, as monit by default; `certificate valid` judges the dates.
+    static func tlsContext() throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// SNI only for a name: TLS forbids an address there.
+    static func serverName(_ host: String?) -> String? {
+        guard let host, host.contains(where: \.isLetter), !host.contains(":") else { return nil }
+        return host
+    }
+
     static func timeAmount(_ duration: Duration) -> TimeAmount {
         .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
+    /// The system's words for a socket error ("Connection refused"), as monit reports them.
     static func describe(_ error: any Error) -> String {
-        if let io = error as? IOError { return io.description }
-        if error is ChannelError { return "\(error)" }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        if let failed = error as? NIOConnectionError, let first = failed.connectionErrors.first?.error {
+            return describe(first)
+        }
+        if let tls = error as? NIOSSLError, case .handshakeFailed(let reason) = tls {
+            // BoringSSL's "error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at …" as
+            // OpenSSL words it for monit: "wrong version number".
+            let text = "\(reason)"
+            guard let marker = text.firstRange(of: "OPENSSL_internal:") else { return "SSL handshake failed -- \(text)" }
+            let code = text[marker.upperBound...].prefix { $0 != " " && $0 != "]" }
+            return "SSL handshake failed -- \(code.lowercased().replacingUnderscores())"
+        }
         return "\(error)"
     }
 }
@@ -136,12 +187,18 @@ final class HTTPProbeHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
 
-    private let request: HTTPProbeRequest
-    private let promise: EventLoopPromise<(Int, [UInt8])>
-    private var status = 0
-    private var body: [UInt8] = []
+    struct Response {
+        var status: Int
+        var body: [UInt8]
+        /// When the server's TLS certificate expires (seconds since the epoch).
+        var certificateNotAfter: Int?
+    }
 
-    init(request: HTTPProbeRequest, promise: EventLoopPromise<(Int, [UInt8])>) {
+    private let request: HTTPProbeRequest
+    private let promise: EventLoopPromise<Response>
+    private var response = Response(status: 0, body: [])
+
+    init(request: HTTPProbeRequest, promise: EventLoopPromise<Response>) {
         self.request = request
         self.promise = promise
     }
@@ -163,14 +220,18 @@ final class HTTPProbeHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            status = Int(head.status.code)
+            response.status = Int(head.status.code)
+            // Read now: the TLS handler leaves the pipeline when the server closes after its answer.
+            if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self) {
+                response.certificateNotAfter = tls.peerCertificate.map { Int($0.notValidAfter) }
+            }
         case .body(var buffer):
-            let room = request.bodyLimit - body.count
+            let room = request.bodyLimit - response.body.count
             if room > 0, let bytes = buffer.readBytes(length: min(room, buffer.readableBytes)) {
-                body.append(contentsOf: bytes)
+                response.body.append(contentsOf: bytes)
             }
         case .end:
-            promise.succeed((status, body))
+            promise.succeed(response)
         }
     }
 
@@ -186,3 +247,7 @@ final class HTTPProbeHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension HTTPProbeHandler: Sendable {}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? " " : $0 }) }
+}

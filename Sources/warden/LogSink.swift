@@ -1,3 +1,4 @@
+import WardenPlatform
 import Logging
 import Synchronization
 import WardenConfig

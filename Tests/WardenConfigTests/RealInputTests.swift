@@ -69,8 +69,8 @@ struct RealInputTests {
     func debianControlFileParses(_ path: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
         let result = load(path)
-        // Debian's files test ssh, mysql, smtp, … by protocol: refused until warden speaks them (issue 22),
-        // which must be the only errors.
+        // Debian's files test ssh, mysql, smtp, … by protocol: one warden does not speak yet is refused,
+        // and that must be the only error.
         #expect(!result.diagnostics.contains { $0.severity == .error && $0.id != .unsupportedTest }, "\(result.renderedDiagnostics())")
         #expect(result.diagnostics.allSatisfy { $0.id != .unsupportedTest || $0.message.hasPrefix("'protocol ") }, "\(result.renderedDiagnostics())")
         if path.hasSuffix("/nginx") {

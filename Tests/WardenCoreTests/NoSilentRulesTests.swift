@@ -86,6 +86,7 @@ struct NoSilentRulesTests {
     /// The tests warden runs, each with where it is proven (docs/config-language.md has the same table).
     static let proven: [String: String] = [
         "connection": "SupervisionTests (live)",
+        "protocol mysql": "ProtocolProbeTests (live, against mariadb-server) and ProtocolTests (through warden)",
         "resource": "each metric below",
         "nonexistence": "SupervisionTests (live)",
         "timestamp": "ConditionEvaluatorTests",

@@ -1,3 +1,4 @@
+import WardenPlatform
 import Testing
 import WardenConfig
 import WardenCore

@@ -81,6 +81,8 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         var pidfiles: [String: (pid: pid_t, written: Double)] = [:]
         var files: [String: FileFacts] = [:]
         var ports: [Int: Bool] = [:]
+        /// Hosts that answer ping.
+        var reachableHosts: Set<String> = []
         /// Probes of a port that fail whatever its state, and how many probes each port had.
         var failingProbes: [Int: Int] = [:]
         var probes: [Int: Int] = [:]
@@ -139,6 +141,9 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
     }
 
     public func setPort(_ port: Int, open: Bool) { state.withLock { $0.ports[port] = open } }
+    public func setReachable(_ host: String, _ reachable: Bool) {
+        state.withLock { if reachable { $0.reachableHosts.insert(host) } else { $0.reachableHosts.remove(host) } }
+    }
     /// The next `count` probes of the port fail, open or not.
     public func failProbes(of port: Int, count: Int) { state.withLock { $0.failingProbes[port] = count } }
     public func probeCount(of port: Int) -> Int { state.withLock { $0.probes[port] ?? 0 } }
@@ -312,5 +317,21 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
     public func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String) {
         let open = probe(request.port)
         return (ProbeResult(succeeded: open, message: open ? "HTTP status 200" : "connection refused", responseTime: .milliseconds(1), status: open ? 200 : nil), "")
+    }
+
+    public func ping(_ request: PingRequest) async -> ProbeResult {
+        let reachable = state.withLock { $0.reachableHosts.contains(request.host) }
+        return ProbeResult(
+            succeeded: reachable, message: reachable ? "ping test succeeded" : "ping test failed -- no response", responseTime: .milliseconds(1))
+    }
+
+    /// A scripted port speaks every protocol while it is open.
+    public func check(_ request: ProtocolCheckRequest) async -> ProbeResult {
+        switch request.target {
+        case .tcp(_, let port), .udp(_, let port):
+            return await connect(host: "127.0.0.1", port: port, timeout: request.timeout)
+        case .unixSocket(let path):
+            return await connect(unixSocket: path, timeout: request.timeout)
+        }
     }
 }

@@ -1,0 +1,134 @@
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `if failed ping [count N] [with timeout N seconds]`.
+public struct PingRequest: Sendable {
+    public var host: String
+    /// Echo requests to send; the test passes on the first reply, as monit's does.
+    public var count: Int
+    /// How long to wait for each reply.
+    public var timeout: Duration
+
+    public init(host: String, count: Int = 3, timeout: Duration = .seconds(5)) {
+        self.host = host
+        self.count = count
+        self.timeout = timeout
+    }
+}
+
+extension ConnectionProbe {
+    /// ICMP echo: an unprivileged ICMP datagram socket where `net.ipv4.ping_group_range` allows it, a
+    /// raw socket (root) otherwise. Blocking socket calls run on NIO's thread pool.
+    public func ping(_ request: PingRequest) async -> ProbeResult {
+        let started = ContinuousClock.now
+        do {
+            let message = try await NIOThreadPool.singleton.runIfActive { try ICMPPing.echo(request) }
+            return ProbeResult(succeeded: true, message: message, responseTime: .now - started)
+        } catch let failure as ProtocolFailure {
+            return ProbeResult(succeeded: false, message: failure.message, responseTime: .now - started)
+        } catch {
+            return ProbeResult(succeeded: false, message: "ping test failed -- \(error)", responseTime: .now - started)
+        }
+    }
+}
+
+enum ICMPPing {
+    /// Sends up to `count` echo requests, each waited for `timeout`; the reply's round trip on success.
+    static func echo(_ request: PingRequest) throws -> String {
+        guard let address = resolve(request.host) else { throw ProtocolFailure("ping test failed -- cannot resolve \(request.host)") }
+        let (fd, raw) = try openSocket()
+        defer { close(fd) }
+        let identifier = UInt16(truncatingIfNeeded: getpid())
+        let waitMilliseconds = Int(request.timeout.components.seconds * 1000 + request.timeout.components.attoseconds / 1_000_000_000_000_000)
+        for sequence in 1...max(1, request.count) {
+            let packet = echoRequest(identifier: identifier, sequence: UInt16(sequence))
+            let sent = packet.withUnsafeBytes { bytes in
+                withUnsafePointer(to: address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+            }
+            guard sent == packet.count else { throw ProtocolFailure("ping test failed -- cannot send: \(String(cString: strerror(errno)))") }
+            let sentAt = ContinuousClock.now
+            if waitForReply(fd, raw: raw, from: address, identifier: identifier, sequence: UInt16(sequence), milliseconds: waitMilliseconds) {
+                let elapsed = ContinuousClock.now - sentAt
+                let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+                return "ping test succeeded [response time \((milliseconds * 1000).rounded() / 1000) ms]"
+            }
+        }
+        throw ProtocolFailure(
+            "ping test failed -- no response from \(request.host) to \(request.count) echo request\(request.count == 1 ? "" : "s") within \(request.timeout.components.seconds) s each")
+    }
+
+    private static func openSocket() throws -> (Int32, raw: Bool) {
+        let datagram = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_ICMP))
+        if datagram >= 0 { return (datagram, false) }
+        let raw = socket(AF_INET, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_ICMP))
+        if raw >= 0 { return (raw, true) }
+        throw ProtocolFailure(
+            "ping test failed -- cannot open an ICMP socket (\(String(cString: strerror(errno)))): run as root or allow the group in net.ipv4.ping_group_range")
+    }
+
+    private static func resolve(_ host: String) -> sockaddr_in? {
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        return first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+    }
+
+    static func echoRequest(identifier: UInt16, sequence: UInt16) -> [UInt8] {
+        var packet: [UInt8] = [8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff), UInt8(sequence >> 8), UInt8(sequence & 0xff)]
+        packet += (0..<56).map { UInt8($0) }  // 64 bytes in all, monit's default size
+        let sum = checksum(packet)
+        packet[2] = UInt8(sum >> 8)
+        packet[3] = UInt8(sum & 0xff)
+        return packet
+    }
+
+    static func checksum(_ bytes: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        var index = 0
+        while index + 1 < bytes.count {
+            sum += UInt32(bytes[index]) << 8 | UInt32(bytes[index + 1])
+            index += 2
+        }
+        if index < bytes.count { sum += UInt32(bytes[index]) << 8 }
+        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+
+    /// Reads until our echo reply arrives or `milliseconds` pass. A raw socket also sees other replies and,
+    /// on loopback, our own request; a datagram socket gets only its own replies, with the kernel's identifier.
+    private static func waitForReply(
+        _ fd: Int32, raw: Bool, from address: sockaddr_in, identifier: UInt16, sequence: UInt16, milliseconds: Int
+    ) -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        var buffer = [UInt8](repeating: 0, count: 1500)
+        while ContinuousClock.now < deadline {
+            let left = deadline - ContinuousClock.now
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let wait = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            guard poll(&descriptor, 1, wait) > 0 else { continue }
+            var sender = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let count = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &sender) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, bytes.baseAddress, bytes.count, 0, $0, &length) }
+                }
+            }
+            guard count > 0, sender.sin_addr.s_addr == address.sin_addr.s_addr else { continue }
+            let header = raw ? Int(buffer[0] & 0x0f) * 4 : 0
+            guard count >= header + 8, buffer[header] == 0 else { continue }  // type 0: echo reply
+            let replySequence = UInt16(buffer[header + 6]) << 8 | UInt16(buffer[header + 7])
+            let replyIdentifier = UInt16(buffer[header + 4]) << 8 | UInt16(buffer[header + 5])
+            if replySequence == sequence, !raw || replyIdentifier == identifier { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+import WardenTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real warden binary running protocol tests (a named protocol and a send/expect dialogue) against
+/// a real redis-server: quiet while it answers, an event with monit's wording when something else
+/// answers on its port, recovery, and an event once it is stopped.
+@Suite("Protocol tests, end to end", .serialized)
+struct ProtocolTests {
+    @Test func redisProtocolAndDialogue() throws {
+        let redis = "/usr/bin/redis-server"
+        guard FileManager.default.isExecutableFile(atPath: redis) else {
+            if TestSupport.isCI { Issue.record("redis-server is missing: .ci/run installs it") }
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let port = TestSupport.freePort()
+        func startRedis() throws -> Peer {
+            try Peer(redis, ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path], log: directory.path + "/redis.log")
+        }
+        let control = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set statefile \(directory.path)/state
+            set pidfile \(directory.path)/warden.pid
+            check host cache with address 127.0.0.1
+              if failed port \(port) protocol redis with timeout 2 seconds then alert
+              if failed port \(port) send "PING\\r\\n" expect "^\\+PONG" with timeout 2 seconds then alert
+
+            """)
+        // Something else holds the port first: both tests fail with what it answered.
+        let impostor = try GarbageServer(port: port, directory: directory)
+        let warden = try WardenProcess(controlFile: control, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("failed protocol test [REDIS] at [localhost]:\(port) -- REDIS: PING response error -- garbage", timeout: 15), "\(warden.log)")
+        #expect(warden.waitForLog("failed protocol test [GENERIC] at [localhost]:\(port) -- GENERIC: received unexpected data [garbage]", timeout: 15), "\(warden.log)")
+        impostor.peer.stop()
+        // The real server: both recover.
+        var server = try startRedis()
+        #expect(warden.waitForLog("connection succeeded to [localhost]:\(port)", count: 2, timeout: 15), "\(warden.log)\n\(server.output)")
+        // Stopped by its pid: refused.
+        server.stop()
+        #expect(warden.waitForLog("failed protocol test [REDIS] at [localhost]:\(port) -- cannot connect to [127.0.0.1]:\(port) -- Connection refused", timeout: 15), "\(warden.log)")
+        server = try startRedis()
+        defer { server.stop() }
+        #expect(warden.waitForLog("connection succeeded to [localhost]:\(port)", count: 4, timeout: 15), "\(warden.log)")
+    }
+
+    /// TLS and the certificate's validity through the binary: smtps against aiosmtpd holding a 30-day
+    /// certificate passes 'certificate valid > 10 days' and fails 'certificate valid > 60 days'.
+    @Test func smtpsCertificateValidity() throws {
+        guard SMTPSink.available else {
+            if TestSupport.isCI { Issue.record("aiosmtpd is missing: .ci/run installs it") }
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let cert = directory.path + "/cert.pem"
+        let key = directory.path + "/key.pem"
+        let made = try TestSupport.run(
+            "/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=127.0.0.1"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let port = TestSupport.freePort()
+        let server = try Peer(
+            "/usr/bin/python3", ["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(port)", "--smtpscert", cert, "--smtpskey", key],
+            log: directory.path + "/smtpd.log")
+        defer { server.stop() }
+        #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.portOpen(port) })
+        let control = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set statefile \(directory.path)/state
+            set pidfile \(directory.path)/warden.pid
+            check host mail with address 127.0.0.1
+              if failed port \(port) protocol smtps and certificate valid > 10 days then alert
+              if failed port \(port) protocol smtps and certificate valid > 60 days then alert
+
+            """)
+        let warden = try WardenProcess(controlFile: control, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(
+            warden.waitForLog("failed protocol test [SMTPS] at [localhost]:\(port) -- SSL: certificate expires in ", timeout: 15), "\(warden.log)")
+        #expect(warden.log.contains(" days, valid > 60 days required"), "\(warden.log)")
+        // Only the 60-day rule fails: one failure in the log, however many cycles pass.
+        usleep(2_500_000)
+        #expect(warden.log.components(separatedBy: "failed protocol test").count - 1 == 1, "\(warden.log)")
+    }
+}
