@@ -216,12 +216,14 @@ enum ConditionEvaluator {
 }
 
 /// Numbers as monit prints them in its messages.
-enum MonitFormat {
-    /// `value` with `digits` decimals (`%.1f`).
-    static func fixed(_ value: Double, _ digits: Int = 1) -> String {
+public enum MonitFormat {
+    /// `value` with `digits` decimals (monit's `%.1f`, `%.2f`, `%.6f`), without Foundation.
+    public static func fixed(_ value: Double, _ digits: Int = 1) -> String {
         guard value.isFinite else { return "\(value)" }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
+        // Beyond what an Int64 holds exactly, the plain description (no trap on a huge figure).
+        guard abs(value) * scale < 9e15 else { return "\(value)" }
         let scaled = Int64((abs(value) * scale).rounded())
         let sign = value < 0 && scaled != 0 ? "-" : ""
         let whole = scaled / Int64(scale)

@@ -29,16 +29,3 @@ enum CPUShares {
         return order.map { Double(delta[$0]) / total * 100 }
     }
 }
-
-/// `value` with exactly `digits` decimals (monit's "%.2f", "%.6f"), without Foundation.
-func fixed(_ value: Double, _ digits: Int) -> String {
-    guard value.isFinite else { return "0" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let scaled = (abs(value) * scale).rounded()
-    guard scaled < 9e15 else { return String(describing: value) }
-    let whole = Int(scaled) / Int(scale)
-    let fraction = String(Int(scaled) % Int(scale))
-    let sign = value < 0 && scaled > 0 ? "-" : ""
-    return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole)." + String(repeating: "0", count: digits - fraction.count) + fraction
-}

@@ -98,7 +98,7 @@ enum XMLStatus {
     static func ports(of service: ServiceSnapshot, configuration: Configuration) -> String {
         guard let config = configuration.services.first(where: { $0.name == service.name }) else { return "" }
         var xml = ""
-        let responseTime = service.metrics.responseTime.map { fixed($0, 6) } ?? "-1.000000"
+        let responseTime = service.metrics.responseTime.map { MonitFormat.fixed($0, 6) } ?? "-1.000000"
         for rule in config.rules {
             guard case .connection(let test) = rule.condition else { continue }
             let host: String, port: Int, request: String?, proto: String, type: String
@@ -161,7 +161,7 @@ enum XMLStatus {
     }
 
     /// Load averages with two decimals, as monit writes them.
-    static func load(_ value: Double) -> String { fixed(value, 2) }
+    static func load(_ value: Double) -> String { MonitFormat.fixed(value, 2) }
 
     /// monit's event bit mask of the failing checks.
     static func statusBits(_ service: ServiceSnapshot) -> Int {

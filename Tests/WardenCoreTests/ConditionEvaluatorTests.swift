@@ -9,6 +9,15 @@ struct ConditionEvaluatorTests {
         load1: 3, load5: 2, load15: 1, memoryTotalBytes: 1000, memoryAvailableBytes: 250, swapTotalBytes: 0, swapFreeBytes: 0,
         uptimeSeconds: 100, cpuCount: 2, cpuTotalTicks: 0, cpuIdleTicks: 0)
 
+    @Test func figuresAreWrittenWithMonitsDecimals() {
+        #expect(MonitFormat.fixed(92.44) == "92.4")
+        #expect(MonitFormat.fixed(0.0314159, 6) == "0.031416")
+        #expect(MonitFormat.fixed(-0.04) == "0.0")
+        #expect(MonitFormat.fixed(-1.25, 2) == "-1.25")
+        // A figure too large for an Int64 is written plainly instead of trapping.
+        #expect(MonitFormat.fixed(1e300, 2) == "1e+300")
+    }
+
     @Test func memoryPercentOfTheProcessAgainstTheHostsTotal() throws {
         var metrics = ServiceMetrics()
         metrics.memoryBytes = 920
