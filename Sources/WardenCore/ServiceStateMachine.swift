@@ -111,6 +111,9 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// The proxy may send it requests.
     var acceptsTraffic: Bool { pid != nil && failures[.nonexist] == nil && !stopping }
 
+    /// An instance may be sent requests: it runs, and its connection tests have passed since it started.
+    var isReady: Bool { acceptsTraffic && connectionGraceUntil == nil && failures[.connection] == nil }
+
     // MARK: - Scheduling
 
     /// Whether this cycle checks the service: `every N cycles` skips N-1 cycles between checks;
@@ -506,6 +509,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             restarts: restarts.total, failures: failures.keys.map(\.rawValue).sorted(),
             groups: config.groups, dependencies: config.dependencies, metrics: metrics,
             lastCheck: lastCheck, events: recentEvents, busy: busy, acceptsTraffic: acceptsTraffic, backingOff: isBackingOff,
+            instance: config.instanceOf.map { .init(group: $0.group, index: $0.index, port: $0.port, ready: isReady) },
             nextStartSeconds: nextStart(now: clock).map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
     }
 }
