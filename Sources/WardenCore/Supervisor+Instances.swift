@@ -199,8 +199,10 @@ extension ServiceSupervisor {
         }
     }
 
-    /// Drains and stops instances, then forgets them.
+    /// Drains and stops instances, then forgets them. Unmonitored first: a check that was waiting for
+    /// the stop would otherwise find the process gone and start it again.
     private func retire(_ names: [String]) async {
+        for name in names { services[name]?.monitor = .notMonitored }
         await withTaskGroup(of: Void.self) { stops in
             for name in names {
                 stops.addTask { await self.withBusy(name) { await self.stopService(name) } }
