@@ -323,7 +323,10 @@ final class ProxyTraffic: TrafficControl {
     func route(_ service: String, to instances: [InstanceIdentity]) {
         drainsBegun.withLock { begun in
             begun += 1
-            target.send(.backends(service, instances.map(Self.backend)))
+            let backends = instances.map(Self.backend)
+            // Ready, as the supervisor just found: a port's earlier instance may have been held when it stopped.
+            for backend in backends { target.send(.serviceUp(backend.instance, up: true)) }
+            target.send(.backends(service, backends))
         }
     }
 

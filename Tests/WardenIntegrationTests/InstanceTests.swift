@@ -101,13 +101,13 @@ struct InstanceTests {
     }
 
     /// Five deploys in a row while eight keep-alive clients send GETs and POSTs (a POST is never sent
-    /// twice, so a cut shows): every request is answered, and each deploy moves the instances to the
-    /// other half of the port range.
+    /// twice, so a cut shows), with no hold (a moment without a ready instance would be a 503): every
+    /// request is answered, and each deploy moves the instances to the other half of the port range.
     @Test func fiveDeploysUnderLoadLoseNoRequest() throws {
         let directory = try TemporaryDirectory()
         let app = try ProxiedApp(in: directory, delay: 0.02, instances: true)
         defer { app.killAll() }
-        let setup = try start(app, in: directory)
+        let setup = try start(app, in: directory, hold: 0)
         defer { setup.warden.stop() }
         let load = try KeepAliveLoad(port: setup.port, connections: 8, post: true, maximumSeconds: 120, in: directory)
         try #require(load.waitForProgress(50), "the load is flowing")
