@@ -92,6 +92,13 @@ extension ServiceSupervisor {
         }
     }
 
+    /// An instance of the serving generation became ready, or stopped being: the proxy hears it now
+    /// rather than at the feed's next report.
+    func instanceReadinessChanged(_ name: String) {
+        guard let group = services[name]?.config.instanceOf?.group, let ready = trafficTargets()[group] else { return }
+        traffic?.route(group, to: ready)
+    }
+
     func instanceNames(of group: String) -> [String] {
         (instancePorts[group] ?? []).map { WardenConfig.Service.instanceName(group, port: $0) }
     }
