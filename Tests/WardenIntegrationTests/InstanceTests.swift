@@ -21,7 +21,8 @@ struct InstanceTests {
     /// Three instances of `app` on six ports, a site passing to them, an alert address when `smtp` is given.
     /// With `hold` 0 a moment without a ready instance shows as a 503 (the maintenance page) at once.
     func start(
-        _ app: ProxiedApp, in directory: TemporaryDirectory, smtp: SMTPSink? = nil, instances: Int = 3, deployTimeout: Int = 20, hold: Int = 20
+        _ app: ProxiedApp, in directory: TemporaryDirectory, smtp: SMTPSink? = nil, instances: Int = 3, deployTimeout: Int = 20, hold: Int = 20,
+        balance: String = "round-robin"
     ) throws -> Setup {
         let port = TestSupport.freePort()
         let ports = try #require(Self.freePortRange(2 * instances))
@@ -45,6 +46,7 @@ struct InstanceTests {
                 deploy timeout \(deployTimeout) seconds
             check site app default
                 pass / to service app
+                balance \(balance)
                 maintenance page \(directory.path)/maintenance.html hold \(hold) seconds
                 error log \(directory.path)/error.log
             """)
@@ -182,5 +184,37 @@ struct InstanceTests {
         #expect(summary.socketErrors == 0 && summary.bad == 0, "\(summary)\n\(errorLog(setup))")
         let restarts = setup.warden.log.split(separator: "\n").filter { $0.contains("restart on user request") }
         #expect(restarts.count == 2, "\(restarts)")
+    }
+
+    /// `balance sticky cookie`: the first answer pins the client to an instance with a signed cookie,
+    /// which keeps it there for 100 requests; a forged cookie pins nothing, and when the pinned
+    /// instance is gone the client is served by another and pinned again.
+    @Test func aStickyCookieKeepsAClientOnItsInstance() throws {
+        let directory = try TemporaryDirectory()
+        let app = try ProxiedApp(in: directory, delay: 0.001, instances: true)
+        defer { app.killAll() }
+        let setup = try start(app, in: directory, balance: "sticky cookie SRV")
+        defer { setup.warden.stop() }
+        let first = try #require(TestSupport.httpGet(port: setup.port, path: "/a"))
+        let cookie = try #require(first.headers["set-cookie"], "\(first.headers)")
+        let pair = try #require(cookie.split(separator: ";").first.map(String.init))
+        #expect(cookie.hasPrefix("SRV=\(first.headers["x-port"] ?? "?").") && cookie.contains("HttpOnly"), "\(cookie)")
+        var ports: Set<String> = []
+        for number in 1...100 {
+            let answer = try #require(TestSupport.httpGet(port: setup.port, path: "/b\(number)", headers: ["Cookie": "theme=dark; \(pair)"]))
+            ports.insert(answer.headers["x-port"] ?? "?")
+            #expect(answer.headers["set-cookie"] == nil)
+        }
+        #expect(ports == [first.headers["x-port"] ?? "?"])
+        let pinned = try #require(Int(first.headers["x-port"] ?? ""))
+        let other = setup.ports.prefix(3).first { $0 != pinned }!
+        let forged = try #require(TestSupport.httpGet(port: setup.port, path: "/c", headers: ["Cookie": "SRV=\(other).00000000000000000000000000000000"]))
+        #expect(forged.headers["set-cookie"]?.hasPrefix("SRV=\(forged.headers["x-port"] ?? "?").") == true, "\(forged.headers)")
+
+        kill(try #require(app.pid(port: pinned)), SIGKILL)
+        let moved = try #require(TestSupport.httpGet(port: setup.port, path: "/d", timeout: 10, headers: ["Cookie": pair]))
+        #expect(moved.status == 200)
+        #expect(moved.headers["x-port"] != String(pinned))
+        #expect(moved.headers["set-cookie"]?.hasPrefix("SRV=\(moved.headers["x-port"] ?? "?").") == true, "\(moved.headers)")
     }
 }

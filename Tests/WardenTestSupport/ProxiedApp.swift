@@ -52,6 +52,7 @@ public struct ProxiedApp {
                     body = b"x" * (\(Self.bodyBytes) - len(path)) + path
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
+                    self.send_header("X-Port", str(port))
                     self.end_headers()  # the head goes out here, in a write of its own
                     if gap: time.sleep(gap)
                     self.wfile.write(body)
