@@ -103,13 +103,15 @@ extension ServiceSupervisor {
         (instancePorts[group] ?? []).map { WardenConfig.Service.instanceName(group, port: $0) }
     }
 
-    /// A user's action on a service with `instances`: on each instance; a restart one instance at a
-    /// time, each after the one before is ready again, so the others serve throughout.
+    /// A user's action on a service with `instances`: on each instance. A restart goes one instance at a
+    /// time, each after the one before is ready again, so the others serve throughout; with a single
+    /// instance it is a deploy (a new one beside it, then the switch), so there is no pause either.
     func performOnInstances(_ action: UserAction, of group: String) async throws {
         guard action == .restart else {
             for name in instanceNames(of: group) { try await perform(action, on: name) }
             return
         }
+        if instanceNames(of: group).count == 1 { return try await deploy(group) }
         let timeout = configuration.services.first { $0.name == group }?.deployTimeout ?? .seconds(60)
         for name in instanceNames(of: group) {
             try await perform(.restart, on: name)

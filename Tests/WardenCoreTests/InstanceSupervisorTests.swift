@@ -115,4 +115,29 @@ struct InstanceSupervisorTests {
             #expect(record.finished && !record.succeeded)
         }
     }
+
+    /// `warden restart` of a single instance with a spare port is a deploy: the new instance starts
+    /// beside the old one, which stops only after the switch.
+    @Test func aRestartOfOneInstanceStartsItsReplacementFirst() async throws {
+        let system = Self.system()
+        system.setPort(9001, open: true)
+        let clock = ManualClock()
+        let traffic = SupervisorTests.RecordingTraffic(system: system)
+        let text = Self.text.replacing("instances 2 ports 9000-9003", with: "instances 1 ports 9000-9001")
+        try await SupervisorTests.running(text, system: system, clock: clock, traffic: traffic) { supervisor in
+            try await SupervisorTests.advance(clock, by: .milliseconds(50), upTo: .seconds(5)) {
+                await supervisor.snapshots().first?.instance?.ready == true
+            }
+            let done = Mutex(false)
+            async let restarted: Void = {
+                try? await supervisor.perform(.restart, on: "app")
+                done.withLock { $0 = true }
+            }()
+            try await SupervisorTests.advance(clock, by: .milliseconds(50), upTo: .seconds(10)) { done.withLock { $0 } }
+            await restarted
+            #expect(system.spawned.map(\.[0]) == ["/app/start-9000", "/app/start-9001", "/app/stop-9000"])
+            #expect(await Self.names(supervisor) == ["app@9001"])
+            #expect(traffic.routes.withLock { $0.last?.ports } == [9001])
+        }
+    }
 }
