@@ -9,6 +9,7 @@ import WardenTestSupport
 struct InstanceTests {
     struct Setup {
         let port: Int
+        let dashboard: Int
         let ports: ClosedRange<Int>
         let warden: WardenProcess
         let errorLog: String
@@ -25,6 +26,7 @@ struct InstanceTests {
         balance: String = "round-robin"
     ) throws -> Setup {
         let port = TestSupport.freePort()
+        let dashboard = TestSupport.freePort()
         let ports = try #require(Self.freePortRange(2 * instances))
         try directory.write("maintenance.html", "<h1>back soon</h1>\n", mode: 0o644)
         let mail = smtp.map { "set mailserver 127.0.0.1 port \($0.port)\nset alert ops@example.com" } ?? ""
@@ -33,7 +35,7 @@ struct InstanceTests {
             """
             set daemon 1
             set pidfile \(directory.path)/warden.pid
-            set httpd port \(TestSupport.freePort()) and use address 127.0.0.1
+            set httpd port \(dashboard) and use address 127.0.0.1
                 allow 127.0.0.1
             \(mail)
             set proxy
@@ -57,7 +59,7 @@ struct InstanceTests {
             TestSupport.waitUntil(timeout: 20) { first.allSatisfy { TestSupport.httpGet(port: $0, path: "/ready")?.status == 200 } },
             "the instances did not start: \(warden.log)")
         try #require(TestSupport.waitUntil(timeout: 10) { TestSupport.httpGet(port: port, path: "/first")?.status == 200 }, "\(warden.log)")
-        return Setup(port: port, ports: ports, warden: warden, errorLog: directory.path + "/error.log")
+        return Setup(port: port, dashboard: dashboard, ports: ports, warden: warden, errorLog: directory.path + "/error.log")
     }
 
     /// Six consecutive ports nothing listens on, in a range the kernel does not hand out for outgoing connections.
@@ -216,5 +218,27 @@ struct InstanceTests {
         #expect(moved.status == 200)
         #expect(moved.headers["x-port"] != String(pinned))
         #expect(moved.headers["set-cookie"]?.hasPrefix("SRV=\(moved.headers["x-port"] ?? "?").") == true, "\(moved.headers)")
+    }
+
+    /// The Deploy button of an instance's page: a CSRF-protected POST that deploys the service.
+    @Test func theDashboardDeploysWithItsButton() throws {
+        let directory = try TemporaryDirectory()
+        let app = try ProxiedApp(in: directory, delay: 0.001, instances: true)
+        defer { app.killAll() }
+        let setup = try start(app, in: directory, instances: 1)
+        defer { setup.warden.stop() }
+        let page = try #require(TestSupport.httpGet(port: setup.dashboard, path: "/app@\(setup.ports.lowerBound)"))
+        #expect(page.body.contains("Deploy app") && page.body.contains("on port \(setup.ports.lowerBound), ready"), "\(page.body)")
+        let token = try #require(page.body.firstRange(of: "name=\"securitytoken\" value=\"").map { page.body[$0.upperBound...].prefix { $0 != "\"" } })
+        let forged = try TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", "service=app&securitytoken=wrong", "http://127.0.0.1:\(setup.dashboard)/_deploy"])
+        #expect(forged.stdout == "403")
+        let pressed = try TestSupport.run(
+            "/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", "service=app&securitytoken=\(token)", "http://127.0.0.1:\(setup.dashboard)/_deploy"])
+        #expect(pressed.stdout == "303")
+        #expect(
+            TestSupport.waitUntil(timeout: 20) {
+                serving(app, [setup.ports.upperBound]) && app.pid(port: setup.ports.lowerBound).map(TestSupport.isAlive) != true
+            }, "\(setup.warden.log)")
+        #expect(setup.warden.log.contains("'app' deploy requested by"))
     }
 }
