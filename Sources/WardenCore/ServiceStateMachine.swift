@@ -65,10 +65,11 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// After a start, connection failures count only once a test has passed or the start timeout is over.
     private(set) var connectionGraceUntil: Instant?
     private var readinessCheckPending = false
-    /// A failure streak: "does not exist" was announced, and its end will be, once, when the service
-    /// is back and ready. The crashes of a crash loop in between are logged, not announced again.
+    /// A failure streak (see `announcesStreaks`): "does not exist" was announced, and its end will be,
+    /// once, when the service has passed its checks for the reset period of its restart delay. The
+    /// crashes of a crash loop in between are logged, not announced again.
     private var downAnnounced = false
-    /// The message of that end, while a service with connection tests waits for its first pass.
+    /// The message of that end, while the service waits for it.
     private var recoveryMessage: String?
     private(set) var lastCheck: WallClock.Time?
     private(set) var lastAutomaticStart: Instant?
@@ -181,9 +182,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         if failures[.nonexist] != nil || monitor == .initializing && wasUnknown {
             let message = "process is running with pid \(process.pid)"
             actions.append(.log(.info, message))
-            if downAnnounced {
+            if !announcesStreaks, failures[.nonexist] != nil {
+                actions.append(.emit(.nonexist, .succeeded, message, action: "alert"))
+            } else if downAnnounced {
                 recoveryMessage = message
-                if !hasConnectionTests { actions += announceRecovery() }
             }
             failures[.nonexist] = nil
             failures[.exec] = nil
@@ -200,7 +202,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             actions.append(.log(.error, "process is not running"))
             if !downAnnounced {
                 actions.append(.emit(.nonexist, .failed, "process is not running", action: restarts ? "restart" : "alert"))
-                downAnnounced = true
+                downAnnounced = announcesStreaks
             }
             recoveryMessage = nil
             failures[.nonexist] = "process is not running"
@@ -278,15 +280,21 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         nextStartDelay = backoff.delay(after: automaticStartsInARow) * (backoff.maximum > backoff.initial ? jitter : 1)
     }
 
-    /// A check ended: once checks have passed for the whole reset period, the restart delay starts over.
-    mutating func checkEnded(now: Instant) {
+    /// A check ended: once checks have passed for the whole reset period, the restart delay starts over
+    /// and a failure streak ends.
+    mutating func checkEnded(now: Instant) -> [Action] {
         guard failures.isEmpty, !inConnectionGrace(now: now) else {
             healthySince = nil
-            return
+            return []
         }
         let since = healthySince ?? now
         healthySince = since
-        if since.duration(to: now) >= config.effectiveRestartBackoff.reset { automaticStartsInARow = 0 }
+        guard since.duration(to: now) >= config.effectiveRestartBackoff.reset else { return [] }
+        automaticStartsInARow = 0
+        guard downAnnounced, let message = recoveryMessage else { return [] }
+        downAnnounced = false
+        recoveryMessage = nil
+        return [.emit(.nonexist, .succeeded, message, action: "alert")]
     }
 
     /// Failing to start again and again: the status says so, and when the next attempt is.
@@ -301,7 +309,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     mutating func startFinished(_ result: StartResult, now: Instant, timeout: Duration) -> [Action] {
         switch result {
         case .running(let process, let startDate):
-            connectionGraceUntil = now.advanced(by: timeout)
+            // Only connection tests have a grace to end; without one the service is ready once it runs.
+            connectionGraceUntil = hasConnectionTests ? now.advanced(by: timeout) : nil
             failures[.exec] = nil
             failures[.timeout] = nil
             for index in rules.indices { rules[index].reset() }
@@ -321,22 +330,19 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         connectionGraceUntil.map { now < $0 } ?? false
     }
 
-    mutating func connectionPassed() -> [Action] {
+    mutating func connectionPassed() {
         connectionGraceUntil = nil
-        return announceRecovery()
     }
+
+    /// A service that backs off (no `N restarts within M cycles`) is alerted by failure streak; one with
+    /// monit's restart limit keeps monit's alerts, one per crash and one per return.
+    var announcesStreaks: Bool { config.restartLimits.isEmpty }
 
     var hasConnectionTests: Bool {
         config.rules.contains { if case .connection = $0.condition { true } else { false } }
     }
 
-    /// The end of a failure streak, said once the service is back (and answers, when it has tests).
-    private mutating func announceRecovery() -> [Action] {
-        guard downAnnounced, let message = recoveryMessage else { return [] }
-        downAnnounced = false
-        recoveryMessage = nil
-        return [.emit(.nonexist, .succeeded, message, action: "alert")]
-    }
+
 
     /// How often a service just started is tested until its connection tests first pass: a deploy or a
     /// restart is ready as soon as the app answers, and a hang right after that first answer is seen at

@@ -36,7 +36,7 @@ extension ServiceSupervisor {
         case .host, .system, .network:
             await evaluateRules(name)
         }
-        services[name]?.checkEnded(now: clock.now)
+        await carryOut(services[name]?.checkEnded(now: clock.now) ?? [], for: name)
         endBusy(name)
         if services[name]?.monitor == .initializing { services[name]?.monitor = .monitored }
         if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
@@ -247,7 +247,7 @@ extension ServiceSupervisor {
         let inGrace = services[name]?.inConnectionGrace(now: clock.now) ?? false
         let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
         if outcome?.failed == false {
-            await carryOut(services[name]?.connectionPassed() ?? [], for: name)
+            services[name]?.connectionPassed()
         } else if outcome == nil {
             logger.debug("'\(name)' connection test ignored while the process is starting: \(result.message)")
         }

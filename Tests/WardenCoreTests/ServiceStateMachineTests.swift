@@ -50,7 +50,8 @@ struct ServiceStateMachineTests {
     }
 
     /// A crash loop is one failure: "does not exist" once, the crashes after it only logged, and
-    /// "running" once, when the service is back and its connection test passes.
+    /// "running" once, when the service has passed its checks (its connection test too) for the reset
+    /// period of its restart delay.
     @Test func aCrashLoopIsAnnouncedOnceAndItsEndOnce() throws {
         var machine = try Self.machine(Self.app + "\n    if failed port 8080 then restart\n")
         _ = machine.processFound(Self.process(100), startDate: 0)
@@ -62,13 +63,23 @@ struct ServiceStateMachineTests {
             collect(machine.startFinished(.running(Self.process(pid_t(100 + attempt)), startDate: 0), now: Self.at(Double(attempt * 10 + 1)), timeout: .seconds(30)))
         }
         #expect(events == [.emit(.nonexist, .failed, "process is not running", action: "restart")])
-        collect(machine.connectionPassed())
+        // Checks in the start's grace (its connection test not passed yet) do not count.
+        collect(machine.checkEnded(now: Self.at(42)))
+        collect(machine.checkEnded(now: Self.at(70)))
+        #expect(events.count == 1)
+        machine.connectionPassed()
+        collect(machine.checkEnded(now: Self.at(71)))
+        collect(machine.checkEnded(now: Self.at(130)))
+        #expect(events.count == 1)
+        collect(machine.checkEnded(now: Self.at(131)))
         #expect(events.last == .emit(.nonexist, .succeeded, "process is running with pid 104", action: "alert"))
         #expect(events.count == 2)
         // Started on purpose after a stop: nothing was announced, so nothing ends.
         machine.processStopped()
         collect(machine.startFinished(.running(Self.process(200), startDate: 0), now: Self.at(100), timeout: .seconds(30)))
-        collect(machine.connectionPassed())
+        machine.connectionPassed()
+        collect(machine.checkEnded(now: Self.at(101)))
+        collect(machine.checkEnded(now: Self.at(200)))
         #expect(events.count == 2)
     }
 
@@ -117,10 +128,10 @@ struct ServiceStateMachineTests {
         #expect(machine.nextStart(now: Self.at(now + 3)) == .seconds(5))
         // Running and passing its checks for the whole reset period: the next crash restarts at once.
         _ = machine.processFound(Self.process(300), startDate: 0)
-        machine.checkEnded(now: Self.at(now + 1))
-        machine.checkEnded(now: Self.at(now + 30))
+        _ = machine.checkEnded(now: Self.at(now + 1))
+        _ = machine.checkEnded(now: Self.at(now + 30))
         #expect(machine.isBackingOff)
-        machine.checkEnded(now: Self.at(now + 61))
+        _ = machine.checkEnded(now: Self.at(now + 61))
         #expect(!machine.isBackingOff)
         #expect(machine.processMissing(now: Self.at(now + 70), cycle: 20).last == .start(recovering: true))
     }
@@ -237,12 +248,12 @@ struct ServiceStateMachineTests {
     }
 
     @Test func connectionFailuresWaitOutTheStartGracePeriod() throws {
-        var machine = try Self.machine(Self.app)
+        var machine = try Self.machine(Self.app + "\n    if failed port 8080 then restart")
         _ = machine.startFinished(.running(Self.process(100), startDate: 0), now: Self.at(100), timeout: .seconds(30))
         #expect(machine.inConnectionGrace(now: Self.at(129)))
         #expect(!machine.inConnectionGrace(now: Self.at(130)))
         // A first success ends the grace at once.
-        _ = machine.connectionPassed()
+        machine.connectionPassed()
         #expect(!machine.inConnectionGrace(now: Self.at(101)))
     }
 

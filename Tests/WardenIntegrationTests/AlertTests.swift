@@ -32,6 +32,7 @@ struct AlertTests {
         let smtp = try SMTPSink(directory: directory)
         let app = try TestApp(in: directory)
         defer { app.killAll() }
+        // monit's alerts come with monit's restart limit: one per crash and one per return.
         let rc = try controlFile(
             directory, app,
             mail: """
@@ -43,6 +44,7 @@ struct AlertTests {
             serviceExtra: """
                 alert me@example.com only on { nonexist }
                   noalert dev@example.com
+                if 5 restarts within 5 cycles then timeout
                 """)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         defer { warden.stop() }

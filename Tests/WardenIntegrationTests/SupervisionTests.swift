@@ -95,22 +95,36 @@ struct SupervisionTests {
         #expect(warden.log.components(separatedBy: "'crash' start:").count - 1 == 3)
     }
 
+    /// A crash loop backs off (the gaps between starts grow) and is two mails in all: one when it
+    /// begins, one when the service has passed its checks for the reset period (3 s here).
     @Test func restartDelaysGrowWhileTheServiceKeepsCrashing() throws {
         let directory = try TemporaryDirectory()
-        // Each start notes its time, then the app dies 0.2 s later.
+        let smtp = try SMTPSink(directory: directory)
+        defer { smtp.stop() }
+        // Each start notes its time, then the app dies 0.2 s later, until the file `fixed` exists.
         let crash = try directory.write(
             "crash.sh",
-            "#!/bin/sh\ndate +%s.%N >> \(directory.path)/starts\nsetsid /bin/sh -c 'echo $$ > \(directory.path)/crash.pid; sleep 0.2' >/dev/null 2>&1 &\nexit 0\n",
+            """
+            #!/bin/sh
+            date +%s.%N >> \(directory.path)/starts
+            life=0.2; [ -f \(directory.path)/fixed ] && life=3600
+            setsid /bin/sh -c "echo \\$\\$ > \(directory.path)/crash.pid; exec sleep $life" >/dev/null 2>&1 &
+            exit 0
+
+            """,
             mode: 0o755)
         let rc = try controlFile(
             directory,
             """
+            set mailserver 127.0.0.1 port \(smtp.port)
+            set alert ops@example.com
             check process crash with pidfile \(directory.path)/crash.pid
               start program = "\(crash)"
-              restart delay 1 second to 4 seconds
+              restart delay 1 second to 4 seconds reset after 3 seconds
             """)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         defer { warden.stop() }
+        defer { if let pid = TestSupport.readPID(directory.path + "/crash.pid") { kill(pid, SIGKILL) } }
         func starts() -> [Double] {
             ((try? String(contentsOfFile: directory.path + "/starts", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Double($0) }
         }
@@ -121,6 +135,11 @@ struct SupervisionTests {
         let expected: [ClosedRange<Double>] = [0.7...1.9, 1.5...3.3, 3.1...5.9, 3.1...5.9]
         #expect(gaps.count >= 4)
         for (gap, range) in zip(gaps, expected) { #expect(range.contains(gap), "gaps \(gaps)") }
+        _ = try directory.write("fixed", "")
+        #expect(TestSupport.waitUntil(timeout: 20) { smtp.mails.contains { $0.subject.contains("Exists crash") } }, "\(warden.log)")
+        usleep(1_500_000)
+        let mails = smtp.mails.map(\.subject).filter { $0.hasSuffix(" crash") }
+        #expect(mails == ["warden alert --  Does not exist crash", "warden alert --  Exists crash"], "\(warden.log)")
     }
 
     @Test func failingStartProgramIsReportedAtOnceWithoutABusyLoop() throws {
