@@ -90,7 +90,6 @@ struct FleetTests {
 
     @Test func threeHostsScrapedAndAServiceDownAlertReachesTheWebhook() throws {
         guard let tools = tools() else { return }
-        let began = Date()
         let directory = try TemporaryDirectory("fleet")
         let receiver = try WebhookReceiver(directory: directory, name: "alertmanager-webhook")
         defer { receiver.stop() }
@@ -110,6 +109,7 @@ struct FleetTests {
                 "--web.listen-address=127.0.0.1:\(alertmanagerPort)", "--cluster.listen-address=",
             ], log: directory.path + "/alertmanager.log")
         defer { alertmanager.stop() }
+        #expect(TestSupport.waitUntil(timeout: 30) { TestSupport.httpGet(port: alertmanagerPort, path: "/-/ready")?.status == 200 }, "\(alertmanager.output)")
 
         // Three hosts; host3 also posts its events to Alertmanager itself.
         var hosts: [Host] = []
@@ -152,9 +152,10 @@ struct FleetTests {
         }
 
         // The metrics listener needs no password; the dashboard's /metrics still does.
-        let metrics = try #require(TestSupport.httpGet(port: hosts[0].metricsPort, path: "/metrics"))
-        #expect(metrics.status == 200)
-        #expect(metrics.body.contains("warden_service_state{service=\"app\",state=\"running\"} 1"), "\(metrics.body)")
+        let running = "warden_service_state{service=\"app\",state=\"running\"} 1"
+        #expect(
+            TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: hosts[0].metricsPort, path: "/metrics")?.body.contains(running) == true },
+            "\(TestSupport.httpGet(port: hosts[0].metricsPort, path: "/metrics")?.body ?? "no answer")")
         #expect(TestSupport.httpGet(port: hosts[0].metricsPort, path: "/")?.status == 404, "the listener serves /metrics only")
         #expect(TestSupport.httpGet(port: hosts[0].dashboardPort, path: "/metrics")?.status == 401)
 
@@ -218,7 +219,5 @@ struct FleetTests {
         _ = FileManager.default.createFile(atPath: host3.startAllowed, contents: nil)
         #expect(TestSupport.waitUntil(timeout: 60) { direct("resolved") }, "\(host3.warden.log)")
         #expect(!host3.warden.log.contains("cannot post to alertmanager"), "\(host3.warden.log)")
-        let seconds = Date().timeIntervalSince(began)
-        print("fleet test: \(String(format: "%.1f", seconds)) s")
     }
 }
