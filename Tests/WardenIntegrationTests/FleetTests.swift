@@ -36,6 +36,30 @@ struct FleetTests {
         #expect(routing.status == 0, "\(routing.stdout)\(routing.stderr)")
     }
 
+    /// The metrics listener keeps its own allow-list: a client it does not name gets no answer, while
+    /// the dashboard (allowing 127.0.0.1) still serves it.
+    @Test func metricsListenerRefusesClientsItsAllowListDoesNotName() throws {
+        let directory = try TemporaryDirectory()
+        let metricsPort = TestSupport.freePort()
+        let dashboardPort = TestSupport.freePort()
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set httpd port \(dashboardPort) and use address 127.0.0.1
+                allow 127.0.0.1
+            set metrics listen 127.0.0.1 port \(metricsPort) allow 10.9.9.9
+            check file hosts with path /etc/hosts
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: dashboardPort, path: "/metrics")?.status == 200 }, "\(warden.log)")
+        #expect(TestSupport.portOpen(metricsPort), "it listens")
+        #expect(TestSupport.httpGet(port: metricsPort, path: "/metrics") == nil, "but answers no one outside its list")
+        #expect(warden.waitForLog("access denied -- client [127.0.0.1]: host not allowed"), "\(warden.log)")
+    }
+
     /// JSON from a GET on 127.0.0.1, or nil.
     func json(_ port: Int, _ path: String) -> Any? {
         guard let response = TestSupport.httpGet(port: port, path: path, timeout: 5), response.status == 200 else { return nil }
