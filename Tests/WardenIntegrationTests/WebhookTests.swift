@@ -135,17 +135,27 @@ struct WebhookTests {
         #expect(queuedPosts(directory) >= 1)
     }
 
-    /// A per-service webhook gets that service's events only; the global one gets all.
+    /// A per-service webhook gets that service's events its filter admits; the global one gets all.
     @Test func perServiceWebhookGetsItsServiceOnly() throws {
         let directory = try TemporaryDirectory()
         let global = try WebhookReceiver(directory: directory, name: "global")
         defer { global.stop() }
         let own = try WebhookReceiver(directory: directory, name: "own")
         defer { own.stop() }
+        let execOnly = try WebhookReceiver(directory: directory, name: "exec-only")
+        defer { execOnly.stop() }
         let app = try TestApp(in: directory)
         defer { app.killAll() }
         let rc = try controlFile(directory, app, hook: "set alert webhook \"http://127.0.0.1:\(global.port)/all\"")
-        try String(contentsOfFile: rc, encoding: .utf8).appending("\n  alert webhook \"http://127.0.0.1:\(own.port)/app\" only on { nonexist }\n")
+        try String(contentsOfFile: rc, encoding: .utf8)
+            .appending(
+                """
+
+                  alert webhook "http://127.0.0.1:\(own.port)/app" only on { nonexist }
+                  alert webhook "http://127.0.0.1:\(execOnly.port)/app" only on { exec }
+
+                """
+            )
             .write(toFile: rc, atomically: false, encoding: .utf8)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         defer { warden.stop() }
@@ -153,6 +163,7 @@ struct WebhookTests {
         kill(try #require(app.pid), SIGKILL)
         #expect(TestSupport.waitUntil(timeout: 20) { own.documents.count >= 2 && global.documents.count >= 3 }, "\(warden.log)")
         #expect(own.documents.allSatisfy { $0["service"] as? String == "app" && $0["kind"] as? String == "nonexist" }, "\(own.documents)")
-        #expect(global.documents.contains { $0["kind"] as? String == "instance" })
+        #expect(global.documents.contains { $0["kind"] as? String == "instance" }, "warden's own events go to the global webhook")
+        #expect(execOnly.documents.isEmpty, "its filter admits none of the events: \(execOnly.documents)")
     }
 }
