@@ -180,6 +180,14 @@ struct FleetTests {
         #expect(
             TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: hosts[0].metricsPort, path: "/metrics")?.body.contains(running) == true },
             "\(TestSupport.httpGet(port: hosts[0].metricsPort, path: "/metrics")?.body ?? "no answer")")
+        // The start was timed, and the port check lands in the latency histogram.
+        func value(_ line: String) -> Double? {
+            let body = TestSupport.httpGet(port: hosts[0].metricsPort, path: "/metrics")?.body ?? ""
+            return body.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        let started = value("warden_service_start_duration_seconds{service=\"app\"}") ?? 0
+        #expect(started > 0 && started < 30, "\(started)")
+        #expect(TestSupport.waitUntil(timeout: 20) { (value("warden_service_check_duration_seconds_count{service=\"app\"}") ?? 0) >= 2 })
         #expect(TestSupport.httpGet(port: hosts[0].metricsPort, path: "/")?.status == 404, "the listener serves /metrics only")
         #expect(TestSupport.httpGet(port: hosts[0].dashboardPort, path: "/metrics")?.status == 401)
 
