@@ -233,6 +233,9 @@ struct FleetTests {
             }
         }
         #expect(TestSupport.waitUntil(timeout: 60, notified), "\(alertmanager.output)")
+        let host2Metrics = TestSupport.httpGet(port: host2.metricsPort, path: "/metrics")?.body ?? ""
+        #expect(host2Metrics.contains("warden_service_restarts_by_cause_total{service=\"app\",cause=\"crash\"} "), "\(host2Metrics)")
+        #expect(!host2Metrics.contains("warden_service_state{service=\"app\",state=\"running\"} 1"), "\(host2Metrics)")
         let others = alertmanagerAlerts().filter { labels($0)["alertname"] == "WardenServiceDown" && labels($0)["host"] != "host2" }
         #expect(others.isEmpty, "only host2 is down: \(others)")
 
