@@ -5,7 +5,7 @@ import NIOSSL
 import WardenConfig
 import WardenPlatform
 
-public struct HTTPPostError: Error, CustomStringConvertible {
+struct HTTPPostError: Error, CustomStringConvertible {
     public let description: String
 }
 
