@@ -131,9 +131,10 @@ final class Parser {
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
         "every", "not", "alert", "noalert", "onreboot", "ignore", "pass", "serve", "access", "error", "maintenance",
+        "instances", "deploy", "drain", "balance",
     ]
 
-    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance"]
+    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance"]
 
     func statement() throws {
         let token = peek

@@ -136,7 +136,7 @@ struct Daemon {
             if let proxy = localProxy {
                 signals.onReopenLogs = { proxy.reopenLogs() }
             } else if let worker {
-                signals.onReopenLogs = { worker.control.reopenLogs() }
+                signals.onReopenLogs = { worker.control.send(.reopenLogs) }
             }
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: supervisor),
@@ -295,9 +295,7 @@ final class PIDLock {
 
 /// Where the proxy feed delivers: the proxy in this process, or a worker process through a pipe.
 protocol ProxyControl: Sendable {
-    func serviceUp(_ name: String, _ up: Bool)
-    func maintenance(_ sites: Set<String>)
-    func sites(_ sites: [Site])
+    func send(_ message: ProxyFeedMessage)
     /// Holds new requests for the service at once; returns when none of its requests is in flight,
     /// or after `timeout`.
     func drain(_ name: String, timeout: Duration) async
@@ -308,12 +306,10 @@ struct LocalProxyControl: ProxyControl {
     let availability: ServiceAvailability
     let proxy: ProxyServer
 
-    func serviceUp(_ name: String, _ up: Bool) { availability.set(name, up: up) }
-    func maintenance(_ sites: Set<String>) { availability.setMaintenance(sites) }
-    func sites(_ sites: [Site]) { proxy.update(sites: sites) }
+    func send(_ message: ProxyFeedMessage) { proxy.apply(message) }
 
     func drain(_ name: String, timeout: Duration) async {
-        availability.hold(name)
+        proxy.apply(.drain(name, milliseconds: Int(timeout / .milliseconds(1))))
         let deadline = ContinuousClock.now + timeout
         // Polled: a count the requests notify no one of costs them nothing more.
         while availability.requestsInFlight(name) > 0, ContinuousClock.now < deadline, !Task.isCancelled {
@@ -338,14 +334,29 @@ final class ProxyTraffic: TrafficControl {
         await target.drain(service, timeout: timeout)
     }
 
+    func route(_ service: String, to instances: [InstanceIdentity]) {
+        drainsBegun.withLock { begun in
+            begun += 1
+            let backends = instances.map(Self.backend)
+            // Ready, as the supervisor just found: a port's earlier instance may have been held when it stopped.
+            for backend in backends { target.send(.serviceUp(backend.instance, up: true)) }
+            target.send(.backends(service, backends))
+        }
+    }
+
+    static func backend(_ instance: InstanceIdentity) -> Backend {
+        Backend(instance: WardenConfig.Service.instanceName(instance.group, port: instance.port), host: "127.0.0.1", port: instance.port)
+    }
+
     /// A mark to take before reading the services' states, for `report`.
     var mark: Int { drainsBegun.withLock { $0 } }
 
-    /// Sends the states unless a drain began since `mark` (the next refresh sends them again).
-    func report(_ states: [(name: String, up: Bool)], readAfter mark: Int) {
+    /// Sends the states unless a drain or a switch began since `mark` (the next refresh sends them again).
+    func report(_ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], readAfter mark: Int) {
         drainsBegun.withLock { begun in
             guard begun == mark else { return }
-            for state in states { target.serviceUp(state.name, state.up) }
+            for state in states { target.send(.serviceUp(state.name, up: state.up)) }
+            for (service, ready) in instances { target.send(.backends(service, ready.map(Self.backend))) }
         }
     }
 }
@@ -387,15 +398,16 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
 
     private func refresh() async {
         let mark = traffic.mark
-        traffic.report(await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, readAfter: mark)
+        traffic.report(
+            await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(), readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
         let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in
             defer { sent = (sites, maintenance) }
             return (sent.sites != sites, sent.maintenance != maintenance)
         }
-        if newSites { traffic.target.sites(sites) }
-        if newMaintenance { traffic.target.maintenance(maintenance) }
+        if newSites { traffic.target.send(.sites(sites)) }
+        if newMaintenance { traffic.target.send(.maintenance(maintenance.sorted())) }
     }
 }
 
