@@ -41,6 +41,23 @@ struct AlertChannelTests {
         #expect(own.endpoint?.path == "/hook")
     }
 
+    @Test func noalertExcludesAGlobalWebhookForOneService() async throws {
+        let config = try configuration(
+            """
+            set alert webhook "http://hooks/all"
+            check process quiet with pidfile /run/quiet.pid
+              noalert "http://hooks/all"
+            check process loud with pidfile /run/loud.pid
+            """)
+        let alerts = AlertService(configuration: config, hostName: "vm", mailer: "warden", logger: Logger(label: "test"))
+        var quiet = event(.nonexist, .failed)
+        quiet.service = "quiet"
+        var loud = quiet
+        loud.service = "loud"
+        #expect(await alerts.recipients(for: quiet).isEmpty)
+        #expect(await alerts.recipients(for: loud).map(\.channel) == [.webhook])
+    }
+
     @Test func badChannelStatementsAreErrorsWithTheirPlace() {
         let result = ControlFile.parse(
             """
