@@ -127,6 +127,30 @@ struct AlertChannelTests {
         #expect(firing.due(now: 1_800_000_100).isEmpty, "sent at 060, next at 120")
     }
 
+    /// Alertmanager forgets an alert without `endsAt` after its resolve_timeout: the service posts a
+    /// lasting failure again each minute, and stops once the recovery went out.
+    @Test func alertServicePostsALastingFailureAgainUntilItRecovers() async throws {
+        let config = try configuration("set alert alertmanager \"http://am:9093\"\n")
+        let clock = Mutex(1_800_000_000.0)
+        let posted = Mutex<[String]>([])
+        let alerts = AlertService(
+            configuration: config, hostName: "vm", mailer: "warden", logger: Logger(label: "test"), transport: nil,
+            poster: { post in posted.withLock { $0.append(post.body) } }, now: { clock.withLock { $0 } })
+        await alerts.handle(event(.nonexist, .failed))
+        await alerts.tick()
+        #expect(posted.withLock { $0.count } == 1)
+        clock.withLock { $0 += 61 }
+        await alerts.tick()
+        let repeated = posted.withLock { $0 }
+        #expect(repeated.count == 2 && repeated[1] == repeated[0], "the same alert, startsAt unchanged: \(repeated)")
+        await alerts.handle(event(.nonexist, .succeeded, date: 1_800_000_070))
+        clock.withLock { $0 += 120 }
+        await alerts.tick()
+        let all = posted.withLock { $0 }
+        #expect(all.count == 3, "\(all)")
+        #expect(all.last?.contains("\"endsAt\":\"2027-01-15T08:01:10Z\"") == true, "\(all)")
+    }
+
     @Test func retryScheduleDoublesUpToItsCap() {
         #expect((1...8).map { RetrySchedule.http.delay(afterFailures: $0) } == [1, 2, 4, 8, 16, 32, 60, 60])
         #expect(RetrySchedule.mail.delay(afterFailures: 5) == 0, "mail is retried every cycle, as monit does")
