@@ -50,9 +50,34 @@ public struct AlertRecipient: Sendable, Hashable {
             }
         }
     }
+    /// Where an alert goes: mail to `address`, or a JSON POST to the URL in `address`.
+    public enum Channel: String, Sendable, Hashable {
+        case mail
+        /// `alert webhook "URL"`: each event as a JSON object.
+        case webhook
+        /// `alert alertmanager "URL"`: Alertmanager's v2 API (`POST /api/v2/alerts`) at that base URL.
+        case alertmanager
+    }
+    /// An e-mail address, or a URL for the webhook and alertmanager channels.
     public var address: String
+    public var channel: Channel = .mail
+    /// The parsed URL of a webhook or alertmanager channel.
+    public var endpoint: HTTPURL?
     public var filter: Filter = .all
     /// `with reminder on N cycles`: repeat the alert every N cycles while the failure lasts.
     public var reminder: Int?
     public var mailFormat: MailFormat?
+}
+
+/// `set metrics listen ADDRESS port N [allow …]`: `/metrics` on a listener of its own, with its own
+/// allow-list, so a Prometheus server needs no dashboard credentials.
+public struct MetricsListenerSettings: Sendable, Hashable {
+    public var address: String
+    public var port: Int
+    public var allow: [AllowRule] = []
+    public init(address: String, port: Int, allow: [AllowRule] = []) {
+        self.address = address
+        self.port = port
+        self.allow = allow
+    }
 }

@@ -14,6 +14,7 @@ public struct Configuration: Sendable, Hashable {
     public var mailFormat = MailFormat()
     public var alerts: [AlertRecipient] = []
     public var httpd: HTTPDSettings?
+    public var metricsListener: MetricsListenerSettings?
     public var limits = Limits()
     public var onReboot: OnReboot = .start
     public var services: [Service] = []

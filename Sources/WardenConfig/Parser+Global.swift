@@ -2,7 +2,7 @@ extension Parser {
     static let setKeywords: Set<String> = [
         "daemon", "init", "logfile", "log", "pidfile", "idfile", "statefile", "eventqueue", "mailserver",
         "mail-format", "alert", "httpd", "limits", "onreboot", "ssl", "mmonit", "expectbuffer", "fips",
-        "terminal", "hostname", "proxy",
+        "terminal", "hostname", "proxy", "metrics",
     ]
 
     func setStatement() throws {
@@ -76,6 +76,8 @@ extension Parser {
             _ = try value("a host name")
         case "proxy":
             try proxySettings()
+        case "metrics":
+            try metricsListener()
         default:
             break
         }
@@ -188,8 +190,10 @@ extension Parser {
         return format
     }
 
-    /// `ADDR [[not] { events }] [mail-format { … }] [reminder [on] N [cycles]]`.
+    /// `ADDR [[not] { events }] [mail-format { … }] [reminder [on] N [cycles]]`, or
+    /// `webhook|alertmanager URL [[not] { events }]`.
     func alertRecipient() throws -> AlertRecipient {
+        if let channel = try alertEndpoint() { return channel }
         let addressToken = try value("an e-mail address")
         var address = addressToken.text
         if address.lowercased() == "[email", at("protected]") {
@@ -224,6 +228,48 @@ extension Parser {
             }
         }
         return recipient
+    }
+
+    /// `webhook "URL"` or `alertmanager "URL"` with an optional event filter; nil when the alert is a mail.
+    private func alertEndpoint() throws -> AlertRecipient? {
+        guard at(any: ["webhook", "alertmanager"]), peekSecond.text.contains("://") else { return nil }
+        let keyword = advance()
+        let target = try value("a URL")
+        var recipient = AlertRecipient(
+            address: target.text, channel: keyword.keyword == "webhook" ? .webhook : .alertmanager, endpoint: try url(target))
+        while true {
+            if at("not") && peekSecond.kind == .leftBrace {
+                advance()
+                recipient.filter = .except(try eventSet())
+            } else if peek.kind == .leftBrace {
+                recipient.filter = .only(try eventSet())
+            } else if at(any: ["mail-format", "reminder"]) {
+                throw fail(.syntax, "'\(peek.text)' applies to mail alerts, not to '\(keyword.text)'", at: peek)
+            } else {
+                return recipient
+            }
+        }
+    }
+
+    /// `set metrics listen ADDRESS port N [allow HOST|NETWORK …]`.
+    private func metricsListener() throws {
+        try expect("listen", after: "set metrics")
+        let address = try value("an address to bind")
+        try expect("port", after: "set metrics listen \(address.text)")
+        var settings = MetricsListenerSettings(address: address.text, port: try port())
+        while at("allow") {
+            let token = advance()
+            let rule = try allowRule()
+            switch rule {
+            case .host, .network:
+                settings.allow.append(rule)
+            case .user, .htpasswd, .group:
+                throw fail(
+                    .invalidValue, "the metrics listener admits hosts and networks only; it asks for no password", at: token,
+                    hint: "write 'allow 127.0.0.1' or 'allow 10.0.0.0/8'")
+            }
+        }
+        configuration.metricsListener = settings
     }
 
     private func eventSet() throws -> Set<EventKind> {

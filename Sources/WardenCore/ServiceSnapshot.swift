@@ -11,6 +11,8 @@ public struct ServiceMetrics: Sendable, Codable, Hashable {
     public var responseTime: Double?
     public var programStatus: Int?
     public var programOutput: String?
+    /// How long the last start took, from the start program to a running process.
+    public var startSeconds: Double?
     public init() {}
 }
 

@@ -153,7 +153,12 @@ extension ServiceSupervisor {
         services[name]?.startBegins(automatic: automatic, now: clock.now, cycle: cycle, jitter: Double.random(in: 0.8...1.2))
         logger.info("'\(name)' start: '\(start.commandLine)'")
         let timeout = start.timeout ?? configuration.limits.startTimeout
+        let began = clock.now
         let result = await launch(start, of: name, timeout: timeout)
+        if case .running = result {
+            let took = began.duration(to: clock.now).components
+            services[name]?.metrics.startSeconds = Double(took.seconds) + Double(took.attoseconds) / 1e18
+        }
         await carryOut(services[name]?.startFinished(result, now: clock.now, timeout: .seconds(timeout)) ?? [], for: name)
         if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
     }

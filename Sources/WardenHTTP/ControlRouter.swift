@@ -67,7 +67,9 @@ public final class ControlRouter: Sendable {
     let logger: Logger
     /// Proves a form was served by this daemon: POSTs without it are refused (CSRF).
     let csrfToken: String
-    let metrics = MetricsExporter()
+    let metrics: MetricsExporter
+    /// The listener of `set metrics listen`: it answers `/metrics` and nothing else.
+    let metricsOnly: Bool
     private let failures = Mutex<[String: Int]>([:])
     /// Recent events of proxied sites, newest last. Sites are not services, so the supervisor keeps
     /// no history for them; without this a maintenance change would be in no status at all.
@@ -87,7 +89,12 @@ public final class ControlRouter: Sendable {
         return sites.map { SiteStatus(name: $0.name, hosts: $0.hosts, maintenance: maintenance.contains($0.name), events: events[$0.name] ?? []) }
     }
 
-    public init(supervisor: Supervisor, policy: AccessPolicy, configuration: Configuration, logger: Logger) {
+    public init(
+        supervisor: Supervisor, policy: AccessPolicy, configuration: Configuration, logger: Logger, metrics: MetricsExporter = MetricsExporter(),
+        metricsOnly: Bool = false
+    ) {
+        self.metrics = metrics
+        self.metricsOnly = metricsOnly
         self.supervisor = supervisor
         self.policy = policy
         self.configuration = configuration
@@ -116,6 +123,7 @@ public final class ControlRouter: Sendable {
             return response
         }
 
+        if metricsOnly, request.path != "/metrics" { return .text(404, "Not Found") }
         switch (request.method, request.path) {
         case ("GET", "/"), ("HEAD", "/"):
             return .html(Pages.dashboard(await supervisor.snapshots(), supervisor: supervisor, configuration: configuration))

@@ -22,17 +22,21 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
     /// `with ssl { pemfile: … }`: HTTPS with the certificate and key of one PEM file, as monit has it.
     let tls: NIOSSLContext?
     private let bound = Mutex<[any Channel]>([])
-    /// Subscribed at creation, so the event counters miss nothing.
+    /// Subscribed at creation, so the sites' events miss nothing.
     private let events: AsyncStream<Event>
 
-    public init(settings: HTTPDSettings, supervisor: Supervisor, configuration: Configuration, logger: Logger) throws {
+    public init(
+        settings: HTTPDSettings, supervisor: Supervisor, configuration: Configuration, logger: Logger, metrics: MetricsExporter,
+        metricsOnly: Bool = false
+    ) throws {
         self.events = supervisor.events.subscribe()
         self.settings = settings
         self.logger = logger
         self.tls = try settings.ssl?.pemfile.map { try TLSFiles.serverContext(certificate: $0, key: $0) }
         let policy = AccessPolicy(rules: settings.allow)
         for entry in policy.unusableEntries { logger.warning("httpd: \(entry)") }
-        self.router = ControlRouter(supervisor: supervisor, policy: policy, configuration: configuration, logger: logger)
+        self.router = ControlRouter(
+            supervisor: supervisor, policy: policy, configuration: configuration, logger: logger, metrics: metrics, metricsOnly: metricsOnly)
     }
 
     /// The TCP port actually bound, once running.
@@ -56,10 +60,9 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         bound.withLock { $0 = channels.map(\.channel) }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                let (events, metrics, router) = (self.events, router.metrics, self.router)
+                let (events, router) = (self.events, self.router)
                 group.addTask {
                     for await event in events.cancelOnGracefulShutdown() {
-                        metrics.record(event)
                         await router.record(event)
                     }
                 }

@@ -1,7 +1,5 @@
 import WardenConfig
 import WardenCore
-import CoreMetrics
-import Metrics
 import Prometheus
 import Synchronization
 import WardenPlatform
@@ -177,64 +175,170 @@ enum XMLStatus {
     static func escape(_ text: String) -> String { Pages.escape(text) }
 }
 
-/// `/metrics`: swift-metrics instruments, exported in Prometheus's text format by swift-prometheus.
-/// Gauges per service are made once, when a service is first seen; event counters as events happen.
-final class MetricsExporter: Sendable {
+/// `/metrics`: Prometheus instruments with help texts (`promtool check metrics` requires them),
+/// exported in Prometheus's text format by swift-prometheus. Instruments per service are made once,
+/// when a service is first seen; event counters as events happen.
+public final class MetricsExporter: Sendable {
     private struct ServiceInstruments {
-        var up: CoreMetrics.Gauge
-        var monitored: CoreMetrics.Gauge
-        var status: CoreMetrics.Gauge
-        var restarts: CoreMetrics.Counter
+        var up: Gauge
+        var monitored: Gauge
+        var status: Gauge
+        var restarts: Counter
         var restartsSeen: Int
-        var cpu: CoreMetrics.Gauge
-        var memory: CoreMetrics.Gauge
-        var responseTime: CoreMetrics.Gauge
+        var cpu: Gauge
+        var memory: Gauge
+        var responseTime: Gauge
+        var states: [String: Gauge]
+        var checkDuration: DurationHistogram
+        /// The `lastCheck` already in the histogram: each check is counted once, however often it is read.
+        var checkSeen: Double?
+        var startDuration: Gauge
+        var exitStatus: Gauge?
     }
 
     let registry = PrometheusCollectorRegistry()
-    private let factory: PrometheusMetricsFactory
     private let instruments = Mutex<[String: ServiceInstruments]>([:])
 
-    init() {
-        factory = PrometheusMetricsFactory(registry: registry)
+    public init() {}
+
+    /// 1 ms to 10 s: a local TCP check takes a millisecond, a slow HTTP check seconds.
+    static let checkBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    ]
+
+    /// A whole metric name with its help text (`promtool check metrics` wants one for every metric).
+    static func described(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    /// Counts an event: `warden_events_total{service, event, state}`.
+    /// Counts an event: `warden_events_total{service, event, state}`, and the restarts it reports by cause.
     func record(_ event: Event) {
-        CoreMetrics.Counter(
-            label: "warden_events_total",
-            dimensions: [("service", event.service), ("event", event.kind.rawValue), ("state", event.state.rawValue)],
-            factory: factory
+        registry.makeCounter(
+            descriptor: Self.described("warden_events_total", "Events (monit's: check failed or succeeded, action done, changes) per service"),
+            labels: [("service", event.service), ("event", event.kind.rawValue), ("state", event.state.rawValue)]
         ).increment()
+        if let cause = RestartCause(event) {
+            registry.makeCounter(
+                descriptor: Self.described(
+                    "warden_service_restarts_by_cause_total",
+                    "Restarts per service by cause: crash (the process was gone), check (a failed check), user (an action)"),
+                labels: [("service", event.service), ("cause", cause.rawValue)]
+            ).increment()
+        }
     }
 
-    /// Brings the gauges up to date with the services and renders the exposition.
-    func exposition(_ snapshots: [ServiceSnapshot]) -> String {
+    /// Takes in what the services' snapshots show (checks done since the last look land in the
+    /// histogram). Called on every scrape and once a cycle, so no check goes unseen between scrapes.
+    func observe(_ snapshots: [ServiceSnapshot]) {
         instruments.withLock { instruments in
             for service in snapshots {
-                let dimensions = [("service", service.name), ("type", service.type.lowercased())]
-                var set = instruments[service.name] ?? ServiceInstruments(
-                    up: CoreMetrics.Gauge(label: "warden_service_up", dimensions: dimensions, factory: factory),
-                    monitored: CoreMetrics.Gauge(label: "warden_service_monitored", dimensions: dimensions, factory: factory),
-                    status: CoreMetrics.Gauge(label: "warden_service_status", dimensions: dimensions, factory: factory),
-                    restarts: CoreMetrics.Counter(label: "warden_service_restarts_total", dimensions: dimensions, factory: factory),
-                    restartsSeen: 0,
-                    cpu: CoreMetrics.Gauge(label: "warden_service_cpu_percent", dimensions: dimensions, factory: factory),
-                    memory: CoreMetrics.Gauge(label: "warden_service_memory_bytes", dimensions: dimensions, factory: factory),
-                    responseTime: CoreMetrics.Gauge(label: "warden_service_check_seconds", dimensions: dimensions, factory: factory))
-                set.up.record(service.isHealthy ? 1 : 0)
-                set.monitored.record(service.monitor == .notMonitored ? 0 : 1)
-                set.status.record(Double(XMLStatus.statusBits(service)))
+                var set = instruments[service.name] ?? makeInstruments(service)
+                set.up.set(to: service.isHealthy ? 1 : 0)
+                set.monitored.set(to: service.monitor == .notMonitored ? 0 : 1)
+                set.status.set(to: Double(XMLStatus.statusBits(service)))
                 if service.restarts > set.restartsSeen {
-                    set.restarts.increment(by: service.restarts - set.restartsSeen)
+                    set.restarts.increment(by: Int64(service.restarts - set.restartsSeen))
                     set.restartsSeen = service.restarts
                 }
-                set.cpu.record(service.metrics.cpuPercent ?? 0)
-                set.memory.record(Double(service.metrics.memoryBytes ?? 0))
-                set.responseTime.record(service.metrics.responseTime ?? 0)
+                set.cpu.set(to: service.metrics.cpuPercent ?? 0)
+                set.memory.set(to: Double(service.metrics.memoryBytes ?? 0))
+                set.responseTime.set(to: service.metrics.responseTime ?? 0)
+                let state = ServiceState(service)
+                for (name, gauge) in set.states { gauge.set(to: name == state.rawValue ? 1 : 0) }
+                if let checked = service.lastCheck, checked != set.checkSeen, let seconds = service.metrics.responseTime {
+                    set.checkDuration.recordNanoseconds(Int64(seconds * 1e9))
+                    set.checkSeen = checked
+                }
+                set.startDuration.set(to: service.metrics.startSeconds ?? 0)
+                if let code = service.metrics.programStatus {
+                    set.exitStatus =
+                        set.exitStatus
+                        ?? registry.makeGauge(
+                            descriptor: Self.described("warden_service_last_exit_status", "Exit status of the program of the last check (check program)"),
+                            labels: [("service", service.name)])
+                    set.exitStatus?.set(to: Double(code))
+                }
                 instruments[service.name] = set
             }
         }
+    }
+
+    /// Brings the instruments up to date with the services and renders the exposition.
+    func exposition(_ snapshots: [ServiceSnapshot]) -> String {
+        observe(snapshots)
         return registry.emitToString()
+    }
+
+    private func makeInstruments(_ service: ServiceSnapshot) -> ServiceInstruments {
+        let typed = [("service", service.name), ("type", service.type.lowercased())]
+        let named = [("service", service.name)]
+        func gauge(_ name: String, _ help: String) -> Gauge { registry.makeGauge(descriptor: Self.described(name, help), labels: typed) }
+        return ServiceInstruments(
+            up: gauge("warden_service_up", "1 when the service is monitored and every check passes"),
+            monitored: gauge("warden_service_monitored", "1 when warden monitors the service"),
+            status: gauge("warden_service_status", "monit's bit mask of the failing checks (0 when none fails)"),
+            restarts: registry.makeCounter(descriptor: Self.described("warden_service_restarts_total", "Starts of the service by warden"), labels: typed),
+            restartsSeen: 0,
+            cpu: gauge("warden_service_cpu_percent", "CPU use of the process at the last check, in percent of one core"),
+            memory: gauge("warden_service_memory_bytes", "Resident memory of the process at the last check"),
+            responseTime: gauge("warden_service_check_seconds", "Response time of the last connection check"),
+            states: Dictionary(
+                uniqueKeysWithValues: ServiceState.allCases.map { state in
+                    (
+                        state.rawValue,
+                        registry.makeGauge(
+                            descriptor: Self.described(
+                                "warden_service_state", "1 for the state the service is in: running, starting, failed, backing_off, unmonitored"),
+                            labels: named + [("state", state.rawValue)])
+                    )
+                }),
+            checkDuration: registry.makeDurationHistogram(
+                descriptor: Self.described("warden_service_check_duration_seconds", "Response time of the service's connection checks"),
+                labels: named, buckets: Self.checkBuckets),
+            startDuration: registry.makeGauge(
+                descriptor: Self.described(
+                    "warden_service_start_duration_seconds", "How long the last start took, from the start program to a running process"),
+                labels: named))
+    }
+}
+
+/// The one state a service is in, for `warden_service_state{state}`.
+enum ServiceState: String, CaseIterable {
+    case running, starting, failed
+    case backingOff = "backing_off"
+    case unmonitored
+
+    init(_ service: ServiceSnapshot) {
+        if service.monitor == .notMonitored {
+            self = .unmonitored
+        } else if service.backingOff {
+            self = .backingOff
+        } else if service.busy || service.monitor == .initializing {
+            self = .starting
+        } else if service.isHealthy {
+            self = .running
+        } else {
+            self = .failed
+        }
+    }
+}
+
+/// Why warden restarted a service, read from the event that says it did.
+enum RestartCause: String {
+    /// The process was gone.
+    case crash
+    /// A check failed with `then restart`.
+    case check
+    /// Someone asked (`warden restart`, the dashboard).
+    case user
+
+    init?(_ event: Event) {
+        switch (event.kind, event.state, event.action) {
+        case (.action, .changed, "restart"): self = .user
+        case (.nonexist, .failed, "restart"): self = .crash
+        case (_, .failed, "restart"): self = .check
+        default: return nil
+        }
     }
 }

@@ -197,6 +197,7 @@ public struct SMTPClient: Sendable {
         return configuration
     }
 
+    /// SNI only for a name: TLS forbids an address there.
     static func sniName(_ host: String) -> String? {
         host.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" } ? nil : host
     }

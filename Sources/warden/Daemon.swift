@@ -142,9 +142,23 @@ struct Daemon {
                 .init(service: supervisor),
                 .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
             ]
-            if let httpd = configuration.httpd {
+            if configuration.httpd != nil || configuration.metricsListener != nil {
+                let metrics = MetricsFeed(supervisor: supervisor, interval: configuration.daemon.interval)
+                services.append(.init(service: metrics))
                 do {
-                    services.append(.init(service: try ControlServer(settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger)))
+                    if let listener = configuration.metricsListener {
+                        services.append(
+                            .init(
+                                service: try ControlServer.metricsListener(
+                                    listener, feed: metrics, supervisor: supervisor, configuration: configuration, logger: logger)))
+                    }
+                    if let httpd = configuration.httpd {
+                        services.append(
+                            .init(
+                                service: try ControlServer(
+                                    settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger,
+                                    metrics: metrics.exporter)))
+                    }
                 } catch {
                     logger.error("httpd: cannot load the TLS certificate: \(error)")
                     status.withLock { $0 = 1 }

@@ -99,7 +99,7 @@ struct MailQueueTests {
         _ = try directory.write("queue/1_a.mail.tmp.4242", "{\"half\": ")
         _ = try directory.write("queue/2_b.mail", "{}")
         let settings = try #require(ControlFile.parse("set eventqueue basedir \(queue) slots 10").configuration?.eventQueue)
-        let mails = MailQueue(settings: settings, logger: Logger(label: "test"))
+        let mails = AlertQueue(settings: settings, logger: Logger(label: "test"))
         #expect(mails.entries() == ["2_b.mail"])
         #expect(!FileManager.default.fileExists(atPath: queue + "/1_a.mail.tmp.4242"))
     }

@@ -7,9 +7,11 @@ import FoundationEssentials
 import Glibc
 #endif
 
-/// `set eventqueue basedir PATH [slots N]`: one file per mail, written atomically (mode 0600),
-/// removed only after a server accepted it; the oldest is dropped when the queue is full.
-final class MailQueue: Sendable {
+/// `set eventqueue basedir PATH [slots N]`: one file per alert and channel, written atomically
+/// (mode 0600), removed only after the channel took it; the oldest is dropped when the queue is full.
+/// A mail is `*.mail` (a `MailMessage`, as warden has always written them), a webhook or
+/// Alertmanager post `*.post` (an `HTTPPost`).
+final class AlertQueue: Sendable {
     let directory: String
     let slots: Int?
     let logger: Logger
@@ -25,7 +27,7 @@ final class MailQueue: Sendable {
     /// A warden killed in the middle of queueing a mail leaves its temporary file (the mail itself was
     /// never queued); only one warden uses a queue, so at start any such file is litter.
     private func removeUnfinishedWrites() {
-        for name in names() where name.contains(".mail.tmp.") {
+        for name in names() where name.contains(".mail.tmp.") || name.contains(".post.tmp.") {
             unlink(directory + "/" + name)
             logger.warning("Mail: removed '\(name)', an unfinished queue write of an interrupted warden")
         }
@@ -42,12 +44,12 @@ final class MailQueue: Sendable {
         return names
     }
 
-    /// Queue files, oldest first (names start with the time, then a counter).
+    /// Queue files, oldest first (names start with the time, then a random part).
     func entries() -> [String] {
-        names().filter { $0.hasSuffix(".mail") }.sorted()
+        names().filter { $0.hasSuffix(".mail") || $0.hasSuffix(".post") }.sorted()
     }
 
-    func add(_ message: MailMessage) {
+    func add(_ item: Outgoing) {
         if let slots {
             let existing = entries()
             if existing.count >= slots {
@@ -61,25 +63,35 @@ final class MailQueue: Sendable {
         clock_gettime(CLOCK_REALTIME, &spec)
         var generator = SystemRandomNumberGenerator()
         let nanos = String(spec.tv_nsec)
-        let name = "\(spec.tv_sec)\(String(repeating: "0", count: 9 - nanos.count))\(nanos)_\(String(generator.next() as UInt64, radix: 16)).mail"
+        let stem = "\(spec.tv_sec)\(String(repeating: "0", count: 9 - nanos.count))\(nanos)_\(String(generator.next() as UInt64, radix: 16))"
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            try AtomicFile.write(Array(try encoder.encode(message)), to: directory + "/" + name, mode: 0o600)
+            let (name, bytes) =
+                switch item {
+                case .mail(let message): (stem + ".mail", try encoder.encode(message))
+                case .post(let post): (stem + ".post", try encoder.encode(post))
+                }
+            try AtomicFile.write(Array(bytes), to: directory + "/" + name, mode: 0o600)
             logger.info("Adding event to the queue file \(directory)/\(name) for later delivery")
         } catch {
-            logger.error("Mail: cannot write to the event queue '\(directory)': \(error); the alert is lost")
+            logger.error("Alert: cannot write to the event queue '\(directory)': \(error); the alert is lost")
         }
     }
 
-    func load(_ name: String) -> MailMessage? {
+    func load(_ name: String) -> Outgoing? {
         guard let bytes = try? FileSystemReader().read(directory + "/" + name) else { return nil }
-        guard let message = try? JSONDecoder().decode(MailMessage.self, from: Data(bytes)) else {
-            logger.error("Mail: unreadable queue file \(name) moved aside")
+        let decoder = JSONDecoder()
+        let item: Outgoing? =
+            name.hasSuffix(".post")
+            ? (try? decoder.decode(HTTPPost.self, from: Data(bytes))).map(Outgoing.post)
+            : (try? decoder.decode(MailMessage.self, from: Data(bytes))).map(Outgoing.mail)
+        guard let item else {
+            logger.error("Alert: unreadable queue file \(name) moved aside")
             rename(directory + "/" + name, directory + "/" + name + ".bad")
             return nil
         }
-        return message
+        return item
     }
 
     func remove(_ name: String) {

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import WardenConfig
+import WardenCore
+@testable import WardenHTTP
+
+@Suite("Metrics: per-service instruments")
+struct MetricsTests {
+    /// A snapshot as the JSON status has it (its memberwise initializer is internal to WardenCore).
+    func snapshot(
+        monitor: String = "monitored", failures: [String] = [], busy: Bool = false, backingOff: Bool = false, lastCheck: Double? = 100,
+        responseTime: Double? = 0.004, startSeconds: Double? = nil
+    ) throws -> ServiceSnapshot {
+        var metrics: [String: Any] = [:]
+        if let responseTime { metrics["responseTime"] = responseTime }
+        if let startSeconds { metrics["startSeconds"] = startSeconds }
+        var object: [String: Any] = [
+            "name": "app", "type": "Process", "monitType": 3, "status": "OK", "monitor": monitor, "mode": "active", "restarts": 2,
+            "failures": failures, "groups": [], "dependencies": [], "metrics": metrics, "events": [], "busy": busy,
+            "acceptsTraffic": failures.isEmpty, "backingOff": backingOff,
+        ]
+        if let lastCheck { object["lastCheck"] = lastCheck }
+        return try JSONDecoder().decode(ServiceSnapshot.self, from: JSONSerialization.data(withJSONObject: object))
+    }
+
+    @Test func stateIsOneOfFive() throws {
+        #expect(ServiceState(try snapshot()) == .running)
+        #expect(ServiceState(try snapshot(failures: ["nonexist"])) == .failed)
+        #expect(ServiceState(try snapshot(failures: ["nonexist"], busy: true)) == .starting)
+        #expect(ServiceState(try snapshot(monitor: "initializing")) == .starting)
+        #expect(ServiceState(try snapshot(failures: ["exec"], backingOff: true)) == .backingOff)
+        #expect(ServiceState(try snapshot(monitor: "notMonitored", failures: ["nonexist"])) == .unmonitored)
+    }
+
+    @Test func restartCausesComeFromTheEvents() {
+        func cause(_ kind: EventKind, _ state: Event.State, _ action: String) -> RestartCause? {
+            RestartCause(Event(service: "app", kind: kind, state: state, message: "", action: action))
+        }
+        #expect(cause(.nonexist, .failed, "restart") == .crash)
+        #expect(cause(.connection, .failed, "restart") == .check)
+        #expect(cause(.action, .changed, "restart") == .user)
+        #expect(cause(.nonexist, .failed, "alert") == nil, "not restarted")
+        #expect(cause(.action, .changed, "stop") == nil)
+        #expect(cause(.nonexist, .succeeded, "alert") == nil)
+    }
+
+    @Test func eachCheckIsCountedOnceHoweverOftenItIsRead() throws {
+        let exporter = MetricsExporter()
+        exporter.observe([try snapshot(lastCheck: 100, responseTime: 0.004)])
+        exporter.observe([try snapshot(lastCheck: 100, responseTime: 0.004)])
+        exporter.observe([try snapshot(lastCheck: 101, responseTime: 0.2, startSeconds: 1.5)])
+        exporter.record(Event(service: "app", kind: .nonexist, state: .failed, message: "", action: "restart"))
+        let text = exporter.exposition([])
+        #expect(text.contains("warden_service_check_duration_seconds_count{service=\"app\"} 2"), "\(text)")
+        #expect(text.contains("warden_service_check_duration_seconds_bucket{service=\"app\",le=\"0.005\"} 1"), "\(text)")
+        #expect(text.contains("warden_service_state{service=\"app\",state=\"running\"} 1"))
+        #expect(text.contains("warden_service_state{service=\"app\",state=\"failed\"} 0"))
+        #expect(text.contains("warden_service_start_duration_seconds{service=\"app\"} 1.5"))
+        #expect(text.contains("warden_service_restarts_by_cause_total{service=\"app\",cause=\"crash\"} 1"))
+        let types = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        let helps = Set(text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
+        #expect(!types.isEmpty && types.allSatisfy(helps.contains), "every metric has a help text")
+    }
+}
