@@ -8,6 +8,9 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case serviceUp(String, up: Bool)
     /// The instances a service's requests go to now: a deploy's switch is one of these.
     case backends(String, [Backend])
+    /// The services that are down and backing off, with the seconds until their next start: their
+    /// requests get the maintenance page with that `Retry-After` at once instead of waiting.
+    case backingOff([String: Int])
     /// The sites in planned maintenance.
     case maintenance([String])
     /// The sites after a reload.
@@ -44,6 +47,7 @@ extension ProxyServer {
         switch message {
         case .serviceUp(let name, let up): shared.availability.set(name, up: up)
         case .backends(let service, let backends): shared.availability.setBackends(service, backends)
+        case .backingOff(let services): shared.availability.setBackingOff(services)
         case .maintenance(let sites): shared.availability.setMaintenance(Set(sites))
         case .sites(let sites): update(sites: sites)
         case .drain(let name, _): shared.availability.hold(name)

@@ -314,9 +314,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The upstream's address, read from the shared route (not a copy of its URL per request).
         if let backends = destination.backends {
             picked = backends.pick(destination.balance, pinned: pinnedPort, client: clientAddress, isUp: shared.availability.isUp)
-            guard picked != nil else { return waitForService(until: deadline, context: context) }
+            guard picked != nil else { return waitForService(destination.service, until: deadline, context: context) }
         } else if let service = destination.service, !shared.availability.isUp(service) {
-            return waitForService(until: deadline, context: context)
+            return waitForService(service, until: deadline, context: context)
         }
         let (host, port) = picked.map { ($0.backend.host, $0.backend.port) } ?? (destination.url.host, destination.url.port)
         if let upstream = pool?.acquire(host: host, port: port) {
@@ -355,8 +355,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
     }
 
-    /// The service is down (or has no instance ready): the request waits while the hold lasts.
-    private func waitForService(until deadline: NIODeadline, context: ChannelHandlerContext) {
+    /// The service is down (or has no instance ready): the request waits while the hold lasts, unless
+    /// the service is backing off, when no start is coming soon.
+    private func waitForService(_ service: String?, until deadline: NIODeadline, context: ChannelHandlerContext) {
+        if let service, let seconds = shared.availability.retryAfter(service) {
+            return maintenance(retryAfter: seconds, context: context)
+        }
         setClientReading(false, context: context)
         if NIODeadline.now() < deadline {
             retry(after: .milliseconds(25), context: context)
@@ -699,10 +703,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Local answers
 
-    private func maintenance(context: ChannelHandlerContext) {
+    private func maintenance(retryAfter: Int? = nil, context: ChannelHandlerContext) {
         guard let entry else { return }
         var headers = HTTPHeaders()
-        headers.add(name: "Retry-After", value: String(max(1, entry.site.hold)))
+        headers.add(name: "Retry-After", value: String(max(1, retryAfter ?? entry.site.hold)))
         if let service = target?.service, !shared.availability.isUp(service) {
             logError("warn", "service \"\(service)\" is not running; answered with the maintenance page")
         }

@@ -352,11 +352,14 @@ final class ProxyTraffic: TrafficControl {
     var mark: Int { drainsBegun.withLock { $0 } }
 
     /// Sends the states unless a drain or a switch began since `mark` (the next refresh sends them again).
-    func report(_ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], readAfter mark: Int) {
+    func report(
+        _ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], backingOff: [String: Int], readAfter mark: Int
+    ) {
         drainsBegun.withLock { begun in
             guard begun == mark else { return }
             for state in states { target.send(.serviceUp(state.name, up: state.up)) }
             for (service, ready) in instances { target.send(.backends(service, ready.map(Self.backend))) }
+            target.send(.backingOff(backingOff))
         }
     }
 }
@@ -399,7 +402,8 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
     private func refresh() async {
         let mark = traffic.mark
         traffic.report(
-            await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(), readAfter: mark)
+            await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(),
+            backingOff: await supervisor.backingOff(), readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
         let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in
