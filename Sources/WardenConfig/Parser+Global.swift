@@ -2,7 +2,7 @@ extension Parser {
     static let setKeywords: Set<String> = [
         "daemon", "init", "logfile", "log", "pidfile", "idfile", "statefile", "eventqueue", "mailserver",
         "mail-format", "alert", "httpd", "limits", "onreboot", "ssl", "mmonit", "expectbuffer", "fips",
-        "terminal", "hostname", "proxy",
+        "terminal", "hostname", "proxy", "acme",
     ]
 
     func setStatement() throws {
@@ -76,6 +76,8 @@ extension Parser {
             _ = try value("a host name")
         case "proxy":
             try proxySettings()
+        case "acme":
+            try acmeSettings(keyword)
         default:
             break
         }

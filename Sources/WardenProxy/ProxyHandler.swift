@@ -10,6 +10,8 @@ struct ProxyContext: Sendable {
     let sites: SiteTable
     let pool: UpstreamPool
     let availability: ServiceAvailability
+    /// ACME challenges, redirects to HTTPS and `tls auto` certificates (see `FrontDoor`).
+    var front = FrontDoor(httpsPort: nil)
     var scheme: String
     /// sendfile needs a plain socket: TLS (and HTTP/2 inside it) gets files read in pieces instead.
     var sendsFileRegions: Bool
@@ -237,6 +239,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
             return
         }
+        if let answer = shared.front.answer(head, entry: entry, https: shared.scheme == "https") {
+            respond(status: answer.status, body: answer.body, extraHeaders: answer.headers, context: context)
+            return
+        }
         guard let entry, let route = entry.route(for: head.path) else {
             respond(status: .notFound, body: ProxyPages.notFound, context: context)
             return
@@ -460,6 +466,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             head.bytes = HeaderRules.reverseRewrite(
                 head.bytes, upstreamHost: upstream.host, upstreamPort: upstream.port, publicBase: "\(shared.scheme)://\(publicHost)")
         }
+        if let hsts = entry?.site.hsts, shared.scheme == "https" { head.bytes.writeHeaderField("Strict-Transport-Security", hsts.headerValue) }
         let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes ? $0 : nil }
         // The end of the head and a small body in one write into the buffer.
         head.bytes.writeHead(capacity: 24 + 2 + (small?.readableBytes ?? 0)) { writer in
@@ -690,6 +697,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
         headers.add(name: "Content-Length", value: String(body.count))
         headers.add(name: "Server", value: "warden")
+        if let hsts = entry?.site.hsts, shared.scheme == "https" { headers.add(name: "Strict-Transport-Security", value: hsts.headerValue) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         responseStatus = Int(status.code)
         responseBytes = body.count

@@ -1,0 +1,192 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WardenACME
+import WardenConfig
+import WardenCore
+import WardenPlatform
+import WardenProxy
+
+/// Where certificates and challenge answers go: the proxy in this process, or the worker over its
+/// input. Only PEM certificates, their keys and key authorizations cross; never the account key.
+protocol CertificateDelivery: Sendable {
+    func token(_ token: String, keyAuthorization: String?)
+    func challengeCertificate(name: String, pair: CertificatePair?)
+    func certificate(names: [String], pair: CertificatePair)
+}
+
+/// The proxy in the daemon's own process.
+struct LocalCertificateDelivery: CertificateDelivery {
+    let front: FrontDoor
+    let logger: Logger
+
+    func token(_ token: String, keyAuthorization: String?) { front.setToken(token, keyAuthorization: keyAuthorization) }
+
+    func challengeCertificate(name: String, pair: CertificatePair?) {
+        do {
+            try front.setChallengeCertificate(name: name, chainPEM: pair?.chainPEM, keyPEM: pair?.keyPEM)
+        } catch {
+            logger.error("acme: cannot load the tls-alpn-01 certificate for \(name): \(error)")
+        }
+    }
+
+    func certificate(names: [String], pair: CertificatePair) {
+        do {
+            try front.install(names: names, chainPEM: pair.chainPEM, keyPEM: pair.keyPEM)
+        } catch {
+            logger.error("acme: cannot load the certificate for \(names.joined(separator: ", ")): \(error)")
+        }
+    }
+}
+
+/// Publishes challenge answers while an order waits for validation.
+struct ChallengePublisher: ACMEChallengePublisher {
+    let delivery: any CertificateDelivery
+
+    func publish(_ answer: ACMEChallengeAnswer) async {
+        switch answer.type {
+        case .http01:
+            delivery.token(answer.token, keyAuthorization: answer.keyAuthorization)
+        case .tlsALPN01:
+            delivery.challengeCertificate(name: answer.name, pair: try? CertificateFactory.challengeCertificate(for: answer, now: WallClock.now()))
+        }
+        // The worker reads its input on its own thread: give it a moment before the server looks.
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+
+    func withdraw(_ answer: ACMEChallengeAnswer) async {
+        switch answer.type {
+        case .http01: delivery.token(answer.token, keyAuthorization: nil)
+        case .tlsALPN01: delivery.challengeCertificate(name: answer.name, pair: nil)
+        }
+    }
+}
+
+/// `tls auto`: obtains each site's certificate from `set acme`, keeps it under `storage`, serves it
+/// through the proxy, renews it, and reports each issuance, renewal and failure as an event (so
+/// `set alert` mails them). Runs in the daemon, as root: the proxy worker never sees the account key.
+struct ACMEService: ServiceLifecycle.Service {
+    let supervisor: Supervisor
+    let delivery: any CertificateDelivery
+    let logger: Logger
+    /// Between looks at what is due (and at a reloaded configuration).
+    let interval: Duration
+
+    func run() async throws {
+        var current: Setup?
+        var scheduler = RenewalScheduler(renewBefore: nil)
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let configuration = await supervisor.configuration
+            if current?.matches(configuration) != true {
+                current = prepare(configuration, scheduler: &scheduler)
+            }
+            if let current {
+                for action in scheduler.due(now: WallClock.now()) {
+                    if Task.isShuttingDownGracefully { break }
+                    await carry(out: action, with: current, scheduler: &scheduler)
+                }
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// What one configuration needs: storage, account key, client, the sites and their names.
+    struct Setup {
+        let settings: ACMESettings
+        let sites: [String: [String]]
+        let challengeTypes: [ACME.ChallengeType]
+        let store: CertificateStore
+        let accountKey: ACMEAccountKey
+        let client: ACMEClient<ContinuousClock>
+
+        func matches(_ configuration: Configuration) -> Bool {
+            configuration.acme == settings && Self.sites(configuration) == sites
+        }
+
+        static func sites(_ configuration: Configuration) -> [String: [String]] {
+            guard configuration.proxy?.listens.contains(where: \.automaticTLS) == true else { return [:] }
+            return Dictionary(
+                configuration.sites.filter { !$0.certificateNames.isEmpty }.map { ($0.name, $0.certificateNames) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    private func prepare(_ configuration: Configuration, scheduler: inout RenewalScheduler) -> Setup? {
+        let sites = Setup.sites(configuration)
+        guard let settings = configuration.acme, !sites.isEmpty else { return nil }
+        let setup: Setup
+        do {
+            let store = try CertificateStore(directory: settings.storage)
+            let https = try ACMEHTTPSClient(trustFile: settings.trust)
+            let plainListener = configuration.proxy?.listens.contains { !$0.isTLS } ?? false
+            let challengeTypes: [ACME.ChallengeType] = switch settings.challenge {
+            case .http01: [.http01]
+            case .tlsALPN01: [.tlsALPN01]
+            case nil: plainListener ? [.http01, .tlsALPN01] : [.tlsALPN01]
+            }
+            setup = Setup(
+                settings: settings, sites: sites, challengeTypes: challengeTypes, store: store, accountKey: try store.accountKey(),
+                client: ACMEClient(clock: ContinuousClock(), now: { WallClock.now() }, transport: { try await https.send($0) }))
+        } catch {
+            logger.error("acme: cannot use storage '\(settings.storage)' or the trust file: \(error)")
+            for site in sites.keys.sorted() {
+                report(site, .failed, "certificate storage unusable: \(error)", action: "alert")
+            }
+            return nil
+        }
+        scheduler.renewBefore = settings.renewBefore.map(Double.init)
+        var wanted: [(site: String, names: [String], stored: CertificateInfo?)] = []
+        let now = WallClock.now()
+        for (site, names) in sites.sorted(by: { $0.key < $1.key }) {
+            let stored = setup.store.load(site: site)
+            if let stored, stored.info.notAfter > now, stored.info.covers(names) {
+                delivery.certificate(names: names, pair: stored.pair)
+                logger.info("acme: '\(site)' serves its stored certificate (expires \(TimeFormat.string(stored.info.notAfter, "%Y-%m-%d %H:%M:%S")))")
+            } else if let placeholder = try? CertificateFactory.placeholder(names: names, now: now) {
+                delivery.certificate(names: names, pair: placeholder)
+            }
+            wanted.append((site, names, stored?.info))
+        }
+        scheduler.configure(wanted)
+        return setup
+    }
+
+    private func carry(out action: RenewalScheduler.Action, with setup: Setup, scheduler: inout RenewalScheduler) async {
+        switch action {
+        case .expiring(let site, let notAfter):
+            let days = Int(((notAfter - WallClock.now()) / 86400).rounded(.down))
+            report(site, .failed, "certificate expires in \(days) days (\(date(notAfter))) and has not been renewed", action: "alert")
+        case .obtain(let site):
+            guard let names = setup.sites[site] else { return }
+            let renewal = scheduler.certificate(of: site) != nil
+            logger.info("acme: ordering a certificate for '\(site)' (\(names.joined(separator: ", ")))")
+            let order = ACMEClient<ContinuousClock>.Order(
+                directoryURL: setup.settings.directory, email: setup.settings.email, names: names, challengeTypes: setup.challengeTypes,
+                keyType: setup.settings.keyType == .rsa ? .rsa2048 : .ecdsaP256)
+            do {
+                let pair = try await setup.client.obtain(order, accountKey: setup.accountKey, publisher: ChallengePublisher(delivery: delivery))
+                let info = try CertificateInfo(chainPEM: pair.chainPEM)
+                try setup.store.save(pair, site: site)
+                delivery.certificate(names: names, pair: pair)
+                let now = WallClock.now()
+                let dueAgain = scheduler.obtained(site: site, certificate: info, now: now)
+                report(
+                    site, renewal ? .changed : .succeeded,
+                    "certificate \(renewal ? "renewed" : "obtained") for \(names.joined(separator: ", ")) from \(info.issuer), expires \(date(info.notAfter)) (expiry \(Int(info.notAfter)))",
+                    action: renewal ? "renew" : "obtain")
+                if dueAgain {
+                    logger.warning("acme: '\(site)': 'renew before' is longer than the certificate's lifetime; next renewal in an hour")
+                }
+            } catch {
+                let retry = scheduler.failed(site: site, now: WallClock.now())
+                report(site, .failed, "certificate \(renewal ? "renewal" : "order") failed: \(error); next try at \(date(retry))", action: "alert")
+            }
+        }
+    }
+
+    private func date(_ time: Double) -> String { TimeFormat.string(time, "%Y-%m-%d %H:%M:%S") }
+
+    private func report(_ site: String, _ state: Event.State, _ message: String, action: String) {
+        if state == .failed { logger.error("'\(site)' \(message)") } else { logger.info("'\(site)' \(message)") }
+        supervisor.events.publish(Event(service: site, kind: .certificate, state: state, message: message, action: action))
+    }
+}
