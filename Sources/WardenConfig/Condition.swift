@@ -98,6 +98,15 @@ public struct HTTPURL: Sendable, Hashable, Codable, CustomStringConvertible {
     public var user: String?
     public var password: String?
 
+    public init(scheme: String, host: String, port: Int, path: String, user: String? = nil, password: String? = nil) {
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.path = path
+        self.user = user
+        self.password = password
+    }
+
     public var description: String {
         let defaultPort = scheme == "https" ? 443 : 80
         return "\(scheme)://\(host)\(port == defaultPort ? "" : ":\(port)")\(path)"

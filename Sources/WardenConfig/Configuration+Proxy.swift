@@ -33,6 +33,18 @@ public struct Site: Sendable, Hashable, Codable {
         case upstream(HTTPURL, service: String?)
         /// `serve /prefix from /dir`.
         case directory(String)
+        /// `pass /prefix to service NAME`: the ready instances of a service with `instances`.
+        case instances(service: String)
+    }
+
+    /// `balance …`: how requests are spread over a service's instances.
+    public enum Balance: Sendable, Hashable, Codable {
+        case roundRobin
+        case leastConnections
+        /// A cookie warden sets, signed, naming the client's instance (what Seaside's sessions need).
+        case stickyCookie(String)
+        /// The client's address picks the instance.
+        case stickyIP
     }
 
     public struct Route: Sendable, Hashable, Codable {
@@ -52,6 +64,7 @@ public struct Site: Sendable, Hashable, Codable {
     public var redirectToHTTPS = false
     /// `hsts max-age N [include subdomains]`: the Strict-Transport-Security header on HTTPS responses.
     public var hsts: HSTS?
+    public var balance = Balance.roundRobin
     public var location: FileLocation
 
     public init(name: String, hosts: [String], location: FileLocation) {
@@ -78,7 +91,13 @@ public struct Site: Sendable, Hashable, Codable {
 
     /// The service named by a `for service` route, if any.
     public var services: [String] {
-        routes.compactMap { if case .upstream(_, let service) = $0.target { return service } else { return nil } }
+        routes.compactMap { route in
+            switch route.target {
+            case .upstream(_, let service): service
+            case .instances(let service): service
+            case .directory: nil
+            }
+        }
     }
 }
 

@@ -155,6 +155,11 @@ extension Parser {
 
     func port() throws -> Int {
         let token = peek
+        // An instance's own port (`instances … ports …`); the validator checks the service has them.
+        if token.kind == .word, token.text == "$PORT" {
+            advance()
+            return Service.instancePort
+        }
         let value = try integer("a port number", range: 0...Int(Int32.max))
         guard (1...65535).contains(value) else {
             throw fail(.portOutOfRange, "port \(value) is out of range (1...65535)", at: token)

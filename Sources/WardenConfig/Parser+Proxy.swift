@@ -90,6 +90,11 @@ extension Parser {
         case "pass":
             let prefix = try routePrefix()
             try expect("to", after: "pass \(prefix)")
+            if accept("service") {
+                let service = try value("a service name").text
+                configuration.sites[index].routes.append(.init(prefix: prefix, target: .instances(service: service)))
+                return
+            }
             let urlToken = try value("an upstream URL such as http://127.0.0.1:8080/")
             let url = try self.url(urlToken)
             guard url.scheme == "http" else {
@@ -103,6 +108,23 @@ extension Parser {
             try expect("from", after: "serve \(prefix)")
             let directory = try absolutePath("the directory to serve")
             configuration.sites[index].routes.append(.init(prefix: prefix, target: .directory(directory)))
+        case "balance":
+            let kind = try expectKeyword(["round-robin", "least-connections", "sticky"], after: "balance")
+            switch kind.keyword {
+            case "round-robin": configuration.sites[index].balance = .roundRobin
+            case "least-connections": configuration.sites[index].balance = .leastConnections
+            default:
+                if accept("ip") {
+                    configuration.sites[index].balance = .stickyIP
+                } else {
+                    try expect("cookie", after: "balance sticky")
+                    let name = try value("a cookie name")
+                    guard !name.text.isEmpty, name.text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+                        throw fail(.invalidValue, "'\(name.text)' cannot be a cookie name", at: name)
+                    }
+                    configuration.sites[index].balance = .stickyCookie(name.text)
+                }
+            }
         case "access":
             try expect("log", after: "access")
             configuration.sites[index].accessLog = try absolutePath("the access log")

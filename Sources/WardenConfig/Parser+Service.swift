@@ -100,6 +100,12 @@ extension Parser {
         switch keyword.keyword {
         case "restart" where at("delay"):
             try restartDelay(for: index)
+        case "instances":
+            try instances(for: index, keyword: keyword)
+        case "deploy", "drain":
+            try expect("timeout", after: keyword.text)
+            let seconds = Duration.seconds(try duration("a timeout"))
+            if keyword.is("deploy") { services[index].service.deployTimeout = seconds } else { services[index].service.drainTimeout = seconds }
         case "start", "stop", "restart":
             if !accept("program"), peek.kind == .word {
                 throw fail(
@@ -155,6 +161,27 @@ extension Parser {
         default:
             break
         }
+    }
+
+    /// `instances N ports A-B`: at least two ports per instance, so a deploy's new generation fits beside the old.
+    private func instances(for index: Int, keyword: Token) throws {
+        let count = try integer("a number of instances", range: 1...1000)
+        try expect("ports", after: "instances \(count)")
+        let rangeToken = peek
+        let bounds = try value("a port range such as 8080-8085").text.split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let low = Int(bounds[0]), let high = Int(bounds[1]), 1 <= low, low <= high, high <= 65535 else {
+            throw fail(.portOutOfRange, "expected a port range such as 8080-8085, found \(rangeToken.display)", at: rangeToken)
+        }
+        guard high - low + 1 >= 2 * count else {
+            throw fail(
+                .invalidValue,
+                "\(count) instances need at least \(2 * count) ports (\(high - low + 1) given): a deploy starts the new instances beside the old ones",
+                at: rangeToken, hint: "use 'ports \(low)-\(low + 2 * count - 1)'")
+        }
+        guard case .process = services[index].service.kind else {
+            throw fail(.invalidValue, "'instances' applies to 'check process' only", at: keyword)
+        }
+        services[index].service.instances = InstanceSettings(count: count, ports: low...high, location: location(of: keyword))
     }
 
     /// `restart delay MIN to MAX [reset after N]`, each a duration (seconds by default).

@@ -245,7 +245,9 @@ extension Parser {
         if let colon = rest.lastIndex(of: ":"), !rest.hasSuffix("]") {
             host = String(rest[..<colon])
             let portText = rest[rest.index(after: colon)...]
-            guard let value = Int(portText), (1...65535).contains(value) else {
+            guard let value = portText == "$PORT" ? Service.instancePort : Int(portText),
+                value == Service.instancePort && portText == "$PORT" || (1...65535).contains(value)
+            else {
                 throw fail(.portOutOfRange, "port '\(portText)' in URL is not between 1 and 65535", at: token)
             }
             port = value

@@ -122,6 +122,14 @@ public struct Service: Sendable, Hashable {
     public var alerts: [AlertRecipient] = []
     public var noAlerts: [String] = []
     public var onReboot: OnReboot?
+    /// `instances N ports A-B`; nil for one process, as in monit.
+    public var instances: InstanceSettings?
+    /// Set on each copy of a service with `instances` (see `instance(_:port:)`).
+    public var instanceOf: InstanceIdentity?
+    /// `deploy timeout N seconds`: how long a new generation may take to be ready.
+    public var deployTimeout: Duration = .seconds(60)
+    /// `drain timeout N seconds`: how long a planned stop waits for the requests in flight.
+    public var drainTimeout: Duration = .seconds(30)
     public var location: FileLocation
 
     public init(name: String, kind: Kind, location: FileLocation) {

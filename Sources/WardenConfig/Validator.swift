@@ -38,6 +38,7 @@ enum Validator {
             }
         }
         diagnostics += dependencyCycles(firstByName)
+        diagnostics += instances(configuration, builders: builders)
         for site in configuration.sites {
             for service in site.services where !names.contains(service) {
                 diagnostics.append(

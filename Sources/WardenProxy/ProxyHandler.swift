@@ -70,6 +70,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var entry: SiteTable.Entry?
     /// Where the request is passed (nil for a directory or a page of the proxy's own).
     private var target: SiteTable.Upstream?
+    /// The instance the request went to, when `target` has several.
+    private var picked: BackendSet.Target?
     private var keepAlive = true
     private var upgrade = false
     private var responseStatus = 0
@@ -231,6 +233,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         responseStatus = 0
         responseBytes = 0
         target = nil
+        picked = nil
         setTimeout(.none, context: context)
         entry = sites.entry(forHost: head.host, in: shared.sites)
         if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
@@ -309,16 +312,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func connect(context: ChannelHandlerContext) {
         guard case .pending(let deadline, _, _) = state, let destination = target else { return }
         // The upstream's address, read from the shared route (not a copy of its URL per request).
-        let (host, port) = (destination.url.host, destination.url.port)
-        if let service = destination.service, !shared.availability.isUp(service) {
-            setClientReading(false, context: context)
-            if NIODeadline.now() < deadline {
-                retry(after: .milliseconds(25), context: context)
-            } else {
-                maintenance(context: context)
-            }
-            return
+        if let backends = destination.backends {
+            picked = backends.pick(destination.balance, pinned: nil, client: clientAddress, isUp: shared.availability.isUp)
+            guard picked != nil else { return waitForService(until: deadline, context: context) }
+        } else if let service = destination.service, !shared.availability.isUp(service) {
+            return waitForService(until: deadline, context: context)
         }
+        let (host, port) = picked.map { ($0.backend.host, $0.backend.port) } ?? (destination.url.host, destination.url.port)
         if let upstream = pool?.acquire(host: host, port: port) {
             attach(upstream, pooled: true, context: context)
             return
@@ -355,9 +355,24 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
     }
 
+    /// The service is down (or has no instance ready): the request waits while the hold lasts.
+    private func waitForService(until deadline: NIODeadline, context: ChannelHandlerContext) {
+        setClientReading(false, context: context)
+        if NIODeadline.now() < deadline {
+            retry(after: .milliseconds(25), context: context)
+        } else {
+            maintenance(context: context)
+        }
+    }
+
     private func connectFailed(_ error: any Error, context: ChannelHandlerContext) {
         guard case .pending(let deadline, _, _) = state, let entry else { return }
-        if entry.site.hold > 0, NIODeadline.now() < deadline {
+        if let failed = picked.take() {
+            // Nothing was sent: any request may go to another instance.
+            failed.failed.store(true, ordering: .relaxed)
+            logError("warn", "connect() failed (\(error)) while connecting to instance \(failed.backend.instance); trying another")
+            connect(context: context)
+        } else if entry.site.hold > 0, NIODeadline.now() < deadline {
             retry(after: .milliseconds(25), context: context)
         } else if let service = target?.service, !shared.availability.isUp(service) {
             maintenance(context: context)
@@ -381,7 +396,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             upstream.release(reusable: false)
             return
         }
-        if let traffic = target?.traffic {
+        if let traffic = picked?.traffic ?? target?.traffic {
             // Counted before the check: a drain that holds the service either holds this request
             // or waits for it.
             traffic.enter()
@@ -525,6 +540,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context else { return }
         leftUpstream()
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
+        // A fresh connection reset before any response: the instance is in trouble (a pooled one may
+        // just have been closed by the upstream's keep-alive timeout).
+        if responseStatus == 0, !onPooledConnection { picked?.failed.store(true, ordering: .relaxed) }
         // The upstream died before answering, or in the middle of a response held back (a crash,
         // or a pooled connection it had closed): an idempotent request is sent again, held while
         // the service comes back.

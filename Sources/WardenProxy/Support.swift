@@ -17,8 +17,24 @@ public final class ServiceAvailability: Sendable {
     /// One count per service ever named by a route or a drain (a handful), never removed: routes of
     /// every reload share it, so requests that started before a reload are counted too.
     private let trafficByService = Mutex<[String: ServiceTraffic]>([:])
+    /// The instances of each service with `instances`, kept like the counts.
+    private let backendsByService = Mutex<[String: BackendSet]>([:])
 
     public init() {}
+
+    /// The instances `service`'s requests go to from now on.
+    public func setBackends(_ service: String, _ backends: [Backend]) {
+        self.backends(for: service).replace(backends, traffic: traffic(for:))
+    }
+
+    func backends(for service: String) -> BackendSet {
+        backendsByService.withLock { table in
+            if let known = table[service] { return known }
+            let new = BackendSet()
+            table[service] = new
+            return new
+        }
+    }
 
     public func set(_ service: String, up: Bool) {
         state.withLock {
@@ -95,18 +111,25 @@ final class ServiceTraffic: Sendable {
 public final class SiteTable: Sendable {
     /// A `pass` route's upstream.
     final class Upstream: Sendable {
+        /// The fixed address of `pass … to URL`; with `backends`, each request picks one instead.
         let url: HTTPURL
         let service: String?
-        /// The count of `service`'s requests in flight (nil without `for service`).
+        /// The count of `service`'s requests in flight (nil without `for service`, and with `backends`,
+        /// where each instance has its own).
         let traffic: ServiceTraffic?
+        /// `pass … to service NAME`: the service's ready instances, and how to choose among them.
+        let backends: BackendSet?
+        let balance: Site.Balance
         /// The path a route's prefix is replaced with (`pass /app to http://host/base/`); nil for a
         /// bare `http://host/`, where a request keeps the client's URI bytes as they came.
         let basePath: String?
 
-        init(url: HTTPURL, service: String?, traffic: ServiceTraffic?) {
+        init(url: HTTPURL, service: String?, traffic: ServiceTraffic?, backends: BackendSet? = nil, balance: Site.Balance = .roundRobin) {
             self.url = url
             self.service = service
             self.traffic = traffic
+            self.backends = backends
+            self.balance = balance
             basePath = url.path == "/" ? nil : url.path
         }
     }
@@ -122,11 +145,15 @@ public final class SiteTable: Sendable {
         let prefix: String
         let target: Target
 
-        init(_ route: Site.Route, availability: ServiceAvailability) {
+        init(_ route: Site.Route, balance: Site.Balance, availability: ServiceAvailability) {
             prefix = route.prefix
             switch route.target {
             case .upstream(let url, let service):
                 target = .upstream(Upstream(url: url, service: service, traffic: service.map(availability.traffic(for:))))
+            case .instances(let service):
+                let anyInstance = HTTPURL(scheme: "http", host: "127.0.0.1", port: 0, path: "/")
+                target = .upstream(
+                    Upstream(url: anyInstance, service: service, traffic: nil, backends: availability.backends(for: service), balance: balance))
             case .directory(let directory): target = .directory(directory)
             }
         }
@@ -231,7 +258,7 @@ public final class SiteTable: Sendable {
             let index = next.entries.count
             next.entries.append(
                 Entry(
-                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map { Route($0, availability: availability) }, accessLog: log(site.accessLog),
+                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map { Route($0, balance: site.balance, availability: availability) }, accessLog: log(site.accessLog),
                     errorLog: log(site.errorLog), maintenancePage: site.maintenancePage.flatMap { try? FileSystemReader().read($0) }))
             for host in site.hosts {
                 if host == "*" {

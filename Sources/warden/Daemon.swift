@@ -136,7 +136,7 @@ struct Daemon {
             if let proxy = localProxy {
                 signals.onReopenLogs = { proxy.reopenLogs() }
             } else if let worker {
-                signals.onReopenLogs = { worker.control.reopenLogs() }
+                signals.onReopenLogs = { worker.control.send(.reopenLogs) }
             }
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: supervisor),
@@ -281,9 +281,7 @@ final class PIDLock {
 
 /// Where the proxy feed delivers: the proxy in this process, or a worker process through a pipe.
 protocol ProxyControl: Sendable {
-    func serviceUp(_ name: String, _ up: Bool)
-    func maintenance(_ sites: Set<String>)
-    func sites(_ sites: [Site])
+    func send(_ message: ProxyFeedMessage)
     /// Holds new requests for the service at once; returns when none of its requests is in flight,
     /// or after `timeout`.
     func drain(_ name: String, timeout: Duration) async
@@ -294,12 +292,10 @@ struct LocalProxyControl: ProxyControl {
     let availability: ServiceAvailability
     let proxy: ProxyServer
 
-    func serviceUp(_ name: String, _ up: Bool) { availability.set(name, up: up) }
-    func maintenance(_ sites: Set<String>) { availability.setMaintenance(sites) }
-    func sites(_ sites: [Site]) { proxy.update(sites: sites) }
+    func send(_ message: ProxyFeedMessage) { proxy.apply(message) }
 
     func drain(_ name: String, timeout: Duration) async {
-        availability.hold(name)
+        proxy.apply(.drain(name, milliseconds: Int(timeout / .milliseconds(1))))
         let deadline = ContinuousClock.now + timeout
         // Polled: a count the requests notify no one of costs them nothing more.
         while availability.requestsInFlight(name) > 0, ContinuousClock.now < deadline, !Task.isCancelled {
@@ -331,7 +327,7 @@ final class ProxyTraffic: TrafficControl {
     func report(_ states: [(name: String, up: Bool)], readAfter mark: Int) {
         drainsBegun.withLock { begun in
             guard begun == mark else { return }
-            for state in states { target.serviceUp(state.name, state.up) }
+            for state in states { target.send(.serviceUp(state.name, up: state.up)) }
         }
     }
 }
@@ -380,8 +376,8 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
             defer { sent = (sites, maintenance) }
             return (sent.sites != sites, sent.maintenance != maintenance)
         }
-        if newSites { traffic.target.sites(sites) }
-        if newMaintenance { traffic.target.maintenance(maintenance) }
+        if newSites { traffic.target.send(.sites(sites)) }
+        if newMaintenance { traffic.target.send(.maintenance(maintenance.sorted())) }
     }
 }
 

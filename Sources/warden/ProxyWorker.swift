@@ -102,11 +102,9 @@ extension Warden {
     }
 }
 
-/// The daemon's side of the worker's standard input, one line per message:
-/// `service 1|0 NAME`, `maintenance ["site", …]`, `sites [Site as JSON, …]`, `drain MILLISECONDS NAME`,
-/// `reopen logs` (SIGUSR1, after logrotate).
-/// The worker answers a drain with `drained NAME` on its standard output, which the daemon reads
-/// with its log lines.
+/// The daemon's side of the worker's standard input: one `ProxyFeedMessage` per line, as JSON.
+/// The worker answers a drain with `ProxyWorkerAnswer.drained` on its standard output, which the
+/// daemon reads with its log lines.
 final class WorkerProxyControl: ProxyControl {
     let fd: Int32
     /// Drain answers per service, and workers started: a drain waits until either count moves (a
@@ -117,20 +115,15 @@ final class WorkerProxyControl: ProxyControl {
         self.fd = fd
     }
 
-    func serviceUp(_ name: String, _ up: Bool) { send("service \(up ? 1 : 0) \(name)") }
-
-    func maintenance(_ sites: Set<String>) {
-        if let json = try? JSONCoding.encode(sites.sorted()) { send("maintenance " + String(decoding: json, as: UTF8.self)) }
-    }
-
-    func sites(_ sites: [Site]) {
-        if let json = try? JSONCoding.encode(sites) { send("sites " + String(decoding: json, as: UTF8.self)) }
+    func send(_ message: ProxyFeedMessage) {
+        guard var bytes = try? JSONCoding.encode(message) else { return }
+        bytes.append(UInt8(ascii: "\n"))
+        _ = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     func drain(_ name: String, timeout: Duration) async {
         let before = answers.withLock { ($0.drained[name] ?? 0, $0.workers) }
-        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
-        send("drain \(milliseconds) \(name)")
+        send(.drain(name, milliseconds: Int(timeout / .milliseconds(1))))
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !Task.isCancelled {
             if answers.withLock({ ($0.drained[name] ?? 0, $0.workers) != before }) { return }
@@ -138,26 +131,21 @@ final class WorkerProxyControl: ProxyControl {
         }
     }
 
-    /// A line the worker printed: true when it is a drain's answer rather than one for the log.
+    /// A line the worker printed: true when it is an answer rather than one for the log.
     func received(_ line: String) -> Bool {
-        guard line.hasPrefix("drained ") else { return false }
-        answers.withLock { $0.drained[String(line.dropFirst(8)), default: 0] += 1 }
+        guard line.hasPrefix("{"), let answer = try? JSONCoding.decode(ProxyWorkerAnswer.self, from: Array(line.utf8)) else { return false }
+        switch answer {
+        case .drained(let name): answers.withLock { $0.drained[name, default: 0] += 1 }
+        }
         return true
     }
-
-    func reopenLogs() { send("reopen logs") }
 
     func workerStarted() {
         answers.withLock { $0.workers += 1 }
     }
-
-    private func send(_ line: String) {
-        var bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
-    }
 }
 
-/// Reads the daemon's lines from standard input; at end of input (the daemon is gone) ends the worker.
+/// Reads the daemon's messages from standard input; at end of input (the daemon is gone) ends the worker.
 /// While a drain is pending, it wakes every 5 ms to see whether the service's requests are done.
 private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer) {
     var pending: [UInt8] = []
@@ -166,7 +154,8 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
     while true {
         drains.removeAll { drain in
             guard availability.requestsInFlight(drain.service) == 0 || ContinuousClock.now >= drain.deadline else { return false }
-            var answer = Array("drained \(drain.service)\n".utf8)
+            guard var answer = try? JSONCoding.encode(ProxyWorkerAnswer.drained(drain.service)) else { return true }
+            answer.append(UInt8(ascii: "\n"))
             _ = answer.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
             return true
         }
@@ -178,29 +167,12 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
         guard count > 0 else { break }
         pending += buffer[0..<count]
         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-            let line = String(decoding: pending[..<newline], as: UTF8.self)
+            let line = Array(pending[..<newline])
             pending.removeSubrange(...newline)
-            let parts = line.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            let argument = Array(parts[1].utf8)
-            switch parts[0] {
-            case "service":
-                let words = parts[1].split(separator: " ", maxSplits: 1)
-                if words.count == 2 { availability.set(String(words[1]), up: words[0] == "1") }
-            case "maintenance":
-                if let sites = try? JSONCoding.decode([String].self, from: argument) { availability.setMaintenance(Set(sites)) }
-            case "sites":
-                if let sites = try? JSONCoding.decode([Site].self, from: argument) { proxy.update(sites: sites) }
-            case "reopen":
-                proxy.reopenLogs()
-            case "drain":
-                let words = parts[1].split(separator: " ", maxSplits: 1)
-                if words.count == 2, let milliseconds = Int(words[0]) {
-                    availability.hold(String(words[1]))
-                    drains.append((String(words[1]), ContinuousClock.now + .milliseconds(milliseconds)))
-                }
-            default:
-                break
+            guard let message = try? JSONCoding.decode(ProxyFeedMessage.self, from: line) else { continue }
+            proxy.apply(message)
+            if case .drain(let service, let milliseconds) = message {
+                drains.append((service, ContinuousClock.now + .milliseconds(milliseconds)))
             }
         }
     }

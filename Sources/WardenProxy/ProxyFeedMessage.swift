@@ -1,0 +1,53 @@
+import WardenConfig
+
+/// What the daemon tells its proxy, in order. The same messages reach a proxy in the daemon's own
+/// process and a privilege-dropped worker, which reads them as one JSON object per line on its
+/// standard input.
+public enum ProxyFeedMessage: Sendable, Hashable, Codable {
+    /// Whether a service (or one instance, `myapp@8081`) accepts traffic.
+    case serviceUp(String, up: Bool)
+    /// The instances a service's requests go to now: a deploy's switch is one of these.
+    case backends(String, [Backend])
+    /// The sites in planned maintenance.
+    case maintenance([String])
+    /// The sites after a reload.
+    case sites([Site])
+    /// Holds new requests for a service at once; a worker answers `ProxyWorkerAnswer.drained` once
+    /// none of its requests is in flight, or after the time given.
+    case drain(String, milliseconds: Int)
+    /// After logrotate (SIGUSR1).
+    case reopenLogs
+}
+
+/// What a worker says back on its standard output, among its log lines.
+public enum ProxyWorkerAnswer: Sendable, Hashable, Codable {
+    case drained(String)
+}
+
+/// One instance of a service with `instances`, as the proxy reaches it.
+public struct Backend: Sendable, Hashable, Codable {
+    /// The instance's name, `myapp@8081`: its in-flight count and its hold go by it.
+    public var instance: String
+    public var host: String
+    public var port: Int
+
+    public init(instance: String, host: String, port: Int) {
+        self.instance = instance
+        self.host = host
+        self.port = port
+    }
+}
+
+extension ProxyServer {
+    /// Carries out a message; a drain's wait for the requests in flight is the caller's.
+    public func apply(_ message: ProxyFeedMessage) {
+        switch message {
+        case .serviceUp(let name, let up): shared.availability.set(name, up: up)
+        case .backends(let service, let backends): shared.availability.setBackends(service, backends)
+        case .maintenance(let sites): shared.availability.setMaintenance(Set(sites))
+        case .sites(let sites): update(sites: sites)
+        case .drain(let name, _): shared.availability.hold(name)
+        case .reopenLogs: reopenLogs()
+        }
+    }
+}
