@@ -232,3 +232,22 @@ enum ClientHello {
         }
     }
 }
+
+extension ProxyServer {
+    func applyACME(_ message: ProxyFeedMessage) {
+        do {
+            switch message {
+            case .challengeToken(let token, let keyAuthorization):
+                front.setToken(token, keyAuthorization: keyAuthorization)
+            case .challengeCertificate(let name, let chainPEM, let keyPEM):
+                try front.setChallengeCertificate(name: name, chainPEM: chainPEM, keyPEM: keyPEM)
+            case .certificate(let names, let chainPEM, let keyPEM):
+                try front.install(names: names, chainPEM: chainPEM, keyPEM: keyPEM)
+            default:
+                break
+            }
+        } catch {
+            logger.error("proxy: cannot load a certificate: \(error)")
+        }
+    }
+}

@@ -7,48 +7,46 @@ import WardenCore
 import WardenPlatform
 import WardenProxy
 
-/// Where certificates and challenge answers go: the proxy in this process, or the worker over its
-/// input. Only PEM certificates, their keys and key authorizations cross; never the account key.
-protocol CertificateDelivery: Sendable {
-    func token(_ token: String, keyAuthorization: String?)
-    func challengeCertificate(name: String, pair: CertificatePair?)
-    func certificate(names: [String], pair: CertificatePair)
-}
+/// The certificates and challenge answers sent to the proxy, kept so that a new proxy worker (one
+/// started again after a crash) gets them too. Only PEM certificates, their keys and key
+/// authorizations cross; never the account key.
+final class CertificateFeed: Sendable {
+    let proxy: any ProxyControl
+    private let sent = Mutex<(certificates: [String: ProxyFeedMessage], challenges: [String: ProxyFeedMessage])>(([:], [:]))
 
-/// The proxy in the daemon's own process.
-struct LocalCertificateDelivery: CertificateDelivery {
-    let front: FrontDoor
-    let logger: Logger
-
-    func token(_ token: String, keyAuthorization: String?) { front.setToken(token, keyAuthorization: keyAuthorization) }
-
-    func challengeCertificate(name: String, pair: CertificatePair?) {
-        do {
-            try front.setChallengeCertificate(name: name, chainPEM: pair?.chainPEM, keyPEM: pair?.keyPEM)
-        } catch {
-            logger.error("acme: cannot load the tls-alpn-01 certificate for \(name): \(error)")
-        }
+    init(proxy: any ProxyControl) {
+        self.proxy = proxy
     }
 
-    func certificate(names: [String], pair: CertificatePair) {
-        do {
-            try front.install(names: names, chainPEM: pair.chainPEM, keyPEM: pair.keyPEM)
-        } catch {
-            logger.error("acme: cannot load the certificate for \(names.joined(separator: ", ")): \(error)")
+    func send(_ message: ProxyFeedMessage) {
+        sent.withLock { sent in
+            switch message {
+            case .certificate(let names, _, _): sent.certificates[names.joined(separator: " ")] = message
+            case .challengeToken(let token, let answer): sent.challenges["http " + token] = answer == nil ? nil : message
+            case .challengeCertificate(let name, let chain, _): sent.challenges["tls " + name] = chain == nil ? nil : message
+            default: break
+            }
         }
+        proxy.send(message)
+    }
+
+    func replay() {
+        let messages = sent.withLock { Array($0.certificates.values) + Array($0.challenges.values) }
+        for message in messages { proxy.send(message) }
     }
 }
 
 /// Publishes challenge answers while an order waits for validation.
 struct ChallengePublisher: ACMEChallengePublisher {
-    let delivery: any CertificateDelivery
+    let feed: CertificateFeed
 
     func publish(_ answer: ACMEChallengeAnswer) async {
         switch answer.type {
         case .http01:
-            delivery.token(answer.token, keyAuthorization: answer.keyAuthorization)
+            feed.send(.challengeToken(answer.token, keyAuthorization: answer.keyAuthorization))
         case .tlsALPN01:
-            delivery.challengeCertificate(name: answer.name, pair: try? CertificateFactory.challengeCertificate(for: answer, now: WallClock.now()))
+            let pair = try? CertificateFactory.challengeCertificate(for: answer, now: WallClock.now())
+            feed.send(.challengeCertificate(name: answer.name, chainPEM: pair?.chainPEM, keyPEM: pair?.keyPEM))
         }
         // The worker reads its input on its own thread: give it a moment before the server looks.
         try? await Task.sleep(for: .milliseconds(50))
@@ -56,8 +54,8 @@ struct ChallengePublisher: ACMEChallengePublisher {
 
     func withdraw(_ answer: ACMEChallengeAnswer) async {
         switch answer.type {
-        case .http01: delivery.token(answer.token, keyAuthorization: nil)
-        case .tlsALPN01: delivery.challengeCertificate(name: answer.name, pair: nil)
+        case .http01: feed.send(.challengeToken(answer.token, keyAuthorization: nil))
+        case .tlsALPN01: feed.send(.challengeCertificate(name: answer.name, chainPEM: nil, keyPEM: nil))
         }
     }
 }
@@ -67,10 +65,13 @@ struct ChallengePublisher: ACMEChallengePublisher {
 /// `set alert` mails them). Runs in the daemon, as root: the proxy worker never sees the account key.
 struct ACMEService: ServiceLifecycle.Service {
     let supervisor: Supervisor
-    let delivery: any CertificateDelivery
+    let feed: CertificateFeed
     let logger: Logger
     /// Between looks at what is due (and at a reloaded configuration).
     let interval: Duration
+
+    /// The daemon's cycle, at most a minute: a reload or a retry is seen within one.
+    static func interval(_ configuration: Configuration) -> Duration { .seconds(min(configuration.daemon.interval, 60)) }
 
     func run() async throws {
         var current: Setup?
@@ -139,10 +140,10 @@ struct ACMEService: ServiceLifecycle.Service {
         for (site, names) in sites.sorted(by: { $0.key < $1.key }) {
             let stored = setup.store.load(site: site)
             if let stored, stored.info.notAfter > now, stored.info.covers(names) {
-                delivery.certificate(names: names, pair: stored.pair)
+                feed.send(.certificate(names: names, chainPEM: stored.pair.chainPEM, keyPEM: stored.pair.keyPEM))
                 logger.info("acme: '\(site)' serves its stored certificate (expires \(TimeFormat.string(stored.info.notAfter, "%Y-%m-%d %H:%M:%S")))")
             } else if let placeholder = try? CertificateFactory.placeholder(names: names, now: now) {
-                delivery.certificate(names: names, pair: placeholder)
+                feed.send(.certificate(names: names, chainPEM: placeholder.chainPEM, keyPEM: placeholder.keyPEM))
             }
             wanted.append((site, names, stored?.info))
         }
@@ -163,10 +164,10 @@ struct ACMEService: ServiceLifecycle.Service {
                 directoryURL: setup.settings.directory, email: setup.settings.email, names: names, challengeTypes: setup.challengeTypes,
                 keyType: setup.settings.keyType == .rsa ? .rsa2048 : .ecdsaP256)
             do {
-                let pair = try await setup.client.obtain(order, accountKey: setup.accountKey, publisher: ChallengePublisher(delivery: delivery))
+                let pair = try await setup.client.obtain(order, accountKey: setup.accountKey, publisher: ChallengePublisher(feed: feed))
                 let info = try CertificateInfo(chainPEM: pair.chainPEM)
                 try setup.store.save(pair, site: site)
-                delivery.certificate(names: names, pair: pair)
+                feed.send(.certificate(names: names, chainPEM: pair.chainPEM, keyPEM: pair.keyPEM))
                 let now = WallClock.now()
                 let dueAgain = scheduler.obtained(site: site, certificate: info, now: now)
                 report(
