@@ -1,3 +1,6 @@
+import SwiftASN1
+import X509
+
 /// Where challenge answers go while an order waits for validation: the proxy's listeners.
 public protocol ACMEChallengePublisher: Sendable {
     func publish(_ answer: ACMEChallengeAnswer) async
@@ -38,7 +41,7 @@ public struct ACMEClient<C: Clock>: Sendable where C.Duration == Duration {
 
     public func obtain(_ order: Order, accountKey: ACMEAccountKey, publisher: some ACMEChallengePublisher) async throws -> CertificatePair {
         let key = try order.keyType.generate()
-        let csr = try CertificateFactory.csr(names: order.names, key: key)
+        let csr = try CertificateFactory.csr(names: order.names, key: key, type: order.keyType)
         var machine = ACMEOrderStateMachine(
             directoryURL: order.directoryURL, email: order.email, names: order.names, challengeTypes: order.challengeTypes,
             accountKey: accountKey, csrDER: csr)

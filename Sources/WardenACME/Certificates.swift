@@ -15,6 +15,13 @@ public enum CertificateKeyType: String, Sendable, Hashable, Codable {
         case .rsa2048: Certificate.PrivateKey(try _RSA.Signing.PrivateKey(keySize: .bits2048))
         }
     }
+
+    public var signatureAlgorithm: Certificate.SignatureAlgorithm {
+        switch self {
+        case .ecdsaP256: .ecdsaWithSHA256
+        case .rsa2048: .sha256WithRSAEncryption
+        }
+    }
 }
 
 /// A certificate and its key as PEM, as the proxy loads them.
@@ -59,12 +66,12 @@ public struct CertificateInfo: Sendable, Hashable, Codable {
 /// and the self-signed placeholder served until the first real certificate arrives.
 public enum CertificateFactory {
     /// A DER CSR naming `names` (the first as the subject's common name, all as DNS SANs).
-    public static func csr(names: [String], key: Certificate.PrivateKey) throws -> [UInt8] {
+    public static func csr(names: [String], key: Certificate.PrivateKey, type: CertificateKeyType) throws -> [UInt8] {
         let extensions = try Certificate.Extensions { SubjectAlternativeNames(names.map { .dnsName($0) }) }
         let request = try CertificateSigningRequest(
             version: .v1, subject: try DistinguishedName { CommonName(names.first ?? "") }, privateKey: key,
             attributes: try CertificateSigningRequest.Attributes([.init(ExtensionRequest(extensions: extensions))]),
-            signatureAlgorithm: key.defaultSignatureAlgorithm)
+            signatureAlgorithm: type.signatureAlgorithm)
         var serializer = DER.Serializer()
         try serializer.serialize(request)
         return serializer.serializedBytes

@@ -124,6 +124,7 @@ public struct ACMEOrderStateMachine: Sendable {
             }
             return .failed(ACMEFailure(step: step.name, problem: problem))
         }
+        badNonces = 0
         do {
             return try advance(on: response, now: now)
         } catch let failure as ACMEFailure {
@@ -201,7 +202,6 @@ public struct ACMEOrderStateMachine: Sendable {
             guard pem.contains("-----BEGIN CERTIFICATE-----") else {
                 throw ACMEFailure(step: step.name, message: "the answer is not a PEM certificate chain")
             }
-            step = .certificate
             return .finished(chainPEM: pem)
         }
     }
@@ -221,8 +221,8 @@ public struct ACMEOrderStateMachine: Sendable {
     /// Signs the request of `next` with the last nonce, or first asks newNonce for one.
     private mutating func send(_ next: Step) -> Action {
         step = next
-        if next == .directory { return .send(ACMERequest(method: .get, url: directoryURL)) }
-        guard let directory else { return .failed(ACMEFailure(step: next.name, message: "no directory")) }
+        // Everything but the directory itself is signed, with a nonce from the directory's newNonce.
+        guard next != .directory, let directory else { return .send(ACMERequest(method: .get, url: directoryURL)) }
         guard let nonce else {
             fetchingNonce = true
             return .send(ACMERequest(method: .head, url: directory.newNonce))

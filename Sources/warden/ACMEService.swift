@@ -74,20 +74,22 @@ struct ACMEService: ServiceLifecycle.Service {
     static func interval(_ configuration: Configuration) -> Duration { .seconds(min(configuration.daemon.interval, 60)) }
 
     func run() async throws {
-        var current: Setup?
-        var scheduler = RenewalScheduler(renewBefore: nil)
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            let configuration = await supervisor.configuration
-            if current?.matches(configuration) != true {
-                current = prepare(configuration, scheduler: &scheduler)
-            }
-            if let current {
-                for action in scheduler.due(now: WallClock.now()) {
-                    if Task.isShuttingDownGracefully { break }
-                    await carry(out: action, with: current, scheduler: &scheduler)
+        // A stop cancels an order in progress too: the next start begins it again.
+        try? await cancelWhenGracefulShutdown {
+            var current: Setup?
+            var scheduler = RenewalScheduler(renewBefore: nil)
+            while !Task.isCancelled {
+                let configuration = await supervisor.configuration
+                if current?.matches(configuration) != true {
+                    current = prepare(configuration, scheduler: &scheduler)
                 }
+                if let current {
+                    for action in scheduler.due(now: WallClock.now()) where !Task.isCancelled {
+                        await carry(out: action, with: current, scheduler: &scheduler)
+                    }
+                }
+                try await Task.sleep(for: interval)
             }
-            try? await Task.sleep(for: interval)
         }
     }
 

@@ -10,7 +10,8 @@ import X509
 private func open(_ body: [UInt8], key: P256.Signing.PublicKey) throws -> (header: [String: Any], payload: String, valid: Bool) {
     let jws = try #require(JSONSerialization.jsonObject(with: Data(body)) as? [String: String])
     let protected = try #require(jws["protected"]), payload = try #require(jws["payload"]), signature = try #require(jws["signature"])
-    let header = try #require(JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(protected)))) as? [String: Any])
+    let headerBytes = try #require(Base64URL.decode(protected))
+    let header = try #require(JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any])
     let raw = try P256.Signing.ECDSASignature(rawRepresentation: try #require(Base64URL.decode(signature)))
     let valid = key.isValidSignature(raw, for: Array("\(protected).\(payload)".utf8))
     return (header, String(decoding: Base64URL.decode(payload) ?? [], as: UTF8.self), valid)
@@ -197,7 +198,7 @@ struct CertificateTests {
     @Test(arguments: [CertificateKeyType.ecdsaP256, .rsa2048])
     func csrNamesEveryHostAndIsSignedByTheCertificateKey(_ type: CertificateKeyType) throws {
         let key = try type.generate()
-        let der = try CertificateFactory.csr(names: ["a.test", "www.a.test"], key: key)
+        let der = try CertificateFactory.csr(names: ["a.test", "www.a.test"], key: key, type: type)
         let csr = try CertificateSigningRequest(derEncoded: der)
         #expect(csr.publicKey == key.publicKey)
         #expect(csr.publicKey.isValidSignature(csr.signature, for: csr))

@@ -32,7 +32,7 @@ private final class Pebble {
             ["x509", "-req", "-in", d + "/pebble.csr", "-CA", listenerCA, "-CAkey", d + "/pebble-ca.key", "-CAcreateserial", "-out", d + "/pebble.pem", "-days", "2", "-extfile", d + "/ext.cnf"],
         ] {
             let result = try TestSupport.run(openssl, arguments)
-            guard result.status == 0 else { throw PeerStartError(peer: "openssl", exited: true, output: result.stderr) }
+            guard result.status == 0 else { throw PebbleError(description: "openssl: \(result.stderr)") }
         }
         try directory.write(
             "pebble.json",
@@ -57,7 +57,7 @@ private final class Pebble {
             "/usr/bin/env", ["PEBBLE_VA_NOSLEEP=1", "/usr/bin/pebble", "-config", directory.path + "/pebble.json", "-dnsserver", "127.0.0.1:\(dnsPort)"],
             log: directory.path + "/pebble.log")
         guard TestSupport.waitUntil(timeout: 20, { TestSupport.portOpen(port) && TestSupport.portOpen(managementPort) }) else {
-            throw PeerStartError(peer: "pebble", exited: pebble?.process.isRunning == false, output: pebble?.output ?? "")
+            throw PebbleError(description: "pebble did not start: \(pebble?.output ?? "")")
         }
     }
 
@@ -70,12 +70,16 @@ private final class Pebble {
     func root() throws -> String {
         let path = directory.path + "/pebble-root.pem"
         let result = try TestSupport.run("/usr/bin/curl", ["-sS", "--cacert", listenerCA, "-o", path, "https://localhost:\(managementPort)/roots/0"])
-        guard result.status == 0 else { throw PeerStartError(peer: "pebble management", exited: false, output: result.stderr) }
+        guard result.status == 0 else { throw PebbleError(description: "pebble's root: \(result.stderr)") }
         return path
     }
 
     /// Certificates pebble issued: one per finalized order.
     var issued: Int { (pebble?.output ?? "").components(separatedBy: "Issued certificate serial").count - 1 }
+}
+
+private struct PebbleError: Error, CustomStringConvertible {
+    let description: String
 }
 
 @Suite("Automatic HTTPS (ACME) against pebble", .serialized)
@@ -103,7 +107,7 @@ struct ACMETests {
         print("second", get("/after"), flush=True)
         """
 
-    func controlFile(
+    fileprivate func controlFile(
         _ directory: TemporaryDirectory, pebble: Pebble, httpPort: Int, tlsPort: Int, upstream: EchoUpstream, host: String,
         acme: String = "", proxy: String = "", extra: String = ""
     ) throws -> String {
@@ -212,7 +216,7 @@ struct ACMETests {
         let fresh = try TestSupport.run("/usr/bin/env", ["python3", script, String(tlsPort), "alpn.test", root, "-"])
         let after = fresh.stdout.split(separator: "\n").first.map(String.init) ?? ""
         #expect(after.hasPrefix("certificate ") && before.hasPrefix("certificate ") && after != before, "\(before) / \(after) \(fresh.stderr)")
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         #expect(lines.next(timeout: 10)?.hasPrefix("second HTTP/1.1 200") == true, "the connection opened before the renewal")
         heldOpen.waitUntilExit()
         warden.stop()
