@@ -7,6 +7,7 @@ public struct ProxySettings: Sendable, Hashable {
         public var key: String?
         /// `tls auto`: certificates from `set acme`, one per site.
         public var automaticTLS = false
+        /// Where `tls auto` is written, for `-t`.
         public var location: FileLocation?
         public var isTLS: Bool { certificate != nil || automaticTLS }
     }

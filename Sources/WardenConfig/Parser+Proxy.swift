@@ -25,12 +25,11 @@ extension Parser {
                 var address = "0.0.0.0"
                 if !at("port") { address = try value("an address to listen on").text }
                 try expect("port", after: "listen \(address)")
-                let listenToken = peek
                 var listen = ProxySettings.Listen(address: address, port: try port())
-                listen.location = location(of: listenToken)
-                if accept(any: ["ssl", "tls"]) != nil {
+                if let tls = accept(any: ["ssl", "tls"]) {
                     if accept("auto") {
                         listen.automaticTLS = true
+                        listen.location = location(of: tls)
                     } else {
                         let options = try keyValueBlock("ssl")
                         guard let certificate = options["certificate"] ?? options["pemfile"] else {

@@ -46,7 +46,7 @@ struct ACMEConfigTests {
 
     @Test func tlsAutoWithoutSetACMEIsAnErrorAtItsListenLine() {
         let result = parse("set proxy\n    listen 127.0.0.1 port 443 tls auto\n\(Self.site)")
-        #expect(result.renderedDiagnostics().contains("test.rc:2:30: error: 'tls auto' needs 'set acme'"), "\(result.renderedDiagnostics())")
+        #expect(result.renderedDiagnostics().contains("test.rc:2:31: error: 'tls auto' needs 'set acme'"), "\(result.renderedDiagnostics())")
     }
 
     @Test func mistakesAreReportedWithTheirPlace() {
@@ -55,7 +55,7 @@ struct ACMEConfigTests {
             ("set acme directory \"https://ca.test/dir\"", "error: expected 'storage /PATH' in 'set acme'"),
             ("set acme storage /a", "error: expected 'directory \"https://…\"' in 'set acme'"),
             ("set acme directory https://ca.test/d storage acme", "error: the ACME storage directory must be an absolute path"),
-            ("set acme directory https://ca.test/d storage /a challenge dns-01", "test.rc:1:58: error:"),
+            ("set acme directory https://ca.test/d storage /a challenge dns-01", "test.rc:1:59: error: expected one of 'http-01', 'tls-alpn-01' after 'challenge'"),
             ("set acme directory https://ca.test/d storage /a email nobody", "error: expected an email address, found 'nobody'"),
             ("set proxy listen port 80\n\(Self.site)\n    redirect to https", "error: site 'app' redirects to HTTPS or sends HSTS, but the proxy has no TLS listener"),
             ("set proxy listen port 443 tls auto\nset acme directory https://ca.test/d storage /a\n\(Self.site)\n    hsts max-age forever", "test.rc:5:18: error:"),
