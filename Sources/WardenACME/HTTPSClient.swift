@@ -24,20 +24,13 @@ public struct ACMEHTTPSClient: Sendable {
     public func send(_ request: ACMERequest) async throws -> ACMEResponse {
         guard let target = Target(request.url) else { throw Failure(description: "not an https URL: '\(request.url)'") }
         let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: ACMEResponse.self)
-        let tls = self.tls
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(10))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // No SNI for an address: TLS forbids it, and NIOSSL then checks the address instead.
-                    let name = target.host.contains(where: { $0 == ":" }) || target.host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : target.host
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
-                    try operations.addHTTPClientHandlers()
-                    try operations.addHandler(ResponseCollector(promise: promise))
-                }
-            }
-            .connect(host: target.host, port: target.port).get()
+        let channel: any Channel
+        do {
+            channel = try await connect(target, promise: promise)
+        } catch {
+            promise.fail(error)
+            throw error
+        }
         var headers = HTTPHeaders([
             ("Host", target.hostHeader), ("User-Agent", "warden-acme"), ("Connection", "close"),
             ("Accept", "application/pem-certificate-chain, application/json"),
@@ -59,6 +52,23 @@ public struct ACMEHTTPSClient: Sendable {
             channel.close(promise: nil)
         }
         return try await promise.futureResult.get()
+    }
+
+    private func connect(_ target: Target, promise: EventLoopPromise<ACMEResponse>) async throws -> any Channel {
+        let tls = self.tls
+        return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // No SNI for an address: TLS forbids it, and NIOSSL then checks the address instead.
+                    let name = target.host.contains(where: { $0 == ":" }) || target.host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : target.host
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                    try operations.addHTTPClientHandlers()
+                    try operations.addHandler(ResponseCollector(promise: promise))
+                }
+            }
+            .connect(host: target.host, port: target.port).get()
     }
 
     struct Target {

@@ -160,7 +160,8 @@ struct ACMEService: ServiceLifecycle.Service {
             report(site, .failed, "certificate expires in \(days) days (\(date(notAfter))) and has not been renewed", action: "alert")
         case .obtain(let site):
             guard let names = setup.sites[site] else { return }
-            let renewal = scheduler.certificate(of: site) != nil
+            // A stored certificate for other names (the site's hosts changed) is replaced, not renewed.
+            let renewal = scheduler.certificate(of: site)?.covers(names) == true
             logger.info("acme: ordering a certificate for '\(site)' (\(names.joined(separator: ", ")))")
             let order = ACMEClient<ContinuousClock>.Order(
                 directoryURL: setup.settings.directory, email: setup.settings.email, names: names, challengeTypes: setup.challengeTypes,
