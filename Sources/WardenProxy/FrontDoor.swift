@@ -109,12 +109,24 @@ final class CertificateSelector: ChannelInboundHandler, RemovableChannelHandler 
 
     private let front: FrontDoor
     private let configure: (any Channel) -> EventLoopFuture<Void>
+    /// A client that sends no whole ClientHello within this is disconnected (`timeout header`).
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
     private var buffered: ByteBuffer?
     private var done = false
 
-    init(front: FrontDoor, configure: @escaping (any Channel) -> EventLoopFuture<Void>) {
+    init(front: FrontDoor, timeout: TimeAmount, configure: @escaping (any Channel) -> EventLoopFuture<Void>) {
         self.front = front
+        self.timeout = timeout
         self.configure = configure
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { context.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -128,6 +140,7 @@ final class CertificateSelector: ChannelInboundHandler, RemovableChannelHandler 
         case .invalid:
             context.close(promise: nil)
         case .hello(let serverName, let protocols):
+            timer?.cancel()
             guard let (tls, challenge) = front.context(serverName: serverName, protocols: protocols).map({ ($0.context, $0.challenge) }) else {
                 context.close(promise: nil)
                 return

@@ -78,7 +78,9 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                         // The certificate is chosen per handshake (by SNI), so a renewal needs no restart.
                         return channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(
-                                CertificateSelector(front: shared.front) { Self.configureNegotiated($0, shared: shared) })
+                                CertificateSelector(front: shared.front, timeout: .seconds(Int64(shared.settings.headerTimeout))) {
+                                    Self.configureNegotiated($0, shared: shared)
+                                })
                         }
                     }
                     guard let tls else { return channel.eventLoop.makeCompletedFuture { try Self.configureHTTP1(channel, shared: shared) } }

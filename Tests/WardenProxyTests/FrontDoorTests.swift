@@ -39,6 +39,18 @@ struct FrontDoorTests {
         #expect(ClientHello.parse(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")) == .invalid)
     }
 
+    @Test func aClientThatSendsNoHelloIsDisconnectedAfterTheHeaderTimeout() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(
+            CertificateSelector(front: FrontDoor(httpsPort: nil), timeout: .seconds(10)) { $0.eventLoop.makeSucceededVoidFuture() })
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
+        try channel.writeInbound(ByteBuffer(bytes: [22, 3, 1]))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive)
+    }
+
     @Test func theChallengeCertificateGoesOnlyToAnACMEValidation() throws {
         let front = FrontDoor(httpsPort: 8443)
         #expect(front.context(serverName: "app.test", protocols: ["h2"]) == nil)
