@@ -228,6 +228,12 @@ extension Validator {
                     .invalidValue, "'tls auto' needs 'set acme' to know where to get certificates", at: first.location,
                     hint: "add 'set acme directory \"https://…/directory\" email \"you@example.com\" storage /var/lib/warden/acme'"))
         }
+        if let acme = configuration.acme, acme.challenge == .http01, !automatic.isEmpty, !listens.contains(where: { !$0.isTLS }) {
+            diagnostics.append(
+                .error(
+                    .invalidValue, "'challenge http-01' needs a listener without TLS (port 80) to answer on", at: acme.location,
+                    hint: "add 'listen 0.0.0.0 port 80' to 'set proxy', or use 'challenge tls-alpn-01'"))
+        }
         if let acme = configuration.acme, automatic.isEmpty {
             diagnostics.append(.warning(.invalidValue, "'set acme' without a 'listen … tls auto': no certificate will be ordered", at: acme.location))
         }

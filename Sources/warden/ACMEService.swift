@@ -131,7 +131,10 @@ struct ACMEService: ServiceLifecycle.Service {
                 client: ACMEClient(clock: ContinuousClock(), now: { WallClock.now() }, transport: { try await https.send($0) }))
         } catch {
             logger.error("acme: cannot use storage '\(settings.storage)' or the trust file: \(error)")
-            for site in sites.keys.sorted() {
+            for (site, names) in sites.sorted(by: { $0.key < $1.key }) {
+                if let placeholder = try? CertificateFactory.placeholder(names: names, now: WallClock.now()) {
+                    feed.send(.certificate(names: names, chainPEM: placeholder.chainPEM, keyPEM: placeholder.keyPEM))
+                }
                 report(site, .failed, "certificate storage unusable: \(error)", action: "alert")
             }
             return nil

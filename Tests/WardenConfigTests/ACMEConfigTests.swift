@@ -57,6 +57,8 @@ struct ACMEConfigTests {
             ("set acme directory https://ca.test/d storage acme", "error: the ACME storage directory must be an absolute path"),
             ("set acme directory https://ca.test/d storage /a challenge dns-01", "test.rc:1:59: error: expected one of 'http-01', 'tls-alpn-01' after 'challenge'"),
             ("set acme directory https://ca.test/d storage /a email nobody", "error: expected an email address, found 'nobody'"),
+            ("set acme directory https://ca.test/d storage /a challenge http-01\nset proxy listen port 443 tls auto\n\(Self.site)",
+             "test.rc:1:5: error: 'challenge http-01' needs a listener without TLS (port 80) to answer on"),
             ("set proxy listen port 80\n\(Self.site)\n    redirect to https", "error: site 'app' redirects to HTTPS or sends HSTS, but the proxy has no TLS listener"),
             ("set proxy listen port 443 tls auto\nset acme directory https://ca.test/d storage /a\n\(Self.site)\n    hsts max-age forever", "test.rc:5:18: error:"),
         ]
