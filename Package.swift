@@ -83,6 +83,7 @@ let package = Package(
             name: "WardenProxy",
             dependencies: [
                 "WardenConfig", "WardenPlatform",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),

@@ -113,8 +113,9 @@ public struct Service: Sendable, Hashable {
     /// `ignore content =|!= "REGEX"`: lines of a file its content tests skip.
     public var ignoredContent: [Comparison<String>] = []
     public var restartLimits: [RestartLimit] = []
-    /// `restart delay MIN to MAX [reset after N]`: how automatic starts of a crashing service space out.
-    public var restartBackoff = RestartBackoff()
+    /// `restart delay MIN to MAX [reset after N]`: how automatic starts of a crashing service space out;
+    /// nil when the control file does not say (see `effectiveRestartBackoff`).
+    public var restartBackoff: RestartBackoff?
     public var dependencies: [String] = []
     public var groups: [String] = []
     public var mode: Mode = .active
@@ -139,15 +140,31 @@ public struct Service: Sendable, Hashable {
     }
 }
 
-/// `if N restarts within M cycles then ACTION`.
+extension Service {
+    /// Without `restart delay`: a service that has `N restarts within M cycles` keeps monit's spacing
+    /// (its limit is counted in starts, which a growing delay would stretch); any other never gives up,
+    /// and backs off from 1 s to 60 s instead.
+    public var effectiveRestartBackoff: RestartBackoff {
+        restartBackoff ?? (restartLimits.isEmpty ? .growing : .monit)
+    }
+}
+
 /// The delay before each further automatic start of a service that keeps failing grows from `initial`,
-/// doubling up to `maximum`; it starts over once the service has passed its checks for `reset`. The
-/// default keeps monit's spacing (a second between automatic starts, no growth).
+/// doubling up to `maximum`; it starts over once the service has passed its checks for `reset`.
 public struct RestartBackoff: Sendable, Hashable {
     public var initial: Duration = .seconds(1)
-    public var maximum: Duration = .seconds(1)
+    public var maximum: Duration = .seconds(60)
     public var reset: Duration = .seconds(60)
     public init() {}
+
+    /// 1 s, 2 s, 4 s … 60 s.
+    public static let growing = RestartBackoff()
+    /// A second between automatic starts, as monit's cycle spaces them.
+    public static let monit: RestartBackoff = {
+        var spacing = RestartBackoff()
+        spacing.maximum = .seconds(1)
+        return spacing
+    }()
 
     /// The delay after the `attempt`th automatic start in a row (1-based), before jitter.
     public func delay(after attempt: Int) -> Duration {
@@ -157,6 +174,7 @@ public struct RestartBackoff: Sendable, Hashable {
     }
 }
 
+/// `if N restarts within M cycles then ACTION`.
 public struct RestartLimit: Sendable, Hashable {
     public var restarts: Int
     public var cycles: Int

@@ -37,7 +37,17 @@ public struct ServiceSnapshot: Sendable, Codable, Hashable {
     public var acceptsTraffic: Bool
     /// It keeps failing to start (`restart delay`), and the next automatic start is in this many seconds.
     public var backingOff: Bool
+    /// For one of the instances of a service with `instances`: which, and whether it gets requests.
+    public var instance: Instance?
     public var nextStartSeconds: Double?
+
+    public struct Instance: Sendable, Codable, Hashable {
+        public var group: String
+        public var index: Int
+        public var port: Int
+        /// Running with its connection tests passed since its start.
+        public var ready: Bool
+    }
 
     /// monit's status words: "OK", "Not monitored", "Initializing", "Does not exist | Connection failed", …
     public var isHealthy: Bool { failures.isEmpty && monitor == .monitored }

@@ -65,6 +65,11 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// After a start, connection failures count only once a test has passed or the start timeout is over.
     private(set) var connectionGraceUntil: Instant?
     private var readinessCheckPending = false
+    /// A failure streak: "does not exist" was announced, and its end will be, once, when the service
+    /// is back and ready. The crashes of a crash loop in between are logged, not announced again.
+    private var downAnnounced = false
+    /// The message of that end, while a service with connection tests waits for its first pass.
+    private var recoveryMessage: String?
     private(set) var lastCheck: WallClock.Time?
     private(set) var lastAutomaticStart: Instant?
     /// Automatic starts since the service last passed its checks for a whole reset period, and the
@@ -110,6 +115,9 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
 
     /// The proxy may send it requests.
     var acceptsTraffic: Bool { pid != nil && failures[.nonexist] == nil && !stopping }
+
+    /// An instance may be sent requests: it runs, and its connection tests have passed since it started.
+    var isReady: Bool { acceptsTraffic && connectionGraceUntil == nil && failures[.connection] == nil }
 
     // MARK: - Scheduling
 
@@ -173,7 +181,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         if failures[.nonexist] != nil || monitor == .initializing && wasUnknown {
             let message = "process is running with pid \(process.pid)"
             actions.append(.log(.info, message))
-            if failures[.nonexist] != nil { actions.append(.emit(.nonexist, .succeeded, message, action: "alert")) }
+            if downAnnounced {
+                recoveryMessage = message
+                if !hasConnectionTests { actions += announceRecovery() }
+            }
             failures[.nonexist] = nil
             failures[.exec] = nil
         }
@@ -187,7 +198,11 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         let restarts = config.mode == .active && config.start != nil
         if failures[.nonexist] == nil {
             actions.append(.log(.error, "process is not running"))
-            actions.append(.emit(.nonexist, .failed, "process is not running", action: restarts ? "restart" : "alert"))
+            if !downAnnounced {
+                actions.append(.emit(.nonexist, .failed, "process is not running", action: restarts ? "restart" : "alert"))
+                downAnnounced = true
+            }
+            recoveryMessage = nil
             failures[.nonexist] = "process is not running"
         }
         guard restarts else { return actions }
@@ -196,6 +211,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
 
     /// The process was stopped on purpose.
     mutating func processStopped() {
+        downAnnounced = false
+        recoveryMessage = nil
         pid = nil
         processStartTicks = nil
         startedAt = nil
@@ -257,7 +274,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         guard automatic else { return }
         lastAutomaticStart = now
         automaticStartsInARow += 1
-        let backoff = config.restartBackoff
+        let backoff = config.effectiveRestartBackoff
         nextStartDelay = backoff.delay(after: automaticStartsInARow) * (backoff.maximum > backoff.initial ? jitter : 1)
     }
 
@@ -269,7 +286,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         }
         let since = healthySince ?? now
         healthySince = since
-        if since.duration(to: now) >= config.restartBackoff.reset { automaticStartsInARow = 0 }
+        if since.duration(to: now) >= config.effectiveRestartBackoff.reset { automaticStartsInARow = 0 }
     }
 
     /// Failing to start again and again: the status says so, and when the next attempt is.
@@ -290,7 +307,9 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             for index in rules.indices { rules[index].reset() }
             return processFound(process, startDate: startDate)
         case .failed(let message):
-            failures[.exec] = message
+            // Once per streak of failed starts, as for a crash loop.
+            defer { failures[.exec] = message }
+            guard failures[.exec] == nil else { return [.log(.error, message)] }
             return [.log(.error, message), .emit(.exec, .failed, message, action: "alert")]
         }
     }
@@ -302,8 +321,21 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         connectionGraceUntil.map { now < $0 } ?? false
     }
 
-    mutating func connectionPassed() {
+    mutating func connectionPassed() -> [Action] {
         connectionGraceUntil = nil
+        return announceRecovery()
+    }
+
+    var hasConnectionTests: Bool {
+        config.rules.contains { if case .connection = $0.condition { true } else { false } }
+    }
+
+    /// The end of a failure streak, said once the service is back (and answers, when it has tests).
+    private mutating func announceRecovery() -> [Action] {
+        guard downAnnounced, let message = recoveryMessage else { return [] }
+        downAnnounced = false
+        recoveryMessage = nil
+        return [.emit(.nonexist, .succeeded, message, action: "alert")]
     }
 
     /// How often a service just started is tested until its connection tests first pass: a deploy or a
@@ -314,9 +346,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// After a start or a check: while the start's grace lasts (no connection test has passed yet),
     /// check again soon; one such check at a time.
     mutating func followUp(now: Instant) -> Action? {
-        guard !readinessCheckPending, inConnectionGrace(now: now),
-            config.rules.contains(where: { if case .connection = $0.condition { true } else { false } })
-        else { return nil }
+        guard !readinessCheckPending, inConnectionGrace(now: now), hasConnectionTests else { return nil }
         readinessCheckPending = true
         return .checkAgain(after: Self.readinessInterval)
     }
@@ -506,6 +536,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             restarts: restarts.total, failures: failures.keys.map(\.rawValue).sorted(),
             groups: config.groups, dependencies: config.dependencies, metrics: metrics,
             lastCheck: lastCheck, events: recentEvents, busy: busy, acceptsTraffic: acceptsTraffic, backingOff: isBackingOff,
+            instance: config.instanceOf.map { .init(group: $0.group, index: $0.index, port: $0.port, ready: isReady) },
             nextStartSeconds: nextStart(now: clock).map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
     }
 }

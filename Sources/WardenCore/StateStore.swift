@@ -22,6 +22,8 @@ public struct PersistentState: Sendable, Codable, Hashable {
     public var services: [String: ServiceState] = [:]
     /// Sites in planned maintenance (`warden maintenance on SITE`); absent in older state files.
     public var maintenance: Set<String>?
+    /// The ports of the generation that serves, per service with `instances`; absent in older state files.
+    public var instancePorts: [String: [Int]]?
 
     public init() {}
 }

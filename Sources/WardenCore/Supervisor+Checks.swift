@@ -21,6 +21,7 @@ extension ServiceSupervisor {
         }
         services[name]?.busy = true
         services[name]?.checkBegins(at: WallClock.now())
+        defer { if services[name]?.isReady != machine.isReady { instanceReadinessChanged(name) } }
         switch machine.config.kind {
         case .process:
             await checkProcess(name, found: process)
@@ -246,7 +247,7 @@ extension ServiceSupervisor {
         let inGrace = services[name]?.inConnectionGrace(now: clock.now) ?? false
         let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
         if outcome?.failed == false {
-            services[name]?.connectionPassed()
+            await carryOut(services[name]?.connectionPassed() ?? [], for: name)
         } else if outcome == nil {
             logger.debug("'\(name)' connection test ignored while the process is starting: \(result.message)")
         }

@@ -37,9 +37,6 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
         case checkLater(String, Duration)
     }
 
-    /// The longest a planned stop waits for the requests its app is serving.
-    static var drainTimeout: Duration { .seconds(30) }
-
     nonisolated let logger: Logger
     public nonisolated let events: EventBus
     let stateStore: StateStore?
@@ -59,11 +56,16 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
     var order: [String] = []
     public private(set) var cycle = 0
     public nonisolated let startedAt = WallClock.now()
-    private var stateDirty = false
+    var stateDirty = false
     /// Services with an action under way, and who waits for its end.
     private var actionWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     /// Sites of the proxy in planned maintenance: they answer with their maintenance page.
     public private(set) var maintenanceSites: Set<String> = []
+    /// The services with `instances`, by name: the ports their serving generation runs on.
+    var instancePorts: [String: [Int]] = [:]
+    /// Services with a deploy under way, and the last deploy's progress of each.
+    var deploying: Set<String> = []
+    var deployRecords: [String: DeployRecord] = [:]
 
     public init(
         configuration: Configuration, logger: Logger, clock: C, events: EventBus = EventBus(), stateStore: StateStore? = nil,
@@ -89,8 +91,10 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
     // MARK: - Running
 
     public func run() async throws {
+        let stored = stateStore?.load()
+        instancePorts = stored?.instancePorts ?? [:]
         install(configuration)
-        restoreState()
+        if let stored { restore(stored) }
         emit(Event(service: hostName, kind: .instance, state: .changed, message: "warden \(Self.version) started", action: "start"))
         logger.info("'\(hostName)' warden \(Self.version) started")
         if configuration.daemon.startDelay > 0 {
@@ -192,20 +196,21 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
 
     private func install(_ configuration: Configuration) {
         self.configuration = configuration
-        for service in configuration.services {
+        let supervised = expandInstances(configuration.services)
+        for service in supervised {
             if services[service.name] != nil {
                 services[service.name]?.reconfigure(service)
             } else {
                 services[service.name] = Machine(config: service)
             }
         }
-        order = Self.dependencyOrder(configuration.services)
+        order = Self.dependencyOrder(supervised)
     }
 
     /// Replaces the configuration with a new, valid one: services that disappeared stop being
     /// monitored, new ones start, unchanged ones keep their state and counters.
     public func reload(_ configuration: Configuration) {
-        let newNames = Set(configuration.services.map(\.name))
+        let newNames = Set(expandInstances(configuration.services).map(\.name))
         for (name, machine) in services where !newNames.contains(name) {
             if let pid = machine.pid { exitWatcher.unwatch(pid) }
             services[name] = nil
@@ -262,6 +267,7 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
 
     /// Runs an action asked for by a user; returns once it is done.
     public func perform(_ action: UserAction, on name: String) async throws {
+        if instancePorts[name] != nil { return try await performOnInstances(action, of: name) }
         guard services[name] != nil else { throw SupervisorError("there is no service named \"\(name)\"") }
         logger.info("'\(name)' \(action.rawValue) on user request")
         switch action {
@@ -345,8 +351,7 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
         emit(Event(service: name, kind: kind, state: state, message: message, action: action))
     }
 
-    private func restoreState() {
-        guard let stored = stateStore?.load() else { return }
+    private func restore(_ stored: PersistentState) {
         let rebooted = stored.bootTime != inspector.bootTime
         cycle = stored.cycle
         let sites = Set(configuration.sites.map(\.name))
@@ -363,6 +368,7 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
         state.bootTime = inspector.bootTime
         state.cycle = cycle
         state.maintenance = maintenanceSites
+        state.instancePorts = instancePorts.isEmpty ? nil : instancePorts
         for (name, machine) in services { state.services[name] = machine.persistent }
         do {
             try stateStore.save(state)

@@ -1,3 +1,5 @@
+import WardenConfig
+
 /// The front proxy, as the supervisor sees it around a planned stop. warden is both, so before a stop
 /// program ends an app, new requests for it wait (as they do while it is down) and the ones it is
 /// serving finish: a restart then resets no client connection.
@@ -5,4 +7,6 @@ public protocol TrafficControl: Sendable {
     /// Holds new requests for `service` and returns once none is in flight, or after `timeout`.
     /// The hold ends when the supervisor reports the service accepting traffic again.
     func drain(_ service: String, timeout: Duration) async
+    /// From now on, `service`'s requests go to these instances (a deploy's switch).
+    func route(_ service: String, to instances: [InstanceIdentity])
 }

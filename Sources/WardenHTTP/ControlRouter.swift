@@ -129,6 +129,13 @@ public final class ControlRouter: Sendable {
             return await action(request, identity: identity, service: request.form["service"], redirect: false)
         case ("POST", "/_maintenance"):
             return await maintenance(request, identity: identity)
+        case ("POST", "/_deploy"):
+            return await deploy(request, identity: identity)
+        case ("GET", "/_deploy"):
+            guard let record = await supervisor.deployRecord(of: request.query["service"] ?? "") else {
+                return .text(404, "no deploy of \"\(request.query["service"] ?? "")\" since warden started")
+            }
+            return ControlResponse(status: 200, headers: [("Content-Type", "application/json")], body: (try? JSONCoding.encode(record)) ?? [])
         case ("GET", _), ("HEAD", _):
             let name = String(request.path.dropFirst())
             guard let snapshot = await supervisor.snapshot(named: name) else {
@@ -179,7 +186,7 @@ public final class ControlRouter: Sendable {
         guard let raw = request.form["action"], let action = UserAction(rawValue: raw) else {
             return .text(400, "invalid action \"\(request.form["action"] ?? "")\"")
         }
-        guard let service, await supervisor.snapshot(named: service) != nil else {
+        guard let service, await supervisor.hasService(service) else {
             return .text(400, "There is no service named \"\(service ?? "")\"")
         }
         logger.info("'\(service)' \(action.rawValue) requested by \(identity.user ?? "client") from \(request.client)")
@@ -194,6 +201,23 @@ public final class ControlRouter: Sendable {
 }
 
 extension ControlRouter {
+    /// `warden deploy NAME`: `service=NAME`; answers once the deploy has begun.
+    fileprivate func deploy(_ request: ControlRequest, identity: (user: String?, readOnly: Bool)) async -> ControlResponse {
+        if let refusal = refusal(request, identity: identity) { return refusal }
+        let service = request.form["service"] ?? ""
+        do {
+            try await supervisor.beginDeploy(service)
+        } catch {
+            return .text(400, "\(error)")
+        }
+        logger.info("'\(service)' deploy requested by \(identity.user ?? "client") from \(request.client)")
+        if request.form["securitytoken"] != nil {
+            // From the dashboard's button: back to the page, where the events show the deploy.
+            return ControlResponse(status: 303, headers: [("Location", "/")], body: [])
+        }
+        return .text(202, "deploy \(service) started\n")
+    }
+
     /// `warden maintenance on|off SITE`: `site=NAME&action=on|off`.
     fileprivate func maintenance(_ request: ControlRequest, identity: (user: String?, readOnly: Bool)) async -> ControlResponse {
         if let refusal = refusal(request, identity: identity) { return refusal }

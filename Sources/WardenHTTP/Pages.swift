@@ -67,8 +67,15 @@ public enum Pages {
                     <input type="hidden" name="action" value="\(action.rawValue)"><button type="submit" name="do" value="\(action.rawValue)">\(action.rawValue.capitalizedFirst)</button></form>
                     """
             }
+            if let group = service.instance?.group {
+                buttons += """
+                    <form method="post" action="/_deploy"><input type="hidden" name="securitytoken" value="\(csrfToken)">\
+                    <input type="hidden" name="service" value="\(escape(group))"><button type="submit">Deploy \(escape(group))</button></form>
+                    """
+            }
         }
-        let config = configuration.service(named: service.name)
+        // An instance is shown with its service's definition.
+        let config = configuration.service(named: service.instance?.group ?? service.name)
         var details: [(String, String)] = [
             ("Status", "<span class=\"\(statusClass(service))\" id=\"status\">\(escape(service.status))</span>"),
             ("Monitoring", service.monitor.rawValue), ("Mode", service.mode),
@@ -78,6 +85,10 @@ public enum Pages {
             ("Groups", service.groups.isEmpty ? "-" : escape(service.groups.joined(separator: ", "))),
             ("Depends on", service.dependencies.isEmpty ? "-" : escape(service.dependencies.joined(separator: ", "))),
         ]
+        if let instance = service.instance {
+            details.append(
+                ("Instance", "\(instance.index) of '\(escape(instance.group))' on port \(instance.port), \(instance.ready ? "ready" : "not ready")"))
+        }
         if let start = config?.start { details.append(("Start program", escape(start.commandLine))) }
         if let stop = config?.stop { details.append(("Stop program", escape(stop.commandLine))) }
         if let rules = config?.rules, !rules.isEmpty { details.append(("Rules", "\(rules.count) (\(rules.map(\.action.name).joined(separator: ", ")))")) }

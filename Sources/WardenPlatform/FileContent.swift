@@ -78,6 +78,6 @@ extension FileContent {
             }
         }
         let digest: [UInt8] = kind == .md5 ? Array(md5.finalize()) : Array(sha1.finalize())
-        return digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        return Hex.string(digest)
     }
 }

@@ -3,6 +3,13 @@ import Glibc
 #endif
 
 /// Small text helpers shared by every module (WardenZinc, independent by design, keeps its own).
+
+/// Bytes as lowercase hexadecimal (digests, MACs).
+public enum Hex {
+    public static func string(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}
 public enum PercentEncoding {
     /// Decodes `%XX` escapes (and `+` as a space in forms). Strict mode returns nil for a broken
     /// escape or invalid UTF-8, where paths must be refused rather than guessed.

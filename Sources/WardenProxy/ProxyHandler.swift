@@ -72,6 +72,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var target: SiteTable.Upstream?
     /// The instance the request went to, when `target` has several.
     private var picked: BackendSet.Target?
+    /// The instance a valid sticky cookie of the request names (`balance sticky cookie`).
+    private var pinnedPort: Int?
     private var keepAlive = true
     private var upgrade = false
     private var responseStatus = 0
@@ -234,6 +236,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         responseBytes = 0
         target = nil
         picked = nil
+        pinnedPort = nil
         setTimeout(.none, context: context)
         entry = sites.entry(forHost: head.host, in: shared.sites)
         if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
@@ -258,6 +261,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             writeStatic(response, context: context)
         case .upstream(let upstream):
             target = upstream
+            if case .stickyCookie(let name) = upstream.balance, let service = upstream.service, let cookies = head.field("cookie") {
+                pinnedPort = StickyCookie.shared.pinnedPort(cookieHeader: cookies, name: name, service: service)
+            }
             if shared.availability.inMaintenance(entry.site.name) {
                 maintenance(context: context)
                 return
@@ -313,7 +319,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .pending(let deadline, _, _) = state, let destination = target else { return }
         // The upstream's address, read from the shared route (not a copy of its URL per request).
         if let backends = destination.backends {
-            picked = backends.pick(destination.balance, pinned: nil, client: clientAddress, isUp: shared.availability.isUp)
+            picked = backends.pick(destination.balance, pinned: pinnedPort, client: clientAddress, isUp: shared.availability.isUp)
             guard picked != nil else { return waitForService(until: deadline, context: context) }
         } else if let service = destination.service, !shared.availability.isUp(service) {
             return waitForService(until: deadline, context: context)
@@ -482,6 +488,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 head.bytes, upstreamHost: upstream.host, upstreamPort: upstream.port, publicBase: "\(shared.scheme)://\(publicHost)")
         }
         if let hsts = entry?.site.hsts, shared.scheme == "https" { head.bytes.writeHeaderField("Strict-Transport-Security", hsts.headerValue) }
+        if let picked, picked.backend.port != pinnedPort, case .stickyCookie(let name) = target?.balance, let service = target?.service {
+            head.bytes.writeString(StickyCookie.shared.setCookieLine(name: name, service: service, port: picked.backend.port))
+        }
         let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes ? $0 : nil }
         // The end of the head and a small body in one write into the buffer.
         head.bytes.writeHead(capacity: 24 + 2 + (small?.readableBytes ?? 0)) { writer in

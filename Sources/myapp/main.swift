@@ -9,19 +9,22 @@ import Glibc
 //   ZnServer default delegate map: 'image' to: MyFirstWebApp new;
 //       map: 'redirect-to-image' to: [ :request | ZnResponse redirect: 'image' ]; map: '/' to: 'redirect-to-image'.
 //   ZnServer default start
-// Usage: myapp [--port N] [--bind ADDRESS] [--pidfile PATH]
+// Usage: myapp [--port N] [--bind ADDRESS] [--pidfile PATH] [--load-time SECONDS]
+// (--load-time: waits before it listens, as an image that takes a while to load; for benchmarks)
 
 var port = 8080
 var bind = "127.0.0.1"
 var pidfile: String?
+var loadTime = 0.0
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--port": port = Int(arguments.next() ?? "") ?? port
     case "--bind": bind = arguments.next() ?? bind
     case "--pidfile": pidfile = arguments.next()
+    case "--load-time": loadTime = Double(arguments.next() ?? "") ?? loadTime
     default:
-        print("usage: myapp [--port N] [--bind ADDRESS] [--pidfile PATH]")
+        print("usage: myapp [--port N] [--bind ADDRESS] [--pidfile PATH] [--load-time SECONDS]")
         exit(64)
     }
 }
@@ -34,6 +37,7 @@ server.delegate
     .map("/", toKey: "redirect-to-image")
     .map("ping") { _ in .ok("pong") }
 
+if loadTime > 0 { try? await Task.sleep(for: .seconds(loadTime)) }
 do {
     try await server.start()
 } catch {

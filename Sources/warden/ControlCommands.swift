@@ -117,6 +117,40 @@ extension Warden {
         }
     }
 
+    /// A new generation of a service's instances, switched to once ready; the old one drains and stops.
+    struct Deploy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Deploy a service with instances without a pause for its clients.",
+            discussion: """
+                Starts a new generation of the service's instances on its spare ports with the start program as the \
+                control file says it now, waits until every one is ready (its connection tests pass), switches the \
+                proxy's traffic to them in one step, lets the requests in flight on the old generation finish, and \
+                stops it. If the new generation is not ready within its deploy timeout, it is stopped, the old one \
+                keeps serving, and the exit status is 1.
+                """)
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "A service with 'instances N ports A-B'.") var name: String
+
+        mutating func run() throws {
+            let client = try options.client()
+            let name = name
+            _ = try checked(try call { try await client.post("/_deploy", form: ["service": name]) })
+            var printed = 0
+            // Followed until it ends: a deploy is bounded by its deploy and drain timeouts.
+            while true {
+                let response = try checked(try call { try await client.get("/_deploy?service=\(Pages.escapeURL(name))") })
+                let record = try JSONCoding.decode(DeployRecord.self, from: Array(response.body.utf8))
+                for line in record.lines.dropFirst(printed) { print("\(name): \(line)") }
+                printed = record.lines.count
+                if record.finished {
+                    if !record.succeeded { throw ExitCode(1) }
+                    return
+                }
+                usleep(100_000)
+            }
+        }
+    }
+
     /// start, stop, restart, monitor, unmonitor: one service, `all`, or a group with -g.
     struct Act: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "action", shouldDisplay: false)

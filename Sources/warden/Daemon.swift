@@ -326,14 +326,29 @@ final class ProxyTraffic: TrafficControl {
         await target.drain(service, timeout: timeout)
     }
 
+    func route(_ service: String, to instances: [InstanceIdentity]) {
+        drainsBegun.withLock { begun in
+            begun += 1
+            let backends = instances.map(Self.backend)
+            // Ready, as the supervisor just found: a port's earlier instance may have been held when it stopped.
+            for backend in backends { target.send(.serviceUp(backend.instance, up: true)) }
+            target.send(.backends(service, backends))
+        }
+    }
+
+    static func backend(_ instance: InstanceIdentity) -> Backend {
+        Backend(instance: WardenConfig.Service.instanceName(instance.group, port: instance.port), host: "127.0.0.1", port: instance.port)
+    }
+
     /// A mark to take before reading the services' states, for `report`.
     var mark: Int { drainsBegun.withLock { $0 } }
 
-    /// Sends the states unless a drain began since `mark` (the next refresh sends them again).
-    func report(_ states: [(name: String, up: Bool)], readAfter mark: Int) {
+    /// Sends the states unless a drain or a switch began since `mark` (the next refresh sends them again).
+    func report(_ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], readAfter mark: Int) {
         drainsBegun.withLock { begun in
             guard begun == mark else { return }
             for state in states { target.send(.serviceUp(state.name, up: state.up)) }
+            for (service, ready) in instances { target.send(.backends(service, ready.map(Self.backend))) }
         }
     }
 }
@@ -375,7 +390,8 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
 
     private func refresh() async {
         let mark = traffic.mark
-        traffic.report(await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, readAfter: mark)
+        traffic.report(
+            await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(), readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
         let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in

@@ -8,15 +8,16 @@ import Glibc
 #endif
 
 extension Warden {
-    /// The whole chapter on 127.0.0.1: myapp supervised with its /ping check, the proxy in front
-    /// with a maintenance hold, and the dashboard behind a generated password. Ctrl-C stops it all.
+    /// The whole chapter on 127.0.0.1: myapp as two instances supervised with their /ping check, the
+    /// proxy in front balancing over them with a maintenance hold, and the dashboard behind a generated
+    /// password. `warden deploy myapp` replaces them without a pause. Ctrl-C stops it all.
     struct Demo: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run the chapter's deployment on 127.0.0.1: app, supervisor, proxy and dashboard.")
 
         @Option(help: "Port of the proxy (the site).") var proxyPort = 8000
         @Option(help: "Port of the dashboard.") var dashboardPort = 2812
-        @Option(help: "Port of the app behind the proxy.") var appPort = 8080
+        @Option(help: "First of the four ports of the app's instances (two serve, two are for a deploy).") var appPort = 8080
         @Flag(name: .customShort("v"), help: "Also print warden's log.") var verbose = false
 
         mutating func run() throws {
@@ -26,7 +27,7 @@ extension Warden {
             let directory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let proxy = Self.freePort(preferring: proxyPort)
             let dashboard = Self.freePort(preferring: dashboardPort)
-            let app = Self.freePort(preferring: appPort)
+            let app = Self.freePort(preferring: appPort, count: 4)
             var generator = SystemRandomNumberGenerator()
             let alphabet = Array("abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789")
             let password = String((0..<16).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
@@ -48,17 +49,18 @@ extension Warden {
                 set proxy
                     listen 127.0.0.1 port \(proxy)
 
-                check process myapp with pidfile \(directory)/myapp.pid
-                    start program = "\(myapp) --port \(app) --pidfile \(directory)/myapp.pid"
-                    stop program = "/bin/sh -c 'kill $(cat \(directory)/myapp.pid)'"
-                    if failed (url http://127.0.0.1:\(app)/ping
+                check process myapp with pidfile \(directory)/myapp.$PORT.pid
+                    instances 2 ports \(app)-\(app + 3)
+                    start program = "\(myapp) --port $PORT --pidfile \(directory)/myapp.$PORT.pid"
+                    stop program = "/bin/sh -c 'kill $(cat \(directory)/myapp.$PORT.pid)'"
+                    if failed (url http://127.0.0.1:$PORT/ping
                         and content == "pong"
                         and timeout 10 seconds)
                     then restart
                     if 5 restarts within 5 cycles then timeout
 
                 check site myapp with host "localhost" alias "127.0.0.1"
-                    pass / to http://127.0.0.1:\(app)/ for service myapp
+                    pass / to service myapp
                     access log \(directory)/access.log combined
                     maintenance page \(directory)/maintenance.html hold 10 seconds
 
@@ -66,11 +68,12 @@ extension Warden {
             printOut(
                 """
                 warden demo: the chapter's deployment on 127.0.0.1
-                  the site (proxy):  http://127.0.0.1:\(proxy)/        -> myapp on 127.0.0.1:\(app)
+                  the site (proxy):  http://127.0.0.1:\(proxy)/        -> myapp on 127.0.0.1:\(app) and :\(app + 1)
                   the dashboard:     http://127.0.0.1:\(dashboard)/    user admin, password \(password)
                   control file:      \(rc)
                   logs:              \(directory)/warden.log, \(directory)/access.log
-                Try: kill -9 $(cat \(directory)/myapp.pid)   and reload the site: requests are held, then served.
+                Try: kill -9 $(cat \(directory)/myapp.\(app).pid)   the other instance serves while it comes back.
+                     \(CommandLine.arguments[0]) -c \(rc) deploy myapp   new instances on :\(app + 2) and :\(app + 3), then the switch.
                      \(CommandLine.arguments[0]) -c \(rc) summary
                 Press Ctrl-C to stop everything.
 
@@ -96,8 +99,9 @@ extension Warden {
             throw ValidationError("cannot find the example app 'myapp' beside \(executable); run 'swift build' first")
         }
 
-        static func freePort(preferring port: Int) -> Int {
-            for candidate in [port] + Array(port + 1...port + 50) where Loopback.isFree(candidate) { return candidate }
+        /// The first of `count` consecutive free ports from `port` on.
+        static func freePort(preferring port: Int, count: Int = 1) -> Int {
+            for candidate in port...port + 50 where (candidate..<candidate + count).allSatisfy(Loopback.isFree) { return candidate }
             return port
         }
 

@@ -49,6 +49,41 @@ struct ServiceStateMachineTests {
         #expect(machine.processMissing(now: Self.at(12), cycle: 2) == [.log(.info, "trying to restart"), .start(recovering: true)])
     }
 
+    /// A crash loop is one failure: "does not exist" once, the crashes after it only logged, and
+    /// "running" once, when the service is back and its connection test passes.
+    @Test func aCrashLoopIsAnnouncedOnceAndItsEndOnce() throws {
+        var machine = try Self.machine(Self.app + "\n    if failed port 8080 then restart\n")
+        _ = machine.processFound(Self.process(100), startDate: 0)
+        var events: [Machine.Action] = []
+        func collect(_ actions: [Machine.Action]) { events += actions.filter { if case .emit = $0 { true } else { false } } }
+        for attempt in 1...4 {
+            collect(machine.processMissing(now: Self.at(Double(attempt * 10)), cycle: attempt))
+            machine.startBegins(automatic: true, now: Self.at(Double(attempt * 10)), cycle: attempt)
+            collect(machine.startFinished(.running(Self.process(pid_t(100 + attempt)), startDate: 0), now: Self.at(Double(attempt * 10 + 1)), timeout: .seconds(30)))
+        }
+        #expect(events == [.emit(.nonexist, .failed, "process is not running", action: "restart")])
+        collect(machine.connectionPassed())
+        #expect(events.last == .emit(.nonexist, .succeeded, "process is running with pid 104", action: "alert"))
+        #expect(events.count == 2)
+        // Started on purpose after a stop: nothing was announced, so nothing ends.
+        machine.processStopped()
+        collect(machine.startFinished(.running(Self.process(200), startDate: 0), now: Self.at(100), timeout: .seconds(30)))
+        collect(machine.connectionPassed())
+        #expect(events.count == 2)
+    }
+
+    /// Without `restart delay` and without a restart limit, automatic starts back off: 1 s, 2 s, 4 s …
+    /// up to a minute (a service with `N restarts within M cycles` keeps monit's second, below).
+    @Test func automaticStartsBackOffUnlessALimitCountsThem() throws {
+        var machine = try Self.machine(Self.app)
+        var delays: [Duration] = []
+        for attempt in 1...8 {
+            machine.startBegins(automatic: true, now: Self.at(Double(attempt * 100)), cycle: attempt)
+            if case .checkAgain(let delay)? = machine.processMissing(now: Self.at(Double(attempt * 100)), cycle: attempt).last { delays.append(delay) }
+        }
+        #expect(delays == [1, 2, 4, 8, 16, 32, 60, 60].map { Duration.seconds($0) })
+    }
+
     @Test func automaticStartsAreASecondApart() throws {
         var machine = try Self.machine(Self.app)
         machine.startBegins(automatic: true, now: Self.at(10), cycle: 1)
@@ -90,8 +125,8 @@ struct ServiceStateMachineTests {
         #expect(machine.processMissing(now: Self.at(now + 70), cycle: 20).last == .start(recovering: true))
     }
 
-    @Test func withoutRestartDelayAutomaticStartsStayASecondApart() throws {
-        var machine = try Self.machine(Self.app)
+    @Test func withARestartLimitAutomaticStartsStayASecondApart() throws {
+        var machine = try Self.machine(Self.app + "\n    if 10 restarts within 10 cycles then timeout")
         for attempt in 1...8 { machine.startBegins(automatic: true, now: Self.at(Double(attempt * 10)), cycle: attempt, jitter: 1.2) }
         #expect(machine.processMissing(now: Self.at(80.5), cycle: 9).last == .checkAgain(after: .milliseconds(500)))
     }
@@ -207,7 +242,7 @@ struct ServiceStateMachineTests {
         #expect(machine.inConnectionGrace(now: Self.at(129)))
         #expect(!machine.inConnectionGrace(now: Self.at(130)))
         // A first success ends the grace at once.
-        machine.connectionPassed()
+        _ = machine.connectionPassed()
         #expect(!machine.inConnectionGrace(now: Self.at(101)))
     }
 

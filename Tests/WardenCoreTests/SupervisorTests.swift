@@ -183,14 +183,19 @@ struct SupervisorTests {
         }
     }
 
-    /// Records when the proxy was asked to drain, and what the supervisor said of the service then.
+    /// Records when the proxy was asked to drain, and what the supervisor said of the service then;
+    /// and where it was told to send a service's requests.
     final class RecordingTraffic: TrafficControl {
         let system: ScriptedSystem
         let drained = Mutex<[(service: String, spawnedBefore: Int)]>([])
+        let routes = Mutex<[(service: String, ports: [Int])]>([])
         init(system: ScriptedSystem) { self.system = system }
         func drain(_ service: String, timeout: Duration) async {
             let spawned = system.spawned.count
             drained.withLock { $0.append((service, spawned)) }
+        }
+        func route(_ service: String, to instances: [InstanceIdentity]) {
+            routes.withLock { $0.append((service, instances.map(\.port))) }
         }
     }
 

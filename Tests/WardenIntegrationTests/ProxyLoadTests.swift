@@ -14,6 +14,7 @@ struct ProxyLoadTests {
 
     /// warden with the control server (for `warden restart`), the proxy, `app` as a service and a
     /// site passing to it with a 20 s hold.
+    /// Ten kills in a few seconds would be a crash loop, which backs off by default: monit's spacing is asked for.
     func start(_ app: ProxiedApp, in directory: TemporaryDirectory, user: String = "") throws -> Setup {
         let port = TestSupport.freePort()
         try directory.write("maintenance.html", "<h1>back soon</h1>\n", mode: 0o644)
@@ -30,6 +31,7 @@ struct ProxyLoadTests {
             check process app with pidfile \(app.pidfile)
                 start program = "\(app.startScript)"
                 stop program = "\(app.stopScript)"
+                restart delay 1 second to 1 second
             check site app default
                 pass / to http://127.0.0.1:\(app.port)/ for service app
                 maintenance page \(directory.path)/maintenance.html hold 20 seconds

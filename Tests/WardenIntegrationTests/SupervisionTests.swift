@@ -24,8 +24,10 @@ struct SupervisionTests {
         let directory = try TemporaryDirectory()
         let app = try TestApp(in: directory)
         defer { app.killAll() }
-        // A 10-second cycle: only the pidfd can explain a fast restart.
-        let warden = try WardenProcess(controlFile: try controlFile(directory, appCheck(app), daemon: 10), logPath: directory.path + "/log")
+        // A 10-second cycle: only the pidfd can explain a fast restart. Five kills in a few seconds would
+        // be a crash loop, which backs off by default: monit's spacing is asked for.
+        let check = appCheck(app, extra: "restart delay 1 second to 1 second")
+        let warden = try WardenProcess(controlFile: try controlFile(directory, check, daemon: 10), logPath: directory.path + "/log")
         defer { warden.stop() }
         #expect(TestSupport.waitUntil(timeout: 20) { app.isServing }, "\(warden.log)")
         var latencies: [Double] = []

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import Synchronization
 import Testing
 
 @testable import WardenConfig
@@ -791,5 +792,50 @@ struct HandlerLifetimeTests {
         }()
         #expect(upstream == nil)
         #expect(proxy == nil)
+    }
+}
+
+/// How a request picks one of a service's instances.
+@Suite("Balancing over instances")
+struct BalancingTests {
+    static func set(_ ports: [Int], availability: ServiceAvailability = ServiceAvailability()) -> BackendSet {
+        let set = BackendSet()
+        set.replace(ports.map { Backend(instance: "app@\($0)", host: "127.0.0.1", port: $0) }, traffic: availability.traffic(for:))
+        return set
+    }
+
+    static func pick(_ set: BackendSet, _ balance: Site.Balance, pinned: Int? = nil, client: String = "10.0.0.1", down: Set<String> = []) -> Int? {
+        set.pick(balance, pinned: pinned, client: client, isUp: { !down.contains($0) })?.backend.port
+    }
+
+    @Test func roundRobinTakesEachInTurnAndSkipsWhatCannotTakeRequests() {
+        let set = Self.set([1, 2, 3])
+        #expect((0..<6).map { _ in Self.pick(set, .roundRobin) } == [1, 2, 3, 1, 2, 3])
+        #expect(Set((0..<4).map { _ in Self.pick(set, .roundRobin, down: ["app@2"]) }) == [1, 3])
+        set.pick(.roundRobin, pinned: 3, client: "", isUp: { _ in true })?.failed.store(true, ordering: .relaxed)
+        #expect(Set((0..<4).map { _ in Self.pick(set, .roundRobin) }) == [1, 2])
+        #expect(Self.pick(set, .roundRobin, down: ["app@1", "app@2"]) == nil)
+        // A report of the instances clears what requests saw fail.
+        set.replace([1, 2, 3].map { Backend(instance: "app@\($0)", host: "127.0.0.1", port: $0) }, traffic: { ServiceTraffic(service: $0) })
+        #expect(Set((0..<6).map { _ in Self.pick(set, .roundRobin) }) == [1, 2, 3])
+    }
+
+    @Test func leastConnectionsPrefersTheInstanceWithFewestRequestsInFlight() {
+        let availability = ServiceAvailability()
+        let set = Self.set([1, 2, 3], availability: availability)
+        availability.traffic(for: "app@1").enter()
+        availability.traffic(for: "app@3").enter()
+        availability.traffic(for: "app@3").enter()
+        #expect((0..<3).map { _ in Self.pick(set, .leastConnections) } == [2, 2, 2])
+    }
+
+    @Test func stickyIPKeepsAClientOnOneInstanceAndAPinWins() {
+        let set = Self.set([1, 2, 3])
+        let first = Self.pick(set, .stickyIP, client: "192.0.2.7")
+        #expect((0..<10).allSatisfy { _ in Self.pick(set, .stickyIP, client: "192.0.2.7") == first })
+        #expect(Set((1...40).map { Self.pick(set, .stickyIP, client: "192.0.2.\($0)") }).count == 3)
+        #expect(Self.pick(set, .stickyCookie("S"), pinned: 2) == 2)
+        #expect(Self.pick(set, .stickyCookie("S"), pinned: 2, down: ["app@2"]) != 2)
+        #expect(Self.pick(set, .stickyCookie("S"), pinned: 9) != nil)
     }
 }
