@@ -170,7 +170,14 @@ struct ACMETests {
             stat(directory.path + file, &info)
             #expect(info.st_mode & 0o777 == 0o600, "\(file)")
         }
-        #expect(!TestSupport.processes(containing: "proxy-worker -c \(rc)").isEmpty, "the proxy ran as a worker")
+        let workers = TestSupport.processes(containing: "proxy-worker -c \(rc)")
+        #expect(!workers.isEmpty, "the proxy ran as a worker")
+        // A worker started again after a crash gets the certificate too.
+        for pid in workers { kill(pid, SIGKILL) }
+        #expect(warden.waitForLog("starting it again", timeout: 10))
+        #expect(TestSupport.waitUntil(timeout: 10) {
+            (try? curl(["--cacert", root, "--resolve", "app.test:\(tlsPort):127.0.0.1", "https://app.test:\(tlsPort)/respawned"]).status) == 0
+        }, "\(warden.log)")
 
         // 2. Killed and started again: the stored certificate is served, no new order.
         let issuedBefore = pebble.issued
