@@ -77,10 +77,14 @@ struct ACMEService: ServiceLifecycle.Service {
         // A stop cancels an order in progress too: the next start begins it again.
         try? await cancelWhenGracefulShutdown {
             var current: Setup?
+            // Prepared once per configuration: an unusable storage is reported once, not every interval.
+            var prepared: Setup.Key?
             var scheduler = RenewalScheduler(renewBefore: nil)
             while !Task.isCancelled {
                 let configuration = await supervisor.configuration
-                if current?.matches(configuration) != true {
+                let key = Setup.Key(configuration)
+                if key != prepared {
+                    prepared = key
                     current = prepare(configuration, scheduler: &scheduler)
                 }
                 if let current {
@@ -102,8 +106,15 @@ struct ACMEService: ServiceLifecycle.Service {
         let accountKey: ACMEAccountKey
         let client: ACMEClient<ContinuousClock>
 
-        func matches(_ configuration: Configuration) -> Bool {
-            configuration.acme == settings && Self.sites(configuration) == sites
+        /// What decides a setup: `set acme` and the sites' names.
+        struct Key: Hashable {
+            let settings: ACMESettings?
+            let sites: [String: [String]]
+
+            init(_ configuration: Configuration) {
+                settings = configuration.acme
+                sites = Setup.sites(configuration)
+            }
         }
 
         static func sites(_ configuration: Configuration) -> [String: [String]] {
