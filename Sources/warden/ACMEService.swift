@@ -39,17 +39,39 @@ final class CertificateFeed: Sendable {
 /// Publishes challenge answers while an order waits for validation.
 struct ChallengePublisher: ACMEChallengePublisher {
     let feed: CertificateFeed
+    /// The proxy's first plain listener, where an http-01 answer is checked before the server is told.
+    let plainListener: (address: String, port: Int)?
 
     func publish(_ answer: ACMEChallengeAnswer) async {
         switch answer.type {
         case .http01:
             feed.send(.challengeToken(answer.token, keyAuthorization: answer.keyAuthorization))
+            await preflight(answer)
         case .tlsALPN01:
             let pair = try? CertificateFactory.challengeCertificate(for: answer, now: WallClock.now())
             feed.send(.challengeCertificate(name: answer.name, chainPEM: pair?.chainPEM, keyPEM: pair?.keyPEM))
+            // A worker reads its input on its own thread: give it a moment before the server looks.
+            try? await Task.sleep(for: .milliseconds(200))
         }
-        // The worker reads its input on its own thread: give it a moment before the server looks.
-        try? await Task.sleep(for: .milliseconds(50))
+    }
+
+    /// Asks the proxy for the token until it answers (the worker applies it on its own thread), for
+    /// at most 2 s: validation fails for good if the server looks too early.
+    private func preflight(_ answer: ACMEChallengeAnswer) async {
+        guard let listener = plainListener else { return }
+        let host = switch listener.address {
+        case "0.0.0.0": "127.0.0.1"
+        case "::", "[::]": "::1"
+        default: listener.address
+        }
+        let request = HTTPProbeRequest(
+            host: host, port: listener.port, path: FrontDoor.challengePrefix + answer.token, hostHeader: answer.name,
+            timeout: .seconds(1), bodyLimit: 4096)
+        for _ in 0..<40 {
+            let (result, body) = await ConnectionProbe().http(request)
+            if result.succeeded, body == answer.keyAuthorization { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     func withdraw(_ answer: ACMEChallengeAnswer) async {
@@ -102,6 +124,7 @@ struct ACMEService: ServiceLifecycle.Service {
         let settings: ACMESettings
         let sites: [String: [String]]
         let challengeTypes: [ACME.ChallengeType]
+        let plainListener: (address: String, port: Int)?
         let store: CertificateStore
         let accountKey: ACMEAccountKey
         let client: ACMEClient<ContinuousClock>
@@ -131,14 +154,15 @@ struct ACMEService: ServiceLifecycle.Service {
         do {
             let store = try CertificateStore(directory: settings.storage)
             let https = try ACMEHTTPSClient(trustFile: settings.trust)
-            let plainListener = configuration.proxy?.listens.contains { !$0.isTLS } ?? false
+            let plain = configuration.proxy?.listens.first { !$0.isTLS }
             let challengeTypes: [ACME.ChallengeType] = switch settings.challenge {
             case .http01: [.http01]
             case .tlsALPN01: [.tlsALPN01]
-            case nil: plainListener ? [.http01, .tlsALPN01] : [.tlsALPN01]
+            case nil: plain != nil ? [.http01, .tlsALPN01] : [.tlsALPN01]
             }
             setup = Setup(
-                settings: settings, sites: sites, challengeTypes: challengeTypes, store: store, accountKey: try store.accountKey(),
+                settings: settings, sites: sites, challengeTypes: challengeTypes, plainListener: plain.map { ($0.address, $0.port) },
+                store: store, accountKey: try store.accountKey(),
                 client: ACMEClient(clock: ContinuousClock(), now: { WallClock.now() }, transport: { try await https.send($0) }))
         } catch {
             logger.error("acme: cannot use storage '\(settings.storage)' or the trust file: \(error)")
@@ -181,7 +205,7 @@ struct ACMEService: ServiceLifecycle.Service {
                 directoryURL: setup.settings.directory, email: setup.settings.email, names: names, challengeTypes: setup.challengeTypes,
                 keyType: setup.settings.keyType == .rsa ? .rsa2048 : .ecdsaP256)
             do {
-                let pair = try await setup.client.obtain(order, accountKey: setup.accountKey, publisher: ChallengePublisher(feed: feed))
+                let pair = try await setup.client.obtain(order, accountKey: setup.accountKey, publisher: ChallengePublisher(feed: feed, plainListener: setup.plainListener))
                 let info = try CertificateInfo(chainPEM: pair.chainPEM)
                 try setup.store.save(pair, site: site)
                 feed.send(.certificate(names: names, chainPEM: pair.chainPEM, keyPEM: pair.keyPEM))
