@@ -235,7 +235,12 @@ struct ACMETests {
         let rcDown = try controlFile(
             directory, pebble: pebble, httpPort: httpPort, tlsPort: tlsPort, upstream: upstream, host: "alpn.test",
             acme: "challenge tls-alpn-01 renew before 3000 days",
-            extra: "set mailserver 127.0.0.1 port \(smtp.port)\nset alert ops@example.com")
+            extra: """
+                set mailserver 127.0.0.1 port \(smtp.port)
+                set alert ops@example.com
+                check site new with host "new.test"
+                    pass / to http://127.0.0.1:\(upstream.port)/
+                """)
         warden = try WardenProcess(controlFile: rcDown, logPath: directory.path + "/warden4.log")
         #expect(warden.waitForLog("certificate renewal failed", timeout: 30), "\(warden.log)")
         #expect(TestSupport.waitUntil(timeout: 20) { smtp.mails.contains { $0.subject.contains("Certificate failed") && $0.subject.contains("app") } },
@@ -243,6 +248,13 @@ struct ACMETests {
         // The stored certificate is still served meanwhile.
         let still = try curl(["--cacert", root, "--resolve", "alpn.test:\(tlsPort):127.0.0.1", "https://alpn.test:\(tlsPort)/still"])
         #expect(still.status == 0, "\(still.stderr)")
+        // A site without a certificate yet is served with a self-signed placeholder, which no client trusts.
+        #expect(warden.waitForLog("'new' certificate order failed", timeout: 30), "\(warden.log)")
+        let untrusted = try curl(["--cacert", root, "--resolve", "new.test:\(tlsPort):127.0.0.1", "https://new.test:\(tlsPort)/"])
+        #expect(untrusted.status == 60, "\(untrusted.stderr)")
+        let placeholder = try curl(["-k", "-v", "--resolve", "new.test:\(tlsPort):127.0.0.1", "https://new.test:\(tlsPort)/placeholder"])
+        #expect(placeholder.status == 0 && placeholder.stdout.contains("/placeholder"), "\(placeholder.stderr)")
+        #expect(placeholder.stderr.contains("subject: CN=new.test") && placeholder.stderr.contains("issuer: CN=new.test"), "\(placeholder.stderr)")
         warden.stop()
     }
 }
