@@ -113,7 +113,9 @@ final class CertificateSelector: ChannelInboundHandler, RemovableChannelHandler 
     private let timeout: TimeAmount
     private var timer: Scheduled<Void>?
     private var buffered: ByteBuffer?
+    /// A certificate is chosen; then TLS has every byte read so far (until this handler is gone).
     private var done = false
+    private var handedOver = false
 
     init(front: FrontDoor, timeout: TimeAmount, configure: @escaping (any Channel) -> EventLoopFuture<Void>) {
         self.front = front
@@ -130,10 +132,11 @@ final class CertificateSelector: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !done else { return context.fireChannelRead(data) }
+        if handedOver { return context.fireChannelRead(data) }
         var incoming = unwrapInboundIn(data)
         if buffered == nil { buffered = incoming } else { buffered!.writeBuffer(&incoming) }
-        guard let bytes = buffered else { return }
+        // Chosen already: bytes that come before TLS is set up wait behind the hello.
+        guard !done, let bytes = buffered else { return }
         switch ClientHello.parse(bytes) {
         case .incomplete:
             return
@@ -155,8 +158,9 @@ final class CertificateSelector: ChannelInboundHandler, RemovableChannelHandler 
             // A validation connection ends after its handshake: nothing is served on it.
             let ready = challenge ? context.eventLoop.makeSucceededVoidFuture() : configure(context.channel)
             ready.assumeIsolated().whenComplete { result in
-                guard case .success = result else { return context.close(promise: nil) }
+                guard case .success = result, let bytes = self.buffered else { return context.close(promise: nil) }
                 self.buffered = nil
+                self.handedOver = true
                 context.fireChannelRead(self.wrapInboundOut(bytes))
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             }
