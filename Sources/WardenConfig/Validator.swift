@@ -45,6 +45,7 @@ enum Validator {
                     .error(.unknownDependency, "site '\(site.name)' passes to service '\(service)', which is not defined", at: site.location))
             }
         }
+        diagnostics += automaticTLS(configuration)
         if !configuration.sites.isEmpty, configuration.proxy == nil {
             diagnostics.append(
                 .warning(.invalidValue, "'check site' without 'set proxy': no proxy will listen", at: configuration.sites[0].location,

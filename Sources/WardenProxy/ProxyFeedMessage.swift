@@ -20,6 +20,12 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case drain(String, milliseconds: Int)
     /// After logrotate (SIGUSR1).
     case reopenLogs
+    /// The answer to an ACME http-01 challenge (nil: withdrawn).
+    case challengeToken(String, keyAuthorization: String?)
+    /// The tls-alpn-01 certificate for a name (nil: withdrawn).
+    case challengeCertificate(name: String, chainPEM: String?, keyPEM: String?)
+    /// A `tls auto` site's certificate and key, served from the next handshake on.
+    case certificate(names: [String], chainPEM: String, keyPEM: String)
 }
 
 /// What a worker says back on its standard output, among its log lines.
@@ -52,6 +58,7 @@ extension ProxyServer {
         case .sites(let sites): update(sites: sites)
         case .drain(let name, _): shared.availability.hold(name)
         case .reopenLogs: reopenLogs()
+        case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
         }
     }
 }

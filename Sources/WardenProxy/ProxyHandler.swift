@@ -10,6 +10,8 @@ struct ProxyContext: Sendable {
     let sites: SiteTable
     let pool: UpstreamPool
     let availability: ServiceAvailability
+    /// ACME challenges, redirects to HTTPS and `tls auto` certificates (see `FrontDoor`).
+    var front = FrontDoor(httpsPort: nil)
     var scheme: String
     /// sendfile needs a plain socket: TLS (and HTTP/2 inside it) gets files read in pieces instead.
     var sendsFileRegions: Bool
@@ -241,6 +243,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             keepAlive = false
             logError("info", "client sent an invalid request (\(problem.code) \(problem.reasonPhrase))")
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
+            return
+        }
+        if let answer = shared.front.answer(head, entry: entry, https: shared.scheme == "https") {
+            respond(status: answer.status, body: answer.body, extraHeaders: answer.headers, context: context)
             return
         }
         guard let entry, let route = entry.route(for: head.path) else {
@@ -485,6 +491,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             head.bytes = HeaderRules.reverseRewrite(
                 head.bytes, upstreamHost: upstream.host, upstreamPort: upstream.port, publicBase: "\(shared.scheme)://\(publicHost)")
         }
+        if let hsts = entry?.site.hsts, shared.scheme == "https" { head.bytes.writeHeaderField("Strict-Transport-Security", hsts.headerValue) }
         if let picked, picked.backend.port != pinnedPort, case .stickyCookie(let name) = target?.balance, let service = target?.service {
             head.bytes.writeString(StickyCookie.shared.setCookieLine(name: name, service: service, port: picked.backend.port))
         }
@@ -721,6 +728,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
         headers.add(name: "Content-Length", value: String(body.count))
         headers.add(name: "Server", value: "warden")
+        if let hsts = entry?.site.hsts, shared.scheme == "https" { headers.add(name: "Strict-Transport-Security", value: hsts.headerValue) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         responseStatus = Int(status.code)
         responseBytes = body.count

@@ -172,12 +172,18 @@ struct Daemon {
                 // First in the group, so it is shut down last and still mails warden's own "stopped" event.
                 services.insert(.init(service: AlertFeed(supervisor: supervisor, alerts: alerts, interval: configuration.daemon.interval)), at: 0)
             }
+            // `tls auto`: certificates are ordered here, as root, and only they reach the proxy.
+            let certificates = configuration.acme != nil ? traffic.map { CertificateFeed(proxy: $0.target) } : nil
+            if let certificates {
+                services.append(
+                    .init(service: ACMEService(supervisor: supervisor, feed: certificates, logger: logger, interval: ACMEService.interval(configuration))))
+            }
             if let worker, let traffic {
                 services.append(
                     .init(
                         service: ProxyWorkerService(
                             controlFile: controlFile, input: worker.input, control: worker.control,
-                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic), logger: logger)))
+                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic), certificates: certificates, logger: logger)))
             }
             if let proxy = localProxy, let traffic {
                 do {
