@@ -51,7 +51,7 @@ struct ConditionEvaluatorTests {
         }
         #expect(try message(.cpu, .greater, .percent(10)) == "cpu usage of 12.3% matches resource limit [cpu usage > 10.0%]")
         #expect(try message(.totalCPU, .greater, .percent(90)) == "total cpu usage check succeeded [current cpu usage = 50.0%]")
-        #expect(try message(.memory, .greater, .bytes(1_048_576)) == "mem amount of 3.0 MB matches resource limit [mem amount > 1.0 MB]")
+        #expect(try message(.memory, .greater, .bytes(1_048_576)) == "mem amount of 3 MB matches resource limit [mem amount > 1 MB]")
         #expect(try message(.threads, .greater, .count(5)) == "threads count 7 matches resource limit [threads > 5]")
         #expect(try message(.threads, .greater, .count(50)) == "threads check succeeded [current threads = 7]")
         #expect(try message(.loadAverage5, .greater, .count(1)) == "loadavg (5min) of 2.0 matches resource limit [loadavg (5min) > 1.0]")
