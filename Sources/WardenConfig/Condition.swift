@@ -176,7 +176,11 @@ public struct HTTPCheck: Sendable, Hashable {
     public var status: Comparison<Int>?
     /// `content ==|!= "REGEX"`: an unanchored POSIX extended regex searched in the body.
     public var content: Comparison<String>?
+    /// `checksum HASH`: the MD5 (32 hex digits) or SHA-1 (40) of the body must be this.
     public var checksum: String?
+    /// `username "u" password "p"`: Basic authentication.
+    public var user: String?
+    public var password: String?
 
     public init() {}
 }

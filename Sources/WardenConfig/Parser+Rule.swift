@@ -515,9 +515,10 @@ extension Parser {
             check.content = Comparison(op, pattern.text)
         } else if accept("checksum") {
             check.checksum = try value("a checksum").text
-        } else if at(any: ["username", "password"]) {
-            advance()
-            _ = try value("a value")
+        } else if accept("username") {
+            check.user = try value("a user name").text
+        } else if accept("password") {
+            check.password = try value("a password").text
         } else if accept("http") {
             // `protocol http` given twice (`with http` noise in some files).
         } else {

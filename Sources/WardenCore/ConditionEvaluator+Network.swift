@@ -21,7 +21,9 @@ extension ConditionEvaluator {
     /// but counts errors (per second, from `statistics`).
     static func link(up: Bool, sample: NetworkSample?, statistics: LinkStatistics?, interface: String) -> Outcome {
         guard let sample else {
-            return Outcome(failed: !up, kind: .link, message: "link data collection failed -- interface \(interface) not found")
+            return Outcome(
+                failed: !up, kind: .link,
+                message: "link data collection failed -- Cannot read /sys/class/net/\(interface)/operstate -- No such file or directory")
         }
         if !up, sample.isUp, let statistics {
             for (name, direction) in [("upload", LinkStatistics.Direction.upload), ("download", .download)] {

@@ -118,8 +118,9 @@ enum ConditionEvaluator {
         }
     }
 
-    /// monit's HTTP rules: a status ≥ 400 fails unless `status` says otherwise; `content` is an unanchored regex search.
-    static func http(_ check: HTTPCheck, status: Int, body: String) -> (failed: Bool, message: String) {
+    /// monit's HTTP rules: a status ≥ 400 fails unless `status` says otherwise; `content` is an unanchored
+    /// regex search; `checksum` compares the body's digest (`digest`).
+    static func http(_ check: HTTPCheck, status: Int, body: String, digest: String? = nil) -> (failed: Bool, message: String) {
         if let expected = check.status {
             if !expected.op.compare(status, expected.value) {
                 return (true, "HTTP error: status \(status) does not match \(expected.op.rawValue) \(expected.value)")
@@ -133,6 +134,9 @@ enum ConditionEvaluator {
                 return (true, "HTTP error: Regular expression \(content.op == .equal ? "doesn't match" : "matches"): '\(content.value)'")
             }
         }
+        if let expected = check.checksum, expected.lowercased() != digest {
+            return (true, "HTTP error: Document checksum mismatch -- expected \(expected) got \(digest ?? "none")")
+        }
         return (false, "HTTP status \(status)")
     }
 
@@ -144,7 +148,7 @@ enum ConditionEvaluator {
         var failed = !result.succeeded
         var message = result.message
         if result.succeeded, case .http(let check) = proto {
-            (failed, message) = http(check, status: result.status ?? 0, body: body)
+            (failed, message) = http(check, status: result.status ?? 0, body: body, digest: result.bodyDigest)
         }
         if !failed { return Outcome(failed: false, kind: .connection, message: "connection succeeded to \(address)") }
         if inStartGrace { return nil }

@@ -192,13 +192,17 @@ extension ServiceSupervisor {
             return ConditionEvaluator.filesystemFlags(now: facts.flags, before: before)
         case .existence:
             let found: Bool
+            var pid: pid_t?
             switch kind {
-            case .process: found = machine.pid != nil
+            case .process:
+                // Looked for again: a process that is not running is not forgotten by the machine here.
+                pid = locate(machine)?.pid
+                found = pid != nil
             case .file(let path), .directory(let path), .fifo(let path): found = inspector.file(path) != nil
             case .filesystem(let target): found = inspector.filesystem(target) != nil
             case .program, .host, .system, .network: return nil  // refused by `warden -t` (Condition.applies)
             }
-            return ConditionEvaluator.existence(kind, found: found, pid: machine.pid)
+            return ConditionEvaluator.existence(kind, found: found, pid: pid)
         case .ping(let test):
             guard case .host(let address) = kind else { return nil }
             let result = await prober.ping(
@@ -347,18 +351,20 @@ extension ServiceSupervisor {
             (result, body) = await prober.http(
                 HTTPProbeRequest(
                     host: url.host, port: url.port, path: url.path, hostHeader: url.port == 80 ? url.host : "\(url.host):\(url.port)",
-                    basicAuthorization: url.user.map { Base64.encode(Array("\($0):\(url.password ?? "")".utf8)) },
-                    timeout: timeout, bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
-                    certificateMinimumDays: test.certificateMinimumDays))
+                    basicAuthorization: Self.basic(url.user, url.password), timeout: timeout,
+                    bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
+                    certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
         case .port(let host, let port, let transport):
-            address = "[\(host)]:\(port)"
+            // A host's port test names the host's address, as monit's messages do.
             let target = hostAddress(for: service, host: host)
+            address = "[\(target)]:\(port)"
             if case .http(let check) = test.proto {
                 (result, body) = await prober.http(
                     HTTPProbeRequest(
-                        host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host, timeout: timeout,
+                        host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host,
+                        basicAuthorization: Self.basic(check.user, check.password), timeout: timeout,
                         bodyLimit: configuration.limits.httpContentBuffer, tls: transport == .tcpSSL,
-                        certificateMinimumDays: test.certificateMinimumDays))
+                        certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
             } else if case .named(let name) = test.proto {
                 // NTP runs over UDP whatever the port's type says, as monit has it.
                 let udp = transport == .udp || name == "ntp3"
@@ -382,6 +388,17 @@ extension ServiceSupervisor {
             }
         }
         return (result, body, address)
+    }
+
+    /// An HTTP test's Basic credentials, encoded.
+    private static func basic(_ user: String?, _ password: String?) -> String? {
+        user.map { Base64.encode(Array("\($0):\(password ?? "")".utf8)) }
+    }
+
+    /// The digest an HTTP test's `checksum` compares: SHA-1 for 40 hex digits, MD5 otherwise, as monit.
+    private static func digestKind(_ proto: ConnectionProtocol) -> HashKind? {
+        guard case .http(let check) = proto, let expected = check.checksum else { return nil }
+        return ConditionEvaluator.hashKind(named: nil, expected: expected)
     }
 
     /// For `check host`, the host's address replaces `localhost` in port tests written without `host`.

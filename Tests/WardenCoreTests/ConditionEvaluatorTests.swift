@@ -100,6 +100,11 @@ struct ConditionEvaluatorTests {
         check.content = Comparison(.equal, "ok[0-9]+")
         #expect(!ConditionEvaluator.http(check, status: 200, body: "all ok42 here").failed)
         #expect(ConditionEvaluator.http(check, status: 200, body: "down").message == "HTTP error: Regular expression doesn't match: 'ok[0-9]+'")
+        check.checksum = "8F7F419955CEFA0B33A2BA316CBA3659"
+        #expect(!ConditionEvaluator.http(check, status: 200, body: "ok1", digest: "8f7f419955cefa0b33a2ba316cba3659").failed)
+        #expect(
+            ConditionEvaluator.http(check, status: 200, body: "ok1", digest: "00").message
+                == "HTTP error: Document checksum mismatch -- expected 8F7F419955CEFA0B33A2BA316CBA3659 got 00")
     }
 
     @Test func aFailedConnectionInTheStartGraceDoesNotCount() throws {

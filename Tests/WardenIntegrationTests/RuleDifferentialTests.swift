@@ -13,22 +13,24 @@ import Glibc
 struct RuleDifferentialTests {
     /// monit and warden on one control file body, each with its own files.
     final class Pair {
-        let monit = Process()
         let warden: WardenProcess
         let monitLog: String
+        let monitPIDFile: String
 
         init(_ directory: TemporaryDirectory, _ body: String) throws {
             let path = directory.path
+            let monitPIDFile = path + "/monit.pid"
             monitLog = path + "/monit.log"
-            // monit refuses a control file more open than 0700.
+            self.monitPIDFile = monitPIDFile
+            // monit refuses a control file more open than 0700. It runs as the daemon it makes of itself
+            // (a foreground child of the test runner would inherit its blocked signals), ended by its pid.
             let monitrc = try directory.write(
                 "monitrc", "set daemon 1\nset logfile \(monitLog)\nset statefile \(path)/monit.state\nset idfile \(path)/monit.id\n"
-                    + "set pidfile \(path)/monit.pid\n" + body, mode: 0o700)
-            monit.executableURL = URL(fileURLWithPath: "/usr/bin/monit")
-            monit.arguments = ["-I", "-c", monitrc]
-            monit.standardOutput = FileHandle.nullDevice
-            monit.standardError = FileHandle.nullDevice
-            try monit.run()
+                    + "set pidfile \(monitPIDFile)\n" + body, mode: 0o700)
+            let started = try TestSupport.run("/usr/bin/monit", ["-c", monitrc], timeout: 10)
+            guard started.status == 0, TestSupport.waitUntil(timeout: 5, { TestSupport.readPID(monitPIDFile) != nil }) else {
+                throw TestNamespace.CommandFailed(description: "monit did not start: \(started.stderr)")
+            }
             let wardenrc = try directory.write("wardenrc", "set daemon 1\nset pidfile \(path)/warden.pid\n" + body)
             warden = try WardenProcess(controlFile: wardenrc, logPath: path + "/warden.log")
         }
@@ -59,10 +61,9 @@ struct RuleDifferentialTests {
         }
 
         func stop() {
-            if monit.isRunning {
-                kill(monit.processIdentifier, SIGTERM)
-                if !TestSupport.waitUntil(timeout: 10, { !monit.isRunning }) { kill(monit.processIdentifier, SIGKILL) }
-                monit.waitUntilExit()
+            if let pid = TestSupport.readPID(monitPIDFile) {
+                kill(pid, SIGTERM)
+                if !TestSupport.waitUntil(timeout: 10, { !TestSupport.isAlive(pid) }) { kill(pid, SIGKILL) }
             }
             warden.stop()
         }

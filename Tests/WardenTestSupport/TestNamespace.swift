@@ -38,6 +38,7 @@ public final class TestNamespace {
 
     public struct CommandFailed: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     public func ip(_ arguments: String...) throws {
