@@ -142,6 +142,8 @@ public struct ConnectionTest: Sendable, Hashable {
     /// A named protocol's options (`username`, `password`, `request`, `origin`, …), by keyword; `-t`
     /// refuses one the protocol's checker does not use (`SpokenProtocols.options`).
     public var protocolOptions: [String: String] = [:]
+    /// `ssl|tls with options { … }`; `-t` refuses them until warden applies them.
+    public var tlsOptions: [String: String] = [:]
 
     public init(target: Target) { self.target = target }
 }

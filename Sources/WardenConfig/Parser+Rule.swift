@@ -424,7 +424,8 @@ extension Parser {
                 transport = ConnectionTest.Transport(rawValue: type.keyword)!
             } else if accept(any: ["ssl", "tls"]) != nil {
                 transport = .tcpSSL
-                if peek.kind == .leftBrace { _ = try keyValueBlock("ssl options") }
+                _ = accept("options")
+                if peek.kind == .leftBrace { test.tlsOptions = try keyValueBlock("ssl options") }
             } else if accept(any: ["protocol", "proto"]) != nil {
                 test.proto = try protocolSpec(&transport, options: &test.protocolOptions)
             } else if accept("timeout") {

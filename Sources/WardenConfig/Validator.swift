@@ -120,6 +120,9 @@ extension Validator {
     public static func unsupported(_ condition: Condition) -> String? {
         switch condition {
         case .connection(let test):
+            if let option = test.tlsOptions.keys.sorted().first {
+                return "warden does not apply SSL option '\(option)' to port tests yet and would test without it"
+            }
             guard case .named(let name) = test.proto else { return nil }
             guard SpokenProtocols.names.contains(name) else {
                 return "warden does not speak protocol '\(name)' yet and would test only that the port accepts a connection"

@@ -230,6 +230,11 @@ struct NoSilentRulesTests {
         #expect(error.message == "'failed ping' is not supported on this system: warden sends ICMP echo requests over IPv4 only ('ping' or 'ping4')")
     }
 
+    @Test func sslOptionsOfAPortTestAreRefusedNotDropped() throws {
+        let (_, diagnostics) = try Self.check("host", "if failed port 443 ssl options { verify: enable } protocol http then alert")
+        #expect(diagnostics.contains { $0.message.hasSuffix("warden does not apply SSL option 'verify' to port tests yet and would test without it") })
+    }
+
     /// The options of the tests warden now runs are kept, not parsed and dropped.
     @Test func pingAndTrafficOptionsAreKept() throws {
         let (ping, pingDiagnostics) = try Self.check(
