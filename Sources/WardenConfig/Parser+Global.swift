@@ -215,11 +215,8 @@ extension Parser {
         }
         var recipient = AlertRecipient(address: address)
         while true {
-            if at("not") && peekSecond.kind == .leftBrace {
-                advance()
-                recipient.filter = .except(try eventSet())
-            } else if peek.kind == .leftBrace {
-                recipient.filter = .only(try eventSet())
+            if let filter = try eventFilter() {
+                recipient.filter = filter
             } else if accept("mail-format") {
                 recipient.mailFormat = try mailFormat()
             } else if accept("reminder") {
@@ -232,6 +229,15 @@ extension Parser {
         return recipient
     }
 
+    /// `{ EVENTS }` (only these) or `not { EVENTS }` after an alert's target, if there.
+    private func eventFilter() throws -> AlertRecipient.Filter? {
+        if at("not") && peekSecond.kind == .leftBrace {
+            advance()
+            return .except(try eventSet())
+        }
+        return peek.kind == .leftBrace ? .only(try eventSet()) : nil
+    }
+
     /// `webhook "URL"` or `alertmanager "URL"` with an optional event filter; nil when the alert is a mail.
     private func alertEndpoint() throws -> AlertRecipient? {
         guard at(any: ["webhook", "alertmanager"]), peekSecond.text.contains("://") else { return nil }
@@ -240,11 +246,8 @@ extension Parser {
         var recipient = AlertRecipient(
             address: target.text, channel: keyword.keyword == "webhook" ? .webhook : .alertmanager, endpoint: try url(target))
         while true {
-            if at("not") && peekSecond.kind == .leftBrace {
-                advance()
-                recipient.filter = .except(try eventSet())
-            } else if peek.kind == .leftBrace {
-                recipient.filter = .only(try eventSet())
+            if let filter = try eventFilter() {
+                recipient.filter = filter
             } else if at(any: ["mail-format", "reminder"]) {
                 throw fail(.syntax, "'\(peek.text)' applies to mail alerts, not to '\(keyword.text)'", at: peek)
             } else {

@@ -182,10 +182,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
         if failures[.nonexist] != nil || monitor == .initializing && wasUnknown {
             let message = "process is running with pid \(process.pid)"
             actions.append(.log(.info, message))
-            if !announcesStreaks, failures[.nonexist] != nil {
-                actions.append(.emit(.nonexist, .succeeded, message, action: "alert"))
-            } else if downAnnounced {
+            if downAnnounced {
                 recoveryMessage = message
+            } else if failures[.nonexist] != nil {
+                actions.append(.emit(.nonexist, .succeeded, message, action: "alert"))
             }
             failures[.nonexist] = nil
             failures[.exec] = nil
@@ -202,7 +202,8 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             actions.append(.log(.error, "process is not running"))
             if !downAnnounced {
                 actions.append(.emit(.nonexist, .failed, "process is not running", action: restarts ? "restart" : "alert"))
-                downAnnounced = announcesStreaks
+                // Not at the first check (warden starting a service that was not running): no streak yet.
+                downAnnounced = announcesStreaks && monitor != .initializing
             }
             recoveryMessage = nil
             failures[.nonexist] = "process is not running"
@@ -301,7 +302,12 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     var isBackingOff: Bool { automaticStartsInARow >= Self.backingOffAfter }
 
     func nextStart(now: Instant) -> Duration? {
-        guard isBackingOff, let last = lastAutomaticStart else { return nil }
+        isBackingOff ? delayedStart(now: now) : nil
+    }
+
+    /// How long until the next automatic start may happen, while the restart delay holds it back.
+    func delayedStart(now: Instant) -> Duration? {
+        guard let last = lastAutomaticStart else { return nil }
         let remaining = now.duration(to: last.advanced(by: nextStartDelay))
         return remaining > .zero ? remaining : nil
     }

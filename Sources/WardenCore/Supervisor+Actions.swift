@@ -151,6 +151,8 @@ extension ServiceSupervisor {
             return
         }
         services[name]?.startBegins(automatic: automatic, now: clock.now, cycle: cycle, jitter: Double.random(in: 0.8...1.2))
+        // The restart counts are state: kept across a restart of warden even when no event is sent.
+        stateDirty = true
         logger.info("'\(name)' start: '\(start.commandLine)'")
         let timeout = start.timeout ?? configuration.limits.startTimeout
         let began = clock.now
@@ -160,6 +162,7 @@ extension ServiceSupervisor {
             services[name]?.metrics.startSeconds = Double(took.seconds) + Double(took.attoseconds) / 1e18
         }
         await carryOut(services[name]?.startFinished(result, now: clock.now, timeout: .seconds(timeout)) ?? [], for: name)
+        reportTraffic(name)
         if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
     }
 
@@ -266,6 +269,7 @@ extension ServiceSupervisor {
             }
         }
         services[name]?.processStopped()
+        reportTraffic(name)
     }
 
     /// Before a planned stop: the proxy holds new requests and lets the ones in flight finish.

@@ -21,7 +21,10 @@ extension ServiceSupervisor {
         }
         services[name]?.busy = true
         services[name]?.checkBegins(at: WallClock.now())
-        defer { if services[name]?.isReady != machine.isReady { instanceReadinessChanged(name) } }
+        defer {
+            reportTraffic(name)
+            if services[name]?.isReady != machine.isReady { instanceReadinessChanged(name) }
+        }
         switch machine.config.kind {
         case .process:
             await checkProcess(name, found: process)

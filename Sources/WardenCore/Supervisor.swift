@@ -66,6 +66,8 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
     /// Services with a deploy under way, and the last deploy's progress of each.
     var deploying: Set<String> = []
     var deployRecords: [String: DeployRecord] = [:]
+    /// What the proxy was last told of each service's traffic (see `reportTraffic`).
+    private var trafficReported: [String: Bool] = [:]
 
     public init(
         configuration: Configuration, logger: Logger, clock: C, events: EventBus = EventBus(), stateStore: StateStore? = nil,
@@ -325,6 +327,13 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
     func endBusy(_ name: String) {
         services[name]?.busy = false
         for waiter in actionWaiters.removeValue(forKey: name) ?? [] { waiter.resume() }
+    }
+
+    /// Tells the proxy when a service starts or stops accepting traffic.
+    func reportTraffic(_ name: String) {
+        guard let up = services[name]?.acceptsTraffic, trafficReported[name] != up else { return }
+        trafficReported[name] = up
+        traffic?.serviceUp(name, up)
     }
 
     // MARK: - Status

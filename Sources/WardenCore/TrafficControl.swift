@@ -9,4 +9,7 @@ public protocol TrafficControl: Sendable {
     func drain(_ service: String, timeout: Duration) async
     /// From now on, `service`'s requests go to these instances (a deploy's switch).
     func route(_ service: String, to instances: [InstanceIdentity])
+    /// A service started or stopped accepting traffic (its process found, gone, or being stopped):
+    /// held requests go on at once rather than at the next report.
+    func serviceUp(_ service: String, _ up: Bool)
 }

@@ -8,9 +8,10 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case serviceUp(String, up: Bool)
     /// The instances a service's requests go to now: a deploy's switch is one of these.
     case backends(String, [Backend])
-    /// The services that are down and backing off, with the seconds until their next start: their
-    /// requests get the maintenance page with that `Retry-After` at once instead of waiting.
-    case backingOff([String: Int])
+    /// The services that are down and wait for their next automatic start (a restart delay), with the
+    /// seconds until it: a request whose hold would end before it gets the maintenance page at once,
+    /// with that `Retry-After`, instead of waiting for nothing.
+    case delayedStarts([String: Int])
     /// The sites in planned maintenance.
     case maintenance([String])
     /// The sites after a reload.
@@ -53,7 +54,7 @@ extension ProxyServer {
         switch message {
         case .serviceUp(let name, let up): shared.availability.set(name, up: up)
         case .backends(let service, let backends): shared.availability.setBackends(service, backends)
-        case .backingOff(let services): shared.availability.setBackingOff(services)
+        case .delayedStarts(let services): shared.availability.setDelayedStarts(services)
         case .maintenance(let sites): shared.availability.setMaintenance(Set(sites))
         case .sites(let sites): update(sites: sites)
         case .drain(let name, _): shared.availability.hold(name)

@@ -362,9 +362,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The service is down (or has no instance ready): the request waits while the hold lasts, unless
-    /// the service is backing off, when no start is coming soon.
+    /// the service's next start (a restart delay, when it keeps failing) comes after the hold ends.
     private func waitForService(_ service: String?, until deadline: NIODeadline, context: ChannelHandlerContext) {
-        if let service, let seconds = shared.availability.retryAfter(service) {
+        if let service, let seconds = shared.availability.secondsUntilStart(service), NIODeadline.now() + .seconds(Int64(seconds)) > deadline {
             return maintenance(retryAfter: seconds, context: context)
         }
         setClientReading(false, context: context)

@@ -22,16 +22,16 @@ public final class ServiceAvailability: Sendable {
 
     public init() {}
 
-    /// Services down and backing off, with the seconds until their next start (read only for a
+    /// Services down until a delayed automatic start, with the seconds until it (read only for a
     /// service found down).
-    private let backingOff = Mutex<[String: Int]>([:])
+    private let delayedStarts = Mutex<[String: Int]>([:])
 
-    public func setBackingOff(_ services: [String: Int]) {
-        backingOff.withLock { $0 = services }
+    public func setDelayedStarts(_ services: [String: Int]) {
+        delayedStarts.withLock { $0 = services }
     }
 
-    func retryAfter(_ service: String) -> Int? {
-        backingOff.withLock { $0[service] }
+    func secondsUntilStart(_ service: String) -> Int? {
+        delayedStarts.withLock { $0[service] }
     }
 
     /// The instances `service`'s requests go to from now on.

@@ -350,6 +350,13 @@ final class ProxyTraffic: TrafficControl {
         }
     }
 
+    func serviceUp(_ service: String, _ up: Bool) {
+        drainsBegun.withLock { begun in
+            begun += 1
+            target.send(.serviceUp(service, up: up))
+        }
+    }
+
     static func backend(_ instance: InstanceIdentity) -> Backend {
         Backend(instance: WardenConfig.Service.instanceName(instance.group, port: instance.port), host: "127.0.0.1", port: instance.port)
     }
@@ -359,13 +366,13 @@ final class ProxyTraffic: TrafficControl {
 
     /// Sends the states unless a drain or a switch began since `mark` (the next refresh sends them again).
     func report(
-        _ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], backingOff: [String: Int], readAfter mark: Int
+        _ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], delayedStarts: [String: Int], readAfter mark: Int
     ) {
         drainsBegun.withLock { begun in
             guard begun == mark else { return }
             for state in states { target.send(.serviceUp(state.name, up: state.up)) }
             for (service, ready) in instances { target.send(.backends(service, ready.map(Self.backend))) }
-            target.send(.backingOff(backingOff))
+            target.send(.delayedStarts(delayedStarts))
         }
     }
 }
@@ -409,7 +416,7 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
         let mark = traffic.mark
         traffic.report(
             await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(),
-            backingOff: await supervisor.backingOff(), readAfter: mark)
+            delayedStarts: await supervisor.delayedStarts(), readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
         let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in

@@ -201,6 +201,7 @@ struct SupervisorTests {
         func route(_ service: String, to instances: [InstanceIdentity]) {
             routes.withLock { $0.append((service, instances.map(\.port))) }
         }
+        func serviceUp(_ service: String, _ up: Bool) {}
     }
 
     @Test func aRestartDrainsTrafficBeforeTheStopProgramRuns() async throws {

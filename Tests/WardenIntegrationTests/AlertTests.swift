@@ -197,8 +197,10 @@ struct AlertTests {
         let app = try TestApp(in: directory)
         defer { app.killAll() }
         let queue = directory.path + "/events"
+        // monit's restart limit, so monit's alerts: one per crash.
         let rc = try controlFile(
-            directory, app, mail: "set mailserver 127.0.0.1 port \(port) with timeout 2 seconds\nset eventqueue basedir \(queue) slots 100\nset alert ops@example.com")
+            directory, app, mail: "set mailserver 127.0.0.1 port \(port) with timeout 2 seconds\nset eventqueue basedir \(queue) slots 100\nset alert ops@example.com",
+            serviceExtra: "if 5 restarts within 5 cycles then timeout")
         let first = try WardenProcess(controlFile: rc, logPath: directory.path + "/log1")
         #expect(TestSupport.waitUntil(timeout: 20) { app.isServing })
         usleep(1_200_000)

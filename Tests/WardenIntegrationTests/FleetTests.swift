@@ -102,6 +102,7 @@ struct FleetTests {
                   start program = "\(guarded)"
                   stop program = "\(app.stopScript)"
                   if failed port \(app.port) protocol http request "/ping" then restart
+                  restart delay 1 second to 60 seconds reset after 2 seconds
                 """)
             warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         }

@@ -74,6 +74,7 @@ struct WebhookTests {
             check process app with pidfile \(app.pidfile)
               start program = "\(app.startScript)"
               stop program = "\(app.stopScript)"
+              restart delay 1 second to 60 seconds reset after 1 second
             """)
     }
 

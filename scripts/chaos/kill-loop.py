@@ -26,7 +26,10 @@ def run(mode):
         program = "%s --port %d --pidfile %s" % (MYAPP, port, pidfile)  # in the foreground, a direct child of warden
     rc = work + "/rc"
     with open(rc, "w") as f:
-        f.write("set daemon 5\nset pidfile %s/warden.pid\nset statefile %s/state\ncheck process app with pidfile %s\n  start program = \"%s\"\n" % (work, work, pidfile, program))
+        f.write("set daemon 5\nset pidfile %s/warden.pid\nset statefile %s/state\ncheck process app with pidfile %s\n  start program = \"%s\"\n"
+                # Kills a second apart would be a crash loop, which backs off by default: this measures
+                # how fast a kill is seen, so it asks for monit's spacing.
+                "  restart delay 1 second to 1 second\n" % (work, work, pidfile, program))
     os.chmod(rc, 0o600)
     warden = subprocess.Popen([WARDEN, "-c", rc, "-I"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latencies, double_starts, missed = [], 0, 0
