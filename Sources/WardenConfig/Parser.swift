@@ -131,7 +131,7 @@ final class Parser {
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
         "every", "not", "alert", "noalert", "onreboot", "ignore", "pass", "serve", "access", "error", "maintenance",
-        "instances", "deploy", "drain", "balance",
+        "instances", "deploy", "drain", "balance", "log",
     ]
 
     static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance"]
