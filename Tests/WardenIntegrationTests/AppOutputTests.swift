@@ -79,16 +79,18 @@ struct AppOutputTests {
             if let pid = TestSupport.readPID(directory.path + "/printer.pid") { kill(pid, SIGKILL) }
         }
         let base = directory.path + "/logs/printer.log"
-        let files = [base] + (1...100).map { "\(base).\($0)" }
+        // Oldest first: `.100` … `.1`, then the live file.
+        let files = (1...100).reversed().map { "\(base).\($0)" } + [base]
         func numbers() -> [Int] {
             files.flatMap { Self.read($0).split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int($0) } } }
         }
         #expect(TestSupport.waitUntil(timeout: 30) { numbers().count >= 10_000 }, "\(numbers().count) lines; \(warden.log)")
         let found = numbers()
         #expect(found.count == 10_000)
-        #expect(Set(found) == Set(0..<10_000))
+        #expect(found == Array(0..<10_000), "each line once, in order, in files named as logrotate names them")
         let rotated = files.filter { FileManager.default.fileExists(atPath: $0) }
         #expect(rotated.count > 10, "about 360 KB in 16 KB files")
+        #expect(rotated.dropLast().map { $0.split(separator: ".").last.flatMap { Int($0) } } == Array((1..<rotated.count).reversed()), "numbered from .1 without a gap")
         for file in rotated { #expect(Self.read(file).utf8.count <= 16 << 10, "\(file)") }
     }
 
