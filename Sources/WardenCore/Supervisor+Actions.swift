@@ -107,7 +107,10 @@ extension ServiceSupervisor {
 
     /// The service's own log file, which its start program's output (a foreground service's, all of it) goes to.
     private func serviceLog(_ config: WardenConfig.Service) -> ServiceLogWriter? {
-        configuration.logPath(of: config).map { ServiceLogs.shared.writer(path: $0, rotation: config.log?.rotation) }
+        guard let path = configuration.logPath(of: config) else { return nil }
+        let writer = ServiceLogs.shared.writer(path: path, rotation: config.log?.rotation)
+        if let problem = writer.openProblem() { logger.error("'\(config.name)' cannot open its log file '\(path)': \(problem)") }
+        return writer
     }
 
     /// Runs a program and waits for its exit, killing its process group after `timeout` seconds.

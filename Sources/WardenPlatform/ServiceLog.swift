@@ -106,6 +106,15 @@ public final class ServiceLogWriter: Sendable {
         if schedule { writer.async { self.drain() } }
     }
 
+    /// Why the file cannot be opened (a missing directory, a symlink at its path), nil when it is open:
+    /// asked before each start, so the problem is said in warden's log rather than lines vanishing.
+    public func openProblem() -> String? {
+        file.withLock { file in
+            if file.fd < 0 { open(&file) }
+            return file.fd < 0 ? String(cString: strerror(errno)) : nil
+        }
+    }
+
     /// Waits until every line queued so far is written (tests, and before warden exits).
     public func flush() {
         writer.sync {}
