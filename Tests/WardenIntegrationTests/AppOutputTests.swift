@@ -53,6 +53,35 @@ struct AppOutputTests {
         #expect(tail.stdout.split(separator: "\n").last.map(String.init) == Self.read(log).split(separator: "\n").last.map(String.init))
     }
 
+    @Test func eachInstanceWritesItsOwnLog() throws {
+        let directory = try TemporaryDirectory()
+        let ports = try #require(InstanceTests.freePortRange(4))
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set logfile \(directory.path)/warden.log
+            check process myapp with pidfile \(directory.path)/myapp.$PORT.pid
+                instances 2 ports \(ports.lowerBound)-\(ports.upperBound)
+                start program = "\(Self.myapp) --port $PORT --pidfile \(directory.path)/myapp.$PORT.pid"
+                stop program = "/bin/sh -c 'kill $(cat \(directory.path)/myapp.$PORT.pid)'"
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/stdout")
+        defer {
+            warden.stop()
+            for port in ports { if let pid = TestSupport.readPID(directory.path + "/myapp.\(port).pid") { kill(pid, SIGKILL) } }
+        }
+        for port in ports.prefix(2) {
+            #expect(TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: port, path: "/hello-\(port)") != nil }, "\(warden.log)")
+        }
+        for port in ports.prefix(2) {
+            let log = directory.path + "/myapp@\(port).log"
+            #expect(TestSupport.waitUntil(timeout: 5) { Self.read(log).contains("ZnRequest(GET /hello-\(port))") }, "\(Self.read(log))")
+            #expect(!Self.read(log).contains("/hello-\(port == ports.lowerBound ? port + 1 : ports.lowerBound))"), "only its own lines")
+        }
+    }
+
     @Test func tenThousandLinesAreEachFoundOnceAcrossTheRotatedFiles() throws {
         let directory = try TemporaryDirectory()
         let script = try directory.write(
