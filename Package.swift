@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .target(name: "WardenConfig", dependencies: ["WardenPlatform"], swiftSettings: swiftSettings),
@@ -93,6 +95,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WardenACME",
+            dependencies: [
+                "WardenPlatform",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WardenMail",
             dependencies: [
                 "WardenConfig", "WardenPlatform",
@@ -107,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "warden",
             dependencies: [
-                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP", "WardenProxy", "WardenMail",
+                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP", "WardenProxy", "WardenMail", "WardenACME",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -163,9 +181,20 @@ let package = Package(
             name: "WardenProxyTests",
             dependencies: [
                 "WardenProxy", "WardenConfig", "WardenTestSupport",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenACMETests",
+            dependencies: [
+                "WardenACME",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -47,9 +47,14 @@ public enum Condition: Sendable, Hashable {
     case euid(String)
     case gid(String)
     case content(ComparisonOperator, regex: String)
-    case ping(count: Int?, timeout: Int?)
+    case ping(PingTest)
+    /// `if link down` (and the older `if failed link`): fails while the link is down; `if link up`
+    /// fails while it is up. `up` is the state that fails the test.
     case link(up: Bool)
+    /// `changed link [capacity]`: the link's speed or duplex mode changed.
     case changedLink
+    /// `total upload|download OP N unit|packets in last N minute(s)|hour(s)|day`.
+    case transferred(TrafficTotal)
     case saturation(ComparisonOperator, percent: Double)
     case filesystemFlags
 }
@@ -62,7 +67,59 @@ public enum ResourceMetric: String, Sendable, Hashable, CaseIterable {
     case fileDescriptors, totalFileDescriptors
     case readBytes, writeBytes, readOperations, writeOperations, diskReadBytes, diskWriteBytes
     case spaceUsage, inodeUsage, spaceFree, inodeFree, serviceTime
-    case upload, download, totalUpload, totalDownload
+    /// Bytes or packets per second over the last cycle (`upload > 500 kB/s`, `download > 100 packets/s`).
+    case upload, download
+}
+
+/// `if failed ping[4|6] [count N] [size N] [responsetime OP N ms|s] [timeout N s] [address A]`.
+public struct PingTest: Sendable, Hashable {
+    /// `ping4` or `ping6`; nil: `ping`, the address's own family.
+    public var family: Int?
+    /// Echo requests to send in one cycle; monit's default is 3.
+    public var count: Int?
+    /// The echo request's size in bytes, its 8-byte header included; monit's default is 64.
+    public var size: Int?
+    /// Seconds to wait for each reply; monit's default is the network timeout (5 s).
+    public var timeout: Int?
+    /// `responsetime OP N`: the reply's round trip must compare so, in seconds.
+    public var responseTime: Comparison<Double>?
+    /// `address A`: the source address the requests leave from.
+    public var sourceAddress: String?
+
+    public init() {}
+}
+
+/// monit's `total upload|download` test: what moved through the interface within a window.
+public struct TrafficTotal: Sendable, Hashable {
+    public enum Span: String, Sendable, Hashable {
+        case minute, hour, day
+        public var seconds: Int {
+            switch self {
+            case .minute: 60
+            case .hour: 3600
+            case .day: 86400
+            }
+        }
+    }
+    public var upload: Bool
+    public var op: ComparisonOperator
+    /// Bytes, or packets when `packets`.
+    public var limit: Double
+    public var packets: Bool
+    /// `in last COUNT SPAN`.
+    public var count: Int
+    public var span: Span
+
+    public init(upload: Bool, op: ComparisonOperator, limit: Double, packets: Bool, count: Int, span: Span) {
+        self.upload = upload
+        self.op = op
+        self.limit = limit
+        self.packets = packets
+        self.count = count
+        self.span = span
+    }
+
+    public var seconds: Int { count * span.seconds }
 }
 
 public struct ConnectionTest: Sendable, Hashable {
@@ -85,6 +142,8 @@ public struct ConnectionTest: Sendable, Hashable {
     /// A named protocol's options (`username`, `password`, `request`, `origin`, …), by keyword; `-t`
     /// refuses one the protocol's checker does not use (`SpokenProtocols.options`).
     public var protocolOptions: [String: String] = [:]
+    /// `ssl|tls with options { … }`; `-t` refuses them until warden applies them.
+    public var tlsOptions: [String: String] = [:]
 
     public init(target: Target) { self.target = target }
 }
@@ -128,7 +187,11 @@ public struct HTTPCheck: Sendable, Hashable {
     public var status: Comparison<Int>?
     /// `content ==|!= "REGEX"`: an unanchored POSIX extended regex searched in the body.
     public var content: Comparison<String>?
+    /// `checksum HASH`: the MD5 (32 hex digits) or SHA-1 (40) of the body must be this.
     public var checksum: String?
+    /// `username "u" password "p"`: Basic authentication.
+    public var user: String?
+    public var password: String?
 
     public init() {}
 }

@@ -27,7 +27,7 @@ public struct MailFormat: Sendable, Hashable {
 /// monit's event names, used in `only on { … }` and `but not on { … }` filters.
 public enum EventKind: String, Sendable, Hashable, CaseIterable, Codable {
     case action, checksum, bytein, byteout, connection, content, data, exec, exist, fsflags, gid, icmp,
-        instance, invalid, link, nonexist, packetin, packetout, permission, pid, ppid, resource,
+        instance, invalid, link, nonexist, certificate, packetin, packetout, permission, pid, ppid, resource,
         saturation, size, speed, status, timeout, timestamp, uid, uptime
     // monit accepts a few synonyms in filters.
     static let synonyms: [String: EventKind] = [

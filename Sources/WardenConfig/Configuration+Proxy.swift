@@ -5,7 +5,11 @@ public struct ProxySettings: Sendable, Hashable {
         public var port: Int
         public var certificate: String?
         public var key: String?
-        public var isTLS: Bool { certificate != nil }
+        /// `tls auto`: certificates from `set acme`, one per site.
+        public var automaticTLS = false
+        /// Where `tls auto` is written, for `-t`.
+        public var location: FileLocation?
+        public var isTLS: Bool { certificate != nil || automaticTLS }
     }
 
     public var listens: [Listen] = []
@@ -57,6 +61,10 @@ public struct Site: Sendable, Hashable, Codable {
     public var maintenancePage: String?
     /// Seconds a request waits for the service to come back before the maintenance page.
     public var hold = 0
+    /// `redirect to https`: plain-HTTP requests are sent to the same URL over HTTPS.
+    public var redirectToHTTPS = false
+    /// `hsts max-age N [include subdomains]`: the Strict-Transport-Security header on HTTPS responses.
+    public var hsts: HSTS?
     public var balance = Balance.roundRobin
     public var location: FileLocation
 
@@ -65,6 +73,22 @@ public struct Site: Sendable, Hashable, Codable {
         self.hosts = hosts
         self.location = location
     }
+
+    public struct HSTS: Sendable, Hashable, Codable {
+        /// Seconds.
+        public var maxAge: Int
+        public var includeSubdomains: Bool
+
+        public init(maxAge: Int, includeSubdomains: Bool) {
+            self.maxAge = maxAge
+            self.includeSubdomains = includeSubdomains
+        }
+
+        public var headerValue: String { "max-age=\(maxAge)\(includeSubdomains ? "; includeSubDomains" : "")" }
+    }
+
+    /// The names a certificate for this site covers: its hosts and aliases, without `default`.
+    public var certificateNames: [String] { hosts.filter { $0 != "*" } }
 
     /// The service named by a `for service` route, if any.
     public var services: [String] {
@@ -75,5 +99,37 @@ public struct Site: Sendable, Hashable, Codable {
             case .directory: nil
             }
         }
+    }
+}
+
+/// `set acme`: where `tls auto` gets its certificates (RFC 8555).
+public struct ACMESettings: Sendable, Hashable {
+    public enum Challenge: String, Sendable, Hashable, CaseIterable {
+        case http01 = "http-01"
+        case tlsALPN01 = "tls-alpn-01"
+    }
+
+    public enum KeyType: String, Sendable, Hashable, CaseIterable {
+        case ecdsa, rsa
+    }
+
+    public var directory: String
+    public var email: String?
+    /// Account key and certificates (directory 0700, files 0600).
+    public var storage: String
+    /// A CA file to verify the ACME server with instead of the system's roots.
+    public var trust: String?
+    /// `renew before N days`, in seconds; nil: when two thirds of the lifetime have passed.
+    public var renewBefore: Int?
+    /// `challenge http-01|tls-alpn-01`; nil: http-01 when the proxy listens without TLS, else tls-alpn-01.
+    public var challenge: Challenge?
+    /// `key rsa`: RSA 2048 certificates instead of ECDSA P-256.
+    public var keyType = KeyType.ecdsa
+    public var location: FileLocation
+
+    public init(directory: String, storage: String, location: FileLocation) {
+        self.directory = directory
+        self.storage = storage
+        self.location = location
     }
 }

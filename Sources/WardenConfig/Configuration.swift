@@ -19,6 +19,7 @@ public struct Configuration: Sendable, Hashable {
     public var onReboot: OnReboot = .start
     public var services: [Service] = []
     public var proxy: ProxySettings?
+    public var acme: ACMESettings?
     public var sites: [Site] = []
 
     public init(controlFile: String) {

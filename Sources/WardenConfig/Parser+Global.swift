@@ -2,7 +2,7 @@ extension Parser {
     static let setKeywords: Set<String> = [
         "daemon", "init", "logfile", "log", "pidfile", "idfile", "statefile", "eventqueue", "mailserver",
         "mail-format", "alert", "httpd", "limits", "onreboot", "ssl", "mmonit", "expectbuffer", "fips",
-        "terminal", "hostname", "proxy", "metrics",
+        "terminal", "hostname", "proxy", "metrics", "acme",
     ]
 
     func setStatement() throws {
@@ -78,6 +78,8 @@ extension Parser {
             try proxySettings()
         case "metrics":
             try metricsListener()
+        case "acme":
+            try acmeSettings(keyword)
         default:
             break
         }

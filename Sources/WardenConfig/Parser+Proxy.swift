@@ -3,7 +3,11 @@
 ///     set proxy
 ///         listen 0.0.0.0 port 80
 ///         listen 0.0.0.0 port 443 with ssl { certificate: /etc/warden/site.pem, key: /etc/warden/site.key }
+///         listen 0.0.0.0 port 8443 tls auto
 ///         user www-data group www-data
+///
+///     set acme directory "https://acme-v02.api.letsencrypt.org/directory" email "ops@mydomain.com"
+///         storage /var/lib/warden/acme trust "/etc/warden/acme-ca.pem" renew before 30 days
 ///
 ///     check site myapp with host "mydomain.com" alias "anothercooldomain.org"
 ///         pass / to http://127.0.0.1:8080/ for service myapp
@@ -11,6 +15,8 @@
 ///         access log /var/log/warden/myapp-access.log combined
 ///         error log /var/log/warden/myapp-error.log
 ///         maintenance page /srv/myapp/maintenance.html hold 10 seconds
+///         redirect to https
+///         hsts max-age 1 year include subdomains
 extension Parser {
     func proxySettings() throws {
         var settings = configuration.proxy ?? ProxySettings()
@@ -20,13 +26,18 @@ extension Parser {
                 if !at("port") { address = try value("an address to listen on").text }
                 try expect("port", after: "listen \(address)")
                 var listen = ProxySettings.Listen(address: address, port: try port())
-                if accept(any: ["ssl", "tls"]) != nil {
-                    let options = try keyValueBlock("ssl")
-                    guard let certificate = options["certificate"] ?? options["pemfile"] else {
-                        throw fail(.syntax, "the ssl block of 'listen' needs 'certificate: PATH'", at: peek)
+                if let tls = accept(any: ["ssl", "tls"]) {
+                    if accept("auto") {
+                        listen.automaticTLS = true
+                        listen.location = location(of: tls)
+                    } else {
+                        let options = try keyValueBlock("ssl")
+                        guard let certificate = options["certificate"] ?? options["pemfile"] else {
+                            throw fail(.syntax, "the ssl block of 'listen' needs 'certificate: PATH'", at: peek)
+                        }
+                        listen.certificate = certificate
+                        listen.key = options["key"] ?? certificate
                     }
-                    listen.certificate = certificate
-                    listen.key = options["key"] ?? certificate
                 }
                 settings.listens.append(listen)
             } else if accept("user") {
@@ -120,11 +131,80 @@ extension Parser {
         case "error":
             try expect("log", after: "error")
             configuration.sites[index].errorLog = try absolutePath("the error log")
+        case "redirect":
+            try expect("to", after: "redirect")
+            try expect("https", after: "redirect to")
+            configuration.sites[index].redirectToHTTPS = true
+        case "hsts":
+            try expect("max-age", after: "hsts")
+            let maxAge = try hstsAge()
+            var includeSubdomains = false
+            if accept("include") {
+                try expect("subdomains", after: "include")
+                includeSubdomains = true
+            }
+            configuration.sites[index].hsts = Site.HSTS(maxAge: maxAge, includeSubdomains: includeSubdomains)
         default:
             try expect("page", after: "maintenance")
             configuration.sites[index].maintenancePage = try absolutePath("the maintenance page")
             if accept("hold") { configuration.sites[index].hold = try duration("a hold time") }
         }
+    }
+
+    /// `set acme directory URL [email ADDRESS] storage DIR [trust CAFILE] [renew before N days]
+    /// [challenge http-01|tls-alpn-01] [key ecdsa|rsa]`.
+    func acmeSettings(_ keyword: Token) throws {
+        var directory: String?
+        var storage: String?
+        var settings = ACMESettings(directory: "", storage: "", location: location(of: keyword))
+        while true {
+            if accept("directory") {
+                let token = try value("the ACME directory URL")
+                guard try url(token).scheme == "https" else {
+                    throw fail(.invalidURL, "the ACME directory must be an https:// URL", at: token)
+                }
+                directory = token.text
+            } else if accept("email") {
+                let token = try value("an email address")
+                guard token.text.contains("@") else { throw fail(.invalidValue, "expected an email address, found '\(token.text)'", at: token) }
+                settings.email = token.text
+            } else if accept("storage") {
+                storage = try absolutePath("the ACME storage directory")
+            } else if accept("trust") {
+                settings.trust = try absolutePath("the CA file for the ACME server")
+            } else if accept("renew") {
+                try expect("before", after: "renew")
+                settings.renewBefore = try duration("the renewal time before expiry")
+            } else if accept("challenge") {
+                let token = try expectKeyword(ACMESettings.Challenge.allCases.map(\.rawValue), after: "challenge")
+                settings.challenge = ACMESettings.Challenge(rawValue: token.keyword)
+            } else if accept("key") {
+                let token = try expectKeyword(ACMESettings.KeyType.allCases.map(\.rawValue), after: "key")
+                settings.keyType = ACMESettings.KeyType(rawValue: token.keyword) ?? .ecdsa
+            } else {
+                break
+            }
+        }
+        guard let directory else {
+            throw fail(.syntax, "expected 'directory \"https://…\"' in 'set acme', found \(peek.display)", at: peek)
+        }
+        guard let storage else {
+            throw fail(.syntax, "expected 'storage /PATH' in 'set acme', found \(peek.display)", at: peek)
+        }
+        settings.directory = directory
+        settings.storage = storage
+        configuration.acme = settings
+    }
+
+    /// `N seconds|minutes|hours|days|weeks|months|years`: HSTS ages run to years.
+    private func hstsAge() throws -> Int {
+        let long: [String: Double] = ["week": 604_800, "weeks": 604_800, "month": 2_592_000, "months": 2_592_000, "year": 31_536_000, "years": 31_536_000]
+        if atInteger, let factor = long[peekSecond.keyword] {
+            let count = try integer("the max-age", range: 0...100)
+            advance()
+            return Int(Double(count) * factor)
+        }
+        return try duration("the max-age")
     }
 
     private func routePrefix() throws -> String {
@@ -133,5 +213,46 @@ extension Parser {
             throw fail(.invalidValue, "a route prefix starts with '/', found '\(token.text)'", at: token)
         }
         return token.text
+    }
+}
+
+extension Validator {
+    /// `tls auto`, `set acme`, `redirect to https` and `hsts` checked against each other.
+    static func automaticTLS(_ configuration: Configuration) -> [Diagnostic] {
+        var diagnostics: [Diagnostic] = []
+        let listens = configuration.proxy?.listens ?? []
+        let automatic = listens.filter(\.automaticTLS)
+        if let first = automatic.first, configuration.acme == nil {
+            diagnostics.append(
+                .error(
+                    .invalidValue, "'tls auto' needs 'set acme' to know where to get certificates", at: first.location,
+                    hint: "add 'set acme directory \"https://…/directory\" email \"you@example.com\" storage /var/lib/warden/acme'"))
+        }
+        if let acme = configuration.acme, acme.challenge == .http01, !automatic.isEmpty, !listens.contains(where: { !$0.isTLS }) {
+            diagnostics.append(
+                .error(
+                    .invalidValue, "'challenge http-01' needs a listener without TLS (port 80) to answer on", at: acme.location,
+                    hint: "add 'listen 0.0.0.0 port 80' to 'set proxy', or use 'challenge tls-alpn-01'"))
+        }
+        if let acme = configuration.acme, automatic.isEmpty {
+            diagnostics.append(.warning(.invalidValue, "'set acme' without a 'listen … tls auto': no certificate will be ordered", at: acme.location))
+        }
+        if !automatic.isEmpty {
+            for site in configuration.sites where site.certificateNames.isEmpty {
+                diagnostics.append(
+                    .warning(
+                        .invalidValue, "site '\(site.name)' has no host name: 'tls auto' orders no certificate for it", at: site.location,
+                        hint: "add 'with host \"example.com\"' to the 'check site' line"))
+            }
+        }
+        if !listens.contains(where: \.isTLS) {
+            for site in configuration.sites where site.redirectToHTTPS || site.hsts != nil {
+                diagnostics.append(
+                    .error(
+                        .invalidValue, "site '\(site.name)' redirects to HTTPS or sends HSTS, but the proxy has no TLS listener",
+                        at: site.location, hint: "add 'listen 0.0.0.0 port 443 tls auto' to 'set proxy'"))
+            }
+        }
+        return diagnostics
     }
 }

@@ -155,6 +155,9 @@ extension Parser {
             advance()
             let op = try comparisonOperator()
             return .saturation(op, percent: try quantity("a percentage").value)
+        case "total" where peekSecond.isAny(["upload", "uploaded", "download", "downloaded"]):
+            advance()
+            return .transferred(try trafficTotal(upload: advance().keyword.hasPrefix("up")))
         default:
             if let metric = try resourceMetric() {
                 let op = try comparisonOperator()
@@ -170,8 +173,31 @@ extension Parser {
         }
     }
 
+    /// `OP N unit|packets in last [N] minute(s)|hour(s)|day`, after `total upload|download`.
+    private func trafficTotal(upload: Bool) throws -> TrafficTotal {
+        let op = try comparisonOperator()
+        let (value, unit, valueToken) = try quantity("an amount")
+        let packets = ["packet", "packets"].contains(unit)
+        guard packets || Self.sizeUnits[unit] != nil else {
+            throw fail(.invalidValue, "expected an amount in bytes (B, kB, MB, GB) or packets, found '\(valueToken.text)'", at: valueToken)
+        }
+        _ = accept("in")
+        _ = accept("last")
+        var count = 1
+        if atInteger { count = try integer("a number", range: 1...1440) }
+        let spanToken = try expectKeyword(["minute", "minutes", "hour", "hours", "day", "days"], after: "in last")
+        let span: TrafficTotal.Span = spanToken.keyword.hasPrefix("minute") ? .minute : spanToken.keyword.hasPrefix("hour") ? .hour : .day
+        let total = TrafficTotal(
+            upload: upload, op: op, limit: packets ? value : value * Self.sizeUnits[unit]!, packets: packets, count: count, span: span)
+        if total.seconds > 86400 {
+            report(.error(.invalidValue, "traffic is counted for the last 24 hours only, as in monit", at: location(of: spanToken), length: spanToken.length))
+        }
+        return total
+    }
+
     private func resourceQuantity(_ value: Double, unit: String, token: Token) throws -> Quantity {
         if unit == "%" { return .percent(value) }
+        if unit == "packet" || unit == "packets" { return .rate(value, unit: "packets/s") }
         if unit.isEmpty { return .count(value) }
         if Self.isRateUnit(unit) || unit.hasSuffix("/s") { return .rate(value, unit: unit) }
         if let size = Self.sizeUnits[unit] { return .bytes(value * size) }
@@ -208,8 +234,6 @@ extension Parser {
             case "cpu": return .totalCPU
             case "memory", "mem": return .totalMemory
             case "filedescriptors": return .totalFileDescriptors
-            case "upload", "uploaded": return .totalUpload
-            case "download", "downloaded": return .totalDownload
             default:
                 throw fail(.syntax, "expected 'cpu', 'memory' or 'filedescriptors' after 'total', found \(next.display)", at: next)
             }
@@ -265,7 +289,9 @@ extension Parser {
         case "size": return .changedSize
         case "checksum": return .changedChecksum
         case "status": return .changedProgramStatus
-        case "link": return .changedLink
+        case "link":
+            _ = accept("capacity")
+            return .changedLink
         case "fsflags", "fsflag": return .filesystemFlags
         default: return .changedTimestamp
         }
@@ -281,22 +307,34 @@ extension Parser {
             return .connection(try portTest())
         case "ping", "ping4", "ping6":
             advance()
-            var count: Int?
-            var timeout: Int?
+            var test = PingTest()
+            if token.is("ping4") { test.family = 4 } else if token.is("ping6") { test.family = 6 }
             while true {
                 if accept("count") {
-                    count = try integer("a ping count", range: 1...20)
+                    test.count = try integer("a ping count", range: 1...20)
                 } else if accept("size") {
-                    _ = try integer("a packet size", range: 8...1500)
+                    test.size = try integer("a packet size", range: 8...1492)
                 } else if accept("timeout") {
-                    timeout = try duration("a timeout")
+                    test.timeout = try duration("a timeout")
+                } else if accept(any: ["responsetime", "response"]) != nil {
+                    // `responsetime [OP] N ms|s`: the round trip must compare so; without an operator, monit's
+                    // default (equal), which fails nearly every reply, as monit 5.33 does.
+                    _ = accept("time")
+                    var op = ComparisonOperator.equal
+                    if peek.text.first?.isASCIIDigit != true { op = try comparisonOperator() }
+                    let (value, unit, valueToken) = try quantity("a response time")
+                    let scales: [String: Double] = ["": 0.001, "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1]
+                    guard let scale = scales[unit] else {
+                        throw fail(.invalidValue, "expected a response time in milliseconds or seconds, found '\(valueToken.text)'", at: valueToken)
+                    }
+                    test.responseTime = Comparison(op, value * scale)
                 } else if accept("address") {
-                    _ = try value("an address")
+                    test.sourceAddress = try value("an address").text
                 } else {
                     break
                 }
             }
-            return .ping(count: count, timeout: timeout)
+            return .ping(test)
         case "checksum":
             advance()
             var hashName: String?
@@ -325,7 +363,7 @@ extension Parser {
             return .gid(try value("a group name or gid").text)
         case "link":
             advance()
-            return .link(up: true)
+            return .link(up: false)
         default:
             throw fail(
                 .syntax, "expected 'url', 'host', 'port', 'unixsocket', 'ping', 'checksum', 'permission', 'uid' or 'gid' after 'failed', found \(token.display)",
@@ -386,7 +424,8 @@ extension Parser {
                 transport = ConnectionTest.Transport(rawValue: type.keyword)!
             } else if accept(any: ["ssl", "tls"]) != nil {
                 transport = .tcpSSL
-                if peek.kind == .leftBrace { _ = try keyValueBlock("ssl options") }
+                _ = accept("options")
+                if peek.kind == .leftBrace { test.tlsOptions = try keyValueBlock("ssl options") }
             } else if accept(any: ["protocol", "proto"]) != nil {
                 test.proto = try protocolSpec(&transport, options: &test.protocolOptions)
             } else if accept("timeout") {
@@ -477,9 +516,10 @@ extension Parser {
             check.content = Comparison(op, pattern.text)
         } else if accept("checksum") {
             check.checksum = try value("a checksum").text
-        } else if at(any: ["username", "password"]) {
-            advance()
-            _ = try value("a value")
+        } else if accept("username") {
+            check.user = try value("a user name").text
+        } else if accept("password") {
+            check.password = try value("a password").text
         } else if accept("http") {
             // `protocol http` given twice (`with http` noise in some files).
         } else {

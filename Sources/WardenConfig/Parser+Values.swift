@@ -74,7 +74,7 @@ extension Parser {
     ]
 
     static let unitWords: Set<String> = Set(sizeUnits.keys).union(timeUnits.keys).union([
-        "%", "operations/s", "packets/s", "ops/s",
+        "%", "operations/s", "packets/s", "ops/s", "packet", "packets",
     ])
 
     static func isRateUnit(_ unit: String) -> Bool {

@@ -131,10 +131,10 @@ final class Parser {
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
         "every", "not", "alert", "noalert", "onreboot", "ignore", "pass", "serve", "access", "error", "maintenance",
-        "instances", "deploy", "drain", "balance", "log",
+        "instances", "deploy", "drain", "balance", "redirect", "hsts", "log",
     ]
 
-    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance"]
+    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance", "redirect", "hsts"]
 
     func statement() throws {
         let token = peek

@@ -45,6 +45,7 @@ enum Validator {
                     .error(.unknownDependency, "site '\(site.name)' passes to service '\(service)', which is not defined", at: site.location))
             }
         }
+        diagnostics += automaticTLS(configuration)
         if !configuration.sites.isEmpty, configuration.proxy == nil {
             diagnostics.append(
                 .warning(.invalidValue, "'check site' without 'set proxy': no proxy will listen", at: configuration.sites[0].location,
@@ -121,6 +122,9 @@ extension Validator {
     public static func unsupported(_ condition: Condition) -> String? {
         switch condition {
         case .connection(let test):
+            if let option = test.tlsOptions.keys.sorted().first {
+                return "warden does not apply SSL option '\(option)' to port tests yet and would test without it"
+            }
             guard case .named(let name) = test.proto else { return nil }
             guard SpokenProtocols.names.contains(name) else {
                 return "warden does not speak protocol '\(name)' yet and would test only that the port accepts a connection"
@@ -130,30 +134,24 @@ extension Validator {
                 return "warden does not use option '\(option)' of protocol '\(name)' yet and would test without it"
             }
             return nil
-        case .ping:
-            return "warden does not send ICMP echo requests yet"
-        case .link, .changedLink, .saturation:
-            return "warden does not read network interfaces yet"
-        case .existence:
-            return "warden does not test that a service is absent yet"
+        case .ping(let test):
+            return test.family == 6 ? "warden sends ICMP echo requests over IPv4 only ('ping' or 'ping4')" : nil
         case .resource(let metric, _, _):
             return unsupported(metric)
-        case .nonexistence, .timestamp, .changedTimestamp, .size, .changedSize, .changedPID, .changedPPID, .uptime,
+        case .nonexistence, .existence, .timestamp, .changedTimestamp, .size, .changedSize, .changedPID, .changedPPID, .uptime,
             .programStatus, .changedProgramStatus, .checksum, .changedChecksum, .permission, .uid, .euid, .gid, .content,
-            .filesystemFlags:
+            .link, .changedLink, .saturation, .transferred, .filesystemFlags:
             return nil
         }
     }
 
     public static func unsupported(_ metric: ResourceMetric) -> String? {
         switch metric {
-        case .upload, .download, .totalUpload, .totalDownload:
-            return "warden does not read network interfaces yet"
         case .cpu, .totalCPU, .cpuUser, .cpuSystem, .cpuWait, .cpuNice, .cpuHardIRQ, .cpuSoftIRQ, .cpuSteal, .cpuGuest, .memory,
             .totalMemory, .swap, .threads, .children, .loadAverage1, .loadAverage5, .loadAverage15, .loadAveragePerCore1,
             .loadAveragePerCore5, .loadAveragePerCore15, .fileDescriptors, .totalFileDescriptors, .readBytes, .writeBytes,
             .readOperations, .writeOperations, .diskReadBytes, .diskWriteBytes, .spaceUsage, .inodeUsage, .spaceFree, .inodeFree,
-            .serviceTime:
+            .serviceTime, .upload, .download:
             return nil
         }
     }
@@ -189,6 +187,7 @@ extension Condition {
         case .ping: return "failed ping"
         case .link(let up): return up ? "link up" : "link down"
         case .changedLink: return "changed link"
+        case .transferred(let total): return total.upload ? "total upload" : "total download"
         case .saturation: return "saturation"
         case .filesystemFlags: return "changed fsflags"
         }
@@ -211,7 +210,7 @@ extension Condition {
         case .permission: return ["file", "directory", "fifo", "filesystem"].contains(check)
         case .uid, .gid: return ["process", "file", "directory", "fifo", "filesystem"].contains(check)
         case .filesystemFlags: return check == "filesystem"
-        case .link, .changedLink, .saturation: return check == "network"
+        case .link, .changedLink, .saturation, .transferred: return check == "network"
         }
     }
 }
@@ -272,8 +271,6 @@ extension ResourceMetric {
         case .serviceTime: "service time"
         case .upload: "upload"
         case .download: "download"
-        case .totalUpload: "total upload"
-        case .totalDownload: "total download"
         }
     }
 
@@ -292,7 +289,7 @@ extension ResourceMetric {
             return check == "system"
         case .spaceUsage, .inodeUsage, .spaceFree, .inodeFree, .serviceTime:
             return check == "filesystem"
-        case .upload, .download, .totalUpload, .totalDownload:
+        case .upload, .download:
             return check == "network"
         }
     }
@@ -325,8 +322,9 @@ extension ResourceMetric {
             return ["rate", "size", "number"].contains(kind)
         case .readOperations, .writeOperations:
             return ["rate", "number"].contains(kind)
-        case .upload, .download, .totalUpload, .totalDownload:
-            return true
+        case .upload, .download:
+            // Per second whether or not the unit says so (`upload > 500 kB` is `500 kB/s` to monit).
+            return ["rate", "size"].contains(kind)
         }
     }
 }

@@ -31,6 +31,10 @@ enum Measured: Equatable, Sendable {
     case cpu(CPUTicks)
     case text(String)
     case position(FilePosition)
+    /// A network rule's history of its interface (rates, totals, saturation).
+    case link(LinkStatistics)
+    /// The interface as the last cycle saw it (`changed link`).
+    case interface(NetworkSample)
 }
 
 /// What a file test needs to know of a file: the fields of its `stat`.
@@ -65,6 +69,18 @@ enum ConditionEvaluator {
             message: failed ? "uptime test failed for \(service) -- current uptime is \(uptime) seconds" : "uptime test succeeded")
     }
 
+    /// `if exist`: fails while the process, file or filesystem is there, in monit's words.
+    static func existence(_ kind: Service.Kind, found: Bool, pid: pid_t?) -> Outcome {
+        let noun = kind.displayName.lowercased()
+        let message: String
+        switch kind {
+        case .process: message = found ? "process is running with pid \(pid ?? 0)" : "process is not running"
+        case .filesystem(let target): message = found ? "filesystem '\(target)' exists" : "filesystem '\(target)' doesn't exist"
+        case .file, .directory, .fifo, .program, .host, .system, .network: message = found ? "\(noun) exists" : "\(noun) doesn't exist"
+        }
+        return Outcome(failed: found, kind: .exist, message: message)
+    }
+
     static func programStatus(_ op: ComparisonOperator, _ expected: Int, metrics: ServiceMetrics) -> Outcome? {
         guard let status = metrics.programStatus else { return nil }
         let failed = op.compare(status, expected)
@@ -96,14 +112,15 @@ enum ConditionEvaluator {
             return Outcome(failed: failed, kind: .gid, message: failed ? "gid test failed for \(path) -- current gid is \(facts.gid)" : "gid test succeeded")
         case .connection, .resource, .nonexistence, .existence, .changedTimestamp, .changedSize, .changedPID, .changedPPID, .uptime,
             .programStatus, .changedProgramStatus, .checksum, .changedChecksum, .euid, .content, .ping, .link, .changedLink,
-            .saturation, .filesystemFlags:
+            .saturation, .transferred, .filesystemFlags:
             // Not a test of one stat(2): the supervisor measures and decides these elsewhere.
             return nil
         }
     }
 
-    /// monit's HTTP rules: a status ≥ 400 fails unless `status` says otherwise; `content` is an unanchored regex search.
-    static func http(_ check: HTTPCheck, status: Int, body: String) -> (failed: Bool, message: String) {
+    /// monit's HTTP rules: a status ≥ 400 fails unless `status` says otherwise; `content` is an unanchored
+    /// regex search; `checksum` compares the body's digest (`digest`).
+    static func http(_ check: HTTPCheck, status: Int, body: String, digest: String? = nil) -> (failed: Bool, message: String) {
         if let expected = check.status {
             if !expected.op.compare(status, expected.value) {
                 return (true, "HTTP error: status \(status) does not match \(expected.op.rawValue) \(expected.value)")
@@ -117,6 +134,9 @@ enum ConditionEvaluator {
                 return (true, "HTTP error: Regular expression \(content.op == .equal ? "doesn't match" : "matches"): '\(content.value)'")
             }
         }
+        if let expected = check.checksum, expected.lowercased() != digest {
+            return (true, "HTTP error: Document checksum mismatch -- expected \(expected) got \(digest ?? "none")")
+        }
         return (false, "HTTP status \(status)")
     }
 
@@ -128,7 +148,7 @@ enum ConditionEvaluator {
         var failed = !result.succeeded
         var message = result.message
         if result.succeeded, case .http(let check) = proto {
-            (failed, message) = http(check, status: result.status ?? 0, body: body)
+            (failed, message) = http(check, status: result.status ?? 0, body: body, digest: result.bodyDigest)
         }
         if !failed { return Outcome(failed: false, kind: .connection, message: "connection succeeded to \(address)") }
         if inStartGrace { return nil }
@@ -176,7 +196,7 @@ enum ConditionEvaluator {
         case .loadAveragePerCore15: value = system.load15 / Double(max(1, system.cpuCount))
         case .cpuUser, .cpuSystem, .cpuWait, .cpuNice, .cpuHardIRQ, .cpuSoftIRQ, .cpuSteal, .cpuGuest, .fileDescriptors,
             .totalFileDescriptors, .readBytes, .writeBytes, .readOperations, .writeOperations, .diskReadBytes, .diskWriteBytes,
-            .spaceUsage, .inodeUsage, .spaceFree, .inodeFree, .serviceTime, .upload, .download, .totalUpload, .totalDownload:
+            .spaceUsage, .inodeUsage, .spaceFree, .inodeFree, .serviceTime, .upload, .download:
             // Measured between cycles or by other means: `ServiceSupervisor.resourceOutcome` sends them elsewhere.
             value = nil
         }
@@ -233,21 +253,28 @@ public enum MonitFormat {
         return "\(sign)\(whole).\(fraction)"
     }
 
-    /// monit's `Fmt_bytes2str`: `512 B`, `1.5 kB`, `92.4 MB`, …
+    /// monit's `Fmt_bytes2str`: `512 B`, `1.5 kB`, `92.4 MB`, and a whole figure without decimals (`1 MB`).
     static func bytes(_ value: Double) -> String {
-        let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
-        var scaled = value
-        var unit = 0
-        while abs(scaled) >= 1024, unit < units.count - 1 {
-            scaled /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(fixed(scaled, 0)) B" : "\(fixed(scaled)) \(units[unit])"
+        scaled(value, steps: [(1024, "B"), (1024, "kB"), (1024, "MB"), (1024, "GB"), (1024, "TB"), (1024, "PB"), (.infinity, "EB")], digits: 1)
     }
 
-    /// A duration given in milliseconds: `4.200 ms`, `1.250 s`.
+    /// monit's `Fmt_time2str`, given milliseconds: `0.450 ms`, `100 ms`, `1.250 s`, `2 m`.
     static func milliseconds(_ value: Double) -> String {
-        value < 1000 ? "\(fixed(value, 3)) ms" : "\(fixed(value / 1000, 3)) s"
+        scaled(value, steps: [(1000, "ms"), (60, "s"), (60, "m"), (24, "h"), (365, "d"), (.infinity, "y")], digits: 3)
+    }
+
+    /// The value in the first unit it stays below the base of, with `digits` decimals unless it is whole.
+    private static func scaled(_ value: Double, steps: [(base: Double, unit: String)], digits: Int) -> String {
+        var magnitude = abs(value)
+        let sign = value < 0 ? "-" : ""
+        for step in steps {
+            guard magnitude >= step.base else {
+                let whole = abs(magnitude - magnitude.rounded()) < 1e-6
+                return "\(sign)\(fixed(magnitude, whole ? 0 : digits)) \(step.unit)"
+            }
+            magnitude /= step.base
+        }
+        return "\(sign)\(fixed(magnitude, digits))"
     }
 
     /// monit's `Time_localStr`: `Thu, 03 Dec 2026 08:27:32` in local time.

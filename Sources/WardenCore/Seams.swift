@@ -72,6 +72,9 @@ public protocol ProcessInspector: Sendable {
     func checksum(_ path: String, _ kind: HashKind) -> String?
     /// The complete lines a file gained after `position` (see `FileContent.appendedLines`).
     func appendedLines(_ path: String, after position: FilePosition?, lineLimit: Int) -> (lines: [String], position: FilePosition)?
+    /// `check network`: an interface's link and counters, and the interface holding an address.
+    func network(_ interface: String) -> NetworkSample?
+    func interface(holding address: String) -> String?
 }
 
 /// Tests a port, a socket or a URL.
@@ -149,6 +152,9 @@ public struct SystemInspector: ProcessInspector {
     public func appendedLines(_ path: String, after position: FilePosition?, lineLimit: Int) -> (lines: [String], position: FilePosition)? {
         FileContent.appendedLines(path, after: position, lineLimit: lineLimit)
     }
+
+    public func network(_ interface: String) -> NetworkSample? { NetworkInterface.sample(interface) }
+    public func interface(holding address: String) -> String? { NetworkInterface.name(forAddress: address) }
 
     public func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching {
         ExitWatcher(onExit: onExit)

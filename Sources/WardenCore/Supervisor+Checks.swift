@@ -28,11 +28,9 @@ extension ServiceSupervisor {
         case .program(let spec):
             await checkProgram(name, spec)
         case .file(let path), .directory(let path), .fifo(let path):
-            await carryOut(services[name]?.pathChecked(exists: inspector.file(path) != nil) ?? [], for: name)
-            if services[name]?.failures[.nonexist] == nil { await evaluateRules(name) }
+            await pathChecked(name, exists: inspector.file(path) != nil)
         case .filesystem(let target):
-            await carryOut(services[name]?.pathChecked(exists: inspector.filesystem(target) != nil) ?? [], for: name)
-            if services[name]?.failures[.nonexist] == nil { await evaluateRules(name) }
+            await pathChecked(name, exists: inspector.filesystem(target) != nil)
         case .host, .system, .network:
             await evaluateRules(name)
         }
@@ -63,8 +61,26 @@ extension ServiceSupervisor {
         return process
     }
 
+    /// A file, directory, fifo or filesystem found or not. Missing, it fails monit's implicit `does not
+    /// exist` unless the service tests `if exist` instead (monit then neither reports nor acts on its
+    /// absence); its other rules run while it is there.
+    private func pathChecked(_ name: String, exists: Bool) async {
+        guard let config = services[name]?.config else { return }
+        if !config.expectsAbsence { await carryOut(services[name]?.pathChecked(exists: exists) ?? [], for: name) }
+        if exists, services[name]?.failures[.nonexist] == nil {
+            await evaluateRules(name)
+        } else if !exists {
+            await evaluateRules(name) { $0 == .existence }
+        }
+    }
+
     private func checkProcess(_ name: String, found: ProcessSnapshot?) async {
         guard let process = found else {
+            if services[name]?.config.expectsAbsence == true {
+                // `if exist` without `if does not exist`: a process that is not running is what the rule wants.
+                await evaluateRules(name) { $0 == .existence }
+                return
+            }
             await carryOut(services[name]?.processMissing(now: clock.now, cycle: cycle) ?? [], for: name)
             return
         }
@@ -79,12 +95,19 @@ extension ServiceSupervisor {
 
     // MARK: - Rules
 
-    /// Evaluates every `if …` rule of a service and acts on transitions.
-    func evaluateRules(_ name: String) async {
+    /// Evaluates the `if …` rules of a service (those `included`) and acts on transitions. A host's
+    /// ping runs first, and when it fails its port tests are not tried, as in monit.
+    func evaluateRules(_ name: String, included: (Condition) -> Bool = { _ in true }) async {
         guard let config = services[name]?.config else { return }
-        for (index, rule) in config.rules.enumerated() {
+        let isPing: (Int) -> Bool = { if case .ping = config.rules[$0].condition { true } else { false } }
+        var unreachable = false
+        for index in config.rules.indices.filter(isPing) + config.rules.indices.filter({ !isPing($0) }) {
+            let condition = config.rules[index].condition
+            guard included(condition) else { continue }
             guard services[name]?.monitor != .notMonitored else { return }
-            guard let outcome = await evaluate(rule.condition, rule: index, of: name) else { continue }
+            if unreachable, case .connection = condition { continue }
+            guard let outcome = await evaluate(condition, rule: index, of: name) else { continue }
+            if isPing(index), outcome.failed { unreachable = true }
             await carryOut(services[name]?.ruleEvaluated(index, outcome, now: clock.now, cycle: cycle) ?? [], for: name)
         }
     }
@@ -168,10 +191,70 @@ extension ServiceSupervisor {
             guard case .filesystem(let target) = kind, let facts = inspector.filesystem(target) else { return nil }
             guard case .text(let before)? = exchange(.text(facts.flags), rule: index, of: name)?.value else { return nil }
             return ConditionEvaluator.filesystemFlags(now: facts.flags, before: before)
-        case .existence, .ping, .link, .changedLink, .saturation:
-            // Refused by `warden -t` (Validator.unsupported) until they are implemented.
-            return nil
+        case .existence:
+            let found: Bool
+            var pid: pid_t?
+            switch kind {
+            case .process:
+                // Looked for again: a process that is not running is not forgotten by the machine here.
+                pid = locate(machine)?.pid
+                found = pid != nil
+            case .file(let path), .directory(let path), .fifo(let path): found = inspector.file(path) != nil
+            case .filesystem(let target): found = inspector.filesystem(target) != nil
+            case .program, .host, .system, .network: return nil  // refused by `warden -t` (Condition.applies)
+            }
+            return ConditionEvaluator.existence(kind, found: found, pid: pid)
+        case .ping(let test):
+            guard case .host(let address) = kind else { return nil }
+            let result = await prober.ping(
+                PingRequest(
+                    host: address, count: test.count ?? 3, timeout: .seconds(test.timeout ?? configuration.limits.networkTimeout),
+                    size: test.size ?? 64, sourceAddress: test.sourceAddress))
+            return ConditionEvaluator.ping(result, responseTime: test.responseTime)
+        case .link(let up):
+            guard case (let interface, let sample)? = network(kind) else { return nil }
+            let statistics = sample.map { linkStatistics($0, rule: index, of: name) }
+            return ConditionEvaluator.link(up: up, sample: sample, statistics: statistics, interface: interface)
+        case .changedLink:
+            // A link that is down or gone has no capacity: as in monit, its other tests wait for it.
+            guard case (_, let sample?)? = network(kind), sample.isUp else { return nil }
+            let before = exchange(.interface(sample), rule: index, of: name)
+            guard case .interface(let previous)? = before?.value else { return nil }
+            return ConditionEvaluator.changedCapacity(now: sample, before: previous)
+        case .saturation(let op, let percent):
+            guard case (_, let sample?)? = network(kind), sample.isUp else { return nil }
+            return ConditionEvaluator.saturation(op, percent, statistics: linkStatistics(sample, rule: index, of: name), fullDuplex: sample.fullDuplex)
+        case .transferred(let total):
+            guard case (_, let sample?)? = network(kind), sample.isUp else { return nil }
+            return ConditionEvaluator.transferred(total, statistics: linkStatistics(sample, rule: index, of: name))
         }
+    }
+
+    /// The interface a `check network` reads, named or found by the address it holds, and what it
+    /// reads now (nil: no such interface).
+    private func network(_ kind: WardenConfig.Service.Kind) -> (interface: String, sample: NetworkSample?)? {
+        guard case .network(let target) = kind else { return nil }
+        switch target {
+        case .interface(let interface):
+            return (interface, inspector.network(interface))
+        case .address(let address):
+            guard let interface = inspector.interface(holding: address) else { return (address, nil) }
+            return (interface, inspector.network(interface))
+        }
+    }
+
+    /// A network rule's history of its interface, this cycle's sample recorded in it.
+    private func linkStatistics(_ sample: NetworkSample, rule index: Int, of name: String) -> LinkStatistics {
+        let before = services[name]?.previous[index]
+        var statistics = LinkStatistics()
+        var elapsed = 0.0
+        if let before, case .link(let kept) = before.value {
+            statistics = kept
+            elapsed = Self.seconds(before.at.duration(to: clock.now))
+        }
+        statistics.record(sample, at: (statistics.latestTime ?? 0) + elapsed)
+        services[name]?.previous[index] = .init(value: .link(statistics), at: clock.now)
+        return statistics
     }
 
     /// `check process|system|filesystem` resource rules: each metric from where it is measured.
@@ -215,9 +298,9 @@ extension ServiceSupervisor {
         case .spaceUsage, .inodeUsage, .spaceFree, .inodeFree:
             guard case .filesystem(let target) = kind, let facts = inspector.filesystem(target) else { return nil }
             return ConditionEvaluator.filesystem(metric, op, quantity, facts: facts)
-        case .upload, .download, .totalUpload, .totalDownload:
-            // Refused by `warden -t` (Validator.unsupported) until network tests exist.
-            return nil
+        case .upload, .download:
+            guard case (_, let sample?)? = network(kind), sample.isUp else { return nil }
+            return ConditionEvaluator.traffic(metric, op, quantity, statistics: linkStatistics(sample, rule: index, of: name))
         }
     }
 
@@ -227,8 +310,11 @@ extension ServiceSupervisor {
         let before = services[name]?.previous[index]
         services[name]?.previous[index] = .init(value: value, at: now)
         guard let before else { return nil }
-        let elapsed = before.at.duration(to: now)
-        return (before.value, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return (before.value, Self.seconds(before.at.duration(to: now)))
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// A rule's user or group, by name or number as monit takes it.
@@ -242,8 +328,7 @@ extension ServiceSupervisor {
         for _ in 1..<max(1, test.retry ?? 1) where !result.succeeded {
             (result, body, address) = await probe(test, of: machine.config)
         }
-        let seconds = Double(result.responseTime.components.seconds) + Double(result.responseTime.components.attoseconds) / 1e18
-        services[name]?.metrics.responseTime = seconds
+        services[name]?.metrics.responseTime = Self.seconds(result.responseTime)
         let inGrace = services[name]?.inConnectionGrace(now: clock.now) ?? false
         let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
         if outcome?.failed == false {
@@ -267,18 +352,20 @@ extension ServiceSupervisor {
             (result, body) = await prober.http(
                 HTTPProbeRequest(
                     host: url.host, port: url.port, path: url.path, hostHeader: url.port == 80 ? url.host : "\(url.host):\(url.port)",
-                    basicAuthorization: url.user.map { Base64.encode(Array("\($0):\(url.password ?? "")".utf8)) },
-                    timeout: timeout, bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
-                    certificateMinimumDays: test.certificateMinimumDays))
+                    basicAuthorization: Self.basic(url.user, url.password), timeout: timeout,
+                    bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
+                    certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
         case .port(let host, let port, let transport):
-            address = "[\(host)]:\(port)"
+            // A host's port test names the host's address, as monit's messages do.
             let target = hostAddress(for: service, host: host)
+            address = "[\(target)]:\(port)"
             if case .http(let check) = test.proto {
                 (result, body) = await prober.http(
                     HTTPProbeRequest(
-                        host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host, timeout: timeout,
+                        host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host,
+                        basicAuthorization: Self.basic(check.user, check.password), timeout: timeout,
                         bodyLimit: configuration.limits.httpContentBuffer, tls: transport == .tcpSSL,
-                        certificateMinimumDays: test.certificateMinimumDays))
+                        certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
             } else if case .named(let name) = test.proto {
                 // NTP runs over UDP whatever the port's type says, as monit has it.
                 let udp = transport == .udp || name == "ntp3"
@@ -302,6 +389,17 @@ extension ServiceSupervisor {
             }
         }
         return (result, body, address)
+    }
+
+    /// An HTTP test's Basic credentials, encoded.
+    private static func basic(_ user: String?, _ password: String?) -> String? {
+        user.map { Base64.encode(Array("\($0):\(password ?? "")".utf8)) }
+    }
+
+    /// The digest an HTTP test's `checksum` compares: SHA-1 for 40 hex digits, MD5 otherwise, as monit.
+    private static func digestKind(_ proto: ConnectionProtocol) -> HashKind? {
+        guard case .http(let check) = proto, let expected = check.checksum else { return nil }
+        return ConditionEvaluator.hashKind(named: nil, expected: expected)
     }
 
     /// For `check host`, the host's address replaces `localhost` in port tests written without `host`.
@@ -340,6 +438,12 @@ enum RegexSearch {
         defer { regfree(&regex) }
         return regexec(&regex, text, 0, nil, 0) == 0
     }
+}
+
+extension WardenConfig.Service {
+    /// `if exist` without `if does not exist`: the service is meant to be absent, so its absence is
+    /// neither reported nor acted on (no implicit `does not exist`, no start), as in monit.
+    var expectsAbsence: Bool { rules.contains { $0.condition == .existence } && !rules.contains { $0.condition == .nonexistence } }
 }
 
 extension WardenConfig.Service.Kind {

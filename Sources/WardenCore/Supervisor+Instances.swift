@@ -99,6 +99,22 @@ extension ServiceSupervisor {
         traffic?.route(group, to: ready)
     }
 
+    /// The services that are down and backing off, and for a service with instances none of which is
+    /// ready, with the seconds until the next start (rounded up): what the proxy answers meanwhile.
+    public func backingOff() -> [String: Int] {
+        var seconds: [String: Int] = [:]
+        let now = clock.now
+        for (name, machine) in services where machine.isBackingOff && !machine.acceptsTraffic {
+            guard let wait = machine.nextStart(now: now) else { continue }
+            let rounded = Int((wait / .seconds(1)).rounded(.up))
+            seconds[name] = rounded
+            if let group = machine.config.instanceOf?.group, trafficTargets()[group]?.isEmpty == true {
+                seconds[group] = min(seconds[group] ?? rounded, rounded)
+            }
+        }
+        return seconds
+    }
+
     func instanceNames(of group: String) -> [String] {
         (instancePorts[group] ?? []).map { WardenConfig.Service.instanceName(group, port: $0) }
     }

@@ -14,12 +14,15 @@ public struct ProbeResult: Sendable, Equatable {
     public var message: String
     public var responseTime: Duration
     public var status: Int?
+    /// The HTTP body's digest in lowercase hex, when the request asked for one.
+    public var bodyDigest: String?
 
-    public init(succeeded: Bool, message: String, responseTime: Duration, status: Int? = nil) {
+    public init(succeeded: Bool, message: String, responseTime: Duration, status: Int? = nil, bodyDigest: String? = nil) {
         self.succeeded = succeeded
         self.message = message
         self.responseTime = responseTime
         self.status = status
+        self.bodyDigest = bodyDigest
     }
 }
 
@@ -36,10 +39,12 @@ public struct HTTPProbeRequest: Sendable {
     public var tls: Bool
     /// `certificate valid > N days`.
     public var certificateMinimumDays: Int?
+    /// `checksum HASH`: the digest of the body (all of it, beyond `bodyLimit`) to return.
+    public var bodyDigest: HashKind?
 
     public init(
         host: String, port: Int, path: String, hostHeader: String, basicAuthorization: String? = nil, timeout: Duration, bodyLimit: Int,
-        tls: Bool = false, certificateMinimumDays: Int? = nil
+        tls: Bool = false, certificateMinimumDays: Int? = nil, bodyDigest: HashKind? = nil
     ) {
         self.host = host
         self.port = port
@@ -50,6 +55,7 @@ public struct HTTPProbeRequest: Sendable {
         self.bodyLimit = bodyLimit
         self.tls = tls
         self.certificateMinimumDays = certificateMinimumDays
+        self.bodyDigest = bodyDigest
     }
 }
 
@@ -129,7 +135,10 @@ public struct ConnectionProbe: Sendable {
             }
             let text = String(decoding: response.body, as: UTF8.self)
             return (
-                ProbeResult(succeeded: true, message: "HTTP status \(response.status)", responseTime: .now - started, status: response.status), text
+                ProbeResult(
+                    succeeded: true, message: "HTTP status \(response.status)", responseTime: .now - started, status: response.status,
+                    bodyDigest: response.digest?.hex),
+                text
             )
         } catch let failure as ProtocolFailure {
             return (ProbeResult(succeeded: false, message: failure.message, responseTime: .now - started, status: nil), "")
@@ -192,15 +201,18 @@ final class HTTPProbeHandler: ChannelInboundHandler {
         var body: [UInt8]
         /// When the server's TLS certificate expires (seconds since the epoch).
         var certificateNotAfter: Int?
+        /// The whole body's digest, when the request asked for one.
+        var digest: Digester?
     }
 
     private let request: HTTPProbeRequest
     private let promise: EventLoopPromise<Response>
-    private var response = Response(status: 0, body: [])
+    private var response: Response
 
     init(request: HTTPProbeRequest, promise: EventLoopPromise<Response>) {
         self.request = request
         self.promise = promise
+        response = Response(status: 0, body: [], digest: request.bodyDigest.map(Digester.init))
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -226,6 +238,7 @@ final class HTTPProbeHandler: ChannelInboundHandler {
                 response.certificateNotAfter = tls.peerCertificate.map { Int($0.notValidAfter) }
             }
         case .body(var buffer):
+            buffer.withUnsafeReadableBytes { response.digest?.update($0) }
             let room = request.bodyLimit - response.body.count
             if room > 0, let bytes = buffer.readBytes(length: min(room, buffer.readableBytes)) {
                 response.body.append(contentsOf: bytes)

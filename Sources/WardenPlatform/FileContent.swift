@@ -54,6 +54,30 @@ public enum HashKind: String, Sendable, Hashable {
     case md5, sha1
 }
 
+/// An MD5 or SHA-1 digest fed in blocks, so that what it digests is never held whole.
+struct Digester {
+    private var md5: Insecure.MD5?
+    private var sha1: Insecure.SHA1?
+
+    init(_ kind: HashKind) {
+        switch kind {
+        case .md5: md5 = Insecure.MD5()
+        case .sha1: sha1 = Insecure.SHA1()
+        }
+    }
+
+    mutating func update(_ block: UnsafeRawBufferPointer) {
+        md5?.update(bufferPointer: block)
+        sha1?.update(bufferPointer: block)
+    }
+
+    /// The digest in lowercase hex.
+    var hex: String {
+        let digest: [UInt8] = md5.map { Array($0.finalize()) } ?? sha1.map { Array($0.finalize()) } ?? []
+        return Hex.string(digest)
+    }
+}
+
 extension FileContent {
     /// The file's digest in lowercase hex, read in blocks (a large file is never held whole); nil when
     /// it cannot be read.
@@ -61,23 +85,15 @@ extension FileContent {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var md5 = Insecure.MD5()
-        var sha1 = Insecure.SHA1()
+        var digester = Digester(kind)
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0, errno == EINTR { continue }
             guard count >= 0 else { return nil }
             if count == 0 { break }
-            buffer.withUnsafeBytes { bytes in
-                let block = UnsafeRawBufferPointer(rebasing: bytes[0..<count])
-                switch kind {
-                case .md5: md5.update(bufferPointer: block)
-                case .sha1: sha1.update(bufferPointer: block)
-                }
-            }
+            buffer.withUnsafeBytes { digester.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         }
-        let digest: [UInt8] = kind == .md5 ? Array(md5.finalize()) : Array(sha1.finalize())
-        return Hex.string(digest)
+        return digester.hex
     }
 }

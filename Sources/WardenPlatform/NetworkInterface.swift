@@ -15,10 +15,13 @@ public struct NetworkSample: Sendable, Equatable {
     public var sentBytes: UInt64
     public var receivedPackets: UInt64
     public var sentPackets: UInt64
+    /// Packets the driver failed to receive or send (`link down` fails while they grow, as in monit).
+    public var receivedErrors: UInt64
+    public var sentErrors: UInt64
 
     public init(
         interface: String, isUp: Bool, speedMbps: Int?, fullDuplex: Bool, receivedBytes: UInt64, sentBytes: UInt64,
-        receivedPackets: UInt64, sentPackets: UInt64
+        receivedPackets: UInt64, sentPackets: UInt64, receivedErrors: UInt64 = 0, sentErrors: UInt64 = 0
     ) {
         self.interface = interface
         self.isUp = isUp
@@ -28,6 +31,8 @@ public struct NetworkSample: Sendable, Equatable {
         self.sentBytes = sentBytes
         self.receivedPackets = receivedPackets
         self.sentPackets = sentPackets
+        self.receivedErrors = receivedErrors
+        self.sentErrors = sentErrors
     }
 }
 
@@ -42,7 +47,8 @@ public enum NetworkInterface {
         return NetworkSample(
             interface: name, isUp: state == "up" || (state == "unknown" && carrier), speedMbps: speed,
             fullDuplex: read("\(root)/\(name)/duplex") != "half", receivedBytes: counter("rx_bytes"), sentBytes: counter("tx_bytes"),
-            receivedPackets: counter("rx_packets"), sentPackets: counter("tx_packets"))
+            receivedPackets: counter("rx_packets"), sentPackets: counter("tx_packets"), receivedErrors: counter("rx_errors"),
+            sentErrors: counter("tx_errors"))
     }
 
     /// The interface holding an IPv4 or IPv6 address (`check network … with address A`).
@@ -82,11 +88,11 @@ public enum NetworkInterface {
 /// A network service's history, as monit keeps it: the link state of the previous cycle (for
 /// `changed link`), the counters of the last two cycles (for per-second rates), and the counters at
 /// each minute of the last day (for `total upload|download … in last N minutes|hours|days`).
-public struct LinkStatistics: Sendable {
+public struct LinkStatistics: Sendable, Equatable {
     public enum Direction: Sendable { case upload, download }
-    public enum Unit: Sendable { case bytes, packets }
+    public enum Unit: Sendable { case bytes, packets, errors }
 
-    private struct Mark: Sendable {
+    private struct Mark: Sendable, Equatable {
         var time: Double
         var sample: NetworkSample
     }
@@ -103,6 +109,9 @@ public struct LinkStatistics: Sendable {
         guard let previous, let latest else { return nil }
         return previous.sample.isUp != latest.sample.isUp
     }
+
+    /// When the last sample was taken.
+    public var latestTime: Double? { latest?.time }
 
     /// Records a cycle's sample taken at `time` (seconds, any monotonic origin).
     public mutating func record(_ sample: NetworkSample, at time: Double) {
@@ -134,13 +143,11 @@ public struct LinkStatistics: Sendable {
         return Double(Self.count(latest.sample, direction, unit) - Self.count(start.sample, direction, unit))
     }
 
-    /// Both directions' bytes per second as a share of the link's speed (twice it on a full-duplex link),
-    /// in percent; nil without a known speed or before the second cycle.
-    public var saturation: Double? {
-        guard let speed = latest?.sample.speedMbps, let latest, let upload = rate(.upload, .bytes), let download = rate(.download, .bytes)
-        else { return nil }
-        let capacity = Double(speed) * 1_000_000 * (latest.sample.fullDuplex ? 2 : 1)
-        return (upload + download) * 8 / capacity * 100
+    /// One direction's bits per second as a share of the link's speed, in percent, as monit computes
+    /// it; nil without a known speed or before the second cycle.
+    public func saturation(_ direction: Direction) -> Double? {
+        guard let speed = latest?.sample.speedMbps, let rate = rate(direction, .bytes) else { return nil }
+        return rate * 8 / (Double(speed) * 1_000_000) * 100
     }
 
     private static func count(_ sample: NetworkSample, _ direction: Direction, _ unit: Unit) -> UInt64 {
@@ -149,6 +156,8 @@ public struct LinkStatistics: Sendable {
         case (.upload, .packets): sample.sentPackets
         case (.download, .bytes): sample.receivedBytes
         case (.download, .packets): sample.receivedPackets
+        case (.upload, .errors): sample.sentErrors
+        case (.download, .errors): sample.receivedErrors
         }
     }
 }

@@ -8,6 +8,9 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case serviceUp(String, up: Bool)
     /// The instances a service's requests go to now: a deploy's switch is one of these.
     case backends(String, [Backend])
+    /// The services that are down and backing off, with the seconds until their next start: their
+    /// requests get the maintenance page with that `Retry-After` at once instead of waiting.
+    case backingOff([String: Int])
     /// The sites in planned maintenance.
     case maintenance([String])
     /// The sites after a reload.
@@ -17,6 +20,12 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case drain(String, milliseconds: Int)
     /// After logrotate (SIGUSR1).
     case reopenLogs
+    /// The answer to an ACME http-01 challenge (nil: withdrawn).
+    case challengeToken(String, keyAuthorization: String?)
+    /// The tls-alpn-01 certificate for a name (nil: withdrawn).
+    case challengeCertificate(name: String, chainPEM: String?, keyPEM: String?)
+    /// A `tls auto` site's certificate and key, served from the next handshake on.
+    case certificate(names: [String], chainPEM: String, keyPEM: String)
 }
 
 /// What a worker says back on its standard output, among its log lines.
@@ -44,10 +53,12 @@ extension ProxyServer {
         switch message {
         case .serviceUp(let name, let up): shared.availability.set(name, up: up)
         case .backends(let service, let backends): shared.availability.setBackends(service, backends)
+        case .backingOff(let services): shared.availability.setBackingOff(services)
         case .maintenance(let sites): shared.availability.setMaintenance(Set(sites))
         case .sites(let sites): update(sites: sites)
         case .drain(let name, _): shared.availability.hold(name)
         case .reopenLogs: reopenLogs()
+        case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
         }
     }
 }

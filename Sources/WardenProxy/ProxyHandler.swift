@@ -10,6 +10,8 @@ struct ProxyContext: Sendable {
     let sites: SiteTable
     let pool: UpstreamPool
     let availability: ServiceAvailability
+    /// ACME challenges, redirects to HTTPS and `tls auto` certificates (see `FrontDoor`).
+    var front = FrontDoor(httpsPort: nil)
     var scheme: String
     /// sendfile needs a plain socket: TLS (and HTTP/2 inside it) gets files read in pieces instead.
     var sendsFileRegions: Bool
@@ -243,6 +245,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: problem, body: ProxyPages.page(Int(problem.code), problem.reasonPhrase, "warden"), context: context)
             return
         }
+        if let answer = shared.front.answer(head, entry: entry, https: shared.scheme == "https") {
+            respond(status: answer.status, body: answer.body, extraHeaders: answer.headers, context: context)
+            return
+        }
         guard let entry, let route = entry.route(for: head.path) else {
             respond(status: .notFound, body: ProxyPages.notFound, context: context)
             return
@@ -314,9 +320,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The upstream's address, read from the shared route (not a copy of its URL per request).
         if let backends = destination.backends {
             picked = backends.pick(destination.balance, pinned: pinnedPort, client: clientAddress, isUp: shared.availability.isUp)
-            guard picked != nil else { return waitForService(until: deadline, context: context) }
+            guard picked != nil else { return waitForService(destination.service, until: deadline, context: context) }
         } else if let service = destination.service, !shared.availability.isUp(service) {
-            return waitForService(until: deadline, context: context)
+            return waitForService(service, until: deadline, context: context)
         }
         let (host, port) = picked.map { ($0.backend.host, $0.backend.port) } ?? (destination.url.host, destination.url.port)
         if let upstream = pool?.acquire(host: host, port: port) {
@@ -355,8 +361,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
     }
 
-    /// The service is down (or has no instance ready): the request waits while the hold lasts.
-    private func waitForService(until deadline: NIODeadline, context: ChannelHandlerContext) {
+    /// The service is down (or has no instance ready): the request waits while the hold lasts, unless
+    /// the service is backing off, when no start is coming soon.
+    private func waitForService(_ service: String?, until deadline: NIODeadline, context: ChannelHandlerContext) {
+        if let service, let seconds = shared.availability.retryAfter(service) {
+            return maintenance(retryAfter: seconds, context: context)
+        }
         setClientReading(false, context: context)
         if NIODeadline.now() < deadline {
             retry(after: .milliseconds(25), context: context)
@@ -481,6 +491,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             head.bytes = HeaderRules.reverseRewrite(
                 head.bytes, upstreamHost: upstream.host, upstreamPort: upstream.port, publicBase: "\(shared.scheme)://\(publicHost)")
         }
+        if let hsts = entry?.site.hsts, shared.scheme == "https" { head.bytes.writeHeaderField("Strict-Transport-Security", hsts.headerValue) }
         if let picked, picked.backend.port != pinnedPort, case .stickyCookie(let name) = target?.balance, let service = target?.service {
             head.bytes.writeString(StickyCookie.shared.setCookieLine(name: name, service: service, port: picked.backend.port))
         }
@@ -699,10 +710,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Local answers
 
-    private func maintenance(context: ChannelHandlerContext) {
+    private func maintenance(retryAfter: Int? = nil, context: ChannelHandlerContext) {
         guard let entry else { return }
         var headers = HTTPHeaders()
-        headers.add(name: "Retry-After", value: String(max(1, entry.site.hold)))
+        headers.add(name: "Retry-After", value: String(max(1, retryAfter ?? entry.site.hold)))
         if let service = target?.service, !shared.availability.isUp(service) {
             logError("warn", "service \"\(service)\" is not running; answered with the maintenance page")
         }
@@ -717,6 +728,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
         headers.add(name: "Content-Length", value: String(body.count))
         headers.add(name: "Server", value: "warden")
+        if let hsts = entry?.site.hsts, shared.scheme == "https" { headers.add(name: "Strict-Transport-Security", value: hsts.headerValue) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         responseStatus = Int(status.code)
         responseBytes = body.count

@@ -17,6 +17,8 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
     let settings: ProxySettings
     let shared: ProxyContext
     let logger: Logger
+    /// ACME challenges, `redirect to https`, and the certificates of `tls auto` listeners.
+    public let front: FrontDoor
     private let channels = Mutex<[any Channel]>([])
     private let limit: ConnectionLimit
 
@@ -27,7 +29,10 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
         self.settings = settings
         self.logger = logger
         limit = ConnectionLimit(maximum: settings.maximumConnections)
-        shared = ProxyContext(settings: settings, sites: SiteTable(sites: sites, availability: availability), pool: UpstreamPool(), availability: availability, scheme: "http", sendsFileRegions: true)
+        front = FrontDoor(httpsPort: settings.listens.first(where: \.isTLS)?.port)
+        shared = ProxyContext(
+            settings: settings, sites: SiteTable(sites: sites, availability: availability), pool: UpstreamPool(), availability: availability,
+            front: front, scheme: "http", sendsFileRegions: true)
     }
 
     /// Ports actually bound, once listening (for tests that bind port 0).
@@ -50,6 +55,8 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                 var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
                 configuration.applicationProtocols = ["h2", "http/1.1"]
                 tls = try NIOSSLContext(configuration: configuration)
+            }
+            if listen.isTLS {
                 shared.scheme = "https"
                 shared.sendsFileRegions = false
             }
@@ -67,6 +74,15 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                         return channel.close()
                     }
                     channel.closeFuture.whenComplete { _ in limit.release() }
+                    if listen.automaticTLS {
+                        // The certificate is chosen per handshake (by SNI), so a renewal needs no restart.
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                CertificateSelector(front: shared.front, timeout: .seconds(Int64(shared.settings.headerTimeout))) {
+                                    Self.configureNegotiated($0, shared: shared)
+                                })
+                        }
+                    }
                     guard let tls else { return channel.eventLoop.makeCompletedFuture { try Self.configureHTTP1(channel, shared: shared) } }
                     do {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
@@ -77,7 +93,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                 }
                 .bind(host: listen.address, port: listen.port).get()
             channels.withLock { $0.append(channel) }
-            logger.info("proxy listening on \(tls == nil ? "http" : "https")://[\(listen.address)]:\(channel.localAddress?.port ?? listen.port)")
+            logger.info("proxy listening on \(listen.isTLS ? "https" : "http")://[\(listen.address)]:\(channel.localAddress?.port ?? listen.port)")
         }
     }
 

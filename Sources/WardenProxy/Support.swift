@@ -22,6 +22,18 @@ public final class ServiceAvailability: Sendable {
 
     public init() {}
 
+    /// Services down and backing off, with the seconds until their next start (read only for a
+    /// service found down).
+    private let backingOff = Mutex<[String: Int]>([:])
+
+    public func setBackingOff(_ services: [String: Int]) {
+        backingOff.withLock { $0 = services }
+    }
+
+    func retryAfter(_ service: String) -> Int? {
+        backingOff.withLock { $0[service] }
+    }
+
     /// The instances `service`'s requests go to from now on.
     public func setBackends(_ service: String, _ backends: [Backend]) {
         self.backends(for: service).replace(backends, traffic: traffic(for:))

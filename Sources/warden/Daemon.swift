@@ -172,12 +172,18 @@ struct Daemon {
                 // First in the group, so it is shut down last and still mails warden's own "stopped" event.
                 services.insert(.init(service: AlertFeed(supervisor: supervisor, alerts: alerts, interval: configuration.daemon.interval)), at: 0)
             }
+            // `tls auto`: certificates are ordered here, as root, and only they reach the proxy.
+            let certificates = configuration.acme != nil ? traffic.map { CertificateFeed(proxy: $0.target) } : nil
+            if let certificates {
+                services.append(
+                    .init(service: ACMEService(supervisor: supervisor, feed: certificates, logger: logger, interval: ACMEService.interval(configuration))))
+            }
             if let worker, let traffic {
                 services.append(
                     .init(
                         service: ProxyWorkerService(
                             controlFile: controlFile, input: worker.input, control: worker.control,
-                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic), logger: logger)))
+                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic), certificates: certificates, logger: logger)))
             }
             if let proxy = localProxy, let traffic {
                 do {
@@ -354,11 +360,14 @@ final class ProxyTraffic: TrafficControl {
     var mark: Int { drainsBegun.withLock { $0 } }
 
     /// Sends the states unless a drain or a switch began since `mark` (the next refresh sends them again).
-    func report(_ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], readAfter mark: Int) {
+    func report(
+        _ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], backingOff: [String: Int], readAfter mark: Int
+    ) {
         drainsBegun.withLock { begun in
             guard begun == mark else { return }
             for state in states { target.send(.serviceUp(state.name, up: state.up)) }
             for (service, ready) in instances { target.send(.backends(service, ready.map(Self.backend))) }
+            target.send(.backingOff(backingOff))
         }
     }
 }
@@ -401,7 +410,8 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
     private func refresh() async {
         let mark = traffic.mark
         traffic.report(
-            await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(), readAfter: mark)
+            await supervisor.snapshots().map { ($0.name, $0.acceptsTraffic) }, instances: await supervisor.trafficTargets(),
+            backingOff: await supervisor.backingOff(), readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
         let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in

@@ -22,6 +22,8 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
     let input: Int32
     let control: WorkerProxyControl
     let feed: ProxyFeed
+    /// `tls auto` certificates, sent again to each new worker.
+    let certificates: CertificateFeed?
     let logger: Logger
 
     func run() async throws {
@@ -41,6 +43,7 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
                             }
                             control.workerStarted()
                             feed.resend()
+                            certificates?.replay()
                             let status = await worker.wait()
                             if Task.isShuttingDownGracefully { break }
                             logger.error("proxy worker \(worker.pid) ended (\(ExitStatus.describe(status))); starting it again")
@@ -110,6 +113,7 @@ final class WorkerProxyControl: ProxyControl {
     /// Drain answers per service, and workers started: a drain waits until either count moves (a
     /// new worker has no request in flight).
     private let answers = Mutex<(drained: [String: Int], workers: Int)>(([:], 0))
+    private let writing = Mutex(())
 
     init(fd: Int32) {
         self.fd = fd
@@ -118,7 +122,16 @@ final class WorkerProxyControl: ProxyControl {
     func send(_ message: ProxyFeedMessage) {
         guard var bytes = try? JSONCoding.encode(message) else { return }
         bytes.append(UInt8(ascii: "\n"))
-        _ = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
+        // One writer at a time: a line over PIPE_BUF (a certificate's) is not written atomically.
+        writing.withLock { _ in
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+                if written < 0, errno == EINTR { continue }
+                guard written > 0 else { return }
+                offset += written
+            }
+        }
     }
 
     func drain(_ name: String, timeout: Duration) async {

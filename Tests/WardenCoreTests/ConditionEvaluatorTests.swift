@@ -51,7 +51,7 @@ struct ConditionEvaluatorTests {
         }
         #expect(try message(.cpu, .greater, .percent(10)) == "cpu usage of 12.3% matches resource limit [cpu usage > 10.0%]")
         #expect(try message(.totalCPU, .greater, .percent(90)) == "total cpu usage check succeeded [current cpu usage = 50.0%]")
-        #expect(try message(.memory, .greater, .bytes(1_048_576)) == "mem amount of 3.0 MB matches resource limit [mem amount > 1.0 MB]")
+        #expect(try message(.memory, .greater, .bytes(1_048_576)) == "mem amount of 3 MB matches resource limit [mem amount > 1 MB]")
         #expect(try message(.threads, .greater, .count(5)) == "threads count 7 matches resource limit [threads > 5]")
         #expect(try message(.threads, .greater, .count(50)) == "threads check succeeded [current threads = 7]")
         #expect(try message(.loadAverage5, .greater, .count(1)) == "loadavg (5min) of 2.0 matches resource limit [loadavg (5min) > 1.0]")
@@ -100,6 +100,11 @@ struct ConditionEvaluatorTests {
         check.content = Comparison(.equal, "ok[0-9]+")
         #expect(!ConditionEvaluator.http(check, status: 200, body: "all ok42 here").failed)
         #expect(ConditionEvaluator.http(check, status: 200, body: "down").message == "HTTP error: Regular expression doesn't match: 'ok[0-9]+'")
+        check.checksum = "8F7F419955CEFA0B33A2BA316CBA3659"
+        #expect(!ConditionEvaluator.http(check, status: 200, body: "ok1", digest: "8f7f419955cefa0b33a2ba316cba3659").failed)
+        #expect(
+            ConditionEvaluator.http(check, status: 200, body: "ok1", digest: "00").message
+                == "HTTP error: Document checksum mismatch -- expected 8F7F419955CEFA0B33A2BA316CBA3659 got 00")
     }
 
     @Test func aFailedConnectionInTheStartGraceDoesNotCount() throws {

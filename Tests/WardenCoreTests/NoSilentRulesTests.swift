@@ -45,9 +45,10 @@ struct NoSilentRulesTests {
         ("network", "if changed link then alert"),
         ("network", "if saturation > 90% then alert"),
         ("filesystem", "if changed fsflags then alert"),
+        ("network", "if total downloaded > 1 GB in last 2 hours then alert"),
     ]
 
-    static let caseCount = 25
+    static let caseCount = 26
 
     /// Which case a condition is, and its name. No `default`: a new case does not compile until it is
     /// decided here, and the test then fails until a sample of it is added above.
@@ -80,6 +81,7 @@ struct NoSilentRulesTests {
         case .changedLink: return (22, "changedLink")
         case .saturation: return (23, "saturation")
         case .filesystemFlags: return (24, "filesystemFlags")
+        case .transferred: return (25, "transferred")
         }
     }
 
@@ -106,6 +108,12 @@ struct NoSilentRulesTests {
         "gid": "ConditionEvaluatorTests",
         "content": "RuleTests.logLinesAppendedAreMatched (live)",
         "filesystemFlags": "RuleTests.remountReadOnlyChangesFsflags (live)",
+        "existence": "RuleTests.whatMustNotExist (live) and RuleSupervisorTests.existRules",
+        "ping": "NetworkRuleTests.pingAHostThenLoseIt (live) and RuleSupervisorTests.aFailedPingSkipsThePortTests",
+        "link": "NetworkRuleTests.linkDownOnAVeth (live)",
+        "changedLink": "RuleEvaluatorTests.networkTests and RuleSupervisorTests.networkRules",
+        "saturation": "RuleEvaluatorTests.networkTests and RuleSupervisorTests.networkRules",
+        "transferred": "NetworkRuleTests.loopbackTraffic (live)",
     ]
 
     static let provenMetrics: [ResourceMetric: String] = [
@@ -121,7 +129,8 @@ struct NoSilentRulesTests {
         .readOperations: "RuleEvaluatorTests", .writeOperations: "RuleEvaluatorTests", .diskReadBytes: "RuleEvaluatorTests",
         .diskWriteBytes: "RuleEvaluatorTests", .spaceUsage: "RuleTests.aFullTmpfsFiresAndRecovers (live)",
         .inodeUsage: "RuleTests.aFullTmpfsFiresAndRecovers (live)", .spaceFree: "RuleEvaluatorTests",
-        .inodeFree: "RuleEvaluatorTests", .serviceTime: "RuleEvaluatorTests",
+        .inodeFree: "RuleEvaluatorTests", .serviceTime: "RuleEvaluatorTests", .upload: "NetworkRuleTests.loopbackTraffic (live)",
+        .download: "NetworkRuleTests.loopbackTraffic (live)",
     ]
 
     /// A rule using the metric, in a service where monit allows it.
@@ -163,8 +172,6 @@ struct NoSilentRulesTests {
         case .serviceTime: ("filesystem", "if service time > 10 milliseconds then alert")
         case .upload: ("network", "if upload > 10 MB/s then alert")
         case .download: ("network", "if download > 10 MB/s then alert")
-        case .totalUpload: ("network", "if total upload > 1 GB then alert")
-        case .totalDownload: ("network", "if total download > 1 GB then alert")
         }
     }
 
@@ -217,10 +224,43 @@ struct NoSilentRulesTests {
     }
 
     @Test func aRefusalNamesTheRuleItsPlaceAndTheReason() throws {
-        let result = ControlFile.parse("check host db with address 10.0.0.9\n    if failed ping then alert\n", path: "/etc/monitrc")
+        let result = ControlFile.parse("check host db with address 10.0.0.9\n    if failed ping6 then alert\n", path: "/etc/monitrc")
         let error = try #require(result.diagnostics.first { $0.id == .unsupportedTest })
         #expect("\(try #require(error.location))" == "/etc/monitrc:2:5")
-        #expect(error.message == "'failed ping' is not supported on this system: warden does not send ICMP echo requests yet")
+        #expect(error.message == "'failed ping' is not supported on this system: warden sends ICMP echo requests over IPv4 only ('ping' or 'ping4')")
+    }
+
+    @Test func sslOptionsOfAPortTestAreRefusedNotDropped() throws {
+        let (_, diagnostics) = try Self.check("host", "if failed port 443 ssl options { verify: enable } protocol http then alert")
+        #expect(diagnostics.contains { $0.message.hasSuffix("warden does not apply SSL option 'verify' to port tests yet and would test without it") })
+    }
+
+    /// The options of the tests warden now runs are kept, not parsed and dropped.
+    @Test func pingAndTrafficOptionsAreKept() throws {
+        let (ping, pingDiagnostics) = try Self.check(
+            "host", "if failed ping4 count 5 size 128 responsetime < 200 ms timeout 10 seconds address 127.0.0.1 then alert")
+        var expected = PingTest()
+        (expected.family, expected.count, expected.size, expected.timeout) = (4, 5, 128, 10)
+        (expected.responseTime, expected.sourceAddress) = (Comparison(.less, 0.2), "127.0.0.1")
+        #expect(ping == .ping(expected), "\(pingDiagnostics.map(\.message))")
+        // Without an operator, monit's default: equal.
+        guard case .ping(let plain)? = try Self.check("host", "if failed ping responsetime 100 ms then alert").condition else {
+            Issue.record("not a ping test")
+            return
+        }
+        #expect(plain.responseTime == Comparison(.equal, 0.1))
+        let (total, _) = try Self.check("network", "if total uploaded > 1000 packets in last 3 minutes then alert")
+        #expect(total == .transferred(TrafficTotal(upload: true, op: .greater, limit: 1000, packets: true, count: 3, span: .minute)))
+        let (day, _) = try Self.check("network", "if total download > 10 GB in last day then alert")
+        #expect(day == .transferred(TrafficTotal(upload: false, op: .greater, limit: 10 * 1_073_741_824, packets: false, count: 1, span: .day)))
+        let (_, tooLong) = try Self.check("network", "if total download > 10 GB in last 2 days then alert")
+        #expect(tooLong.contains { $0.message == "traffic is counted for the last 24 hours only, as in monit" })
+        let (packets, _) = try Self.check("network", "if download > 100 packets/s then alert")
+        #expect(packets == .resource(.download, .greater, .rate(100, unit: "packets/s")))
+        let (capacity, capacityDiagnostics) = try Self.check("network", "if changed link capacity then alert")
+        #expect(capacity == .changedLink && !capacityDiagnostics.hasErrors)
+        #expect(try Self.check("network", "if failed link then alert").condition == .link(up: false))
+        #expect(try Self.check("network", "if link up then alert").condition == .link(up: true))
     }
 
     @Test func aTestInTheWrongServiceIsRefused() throws {

@@ -21,9 +21,9 @@ struct RuleEvaluatorTests {
         let free = try #require(ConditionEvaluator.filesystem(.spaceFree, .less, .percent(10), facts: disk))
         #expect(free.message == "space free 5.0% matches resource limit [space free < 10.0%]")
         let bytes = try #require(ConditionEvaluator.filesystem(.spaceUsage, .greater, .bytes(3 * 1_048_576), facts: disk))
-        #expect(bytes.message == "space usage 3.5 MB matches resource limit [space usage > 3.0 MB]", "900 blocks of 4 kB in use")
+        #expect(bytes.message == "space usage 3.5 MB matches resource limit [space usage > 3 MB]", "900 blocks of 4 kB in use")
         let freeBytes = try #require(ConditionEvaluator.filesystem(.spaceFree, .less, .bytes(1_048_576), facts: disk))
-        #expect(freeBytes.message == "space free 400.0 kB matches resource limit [space free < 1.0 MB]")
+        #expect(freeBytes.message == "space free 400 kB matches resource limit [space free < 1 MB]")
     }
 
     @Test func inodesInPercentAndCountAndAFilesystemWithoutInodesPasses() throws {
@@ -45,14 +45,14 @@ struct RuleEvaluatorTests {
         now.readMilliseconds = 1050
         #expect(ConditionEvaluator.diskRate(.readBytes, .greater, .rate(1, unit: "mb/s"), now: now, before: nil, seconds: 5) == nil, "first cycle")
         let bytes = try #require(ConditionEvaluator.diskRate(.readBytes, .greater, .rate(1, unit: "mb/s"), now: now, before: before, seconds: 5))
-        #expect(bytes.message == "read rate 2.0 MB/s matches resource limit [read > 1.0 MB/s]")
+        #expect(bytes.message == "read rate 2 MB/s matches resource limit [read > 1 MB/s]")
         let operations = try #require(ConditionEvaluator.diskRate(.readBytes, .greater, .rate(200, unit: "operations/s"), now: now, before: before, seconds: 5))
         #expect(!operations.failed)
         #expect(operations.message == "read rate test succeeded [current read = 100.0 operations/s]")
         let write = try #require(ConditionEvaluator.diskRate(.writeBytes, .greater, .count(0), now: now, before: before, seconds: 5))
         #expect(!write.failed, "no write operation in between")
         let service = try #require(ConditionEvaluator.serviceTime(.greater, .seconds(0.001), now: now, before: before))
-        #expect(service.message == "service time 2.000 ms/operation matches resource limit [service time > 1.000 ms/operation]")
+        #expect(service.message == "service time 2 ms/operation matches resource limit [service time > 1 ms/operation]")
     }
 
     @Test func fsflagsReportEachChangeAndNothingTheFirstTime() throws {
@@ -79,7 +79,7 @@ struct RuleEvaluatorTests {
         #expect(ConditionEvaluator.changedTimestamp(path: "/f", facts: facts, before: 1005)?.failed == false, "the later of mtime and ctime")
         let stamp = try #require(ConditionEvaluator.changedTimestamp(path: "/f", facts: facts, before: 1000))
         #expect(stamp.failed && stamp.message.hasPrefix("timestamp for /f changed from "))
-        #expect(ConditionEvaluator.changedSize(path: "/f", size: 2048, before: 1024)?.message == "size for /f changed to 2.0 kB")
+        #expect(ConditionEvaluator.changedSize(path: "/f", size: 2048, before: 1024)?.message == "size for /f changed to 2 kB")
         #expect(ConditionEvaluator.changedSize(path: "/f", size: 2048, before: 2048)?.failed == false)
     }
 
@@ -115,7 +115,7 @@ struct RuleEvaluatorTests {
         #expect(ConditionEvaluator.counter(.diskWriteBytes, .count(10), of: io) == 4, "a bare number counts operations")
         #expect(ConditionEvaluator.counter(.writeOperations, .rate(10, unit: "operations/s"), of: io) == 4)
         let physical = try #require(ConditionEvaluator.processRate(.diskWriteBytes, .greater, .rate(1, unit: "kb/s"), now: 4096, before: 0, seconds: 2))
-        #expect(physical.message == "physical write activity 2.0 kB/s matches resource limit [write > 1.0 kB/s]")
+        #expect(physical.message == "physical write activity 2 kB/s matches resource limit [write > 1 kB/s]")
         #expect(ConditionEvaluator.processRate(.readBytes, .greater, .count(1), now: 5, before: 10, seconds: 1) == nil, "a restarted process")
     }
 
@@ -164,6 +164,9 @@ struct RuleEvaluatorTests {
         #expect(MonitFormat.fixed(-1.25, 1) == "-1.3")
         #expect(MonitFormat.bytes(512) == "512 B")
         #expect(MonitFormat.bytes(1536) == "1.5 kB")
+        #expect(MonitFormat.bytes(1_048_576) == "1 MB", "whole: no decimals, as monit's Fmt_bytes2str")
+        #expect(MonitFormat.milliseconds(100) == "100 ms" && MonitFormat.milliseconds(0.069) == "0.069 ms")
+        #expect(MonitFormat.milliseconds(1250) == "1.250 s" && MonitFormat.milliseconds(120_000) == "2 m")
         #expect(MonitFormat.milliseconds(1500) == "1.500 s")
     }
 }
@@ -227,5 +230,81 @@ struct ChangeReportingTests {
         changed.rules.insert(changed.rules[0], at: 0)
         machine.reconfigure(changed)
         #expect(machine.previous.isEmpty)
+    }
+
+    func link(up: Bool = true, speed: Int? = 1000, fullDuplex: Bool = true, sent: UInt64 = 0, received: UInt64 = 0) -> NetworkSample {
+        NetworkSample(
+            interface: "eth0", isUp: up, speedMbps: speed, fullDuplex: fullDuplex, receivedBytes: received, sentBytes: sent,
+            receivedPackets: received / 100, sentPackets: sent / 100)
+    }
+
+    @Test func networkTests() throws {
+        #expect(ConditionEvaluator.link(up: false, sample: link(), statistics: nil, interface: "eth0") == Outcome(failed: false, kind: .link, message: "link up"))
+        #expect(ConditionEvaluator.link(up: false, sample: link(up: false), statistics: nil, interface: "eth0").failed)
+        #expect(ConditionEvaluator.link(up: true, sample: link(), statistics: nil, interface: "eth0").failed, "'if link up' fails while it is up")
+        let gone = ConditionEvaluator.link(up: false, sample: nil, statistics: nil, interface: "eth9")
+        #expect(gone == Outcome(failed: true, kind: .link, message: "link data collection failed -- Cannot read /sys/class/net/eth9/operstate -- No such file or directory"))
+        #expect(!ConditionEvaluator.link(up: true, sample: nil, statistics: nil, interface: "eth9").failed)
+        // An up link whose driver counts errors fails `link down`: 30 receive errors in 10 s.
+        var errors = LinkStatistics()
+        errors.record(link(), at: 0)
+        var faulty = link()
+        faulty.receivedErrors = 30
+        errors.record(faulty, at: 10)
+        let erring = ConditionEvaluator.link(up: false, sample: faulty, statistics: errors, interface: "eth0")
+        #expect(erring == Outcome(failed: true, kind: .link, message: "3 download errors detected"))
+        #expect(ConditionEvaluator.link(up: true, sample: faulty, statistics: errors, interface: "eth0").failed, "'link up' fails while it is up, errors or not")
+
+        #expect(ConditionEvaluator.changedCapacity(now: link(), before: nil) == nil, "first cycle")
+        #expect(ConditionEvaluator.changedCapacity(now: link(speed: nil), before: link()) == nil, "no speed, no capacity")
+        #expect(ConditionEvaluator.changedCapacity(now: link(speed: 100), before: link())?.message == "link speed changed to 100 Mb/s")
+        #expect(ConditionEvaluator.changedCapacity(now: link(fullDuplex: false), before: link())?.message == "link mode is now half-duplex")
+        let same = try #require(ConditionEvaluator.changedCapacity(now: link(), before: link()))
+        #expect(!same.failed && same.message == "link speed has not changed since last cycle [current speed = 1000 Mb/s]")
+
+        // 10 s apart: 1 GB up (80% of 1 Gb/s), 100 MB down (8%), 10 M packets up.
+        var statistics = LinkStatistics()
+        statistics.record(link(), at: 0)
+        #expect(ConditionEvaluator.saturation(.greater, 50, statistics: statistics, fullDuplex: true) == nil)
+        #expect(ConditionEvaluator.traffic(.upload, .greater, .rate(1, unit: "mb/s"), statistics: statistics) == nil)
+        statistics.record(link(sent: 1_000_000_000, received: 100_000_000), at: 10)
+        let full = try #require(ConditionEvaluator.saturation(.greater, 50, statistics: statistics, fullDuplex: true))
+        #expect(full == Outcome(failed: true, kind: .saturation, message: "link upload saturation of 80.0% matches limit [saturation > 50.0%]"))
+        let half = try #require(ConditionEvaluator.saturation(.greater, 85, statistics: statistics, fullDuplex: false))
+        #expect(half.message == "link saturation of 88.0% matches limit [saturation > 85.0%]", "both directions share a half-duplex link")
+        #expect(ConditionEvaluator.saturation(.greater, 90, statistics: statistics, fullDuplex: true)?.failed == false)
+
+        let upload = try #require(ConditionEvaluator.traffic(.upload, .greater, .rate(5, unit: "mb/s"), statistics: statistics))
+        #expect(upload == Outcome(failed: true, kind: .byteout, message: "upload 95.4 MB matches limit [upload rate > 5 MB in last 1 second]"))
+        let plainSize = try #require(ConditionEvaluator.traffic(.download, .greater, .bytes(20_000_000), statistics: statistics))
+        #expect(plainSize == Outcome(failed: false, kind: .bytein, message: "download check succeeded [current download rate 9.5 MB in last 1 second]"))
+        let packets = try #require(ConditionEvaluator.traffic(.upload, .greater, .rate(50_000, unit: "packets/s"), statistics: statistics))
+        #expect(packets == Outcome(failed: true, kind: .packetout, message: "upload packets 1000000 matches limit [upload packets > 50000 in last 1 second]"))
+
+        let total = TrafficTotal(upload: false, op: .greater, limit: 5_000_000, packets: false, count: 2, span: .hour)
+        #expect(
+            ConditionEvaluator.transferred(total, statistics: statistics)
+                == Outcome(failed: true, kind: .bytein, message: "total download 95.4 MB matches limit [download rate > 4.8 MB in last 2 hour]"))
+        let totalPackets = TrafficTotal(upload: true, op: .less, limit: 10, packets: true, count: 1, span: .day)
+        #expect(
+            ConditionEvaluator.transferred(totalPackets, statistics: statistics)?.message
+                == "total upload packets check succeeded [current upload packets 10000000 in last 1 day]")
+    }
+
+    @Test func pingAndItsResponseTime() {
+        let answered = ProbeResult(succeeded: true, message: "ping test succeeded", responseTime: .microseconds(450))
+        #expect(ConditionEvaluator.ping(answered, responseTime: nil) == Outcome(failed: false, kind: .icmp, message: "ping test succeeded [response time 0.450 ms]"))
+        #expect(ConditionEvaluator.ping(answered, responseTime: Comparison(.less, 0.1)).message == "response time 0.450 ms succeeded [time < 100 ms]")
+        let slow = ConditionEvaluator.ping(answered, responseTime: Comparison(.equal, 0.1))
+        #expect(slow == Outcome(failed: true, kind: .icmp, message: "response time 0.450 ms doesn't match limit [time = 100 ms]"))
+        let lost = ProbeResult(succeeded: false, message: "ping test failed -- no response", responseTime: .seconds(3))
+        #expect(ConditionEvaluator.ping(lost, responseTime: nil) == Outcome(failed: true, kind: .icmp, message: "ping test failed -- no response"))
+    }
+
+    @Test func existenceInMonitsWords() {
+        #expect(ConditionEvaluator.existence(.file(path: "/f"), found: true, pid: nil) == Outcome(failed: true, kind: .exist, message: "file exists"))
+        #expect(ConditionEvaluator.existence(.directory(path: "/d"), found: false, pid: nil).message == "directory doesn't exist")
+        #expect(ConditionEvaluator.existence(.process(.pidfile("/p")), found: true, pid: 42).message == "process is running with pid 42")
+        #expect(ConditionEvaluator.existence(.filesystem(path: "/data"), found: false, pid: nil).message == "filesystem '/data' doesn't exist")
     }
 }

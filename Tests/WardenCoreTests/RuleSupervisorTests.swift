@@ -66,11 +66,102 @@ struct RuleSupervisorTests {
                 await supervisor.snapshot(named: "log")?.lastCheck != nil
             }
             system.appendLines("/var/log/app.log", ["debug error", "new error"])
+            // The match's event, not the last one: a cycle more without new lines recovers it.
             try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
                 await supervisor.snapshot(named: "log")?.events.contains { $0.kind == .content } == true
             }
-            let event = try #require(await supervisor.snapshot(named: "log")?.events.last)
+            let event = try #require(await supervisor.snapshot(named: "log")?.events.first { $0.kind == .content })
             #expect(event.message == "content match:\nnew error\n")
+        }
+    }
+
+    /// monit runs a host's ping first and, when it fails, does not try the host's ports.
+    @Test func aFailedPingSkipsThePortTests() async throws {
+        let system = ScriptedSystem()
+        let clock = ManualClock()
+        let text = "set daemon 30\ncheck host db with address 10.0.0.9\n  if failed port 5432 then alert\n  if failed ping then alert\n"
+        try await SupervisorTests.running(text, system: system, clock: clock) { supervisor in
+            try await SupervisorTests.eventually("the ping fails") { await supervisor.snapshot(named: "db")?.failures == ["icmp"] }
+            #expect(system.probeCount(of: 5432) == 0, "the closed port was not tried")
+            system.setReachable("10.0.0.9", true)
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
+                await supervisor.snapshot(named: "db")?.failures == ["connection"]
+            }
+            let events = try #require(await supervisor.snapshot(named: "db")?.events)
+            #expect(events.contains { $0.kind == .icmp && $0.state == .succeeded && $0.message == "ping test succeeded [response time 1 ms]" }, "\(events)")
+        }
+    }
+
+    /// `if exist`: the file's absence is what the rule wants (no implicit `does not exist`); its
+    /// appearance fails the rule and its removal recovers it.
+    @Test func existRules() async throws {
+        let system = ScriptedSystem()
+        let clock = ManualClock()
+        let text = "set daemon 30\ncheck file lock with path /run/maintenance\n  if exist then alert\n"
+        try await SupervisorTests.running(text, system: system, clock: clock) { supervisor in
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(60)) {
+                await supervisor.snapshot(named: "lock")?.lastCheck != nil
+            }
+            #expect(await supervisor.snapshot(named: "lock")?.failures == [])
+            system.setFile("/run/maintenance", FileFacts(modified: 0, size: 0, mode: 0o644, uid: 0, gid: 0))
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
+                await supervisor.snapshot(named: "lock")?.failures == ["exist"]
+            }
+            #expect(await supervisor.snapshot(named: "lock")?.events.last?.message == "file exists")
+            system.setFile("/run/maintenance", nil)
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
+                await supervisor.snapshot(named: "lock")?.failures == []
+            }
+            #expect(await supervisor.snapshot(named: "lock")?.events.last?.message == "file doesn't exist")
+        }
+    }
+
+    static func link(up: Bool = true, speed: Int? = 100, sent: UInt64) -> NetworkSample {
+        NetworkSample(
+            interface: "eth0", isUp: up, speedMbps: speed, fullDuplex: true, receivedBytes: 0, sentBytes: sent, receivedPackets: 0,
+            sentPackets: sent / 1000)
+    }
+
+    /// Rates from the second cycle on, over the clock's seconds; saturation against the link's speed; a
+    /// speed change; a link down, found by the address the interface holds.
+    @Test func networkRules() async throws {
+        let system = ScriptedSystem()
+        let clock = ManualClock()
+        system.setNetwork("eth0", Self.link(sent: 0))
+        let text = """
+            set daemon 30
+            check network eth with address 10.0.0.0
+              if link down then alert
+              if upload > 1 MB/s then alert
+              if saturation > 50% then alert
+              if changed link capacity then alert
+
+            """
+        // Events rather than the failures of the moment: a cycle more, with no new traffic, may already
+        // have recovered a rate.
+        try await SupervisorTests.running(text, system: system, clock: clock) { supervisor in
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(60)) {
+                await supervisor.snapshot(named: "eth")?.lastCheck != nil
+            }
+            // 60 MB in 30 s: 2 MB/s, 16.8% of 100 Mb/s.
+            system.setNetwork("eth0", Self.link(sent: 60 * 1_048_576))
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
+                await supervisor.snapshot(named: "eth")?.events.contains { $0.message == "upload 2 MB matches limit [upload rate > 1 MB in last 1 second]" } == true
+            }
+            #expect(await supervisor.snapshot(named: "eth")?.events.contains { $0.kind == .saturation } == false, "16.8% is below the limit")
+            // The link falls to 10 Mb/s with the same traffic: 168% of it.
+            let sent = 120 * 1_048_576 as UInt64
+            system.setNetwork("eth0", Self.link(speed: 10, sent: sent))
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
+                await supervisor.snapshot(named: "eth")?.events.contains { $0.state == .changed && $0.message == "link speed changed to 10 Mb/s" } == true
+            }
+            let events = try #require(await supervisor.snapshot(named: "eth")?.events)
+            #expect(events.contains { $0.message == "link upload saturation of 167.8% matches limit [saturation > 50.0%]" }, "\(events)")
+            system.setNetwork("eth0", Self.link(up: false, speed: nil, sent: sent))
+            try await SupervisorTests.advance(clock, by: .seconds(30), upTo: .seconds(120)) {
+                await supervisor.snapshot(named: "eth")?.events.last?.message == "link down"
+            }
+            #expect(await supervisor.snapshot(named: "eth")?.failures.contains("link") == true)
         }
     }
 }

@@ -241,4 +241,36 @@ struct InstanceTests {
             }, "\(setup.warden.log)")
         #expect(setup.warden.log.contains("'app' deploy requested by"))
     }
+
+    /// A service that keeps failing to start and backs off: its requests are not held for a start that
+    /// is not coming, they get the maintenance page at once, with the seconds until the next attempt.
+    @Test func aServiceBackingOffAnswersAtOnceWithRetryAfter() throws {
+        let directory = try TemporaryDirectory()
+        let port = TestSupport.freePort()
+        try directory.write("maintenance.html", "<h1>back soon</h1>\n", mode: 0o644)
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set proxy
+                listen 127.0.0.1 port \(port)
+            check process app with pidfile \(directory.path)/app.pid
+                start program = "/bin/false"
+                restart delay 1 second to 2 seconds
+            check site app default
+                pass / to http://127.0.0.1:\(TestSupport.freePort())/ for service app
+                maintenance page \(directory.path)/maintenance.html hold 30 seconds
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        try #require(warden.waitForLog("proxy listening", timeout: 15), "\(warden.log)")
+        // Held while the first starts are tried; answered at once from the fifth failure on.
+        #expect(TestSupport.waitUntil(timeout: 40) { TestSupport.httpGet(port: port, path: "/", timeout: 1)?.status == 503 }, "\(warden.log)")
+        let began = Date()
+        let answer = try #require(TestSupport.httpGet(port: port, path: "/", timeout: 5))
+        #expect(Date().timeIntervalSince(began) < 2, "not held for the 30 s hold")
+        #expect(answer.status == 503 && answer.body.contains("back soon"))
+        #expect((1...2).contains(Int(answer.headers["retry-after"] ?? "") ?? 0), "\(answer.headers)")
+    }
 }

@@ -37,18 +37,18 @@ struct ProtocolTests {
         let impostor = try GarbageServer(port: port, directory: directory)
         let warden = try WardenProcess(controlFile: control, logPath: directory.path + "/log")
         defer { warden.stop() }
-        #expect(warden.waitForLog("failed protocol test [REDIS] at [localhost]:\(port) -- REDIS: PING response error -- garbage", timeout: 15), "\(warden.log)")
-        #expect(warden.waitForLog("failed protocol test [GENERIC] at [localhost]:\(port) -- GENERIC: received unexpected data [garbage]", timeout: 15), "\(warden.log)")
+        #expect(warden.waitForLog("failed protocol test [REDIS] at [127.0.0.1]:\(port) -- REDIS: PING response error -- garbage", timeout: 15), "\(warden.log)")
+        #expect(warden.waitForLog("failed protocol test [GENERIC] at [127.0.0.1]:\(port) -- GENERIC: received unexpected data [garbage]", timeout: 15), "\(warden.log)")
         impostor.peer.stop()
         // The real server: both recover.
         var server = try startRedis()
-        #expect(warden.waitForLog("connection succeeded to [localhost]:\(port)", count: 2, timeout: 15), "\(warden.log)\n\(server.output)")
+        #expect(warden.waitForLog("connection succeeded to [127.0.0.1]:\(port)", count: 2, timeout: 15), "\(warden.log)\n\(server.output)")
         // Stopped by its pid: refused.
         server.stop()
-        #expect(warden.waitForLog("failed protocol test [REDIS] at [localhost]:\(port) -- cannot connect to [127.0.0.1]:\(port) -- Connection refused", timeout: 15), "\(warden.log)")
+        #expect(warden.waitForLog("failed protocol test [REDIS] at [127.0.0.1]:\(port) -- cannot connect to [127.0.0.1]:\(port) -- Connection refused", timeout: 15), "\(warden.log)")
         server = try startRedis()
         defer { server.stop() }
-        #expect(warden.waitForLog("connection succeeded to [localhost]:\(port)", count: 4, timeout: 15), "\(warden.log)")
+        #expect(warden.waitForLog("connection succeeded to [127.0.0.1]:\(port)", count: 4, timeout: 15), "\(warden.log)")
     }
 
     /// TLS and the certificate's validity through the binary: smtps against aiosmtpd holding a 30-day
@@ -84,7 +84,7 @@ struct ProtocolTests {
         let warden = try WardenProcess(controlFile: control, logPath: directory.path + "/log")
         defer { warden.stop() }
         #expect(
-            warden.waitForLog("failed protocol test [SMTPS] at [localhost]:\(port) -- SSL: certificate expires in ", timeout: 15), "\(warden.log)")
+            warden.waitForLog("failed protocol test [SMTPS] at [127.0.0.1]:\(port) -- SSL: certificate expires in ", timeout: 15), "\(warden.log)")
         #expect(warden.log.contains(" days, valid > 60 days required"), "\(warden.log)")
         // Only the 60-day rule fails: one failure in the log, however many cycles pass.
         usleep(2_500_000)

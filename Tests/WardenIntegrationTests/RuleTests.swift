@@ -71,7 +71,7 @@ struct RuleTests {
         defer { warden.stop() }
         twoCycles(warden)
         #expect(try need("/bin/dd", ["if=/dev/zero", "of=\(mountPoint)/data", "bs=1M", "count=3", "conv=fsync"]))
-        #expect(warden.waitForLog("matches resource limit [write > 100.0 kB/s]", timeout: 10), "\(warden.log)")
+        #expect(warden.waitForLog("matches resource limit [write > 100 kB/s]", timeout: 10), "\(warden.log)")
         #expect(warden.waitForLog("'image' write rate test succeeded", timeout: 10), "\(warden.log)")
         #expect(try need("/bin/mount", ["-o", "remount,ro", mountPoint]))
         #expect(warden.waitForLog("filesystem flags changed from 'rw,relatime' to 'ro,relatime'", timeout: 10), "\(warden.log)")
@@ -194,9 +194,46 @@ struct RuleTests {
 
     @Test func aRuleWardenDoesNotRunFailsTheSyntaxCheck() throws {
         let directory = try TemporaryDirectory()
-        let file = try directory.write("wardenrc", "check host db with address 127.0.0.1\n  if failed ping then alert\n")
+        let file = try directory.write("wardenrc", "check host db with address 127.0.0.1\n  if failed ping6 then alert\n")
         let result = try TestSupport.run(TestSupport.wardenBinary, ["-t", "-c", file])
         #expect(result.status == 1)
         #expect(result.stdout.contains("wardenrc:2:3: error: 'failed ping' is not supported on this system: ") || result.stderr.contains("wardenrc:2:3: error: 'failed ping' is not supported on this system: "), "\(result.stdout)\(result.stderr)")
+    }
+
+    /// `if exist`: a file and a process that must not be there. Their absence is not reported and the
+    /// process is not started, as in monit; their presence fails the rule, their removal recovers it.
+    @Test func whatMustNotExist() throws {
+        let directory = try TemporaryDirectory()
+        let pidfile = directory.path + "/ghost.pid"
+        let warden = try start(directory, """
+            check file maintenance with path \(directory.path)/maintenance
+              if exist then alert
+
+            check process ghost with pidfile \(pidfile)
+              start program = "/bin/sh -c 'sleep 60 & echo $! > \(pidfile)'"
+              if exist then alert
+
+            """)
+        defer {
+            warden.stop()
+            if let pid = TestSupport.readPID(pidfile) { kill(pid, SIGKILL) }
+        }
+        twoCycles(warden)
+        #expect(!warden.log.contains("doesn't exist") && !warden.log.contains("not running"), "\(warden.log)")
+        #expect(TestSupport.readPID(pidfile) == nil, "a process that must not exist is not started")
+        try directory.write("maintenance", "")
+        #expect(warden.waitForLog("'maintenance' file exists", timeout: 10), "\(warden.log)")
+        try FileManager.default.removeItem(atPath: directory.path + "/maintenance")
+        #expect(warden.waitForLog("'maintenance' file doesn't exist", timeout: 10), "\(warden.log)")
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["60"]
+        try sleeper.run()
+        defer { kill(sleeper.processIdentifier, SIGKILL) }
+        try directory.write("ghost.pid", "\(sleeper.processIdentifier)\n")
+        #expect(warden.waitForLog("'ghost' process is running with pid \(sleeper.processIdentifier)", timeout: 10), "\(warden.log)")
+        kill(sleeper.processIdentifier, SIGKILL)
+        sleeper.waitUntilExit()
+        #expect(warden.waitForLog("'ghost' process is not running", timeout: 10), "\(warden.log)")
     }
 }

@@ -19,7 +19,7 @@ struct NetworkTests {
         // Monit's rates and changes need a second cycle.
         #expect(statistics.rate(.upload, .bytes) == nil)
         #expect(statistics.linkChanged == nil)
-        #expect(statistics.saturation == nil)
+        #expect(statistics.saturation(.upload) == nil)
         // 2.5 MB up and 10 MB down each 10 s cycle for two hours.
         for cycle in 1...720 {
             statistics.record(sample(sent: UInt64(cycle) * 2_500_000, received: UInt64(cycle) * 10_000_000), at: Double(cycle) * 10)
@@ -29,8 +29,9 @@ struct NetworkTests {
         #expect(statistics.rate(.download, .packets) == 1000)
         #expect(statistics.total(.upload, .bytes, inLast: 3600) == 900_000_000)
         #expect(statistics.total(.download, .bytes, inLast: 24 * 3600) == 7_200_000_000)
-        // (0.25 + 1) MB/s × 8 bits over 2 × 100 Mb/s (full duplex).
-        #expect(statistics.saturation == 5)
+        // 0.25 MB/s and 1 MB/s, × 8 bits, of 100 Mb/s.
+        #expect(statistics.saturation(.upload) == 2)
+        #expect(statistics.saturation(.download) == 8)
         #expect(statistics.linkChanged == false)
         statistics.record(sample(sent: 1_800_000_000, received: 7_200_000_000, up: false), at: 7210)
         #expect(statistics.linkChanged == true)
@@ -59,7 +60,7 @@ struct NetworkTests {
         #expect(after.sentBytes - before.sentBytes >= 200 * 1000, "\(before) → \(after)")
         #expect(after.sentPackets - before.sentPackets >= 200)
         #expect(try #require(statistics.rate(.upload, .bytes)) >= 200_000)
-        #expect(try #require(statistics.saturation) > 0)
+        #expect(try #require(statistics.saturation(.upload)) > 0)
         try namespace.ip("link", "set", namespace.hostLink, "down")
         let down = try #require(NetworkInterface.sample(namespace.hostLink))
         #expect(!down.isUp)

@@ -104,6 +104,7 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
         var checksums: [String: String] = [:]
         /// A file's lines, for content tests: appended lines are those past the last position read.
         var lines: [String: [String]] = [:]
+        var networks: [String: NetworkSample] = [:]
     }
 
     private let state = Mutex(State())
@@ -270,6 +271,14 @@ public final class ScriptedSystem: ProcessSpawner, ProcessInspector, ConnectionP
     public func appendLines(_ path: String, _ lines: [String]) { state.withLock { $0.lines[path, default: []] += lines } }
 
     public func filesystem(_ target: String) -> FilesystemFacts? { state.withLock { $0.filesystems[target] } }
+    /// An interface as `check network` reads it; nil removes it.
+    public func setNetwork(_ interface: String, _ sample: NetworkSample?) { state.withLock { $0.networks[interface] = sample } }
+    public func network(_ interface: String) -> NetworkSample? { state.withLock { $0.networks[interface] } }
+    /// A scripted interface holds the address `10.0.0.N` for an interface named `ethN`.
+    public func interface(holding address: String) -> String? {
+        guard address.hasPrefix("10.0.0.") else { return nil }
+        return "eth" + address.dropFirst("10.0.0.".count)
+    }
     public func processIO(_ pid: pid_t) -> ProcessIO? { state.withLock { $0.processIO[pid] } }
     public func descriptors(of pid: pid_t) -> DescriptorUsage? { state.withLock { $0.descriptors[pid] } }
     public func identity(of pid: pid_t) -> ProcessIdentity? { state.withLock { $0.identities[pid] } }

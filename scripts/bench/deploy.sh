@@ -112,6 +112,7 @@ run_warden() {
     mkdir -p "$dir"
     cat >"$dir/wardenrc" <<EOF
 set daemon 1
+set pidfile $dir/warden.pid
 set httpd port $httpd and use address 127.0.0.1
     allow 127.0.0.1
 set proxy

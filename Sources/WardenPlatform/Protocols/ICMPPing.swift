@@ -4,29 +4,36 @@ import NIOPosix
 import Glibc
 #endif
 
-/// `if failed ping [count N] [with timeout N seconds]`.
+/// `if failed ping [count N] [size N] [timeout N seconds] [address A]`.
 public struct PingRequest: Sendable {
     public var host: String
     /// Echo requests to send; the test passes on the first reply, as monit's does.
     public var count: Int
     /// How long to wait for each reply.
     public var timeout: Duration
+    /// Each request's length in bytes, its 8-byte ICMP header included.
+    public var size: Int
+    /// The address the requests leave from; nil: the route's.
+    public var sourceAddress: String?
 
-    public init(host: String, count: Int = 3, timeout: Duration = .seconds(5)) {
+    public init(host: String, count: Int = 3, timeout: Duration = .seconds(5), size: Int = 64, sourceAddress: String? = nil) {
         self.host = host
         self.count = count
         self.timeout = timeout
+        self.size = size
+        self.sourceAddress = sourceAddress
     }
 }
 
 extension ConnectionProbe {
     /// ICMP echo: an unprivileged ICMP datagram socket where `net.ipv4.ping_group_range` allows it, a
-    /// raw socket (root) otherwise. Blocking socket calls run on NIO's thread pool.
+    /// raw socket (root) otherwise. Blocking socket calls run on NIO's thread pool. On success the
+    /// response time is the answered request's round trip.
     public func ping(_ request: PingRequest) async -> ProbeResult {
         let started = ContinuousClock.now
         do {
-            let message = try await NIOThreadPool.singleton.runIfActive { try ICMPPing.echo(request) }
-            return ProbeResult(succeeded: true, message: message, responseTime: .now - started)
+            let roundTrip = try await NIOThreadPool.singleton.runIfActive { try ICMPPing.echo(request) }
+            return ProbeResult(succeeded: true, message: "ping test succeeded", responseTime: roundTrip)
         } catch let failure as ProtocolFailure {
             return ProbeResult(succeeded: false, message: failure.message, responseTime: .now - started)
         } catch {
@@ -37,14 +44,23 @@ extension ConnectionProbe {
 
 enum ICMPPing {
     /// Sends up to `count` echo requests, each waited for `timeout`; the reply's round trip on success.
-    static func echo(_ request: PingRequest) throws -> String {
+    static func echo(_ request: PingRequest) throws -> Duration {
         guard let address = resolve(request.host) else { throw ProtocolFailure("ping test failed -- cannot resolve \(request.host)") }
         let (fd, raw) = try openSocket()
         defer { close(fd) }
+        if let source = request.sourceAddress {
+            guard let local = resolve(source) else { throw ProtocolFailure("ping test failed -- cannot resolve source address \(source)") }
+            let bound = withUnsafePointer(to: local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                throw ProtocolFailure("ping test failed -- cannot send from \(source): \(String(cString: strerror(errno)))")
+            }
+        }
         let identifier = UInt16(truncatingIfNeeded: getpid())
         let waitMilliseconds = Int(request.timeout.components.seconds * 1000 + request.timeout.components.attoseconds / 1_000_000_000_000_000)
         for sequence in 1...max(1, request.count) {
-            let packet = echoRequest(identifier: identifier, sequence: UInt16(sequence))
+            let packet = echoRequest(identifier: identifier, sequence: UInt16(sequence), size: request.size)
             let sent = packet.withUnsafeBytes { bytes in
                 withUnsafePointer(to: address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -55,9 +71,7 @@ enum ICMPPing {
             guard sent == packet.count else { throw ProtocolFailure("ping test failed -- cannot send: \(String(cString: strerror(errno)))") }
             let sentAt = ContinuousClock.now
             if waitForReply(fd, raw: raw, from: address, identifier: identifier, sequence: UInt16(sequence), milliseconds: waitMilliseconds) {
-                let elapsed = ContinuousClock.now - sentAt
-                let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
-                return "ping test succeeded [response time \((milliseconds * 1000).rounded() / 1000) ms]"
+                return ContinuousClock.now - sentAt
             }
         }
         throw ProtocolFailure(
@@ -82,9 +96,9 @@ enum ICMPPing {
         return first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
     }
 
-    static func echoRequest(identifier: UInt16, sequence: UInt16) -> [UInt8] {
+    static func echoRequest(identifier: UInt16, sequence: UInt16, size: Int = 64) -> [UInt8] {
         var packet: [UInt8] = [8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff), UInt8(sequence >> 8), UInt8(sequence & 0xff)]
-        packet += (0..<56).map { UInt8($0) }  // 64 bytes in all, monit's default size
+        packet += (0..<max(0, size - 8)).map { UInt8(truncatingIfNeeded: $0) }
         let sum = checksum(packet)
         packet[2] = UInt8(sum >> 8)
         packet[3] = UInt8(sum & 0xff)
