@@ -45,6 +45,8 @@ extension Service {
         copy.start = substitute(start)
         copy.stop = substitute(stop)
         copy.restart = substitute(restart)
+        // `$PORT` only: the port names an instance for good, its index does not (`warden log NAME` finds it).
+        copy.log?.path = log?.path.map { $0.replacing("$PORT", with: String(port)) }
         switch kind {
         case .process(.pidfile(let path)): copy.kind = .process(.pidfile(substitute(path)))
         case .process(.matching(let pattern)): copy.kind = .process(.matching(substitute(pattern)))

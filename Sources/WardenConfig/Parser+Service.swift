@@ -148,6 +148,8 @@ extension Parser {
             }
         case "onreboot":
             services[index].service.onReboot = try onReboot()
+        case "log":
+            services[index].service.log = try serviceLog()
         case "ignore":
             // `ignore content =|!= "REGEX"`: lines the content tests of a file skip.
             try expect("content", after: "ignore")
@@ -182,6 +184,23 @@ extension Parser {
             throw fail(.invalidValue, "'instances' applies to 'check process' only", at: keyword)
         }
         services[index].service.instances = InstanceSettings(count: count, ports: low...high, location: location(of: keyword))
+    }
+
+    /// `log [PATH] [rotate at SIZE [keep N]]`.
+    private func serviceLog() throws -> ServiceLogSettings {
+        var settings = ServiceLogSettings()
+        if !at("rotate") { settings.path = try absolutePath("the log file") }
+        guard accept("rotate") else { return settings }
+        try expect("at", after: "rotate")
+        let (value, unit, token) = try quantity("a size such as 10 MB")
+        let limit = try byteSize(value, unit: unit, token: token)
+        guard limit >= 1024, limit <= Double(Int.max / 2) else {
+            throw fail(.invalidValue, "a log is rotated at 1 KB or more, found \(token.display)", at: token)
+        }
+        var keep = ServiceLogSettings.defaultKeep
+        if accept("keep") { keep = try integer("a number of old files to keep", range: 1...1000) }
+        settings.rotation = LogRotation(limit: Int(limit), keep: keep)
+        return settings
     }
 
     /// `restart delay MIN to MAX [reset after N]`, each a duration (seconds by default).

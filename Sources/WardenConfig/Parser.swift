@@ -131,7 +131,7 @@ final class Parser {
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
         "every", "not", "alert", "noalert", "onreboot", "ignore", "pass", "serve", "access", "error", "maintenance",
-        "instances", "deploy", "drain", "balance", "redirect", "hsts",
+        "instances", "deploy", "drain", "balance", "redirect", "hsts", "log",
     ]
 
     static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance", "redirect", "hsts"]

@@ -131,6 +131,8 @@ public struct Service: Sendable, Hashable {
     public var deployTimeout: Duration = .seconds(60)
     /// `drain timeout N seconds`: how long a planned stop waits for the requests in flight.
     public var drainTimeout: Duration = .seconds(30)
+    /// `log …`: the file its start program's output goes to, and its rotation.
+    public var log: ServiceLogSettings?
     public var location: FileLocation
 
     public init(name: String, kind: Kind, location: FileLocation) {

@@ -89,7 +89,10 @@ extension ServiceSupervisor {
         return (uid, gid)
     }
 
-    func spawn(_ spec: ProgramSpec, name: String, event: EventKind?, message: String?, outputLimit: Int? = nil) throws -> any RunningProgram {
+    /// - Parameter log: where each line of the program's output goes; nil, to warden's log at debug level.
+    func spawn(
+        _ spec: ProgramSpec, name: String, event: EventKind?, message: String?, outputLimit: Int? = nil, log: ServiceLogWriter? = nil
+    ) throws -> any RunningProgram {
         guard let (uid, gid) = identity(spec) else {
             throw SpawnError(description: "unknown user or group in 'as uid \(spec.uid ?? "") gid \(spec.gid ?? "")'")
         }
@@ -98,8 +101,16 @@ extension ServiceSupervisor {
             spec.arguments, environment: environment(service: name, event: event, message: message), uid: uid, gid: gid,
             outputLimit: outputLimit ?? configuration.limits.programOutput
         ) { line in
-            logger.debug("'\(name)' output: \(line)")
+            if let log { log.append(line) } else { logger.debug("'\(name)' output: \(line)") }
         }
+    }
+
+    /// The service's own log file, which its start program's output (a foreground service's, all of it) goes to.
+    private func serviceLog(_ config: WardenConfig.Service) -> ServiceLogWriter? {
+        guard let path = configuration.logPath(of: config) else { return nil }
+        let writer = ServiceLogs.shared.writer(path: path, rotation: config.log?.rotation)
+        if let problem = writer.openProblem() { logger.error("'\(config.name)' cannot open its log file '\(path)': \(problem)") }
+        return writer
     }
 
     /// Runs a program and waits for its exit, killing its process group after `timeout` seconds.
@@ -170,7 +181,7 @@ extension ServiceSupervisor {
         let launched = inspector.coarseNow()
         let program: any RunningProgram
         do {
-            program = try spawn(start, name: name, event: nil, message: nil)
+            program = try spawn(start, name: name, event: nil, message: nil, log: services[name].flatMap { serviceLog($0.config) })
         } catch {
             return .failed("failed to start -- \(error)")
         }

@@ -96,12 +96,15 @@ public enum Pages {
         let events = service.events.reversed().map {
             "<tr><td>\(TimeFormat.http($0.date))</td><td>\(escape($0.title))</td><td>\(escape($0.message))</td><td>\(escape($0.action))</td></tr>"
         }.joined()
+        // The last lines of its own output, read from its log file as the page is built (and refreshed).
+        let output = configuration.logPath(ofServiceNamed: service.name).map { LogTail(path: $0).lastLines(20, window: 64 << 10) } ?? []
+        let log = output.isEmpty ? "" : "<h3>Output</h3><pre id=\"log\">\(escape(output.joined(separator: "\n")))</pre>"
         return page(
             service.name,
             """
             <h2>\(escape(service.type)) '\(escape(service.name))'</h2><div class="wrap"><table>\(table)</table></div>
             <p>\(buttons)</p><h3>Recent events</h3><div class="wrap"><table><thead><tr><th>Date</th><th>Event</th><th>Description</th>\
-            <th>Action</th></tr></thead><tbody>\(events.isEmpty ? "<tr><td colspan=4>none</td></tr>" : events)</tbody></table></div>
+            <th>Action</th></tr></thead><tbody>\(events.isEmpty ? "<tr><td colspan=4>none</td></tr>" : events)</tbody></table></div>\(log)
             """)
     }
 

@@ -335,7 +335,7 @@ public final class LogFile: Sendable {
     }
 
     public func reopen() {
-        let new = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        let new = LogFileOpening.open(path)
         let old = fd.withLock { fd -> Int32 in defer { fd = new }; return fd }
         if old >= 0 { close(old) }
     }

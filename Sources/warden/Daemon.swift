@@ -212,6 +212,7 @@ struct Daemon {
             done.signal()
         }
         done.wait()
+        ServiceLogs.shared.flushAll()  // the services' last lines, still queued
         lock.release()
         return status.withLock { $0 }
     }
@@ -245,6 +246,7 @@ struct SignalService: ServiceLifecycle.Service {
                 await supervisor.reload(configuration)
             case .sigusr1:
                 sink.reopen()
+                ServiceLogs.shared.reopenAll()
                 onReopenLogs()
                 logger.info("log files re-opened")
             case .sigusr2, .sigint, .sigterm:

@@ -29,7 +29,7 @@ final class LogSink: Sendable {
     /// Opens the log file again (after logrotate moved it away); mode 0640, never through a symlink.
     func reopen() {
         guard case .file(let path) = target else { return }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        let fd = LogFileOpening.open(path)
         if fd < 0 {
             // Said where it can still be seen: standard error (before daemonizing) and syslog.
             let problem = "warden: cannot open the log file '\(path)': \(String(cString: strerror(errno)))"

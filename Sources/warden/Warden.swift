@@ -40,7 +40,7 @@ struct Warden: ParsableCommand {
             64 usage error.
             """,
         version: version,
-        subcommands: [Demo.self, Service.self, Import.self, ProxyWorker.self, Validate.self, Reload.self, Quit.self, Status.self, Summary.self, Maintenance.self, Deploy.self, Act.self]
+        subcommands: [Demo.self, Service.self, Import.self, ProxyWorker.self, Validate.self, Reload.self, Quit.self, Status.self, Summary.self, Maintenance.self, Deploy.self, Act.self, Log.self]
     )
 
     @OptionGroup var options: GlobalOptions
