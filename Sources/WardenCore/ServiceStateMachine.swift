@@ -202,8 +202,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
             actions.append(.log(.error, "process is not running"))
             if !downAnnounced {
                 actions.append(.emit(.nonexist, .failed, "process is not running", action: restarts ? "restart" : "alert"))
-                // Not at the first check (warden starting a service that was not running): no streak yet.
-                downAnnounced = announcesStreaks && monitor != .initializing
+                downAnnounced = announcesStreaks
             }
             recoveryMessage = nil
             failures[.nonexist] = "process is not running"

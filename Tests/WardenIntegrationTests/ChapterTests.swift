@@ -231,7 +231,8 @@ struct ChapterTests {
     @Test func demoStartsEverythingAndCtrlCLeavesNothingBehind() throws {
         let proxy = TestSupport.freePort()
         let dashboard = TestSupport.freePort()
-        let app = TestSupport.freePort()
+        // The demo runs two instances and keeps two ports for a deploy.
+        let app = try #require(InstanceTests.freePortRange(4)).lowerBound
         let demo = Process()
         demo.executableURL = URL(fileURLWithPath: TestSupport.wardenBinary)
         demo.arguments = ["demo", "--proxy-port", String(proxy), "--dashboard-port", String(dashboard), "--app-port", String(app)]
