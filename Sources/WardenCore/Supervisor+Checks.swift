@@ -12,8 +12,14 @@ extension ServiceSupervisor {
     /// `inOnePass`: checked with the other services of the cycle that cannot wait (`checkMayWait`); a
     /// process found gone is handed to a check of its own, which restarts it.
     func check(_ name: String, afterExitOf exitedPID: pid_t? = nil, inOnePass: Bool = false) async {
-        guard let machine = services[name], !machine.busy, machine.monitor != .notMonitored else { return }
+        guard let machine = services[name], machine.monitor != .notMonitored else { return }
         if let exitedPID, machine.pid != exitedPID { return }
+        guard !machine.busy else {
+            // An exit seen while a check or an action of the service runs (one that found the process
+            // just before it died): looked at once that is over, not at the next cycle.
+            if let exitedPID { checkLater(name, after: .milliseconds(50), exited: exitedPID) }
+            return
+        }
         let process = locate(machine)
         if inOnePass, case .process = machine.config.kind, process == nil {
             requestCheck(name)

@@ -34,7 +34,8 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
         case tick
         case exited(pid_t)
         case check(String)
-        case checkLater(String, Duration)
+        /// With the pid whose exit is to be looked at, when it was seen while the service was busy.
+        case checkLater(String, Duration, exited: pid_t?)
     }
 
     nonisolated let logger: Logger
@@ -161,11 +162,11 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
             }
         case .check(let name):
             group.addTask { await self.check(name) }
-        case .checkLater(let name, let delay):
+        case .checkLater(let name, let delay, let exited):
             let clock = self.clock
             group.addTask {
                 try? await clock.sleep(for: delay)
-                await self.check(name)
+                await self.check(name, afterExitOf: exited)
             }
         }
     }
@@ -190,8 +191,8 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
         triggerContinuation.yield(.check(name))
     }
 
-    nonisolated func checkLater(_ name: String, after delay: Duration) {
-        triggerContinuation.yield(.checkLater(name, delay))
+    nonisolated func checkLater(_ name: String, after delay: Duration, exited: pid_t? = nil) {
+        triggerContinuation.yield(.checkLater(name, delay, exited: exited))
     }
 
     // MARK: - Configuration
