@@ -305,8 +305,9 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     }
 
     /// How long until the next automatic start may happen, while the restart delay holds it back.
+    /// Only while one is due: the service is down and supervised (not stopped by a user, not passive).
     func delayedStart(now: Instant) -> Duration? {
-        guard let last = lastAutomaticStart else { return nil }
+        guard pid == nil, monitor != .notMonitored, config.mode == .active, config.start != nil, let last = lastAutomaticStart else { return nil }
         let remaining = now.duration(to: last.advanced(by: nextStartDelay))
         return remaining > .zero ? remaining : nil
     }
