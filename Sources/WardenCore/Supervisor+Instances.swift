@@ -85,18 +85,18 @@ extension ServiceSupervisor {
     /// The ready instances of the serving generation of each service with `instances`: where the
     /// proxy sends their requests.
     public func trafficTargets() -> [String: [InstanceIdentity]] {
-        instancePorts.reduce(into: [:]) { targets, group in
-            targets[group.key] = group.value.compactMap { port in
-                services[WardenConfig.Service.instanceName(group.key, port: port)].flatMap { $0.isReady ? $0.config.instanceOf : nil }
-            }
-        }
+        Dictionary(uniqueKeysWithValues: instancePorts.keys.map { ($0, readyInstances(of: $0)) })
+    }
+
+    func readyInstances(of group: String) -> [InstanceIdentity] {
+        instanceNames(of: group).compactMap { services[$0].flatMap { $0.isReady ? $0.config.instanceOf : nil } }
     }
 
     /// An instance of the serving generation became ready, or stopped being: the proxy hears it now
     /// rather than at the feed's next report.
     func instanceReadinessChanged(_ name: String) {
-        guard let group = services[name]?.config.instanceOf?.group, let ready = trafficTargets()[group] else { return }
-        traffic?.route(group, to: ready)
+        guard let group = services[name]?.config.instanceOf?.group, instancePorts[group] != nil else { return }
+        traffic?.route(group, to: readyInstances(of: group))
     }
 
     /// The services that are down until a delayed automatic start, and the services with instances none
@@ -109,7 +109,7 @@ extension ServiceSupervisor {
             guard let wait = machine.delayedStart(now: now) else { continue }
             let rounded = Int((wait / .seconds(1)).rounded(.up))
             seconds[name] = rounded
-            if let group = machine.config.instanceOf?.group, trafficTargets()[group]?.isEmpty == true {
+            if let group = machine.config.instanceOf?.group, readyInstances(of: group).isEmpty {
                 seconds[group] = min(seconds[group] ?? rounded, rounded)
             }
         }

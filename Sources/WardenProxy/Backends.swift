@@ -34,8 +34,6 @@ final class BackendSet: Sendable {
         }
     }
 
-    var isEmpty: Bool { targets.withLock { $0.isEmpty } }
-
     /// The instance for a request, or nil when none may take it (the hold applies then).
     /// `pinned` is the port a sticky cookie names; `client` the address `sticky ip` hashes.
     func pick(_ balance: Site.Balance, pinned: Int?, client: String, isUp: (String) -> Bool) -> Target? {

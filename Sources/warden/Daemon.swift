@@ -327,35 +327,38 @@ struct LocalProxyControl: ProxyControl {
 }
 
 /// The supervisor's way to the front proxy (`TrafficControl`), and the feed's way to report which
-/// services accept traffic. A report read before a drain began is dropped rather than sent after
-/// it: it could say "up" for a service the drain has just marked stopping, and lift the hold.
+/// services accept traffic. A report read before a direct change (a drain, a switch) is dropped
+/// rather than sent after it: it could say "up" for a service a drain has just marked stopping and
+/// lift the hold, or send a deploy's old instances back.
 final class ProxyTraffic: TrafficControl {
     let target: any ProxyControl
-    private let drainsBegun = Mutex(0)
+    /// Changes the supervisor made itself (drains, switches, a service's traffic): a report read
+    /// before one of them is stale.
+    private let directChanges = Mutex(0)
 
     init(target: any ProxyControl) {
         self.target = target
     }
 
     func drain(_ service: String, timeout: Duration) async {
-        drainsBegun.withLock { $0 += 1 }
+        directChanges.withLock { $0 += 1 }
         await target.drain(service, timeout: timeout)
     }
 
     func route(_ service: String, to instances: [InstanceIdentity]) {
-        drainsBegun.withLock { begun in
-            begun += 1
-            let backends = instances.map(Self.backend)
-            // Ready, as the supervisor just found: a port's earlier instance may have been held when it stopped.
-            for backend in backends { target.send(.serviceUp(backend.instance, up: true)) }
-            target.send(.backends(service, backends))
-        }
+        let backends = instances.map(Self.backend)
+        // Ready, as the supervisor just found: a port's earlier instance may have been held when it stopped.
+        sendNow(backends.map { .serviceUp($0.instance, up: true) } + [.backends(service, backends)])
     }
 
     func serviceUp(_ service: String, _ up: Bool) {
-        drainsBegun.withLock { begun in
-            begun += 1
-            target.send(.serviceUp(service, up: up))
+        sendNow([.serviceUp(service, up: up)])
+    }
+
+    private func sendNow(_ messages: [ProxyFeedMessage]) {
+        directChanges.withLock { changes in
+            changes += 1
+            for message in messages { target.send(message) }
         }
     }
 
@@ -364,14 +367,14 @@ final class ProxyTraffic: TrafficControl {
     }
 
     /// A mark to take before reading the services' states, for `report`.
-    var mark: Int { drainsBegun.withLock { $0 } }
+    var mark: Int { directChanges.withLock { $0 } }
 
     /// Sends the states unless a drain or a switch began since `mark` (the next refresh sends them again).
     func report(
         _ states: [(name: String, up: Bool)], instances: [String: [InstanceIdentity]], delayedStarts: [String: Int], readAfter mark: Int
     ) {
-        drainsBegun.withLock { begun in
-            guard begun == mark else { return }
+        directChanges.withLock { changes in
+            guard changes == mark else { return }
             for state in states { target.send(.serviceUp(state.name, up: state.up)) }
             for (service, ready) in instances { target.send(.backends(service, ready.map(Self.backend))) }
             target.send(.delayedStarts(delayedStarts))
