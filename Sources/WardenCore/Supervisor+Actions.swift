@@ -287,7 +287,7 @@ extension ServiceSupervisor {
     private func drainTraffic(_ name: String) async {
         guard let traffic else { return }
         services[name]?.stopping = true
-        await traffic.drain(name, timeout: services[name]?.config.drainTimeout ?? .seconds(30))
+        drainedRequests[name] = await traffic.drain(name, timeout: services[name]?.config.drainTimeout ?? .seconds(30))
     }
 
     private func signalProcess(_ process: ProcessSnapshot, _ signal: Int32) {

@@ -7,6 +7,7 @@ public enum DeployProgress: Sendable, Hashable, Codable {
     case ready(count: Int, of: Int)
     case switched(to: [String])
     case draining([String])
+    case drained(requests: Int)
     case done(seconds: Double)
     case failed(String)
 
@@ -16,6 +17,7 @@ public enum DeployProgress: Sendable, Hashable, Codable {
         case .ready(let count, let total): "ready \(count)/\(total)"
         case .switched(let instances): "switched to \(instances.joined(separator: ", "))"
         case .draining(let instances): "draining \(instances.joined(separator: ", "))"
+        case .drained(let requests): "drained: \(requests) request\(requests == 1 ? "" : "s") finished on the old instances"
         case .done(let seconds): "done in \(MonitFormat.fixed(seconds, 1)) s"
         case .failed(let reason): "failed: \(reason)"
         }
@@ -47,7 +49,7 @@ extension ServiceSupervisor {
         switch step {
         case .done: deployRecords[group]?.finished = true; deployRecords[group]?.succeeded = true
         case .failed: deployRecords[group]?.finished = true
-        case .starting, .ready, .switched, .draining: break
+        case .starting, .ready, .switched, .draining, .drained: break
         }
     }
 
@@ -177,7 +179,7 @@ extension ServiceSupervisor {
             }
         }
         if let problem = await waitUntilReady(names, timeout: base.deployTimeout, progress: progress) {
-            await retire(names)
+            _ = await retire(names)
             let message = "deploy failed: \(problem); '\(group)' still runs on \(oldPorts.map(String.init).joined(separator: ", "))"
             logger.error("'\(group)' \(message)")
             emit(group, .action, .failed, message, action: "alert")
@@ -187,10 +189,13 @@ extension ServiceSupervisor {
         instancePorts[group] = newPorts
         saveState()
         traffic?.route(group, to: generation.compactMap(\.instanceOf))
+        emit(group, .action, .changed, "deploy switched traffic to \(names.joined(separator: ", "))", action: "deploy")
         progress(.switched(to: names))
         let oldNames = oldPorts.map { WardenConfig.Service.instanceName(group, port: $0) }
         progress(.draining(oldNames))
-        await retire(oldNames)
+        let drained = await retire(oldNames)
+        emit(group, .action, .changed, "deploy drained and stopped \(oldNames.joined(separator: ", ")) (\(drained) requests finished)", action: "deploy")
+        progress(.drained(requests: drained))
         let seconds = began.duration(to: clock.now) / .milliseconds(1) / 1000
         emit(group, .action, .succeeded, "deploy done in \(MonitFormat.fixed(seconds, 1)) s: \(names.joined(separator: ", "))", action: "deploy")
         progress(.done(seconds: seconds))
@@ -225,19 +230,23 @@ extension ServiceSupervisor {
         }
     }
 
-    /// Drains and stops instances, then forgets them. Unmonitored first: a check that was waiting for
-    /// the stop would otherwise find the process gone and start it again.
-    private func retire(_ names: [String]) async {
+    /// Drains and stops instances, then forgets them; returns the requests their drains saw through.
+    /// Unmonitored first: a check that was waiting for the stop would otherwise find the process gone
+    /// and start it again.
+    private func retire(_ names: [String]) async -> Int {
         for name in names { services[name]?.monitor = .notMonitored }
         await withTaskGroup(of: Void.self) { stops in
             for name in names {
                 stops.addTask { await self.withBusy(name) { await self.stopService(name) } }
             }
         }
+        var drained = 0
         for name in names {
             services[name] = nil
             order.removeAll { $0 == name }
+            drained += drainedRequests.removeValue(forKey: name) ?? 0
         }
         stateDirty = true
+        return drained
     }
 }

@@ -67,6 +67,8 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
     /// Services with a deploy under way, and the last deploy's progress of each.
     var deploying: Set<String> = []
     var deployRecords: [String: DeployRecord] = [:]
+    /// The requests each stopped service's drain saw through, until a deploy reports them.
+    var drainedRequests: [String: Int] = [:]
     /// What the proxy was last told of each service's traffic (see `reportTraffic`).
     private var trafficReported: [String: Bool] = [:]
 
@@ -353,6 +355,8 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
 
     func emit(_ event: Event) {
         services[event.service]?.remember(event)
+        // A service with instances is no service of its own: its deploy's events are its instances'.
+        for name in instanceNames(of: event.service) { services[name]?.remember(event) }
         events.publish(event)
         stateDirty = true
     }

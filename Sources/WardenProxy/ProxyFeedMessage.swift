@@ -1,3 +1,4 @@
+import NIOCore
 import WardenConfig
 
 /// What the daemon tells its proxy, in order. The same messages reach a proxy in the daemon's own
@@ -16,8 +17,8 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case maintenance([String])
     /// The sites after a reload.
     case sites([Site])
-    /// Holds new requests for a service at once; a worker answers `ProxyWorkerAnswer.drained` once
-    /// none of its requests is in flight, or after the time given.
+    /// Starts a drain (`ServiceAvailability.beginDrain`); a worker answers `ProxyWorkerAnswer.drained`
+    /// once it is over, or after the time given.
     case drain(String, milliseconds: Int)
     /// After logrotate (SIGUSR1).
     case reopenLogs
@@ -31,7 +32,8 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
 
 /// What a worker says back on its standard output, among its log lines.
 public enum ProxyWorkerAnswer: Sendable, Hashable, Codable {
-    case drained(String)
+    /// A drain is over, with the requests it saw through.
+    case drained(String, requests: Int)
 }
 
 /// One instance of a service with `instances`, as the proxy reaches it.
@@ -49,17 +51,19 @@ public struct Backend: Sendable, Hashable, Codable {
 }
 
 extension ProxyServer {
-    /// Carries out a message; a drain's wait for the requests in flight is the caller's.
-    public func apply(_ message: ProxyFeedMessage) {
+    /// Carries out a message; a drain is begun and returned, for the caller to wait on.
+    @discardableResult
+    public func apply(_ message: ProxyFeedMessage) -> Drain? {
         switch message {
         case .serviceUp(let name, let up): shared.availability.set(name, up: up)
         case .backends(let service, let backends): shared.availability.setBackends(service, backends)
         case .delayedStarts(let services): shared.availability.setDelayedStarts(services)
         case .maintenance(let sites): shared.availability.setMaintenance(Set(sites))
         case .sites(let sites): update(sites: sites)
-        case .drain(let name, _): shared.availability.hold(name)
+        case .drain(let name, let milliseconds): return shared.availability.beginDrain(name, timeout: .milliseconds(Int64(milliseconds)))
         case .reopenLogs: reopenLogs()
         case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
         }
+        return nil
     }
 }

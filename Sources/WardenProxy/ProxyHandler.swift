@@ -410,7 +410,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             // Counted before the check: a drain that holds the service either holds this request
             // or waits for it.
             traffic.enter()
-            guard shared.availability.isUp(traffic.service) else {
+            guard picked?.takesRequests(isUp: shared.availability.isUp) ?? shared.availability.isUp(traffic.service) else {
                 traffic.leave()
                 upstream.release(reusable: true)
                 connect(context: context)

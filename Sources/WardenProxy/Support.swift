@@ -36,7 +36,7 @@ public final class ServiceAvailability: Sendable {
 
     /// The instances `service`'s requests go to from now on.
     public func setBackends(_ service: String, _ backends: [Backend]) {
-        self.backends(for: service).replace(backends, traffic: traffic(for:))
+        self.backends(for: service).replace(backends, traffic: traffic(for:), isUp: isUp)
     }
 
     func backends(for service: String) -> BackendSet {
@@ -75,6 +75,36 @@ public final class ServiceAvailability: Sendable {
     /// Requests sent to `service`'s upstream whose response has not ended or failed yet.
     public func requestsInFlight(_ service: String) -> Int {
         traffic(for: service).count
+    }
+
+    /// Starts the drain before a planned stop of `service`. New requests for it are held at once, except
+    /// for an instance a deploy's switch took out of service behind `balance sticky cookie`: its pinned
+    /// clients keep reaching it until they have been quiet for `Drain.pinnedQuiet`, then it is held.
+    public func beginDrain(_ service: String, timeout: TimeAmount, now: NIODeadline = .now()) -> Drain {
+        let pinned = backendsByService.withLock { table in
+            table.values.lazy.filter { $0.keepsPins.load(ordering: .relaxed) }.compactMap { $0.retiring(service) }.first
+        }
+        if let pinned { pinned.drain.store(.pinnedOnly, ordering: .relaxed) } else { hold(service) }
+        return Drain(
+            service: service, began: now, deadline: now + timeout, pinned: pinned, inFlightAtStart: requestsInFlight(service),
+            pinnedAtStart: pinned?.pinnedRequests.load(ordering: .relaxed) ?? 0)
+    }
+
+    /// The requests the drain saw through once it is over (a pinned instance's clients quiet, then
+    /// none in flight), or at its deadline; nil while it lasts.
+    public func finished(_ drain: Drain, now: NIODeadline = .now()) -> Int? {
+        if let pinned = drain.pinned, pinned.drain.load(ordering: .sequentiallyConsistent) == .pinnedOnly {
+            // Quiet since the drain began at least: a client's next click may still be coming.
+            let last = max(drain.began, .uptimeNanoseconds(pinned.lastPinned.load(ordering: .relaxed)))
+            guard now - last >= Drain.pinnedQuiet || now >= drain.deadline else { return nil }
+            // Closed before the count is read, as `hold` does: a request is either turned away by
+            // `takesRequests` or counted below.
+            pinned.drain.store(.over, ordering: .sequentiallyConsistent)
+            hold(drain.service)
+        }
+        guard requestsInFlight(drain.service) == 0 || now >= drain.deadline else { return nil }
+        let pinnedRequests = drain.pinned.map { $0.pinnedRequests.load(ordering: .relaxed) } ?? 0
+        return drain.inFlightAtStart + pinnedRequests - drain.pinnedAtStart
     }
 
     func traffic(for service: String) -> ServiceTraffic {
@@ -164,8 +194,9 @@ public final class SiteTable: Sendable {
                 target = .upstream(Upstream(url: url, service: service, traffic: service.map(availability.traffic(for:))))
             case .instances(let service):
                 let anyInstance = HTTPURL(scheme: "http", host: "127.0.0.1", port: 0, path: "/")
-                target = .upstream(
-                    Upstream(url: anyInstance, service: service, traffic: nil, backends: availability.backends(for: service), balance: balance))
+                let backends = availability.backends(for: service)
+                if case .stickyCookie = balance { backends.keepsPins.store(true, ordering: .relaxed) }
+                target = .upstream(Upstream(url: anyInstance, service: service, traffic: nil, backends: backends, balance: balance))
             case .directory(let directory): target = .directory(directory)
             }
         }

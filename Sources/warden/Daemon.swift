@@ -304,9 +304,9 @@ final class PIDLock {
 /// Where the proxy feed delivers: the proxy in this process, or a worker process through a pipe.
 protocol ProxyControl: Sendable {
     func send(_ message: ProxyFeedMessage)
-    /// Holds new requests for the service at once; returns when none of its requests is in flight,
-    /// or after `timeout`.
-    func drain(_ name: String, timeout: Duration) async
+    /// Begins a drain (`ServiceAvailability.beginDrain`); returns when it is over, or after `timeout`,
+    /// with the requests it saw through.
+    func drain(_ name: String, timeout: Duration) async -> Int
 }
 
 /// The proxy in the daemon's own process.
@@ -316,13 +316,14 @@ struct LocalProxyControl: ProxyControl {
 
     func send(_ message: ProxyFeedMessage) { proxy.apply(message) }
 
-    func drain(_ name: String, timeout: Duration) async {
-        proxy.apply(.drain(name, milliseconds: Int(timeout / .milliseconds(1))))
-        let deadline = ContinuousClock.now + timeout
+    func drain(_ name: String, timeout: Duration) async -> Int {
+        guard let drain = proxy.apply(.drain(name, milliseconds: Int(timeout / .milliseconds(1)))) else { return 0 }
         // Polled: a count the requests notify no one of costs them nothing more.
-        while availability.requestsInFlight(name) > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+        while !Task.isCancelled {
+            if let requests = availability.finished(drain) { return requests }
             try? await Task.sleep(for: .milliseconds(5))
         }
+        return 0
     }
 }
 
@@ -340,9 +341,9 @@ final class ProxyTraffic: TrafficControl {
         self.target = target
     }
 
-    func drain(_ service: String, timeout: Duration) async {
+    func drain(_ service: String, timeout: Duration) async -> Int {
         directChanges.withLock { $0 += 1 }
-        await target.drain(service, timeout: timeout)
+        return await target.drain(service, timeout: timeout)
     }
 
     func route(_ service: String, to instances: [InstanceIdentity]) {

@@ -110,9 +110,9 @@ extension Warden {
 /// daemon reads with its log lines.
 final class WorkerProxyControl: ProxyControl {
     let fd: Int32
-    /// Drain answers per service, and workers started: a drain waits until either count moves (a
-    /// new worker has no request in flight).
-    private let answers = Mutex<(drained: [String: Int], workers: Int)>(([:], 0))
+    /// Drain answers per service (how many, and the requests the last one saw through), and workers
+    /// started: a drain waits until either count moves (a new worker has no request in flight).
+    private let answers = Mutex<(drained: [String: (count: Int, requests: Int)], workers: Int)>(([:], 0))
     private let writing = Mutex(())
 
     init(fd: Int32) {
@@ -134,21 +134,24 @@ final class WorkerProxyControl: ProxyControl {
         }
     }
 
-    func drain(_ name: String, timeout: Duration) async {
-        let before = answers.withLock { ($0.drained[name] ?? 0, $0.workers) }
+    func drain(_ name: String, timeout: Duration) async -> Int {
+        let before = answers.withLock { ($0.drained[name]?.count ?? 0, $0.workers) }
         send(.drain(name, milliseconds: Int(timeout / .milliseconds(1))))
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !Task.isCancelled {
-            if answers.withLock({ ($0.drained[name] ?? 0, $0.workers) != before }) { return }
+            let now = answers.withLock { ($0.drained[name], $0.workers) }
+            if (now.0?.count ?? 0, now.1) != before { return now.0?.requests ?? 0 }
             try? await Task.sleep(for: .milliseconds(5))
         }
+        return 0
     }
 
     /// A line the worker printed: true when it is an answer rather than one for the log.
     func received(_ line: String) -> Bool {
         guard line.hasPrefix("{"), let answer = try? JSONCoding.decode(ProxyWorkerAnswer.self, from: Array(line.utf8)) else { return false }
         switch answer {
-        case .drained(let name): answers.withLock { $0.drained[name, default: 0] += 1 }
+        case .drained(let name, let requests):
+            answers.withLock { $0.drained[name] = (($0.drained[name]?.count ?? 0) + 1, requests) }
         }
         return true
     }
@@ -163,11 +166,11 @@ final class WorkerProxyControl: ProxyControl {
 private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer) {
     var pending: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
-    var drains: [(service: String, deadline: ContinuousClock.Instant)] = []
+    var drains: [Drain] = []
     while true {
         drains.removeAll { drain in
-            guard availability.requestsInFlight(drain.service) == 0 || ContinuousClock.now >= drain.deadline else { return false }
-            guard var answer = try? JSONCoding.encode(ProxyWorkerAnswer.drained(drain.service)) else { return true }
+            guard let requests = availability.finished(drain) else { return false }
+            guard var answer = try? JSONCoding.encode(ProxyWorkerAnswer.drained(drain.service, requests: requests)) else { return true }
             answer.append(UInt8(ascii: "\n"))
             _ = answer.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
             return true
@@ -183,10 +186,7 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
             let line = Array(pending[..<newline])
             pending.removeSubrange(...newline)
             guard let message = try? JSONCoding.decode(ProxyFeedMessage.self, from: line) else { continue }
-            proxy.apply(message)
-            if case .drain(let service, let milliseconds) = message {
-                drains.append((service, ContinuousClock.now + .milliseconds(milliseconds)))
-            }
+            if let drain = proxy.apply(message) { drains.append(drain) }
         }
     }
     kill(getpid(), SIGTERM)

@@ -194,9 +194,10 @@ struct SupervisorTests {
         let drained = Mutex<[(service: String, spawnedBefore: Int)]>([])
         let routes = Mutex<[(service: String, ports: [Int])]>([])
         init(system: ScriptedSystem) { self.system = system }
-        func drain(_ service: String, timeout: Duration) async {
+        func drain(_ service: String, timeout: Duration) async -> Int {
             let spawned = system.spawned.count
             drained.withLock { $0.append((service, spawned)) }
+            return 0
         }
         func route(_ service: String, to instances: [InstanceIdentity]) {
             routes.withLock { $0.append((service, instances.map(\.port))) }

@@ -23,7 +23,7 @@ struct InstanceTests {
     /// With `hold` 0 a moment without a ready instance shows as a 503 (the maintenance page) at once.
     func start(
         _ app: ProxiedApp, in directory: TemporaryDirectory, smtp: SMTPSink? = nil, instances: Int = 3, deployTimeout: Int = 20, hold: Int = 20,
-        balance: String = "round-robin"
+        balance: String = "round-robin", drainTimeout: Int = 30
     ) throws -> Setup {
         let port = TestSupport.freePort()
         let dashboard = TestSupport.freePort()
@@ -46,6 +46,7 @@ struct InstanceTests {
                 stop program = "\(app.stopScript) $PORT"
                 if failed url http://127.0.0.1:$PORT/ready timeout 2 seconds then restart
                 deploy timeout \(deployTimeout) seconds
+                drain timeout \(drainTimeout) seconds
             check site app default
                 pass / to service app
                 balance \(balance)
@@ -218,6 +219,47 @@ struct InstanceTests {
         #expect(moved.status == 200)
         #expect(moved.headers["x-port"] != String(pinned))
         #expect(moved.headers["set-cookie"]?.hasPrefix("SRV=\(moved.headers["x-port"] ?? "?").") == true, "\(moved.headers)")
+    }
+
+    /// A deploy behind `balance sticky cookie`: after the switch, new clients go to the new generation
+    /// while a client pinned to an old instance keeps reaching it (its session lives there) until the
+    /// drain ends (here its timeout, as the client never goes quiet); then it is served by a new
+    /// instance and pinned to it. `warden deploy` says how many requests the drain saw through.
+    @Test func aPinnedClientKeepsItsInstanceWhileItDrains() throws {
+        let directory = try TemporaryDirectory()
+        let app = try ProxiedApp(in: directory, delay: 0.001, instances: true)
+        defer { app.killAll() }
+        let setup = try start(app, in: directory, balance: "sticky cookie SRV", drainTimeout: 4)
+        defer { setup.warden.stop() }
+        let first = try #require(TestSupport.httpGet(port: setup.port, path: "/a"))
+        let pinned = try #require(Int(first.headers["x-port"] ?? ""))
+        let pair = try #require(first.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+        let deploy = Background { try? setup.warden("deploy", "app") }
+        let newPorts = Set(setup.ports.suffix(3).map(String.init))
+        var (pinnedWhileSwitched, movedTo) = ([Date](), nil as (port: String, cookie: String?)?)
+        let deadline = Date().addingTimeInterval(40)
+        while movedTo == nil, Date() < deadline {
+            let fresh = try #require(TestSupport.httpGet(port: setup.port, path: "/new"), "\(setup.warden.log)")
+            let own = try #require(TestSupport.httpGet(port: setup.port, path: "/own", headers: ["Cookie": pair]), "\(setup.warden.log)")
+            #expect(fresh.status == 200 && own.status == 200)
+            let port = own.headers["x-port"] ?? "?"
+            if port == String(pinned) {
+                if newPorts.contains(fresh.headers["x-port"] ?? "") { pinnedWhileSwitched.append(Date()) }
+            } else {
+                movedTo = (port, own.headers["set-cookie"])
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let span = (pinnedWhileSwitched.last ?? .distantPast).timeIntervalSince(pinnedWhileSwitched.first ?? .distantFuture)
+        #expect(span >= 2.5, "the pinned client reached its old instance after the switch for most of the drain's 4 s: \(pinnedWhileSwitched)")
+        let moved = try #require(movedTo, "the pinned client was moved once its instance stopped: \(setup.warden.log)")
+        #expect(newPorts.contains(moved.port) && moved.cookie?.hasPrefix("SRV=\(moved.port).") == true, "\(moved)")
+        let result = try #require(deploy.value(timeout: 30) ?? nil)
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        let drained = try #require(result.stdout.firstRange(of: "drained: ").map { result.stdout[$0.upperBound...].prefix { $0.isNumber } })
+        #expect((Int(drained) ?? 0) >= pinnedWhileSwitched.count, "\(result.stdout)")
+        let status = try #require(TestSupport.httpGet(port: setup.dashboard, path: "/_status?format=json"))
+        #expect(status.body.contains("deploy switched traffic to") && status.body.contains("deploy drained and stopped"), "\(status.body)")
     }
 
     /// The Deploy button of an instance's page: a CSRF-protected POST that deploys the service.

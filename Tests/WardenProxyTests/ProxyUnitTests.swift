@@ -800,8 +800,12 @@ struct HandlerLifetimeTests {
 struct BalancingTests {
     static func set(_ ports: [Int], availability: ServiceAvailability = ServiceAvailability()) -> BackendSet {
         let set = BackendSet()
-        set.replace(ports.map { Backend(instance: "app@\($0)", host: "127.0.0.1", port: $0) }, traffic: availability.traffic(for:))
+        set.replace(backends(ports), traffic: availability.traffic(for:), isUp: availability.isUp)
         return set
+    }
+
+    static func backends(_ ports: [Int]) -> [Backend] {
+        ports.map { Backend(instance: "app@\($0)", host: "127.0.0.1", port: $0) }
     }
 
     static func pick(_ set: BackendSet, _ balance: Site.Balance, pinned: Int? = nil, client: String = "10.0.0.1", down: Set<String> = []) -> Int? {
@@ -816,7 +820,7 @@ struct BalancingTests {
         #expect(Set((0..<4).map { _ in Self.pick(set, .roundRobin) }) == [1, 2])
         #expect(Self.pick(set, .roundRobin, down: ["app@1", "app@2"]) == nil)
         // A report of the instances clears what requests saw fail.
-        set.replace([1, 2, 3].map { Backend(instance: "app@\($0)", host: "127.0.0.1", port: $0) }, traffic: { ServiceTraffic(service: $0) })
+        set.replace(Self.backends([1, 2, 3]), traffic: { ServiceTraffic(service: $0) }, isUp: { _ in true })
         #expect(Set((0..<6).map { _ in Self.pick(set, .roundRobin) }) == [1, 2, 3])
     }
 
@@ -827,6 +831,44 @@ struct BalancingTests {
         availability.traffic(for: "app@3").enter()
         availability.traffic(for: "app@3").enter()
         #expect((0..<3).map { _ in Self.pick(set, .leastConnections) } == [2, 2, 2])
+    }
+
+    /// A deploy's switch behind `balance sticky cookie`: clients pinned to an old instance keep reaching
+    /// it while it drains, new clients go to the new generation, and once the drain has held it (its
+    /// pinned clients quiet) a pinned client is served by a new instance.
+    @Test func pinnedClientsFollowAnInstanceThatDrainsAfterASwitch() throws {
+        let availability = ServiceAvailability()
+        let set = availability.backends(for: "app")
+        set.keepsPins.store(true, ordering: .relaxed)
+        availability.setBackends("app", Self.backends([1, 2]))
+        availability.setBackends("app", Self.backends([3, 4]))
+        #expect(Set((0..<4).map { _ in Self.pick(set, .stickyCookie("S")) }) == [3, 4])
+        #expect(set.pick(.stickyCookie("S"), pinned: 1, client: "", isUp: availability.isUp)?.backend.port == 1)
+
+        let start = NIODeadline.now()
+        let drain = availability.beginDrain("app@1", timeout: .seconds(30), now: start)
+        #expect(availability.isUp("app@1"), "a pinned instance is not held while its clients may come")
+        #expect(availability.finished(drain, now: start + .seconds(4)) == nil, "a client may come within the quiet time after the drain began")
+        availability.set("app@1", up: false)  // the supervisor reports a stopping instance down
+        let pinnedAgain = set.pick(.stickyCookie("S"), pinned: 1, client: "", isUp: availability.isUp)
+        #expect(pinnedAgain?.backend.port == 1)
+        #expect(pinnedAgain?.takesRequests(isUp: availability.isUp) == true)
+        availability.traffic(for: "app@1").enter()
+        let lastPinned = NIODeadline.uptimeNanoseconds(try #require(pinnedAgain).lastPinned.load(ordering: .relaxed))
+        #expect(availability.finished(drain, now: lastPinned + .seconds(4)) == nil, "its clients are not quiet yet")
+        #expect(availability.finished(drain, now: lastPinned + .seconds(5)) == nil, "quiet, but a request is in flight")
+        #expect(pinnedAgain?.takesRequests(isUp: availability.isUp) == false, "closed to new pinned requests")
+        availability.traffic(for: "app@1").leave()
+        #expect(availability.finished(drain, now: lastPinned + .seconds(5)) == 1, "the pinned request since the drain began")
+        #expect(!availability.isUp("app@1"))
+        #expect(set.pick(.stickyCookie("S"), pinned: 1, client: "", isUp: availability.isUp)?.backend.port ?? 0 >= 3)
+
+        // Without sticky cookies an old instance is held as its drain begins.
+        availability.setBackends("plain", Self.backends([5, 6]))
+        availability.setBackends("plain", Self.backends([7, 8]))
+        let plain = availability.beginDrain("app@5", timeout: .seconds(30), now: start)
+        #expect(!availability.isUp("app@5"))
+        #expect(availability.finished(plain, now: start) == 0)
     }
 
     @Test func stickyIPKeepsAClientOnOneInstanceAndAPinWins() {
