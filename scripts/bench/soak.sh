@@ -71,6 +71,9 @@ set proxy
 check process app with pidfile $work/app.pid
     start program = "$(command -v nginx) -p $work -c $work/app.conf"
     stop program = "$(command -v nginx) -p $work -c $work/app.conf -s stop"
+    # Killed every KILL seconds, it never runs long enough to end a back-off streak: without this the
+    # growing delay (up to 60 s) keeps it down, and the load measures the maintenance page instead.
+    restart delay 1 second to 1 second
 check site app default
     pass / to http://127.0.0.1:$app_port/ for service app
     maintenance page $work/maintenance.html hold $1 seconds
