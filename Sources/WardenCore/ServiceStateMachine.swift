@@ -118,7 +118,10 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     var acceptsTraffic: Bool { pid != nil && failures[.nonexist] == nil && !stopping }
 
     /// An instance may be sent requests: it runs, and its connection tests have passed since it started.
-    var isReady: Bool { acceptsTraffic && connectionGraceUntil == nil && failures[.connection] == nil }
+    var isReady: Bool { acceptsTraffic && connectionGraceUntil == nil && failures[.connection] == nil && !suspect }
+    /// The proxy could not reach it (refused, or reset before any response): no traffic until a check
+    /// has looked at it.
+    var suspect = false
 
     // MARK: - Scheduling
 
@@ -283,6 +286,7 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     /// A check ended: once checks have passed for the whole reset period, the restart delay starts over
     /// and a failure streak ends.
     mutating func checkEnded(now: Instant) -> [Action] {
+        suspect = false
         guard failures.isEmpty, !inConnectionGrace(now: now) else {
             healthySince = nil
             return []

@@ -36,6 +36,7 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
         case check(String)
         /// With the pid whose exit is to be looked at, when it was seen while the service was busy.
         case checkLater(String, Duration, exited: pid_t?)
+        case unreachable(String)
     }
 
     nonisolated let logger: Logger
@@ -164,6 +165,12 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
             }
         case .check(let name):
             group.addTask { await self.check(name) }
+        case .unreachable(let name):
+            guard services[name]?.isReady == true else { break }
+            logger.info("'\(name)' could not be reached by the proxy; checking it now")
+            services[name]?.suspect = true
+            instanceReadinessChanged(name)
+            group.addTask { await self.check(name) }
         case .checkLater(let name, let delay, let exited):
             let clock = self.clock
             group.addTask {
@@ -195,6 +202,12 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
 
     nonisolated func checkLater(_ name: String, after delay: Duration, exited: pid_t? = nil) {
         triggerContinuation.yield(.checkLater(name, delay, exited: exited))
+    }
+
+    /// The proxy could not reach an instance (passive health): it gets no traffic until it is checked,
+    /// which happens now rather than at its next cycle.
+    public nonisolated func instanceUnreachable(_ name: String) {
+        triggerContinuation.yield(.unreachable(name))
     }
 
     // MARK: - Configuration

@@ -11,7 +11,8 @@ final class BackendSet: Sendable {
         /// The instance's requests in flight: a drain before it stops waits for them.
         let traffic: ServiceTraffic
         /// A connect failure, or a reset before any byte of a response, keeps new requests away from it
-        /// until the supervisor reports on it again (it checks the instance at once when told).
+        /// until the supervisor reports on it again (it checks the instance at once when told:
+        /// `ServiceAvailability.unreachable`).
         let failed = Atomic<Bool>(false)
         /// Requests a sticky cookie brought to it after a switch took it out of service, and when the
         /// last one came (uptime nanoseconds): its drain waits until its pinned clients go quiet.

@@ -34,6 +34,8 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
 public enum ProxyWorkerAnswer: Sendable, Hashable, Codable {
     /// A drain is over, with the requests it saw through.
     case drained(String, requests: Int)
+    /// A request could not reach this instance: the supervisor checks it now.
+    case unreachable(String)
 }
 
 /// One instance of a service with `instances`, as the proxy reaches it.

@@ -379,7 +379,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .pending(let deadline, _, _) = state, let entry else { return }
         if let failed = picked.take() {
             // Nothing was sent: any request may go to another instance.
-            failed.failed.store(true, ordering: .relaxed)
+            shared.availability.unreachable(failed)
             logError("warn", "connect() failed (\(error)) while connecting to instance \(failed.backend.instance); trying another")
             connect(context: context)
         } else if entry.site.hold > 0, NIODeadline.now() < deadline {
@@ -555,7 +555,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
         // A fresh connection reset before any response: the instance is in trouble (a pooled one may
         // just have been closed by the upstream's keep-alive timeout).
-        if responseStatus == 0, !onPooledConnection { picked?.failed.store(true, ordering: .relaxed) }
+        if responseStatus == 0, !onPooledConnection, let picked { shared.availability.unreachable(picked) }
         // The upstream died before answering, or in the middle of a response held back (a crash,
         // or a pooled connection it had closed): an idempotent request is sent again, held while
         // the service comes back.

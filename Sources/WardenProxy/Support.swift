@@ -20,7 +20,22 @@ public final class ServiceAvailability: Sendable {
     /// The instances of each service with `instances`, kept like the counts.
     private let backendsByService = Mutex<[String: BackendSet]>([:])
 
+    /// Told the name of an instance a request could not reach (once per failure, not per request).
+    private let unreachableReport = Mutex<(@Sendable (String) -> Void)?>(nil)
+
     public init() {}
+
+    public func onUnreachableInstance(_ report: @escaping @Sendable (String) -> Void) {
+        unreachableReport.withLock { $0 = report }
+    }
+
+    /// Passive health: keeps new requests away from the instance and asks the supervisor to check it;
+    /// the next report of the instances lets it in again (without it, once the check has passed).
+    func unreachable(_ target: BackendSet.Target) {
+        guard !target.failed.exchange(true, ordering: .relaxed) else { return }
+        let report = unreachableReport.withLock { $0 }
+        report?(target.backend.instance)
+    }
 
     /// Services down until a delayed automatic start, with the seconds until it (read only for a
     /// service found down).

@@ -130,6 +130,7 @@ struct Daemon {
                 }
             }
             let supervisor = Supervisor(configuration: configuration, logger: logger, traffic: traffic)
+            traffic?.target.onUnreachableInstance { supervisor.instanceUnreachable($0) }
             var signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
             signals.stopServicesOnTermination = stopServicesOnExit
             // Decided before the service list takes its copy of `signals`.
@@ -307,6 +308,8 @@ protocol ProxyControl: Sendable {
     /// Begins a drain (`ServiceAvailability.beginDrain`); returns when it is over, or after `timeout`,
     /// with the requests it saw through.
     func drain(_ name: String, timeout: Duration) async -> Int
+    /// Who to tell when a request could not reach an instance.
+    func onUnreachableInstance(_ report: @escaping @Sendable (String) -> Void)
 }
 
 /// The proxy in the daemon's own process.
@@ -315,6 +318,10 @@ struct LocalProxyControl: ProxyControl {
     let proxy: ProxyServer
 
     func send(_ message: ProxyFeedMessage) { proxy.apply(message) }
+
+    func onUnreachableInstance(_ report: @escaping @Sendable (String) -> Void) {
+        availability.onUnreachableInstance(report)
+    }
 
     func drain(_ name: String, timeout: Duration) async -> Int {
         guard let drain = proxy.apply(.drain(name, milliseconds: Int(timeout / .milliseconds(1)))) else { return 0 }

@@ -78,6 +78,7 @@ extension Warden {
             LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: .info) }
             let logger = Logger(label: "warden.proxy")
             let availability = ServiceAvailability()
+            availability.onUnreachableInstance { answer(.unreachable($0)) }
             let status = Mutex<Int32>(0)
             let done = DispatchSemaphore(value: 0)
             Task {
@@ -114,6 +115,7 @@ final class WorkerProxyControl: ProxyControl {
     /// started: a drain waits until either count moves (a new worker has no request in flight).
     private let answers = Mutex<(drained: [String: (count: Int, requests: Int)], workers: Int)>(([:], 0))
     private let writing = Mutex(())
+    private let unreachableReport = Mutex<(@Sendable (String) -> Void)?>(nil)
 
     init(fd: Int32) {
         self.fd = fd
@@ -152,8 +154,13 @@ final class WorkerProxyControl: ProxyControl {
         switch answer {
         case .drained(let name, let requests):
             answers.withLock { $0.drained[name] = (($0.drained[name]?.count ?? 0) + 1, requests) }
+        case .unreachable(let name): unreachableReport.withLock { $0 }?(name)
         }
         return true
+    }
+
+    func onUnreachableInstance(_ report: @escaping @Sendable (String) -> Void) {
+        unreachableReport.withLock { $0 = report }
     }
 
     func workerStarted() {
@@ -170,9 +177,7 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
     while true {
         drains.removeAll { drain in
             guard let requests = availability.finished(drain) else { return false }
-            guard var answer = try? JSONCoding.encode(ProxyWorkerAnswer.drained(drain.service, requests: requests)) else { return true }
-            answer.append(UInt8(ascii: "\n"))
-            _ = answer.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+            answer(.drained(drain.service, requests: requests))
             return true
         }
         var input = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
@@ -190,4 +195,12 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
         }
     }
     kill(getpid(), SIGTERM)
+}
+
+/// One answer line to the daemon on standard output. Short lines are written whole (under PIPE_BUF),
+/// so the feed thread's and the event loops' answers never interleave.
+private func answer(_ answer: ProxyWorkerAnswer) {
+    guard var line = try? JSONCoding.encode(answer) else { return }
+    line.append(UInt8(ascii: "\n"))
+    _ = line.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
 }

@@ -140,4 +140,33 @@ struct InstanceSupervisorTests {
             #expect(traffic.routes.withLock { $0.last?.ports } == [9001])
         }
     }
+
+    /// Passive health: an instance the proxy could not reach gets no traffic until the supervisor has
+    /// checked it, which it does at once (the cycle is 30 s here): failing, it stays out; passing, it
+    /// is routed to again.
+    @Test func anInstanceTheProxyCouldNotReachIsCheckedAtOnceAndKeptOutUntilItPasses() async throws {
+        let system = Self.system()
+        let clock = ManualClock()
+        let traffic = SupervisorTests.RecordingTraffic(system: system)
+        try await SupervisorTests.running(Self.text, system: system, clock: clock, traffic: traffic) { supervisor in
+            try await Self.bothInstancesReady(supervisor, clock: clock)
+            system.setPort(9001, open: false)
+            supervisor.instanceUnreachable("app@9001")
+            try await SupervisorTests.eventually("routed without it") { traffic.routes.withLock { $0.last?.ports } == [9000] }
+            try await SupervisorTests.advance(clock, by: .milliseconds(50), upTo: .seconds(5)) {
+                await supervisor.snapshot(named: "app@9001")?.failures.isEmpty == false
+            }
+            #expect(await supervisor.trafficTargets()["app"]?.map(\.port) == [9000], "a failed check keeps it out")
+
+            let before = traffic.routes.withLock { $0.count }
+            supervisor.instanceUnreachable("app@9000")
+            try await SupervisorTests.eventually("app@9000 routed around") {
+                traffic.routes.withLock { $0[before...].contains { !$0.ports.contains(9000) } }
+            }
+            try await SupervisorTests.advance(clock, by: .milliseconds(50), upTo: .seconds(5)) {
+                await supervisor.trafficTargets()["app"]?.map(\.port).contains(9000) == true
+            }
+            #expect(traffic.routes.withLock { $0.last?.ports.contains(9000) } == true, "its check passed: routed to again")
+        }
+    }
 }

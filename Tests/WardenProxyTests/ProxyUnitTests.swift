@@ -871,6 +871,24 @@ struct BalancingTests {
         #expect(availability.finished(plain, now: start) == 0)
     }
 
+    /// Passive health: the first request that cannot reach an instance tells the supervisor (once,
+    /// not once per request) and keeps the others away until the next report of the instances.
+    @Test func anUnreachableInstanceIsReportedOnceAndAvoided() throws {
+        let availability = ServiceAvailability()
+        let reported = Mutex<[String]>([])
+        availability.onUnreachableInstance { name in reported.withLock { $0.append(name) } }
+        let set = Self.set([1, 2], availability: availability)
+        let target = try #require(set.pick(.roundRobin, pinned: 2, client: "", isUp: { _ in true }))
+        availability.unreachable(target)
+        availability.unreachable(target)
+        #expect(reported.withLock { $0 } == ["app@2"])
+        #expect(Set((0..<4).map { _ in Self.pick(set, .roundRobin) }) == [1])
+        // The supervisor routes without it while it checks it, then with it once the check passed.
+        set.replace(Self.backends([1]), traffic: availability.traffic(for:), isUp: availability.isUp)
+        set.replace(Self.backends([1, 2]), traffic: availability.traffic(for:), isUp: availability.isUp)
+        #expect(Set((0..<4).map { _ in Self.pick(set, .roundRobin) }) == [1, 2], "reported ready again after its check")
+    }
+
     @Test func stickyIPKeepsAClientOnOneInstanceAndAPinWins() {
         let set = Self.set([1, 2, 3])
         let first = Self.pick(set, .stickyIP, client: "192.0.2.7")
