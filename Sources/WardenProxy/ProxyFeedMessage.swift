@@ -1,5 +1,6 @@
 import NIOCore
 import WardenConfig
+import WardenPlatform
 
 /// What the daemon tells its proxy, in order. The same messages reach a proxy in the daemon's own
 /// process and a privilege-dropped worker, which reads them as one JSON object per line on its
@@ -22,6 +23,8 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case drain(String, milliseconds: Int)
     /// After logrotate (SIGUSR1).
     case reopenLogs
+    /// The key that signs sticky cookies, in Base64: the same in every worker and after a restart.
+    case stickyKey(String)
     /// The answer to an ACME http-01 challenge (nil: withdrawn).
     case challengeToken(String, keyAuthorization: String?)
     /// The tls-alpn-01 certificate for a name (nil: withdrawn).
@@ -64,6 +67,7 @@ extension ProxyServer {
         case .sites(let sites): update(sites: sites)
         case .drain(let name, let milliseconds): return shared.availability.beginDrain(name, timeout: .milliseconds(Int64(milliseconds)))
         case .reopenLogs: reopenLogs()
+        case .stickyKey(let key): shared.availability.setStickyKey(Base64.decode(key) ?? [])
         case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
         }
         return nil

@@ -262,7 +262,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .upstream(let upstream):
             target = upstream
             if case .stickyCookie(let name) = upstream.balance, let service = upstream.service, let cookies = head.field("cookie") {
-                pinnedPort = StickyCookie.shared.pinnedPort(cookieHeader: cookies, name: name, service: service)
+                pinnedPort = shared.availability.stickyCookie.pinnedPort(cookieHeader: cookies, name: name, service: service)
             }
             if shared.availability.inMaintenance(entry.site.name) {
                 maintenance(context: context)
@@ -493,7 +493,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if let hsts = entry?.site.hsts, shared.scheme == "https" { head.bytes.writeHeaderField("Strict-Transport-Security", hsts.headerValue) }
         if let picked, picked.backend.port != pinnedPort, case .stickyCookie(let name) = target?.balance, let service = target?.service {
-            head.bytes.writeString(StickyCookie.shared.setCookieLine(name: name, service: service, port: picked.backend.port))
+            head.bytes.writeString(shared.availability.stickyCookie.setCookieLine(name: name, service: service, port: picked.backend.port))
         }
         let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes ? $0 : nil }
         // The end of the head and a small body in one write into the buffer.

@@ -2,14 +2,23 @@ import Crypto
 import WardenPlatform
 
 /// `balance sticky cookie NAME`: the cookie names the client's instance by its port, with an HMAC
-/// so that a client cannot choose an instance by writing the cookie itself. The key is made when
-/// the proxy starts: after a restart of warden, clients are pinned again on their next request.
-struct StickyCookie: Sendable {
+/// so that a client cannot choose an instance by writing the cookie itself. The key is kept beside
+/// the state file (`StickyCookie.loadKey`), so a restart of warden keeps every client on its instance;
+/// without a state file it is made when the proxy starts.
+public struct StickyCookie: Sendable {
     private let key: SymmetricKey
 
-    static let shared = StickyCookie(key: SymmetricKey(size: .bits256))
-
     init(key: SymmetricKey) { self.key = key }
+
+    /// The key of `path`, made and written (mode 0600) when there is none yet or it is not a key.
+    public static func loadKey(path: String) throws -> [UInt8] {
+        if let stored = try? FileSystemReader().read(path), stored.count == keyBytes { return stored }
+        let key = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        try AtomicFile.write(key, to: path, mode: 0o600)
+        return key
+    }
+
+    static let keyBytes = 32
 
     /// `PORT.MAC`, the MAC over the service and the port.
     func value(service: String, port: Int) -> String {

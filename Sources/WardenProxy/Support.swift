@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import Synchronization
 import WardenConfig
@@ -19,6 +20,16 @@ public final class ServiceAvailability: Sendable {
     private let trafficByService = Mutex<[String: ServiceTraffic]>([:])
     /// The instances of each service with `instances`, kept like the counts.
     private let backendsByService = Mutex<[String: BackendSet]>([:])
+
+    /// The key of `balance sticky cookie`: the feed's (kept across restarts of warden), else this process's.
+    private let stickyKey = Mutex(StickyCookie(key: SymmetricKey(size: .bits256)))
+
+    var stickyCookie: StickyCookie { stickyKey.withLock { $0 } }
+
+    public func setStickyKey(_ key: [UInt8]) {
+        guard key.count == StickyCookie.keyBytes else { return }
+        stickyKey.withLock { $0 = StickyCookie(key: SymmetricKey(data: key)) }
+    }
 
     /// Told the name of an instance a request could not reach (once per failure, not per request).
     private let unreachableReport = Mutex<(@Sendable (String) -> Void)?>(nil)

@@ -179,12 +179,14 @@ struct Daemon {
                 services.append(
                     .init(service: ACMEService(supervisor: supervisor, feed: certificates, logger: logger, interval: ACMEService.interval(configuration))))
             }
+            let stickyKey = Self.stickyKey(configuration, logger: logger)
             if let worker, let traffic {
                 services.append(
                     .init(
                         service: ProxyWorkerService(
                             controlFile: controlFile, input: worker.input, control: worker.control,
-                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic), certificates: certificates, logger: logger)))
+                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic, stickyKey: stickyKey), certificates: certificates,
+                            logger: logger)))
             }
             if let proxy = localProxy, let traffic {
                 do {
@@ -196,7 +198,7 @@ struct Daemon {
                     return
                 }
                 services.append(.init(service: proxy))
-                services.append(.init(service: ProxyFeed(supervisor: supervisor, traffic: traffic)))
+                services.append(.init(service: ProxyFeed(supervisor: supervisor, traffic: traffic, stickyKey: stickyKey)))
             }
             var groupConfiguration = ServiceGroupConfiguration(
                 services: services, gracefulShutdownSignals: stopServicesOnExit ? [] : [.sigterm, .sigint], logger: logger)
@@ -302,6 +304,20 @@ final class PIDLock {
     }
 }
 
+extension Daemon {
+    /// `balance sticky cookie`'s key, kept beside the state file so that clients keep their instance
+    /// across a restart of warden (nil without a state file: each start makes its own).
+    static func stickyKey(_ configuration: Configuration, logger: Logger) -> [UInt8]? {
+        guard configuration.proxy != nil, let statefile = configuration.statefile else { return nil }
+        do {
+            return try StickyCookie.loadKey(path: statefile + ".sticky-key")
+        } catch {
+            logger.error("cannot keep the sticky cookie key beside '\(statefile)': \(error); sticky clients are pinned again after a restart")
+            return nil
+        }
+    }
+}
+
 /// Where the proxy feed delivers: the proxy in this process, or a worker process through a pipe.
 protocol ProxyControl: Sendable {
     func send(_ message: ProxyFeedMessage)
@@ -397,16 +413,18 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
     let supervisor: Supervisor
     let traffic: ProxyTraffic
     let events: AsyncStream<Event>
-    private let sent = Mutex<(sites: [Site]?, maintenance: Set<String>?)>((nil, nil))
+    let stickyKey: [UInt8]?
+    private let sent = Mutex<(sites: [Site]?, maintenance: Set<String>?, stickyKey: Bool)>((nil, nil, false))
 
-    init(supervisor: Supervisor, traffic: ProxyTraffic) {
+    init(supervisor: Supervisor, traffic: ProxyTraffic, stickyKey: [UInt8]?) {
         self.supervisor = supervisor
         self.traffic = traffic
+        self.stickyKey = stickyKey
         self.events = supervisor.events.subscribe()
     }
 
     func resend() {
-        sent.withLock { $0 = (nil, nil) }
+        sent.withLock { $0 = (nil, nil, false) }
     }
 
     func run() async throws {
@@ -432,10 +450,11 @@ final class ProxyFeed: ServiceLifecycle.Service, Sendable {
             delayedStarts: await supervisor.delayedStarts(), readAfter: mark)
         let maintenance = await supervisor.maintenanceSites
         let sites = await supervisor.configuration.sites
-        let (newSites, newMaintenance) = sent.withLock { sent -> (Bool, Bool) in
-            defer { sent = (sites, maintenance) }
-            return (sent.sites != sites, sent.maintenance != maintenance)
+        let (newSites, newMaintenance, newKey) = sent.withLock { sent -> (Bool, Bool, Bool) in
+            defer { sent = (sites, maintenance, true) }
+            return (sent.sites != sites, sent.maintenance != maintenance, !sent.stickyKey)
         }
+        if newKey, let stickyKey { traffic.target.send(.stickyKey(Base64.encode(stickyKey))) }
         if newSites { traffic.target.send(.sites(sites)) }
         if newMaintenance { traffic.target.send(.maintenance(maintenance.sorted())) }
     }

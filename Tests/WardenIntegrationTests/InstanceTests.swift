@@ -35,6 +35,7 @@ struct InstanceTests {
             """
             set daemon 1
             set pidfile \(directory.path)/warden.pid
+            set statefile \(directory.path)/warden.state
             set httpd port \(dashboard) and use address 127.0.0.1
                 allow 127.0.0.1
             \(mail)
@@ -260,6 +261,29 @@ struct InstanceTests {
         #expect((Int(drained) ?? 0) >= pinnedWhileSwitched.count, "\(result.stdout)")
         let status = try #require(TestSupport.httpGet(port: setup.dashboard, path: "/_status?format=json"))
         #expect(status.body.contains("deploy switched traffic to") && status.body.contains("deploy drained and stopped"), "\(status.body)")
+    }
+
+    /// The key that signs sticky cookies is kept beside the state file (0600): after warden is
+    /// stopped and started again, a client's cookie still pins it to its instance.
+    @Test func aStickyCookieOutlivesARestartOfWarden() throws {
+        let directory = try TemporaryDirectory()
+        let app = try ProxiedApp(in: directory, delay: 0.001, instances: true)
+        defer { app.killAll() }
+        let setup = try start(app, in: directory, balance: "sticky cookie SRV")
+        let first = try #require(TestSupport.httpGet(port: setup.port, path: "/a"))
+        let pinned = try #require(first.headers["x-port"])
+        let pair = try #require(first.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+        setup.warden.stop()
+        let key = try FileManager.default.attributesOfItem(atPath: directory.path + "/warden.state.sticky-key")
+        #expect((key[.posixPermissions] as? Int) == 0o600 && (key[.size] as? Int) == 32, "\(key)")
+
+        let again = try WardenProcess(controlFile: setup.warden.controlFile, logPath: directory.path + "/log.2")
+        defer { again.stop() }
+        try #require(TestSupport.waitUntil(timeout: 20) { TestSupport.httpGet(port: setup.port, path: "/up")?.status == 200 }, "\(again.log)")
+        for number in 1...20 {
+            let answer = try #require(TestSupport.httpGet(port: setup.port, path: "/b\(number)", headers: ["Cookie": pair]))
+            #expect(answer.headers["x-port"] == pinned && answer.headers["set-cookie"] == nil, "\(answer.headers)")
+        }
     }
 
     /// The Deploy button of an instance's page: a CSRF-protected POST that deploys the service.
