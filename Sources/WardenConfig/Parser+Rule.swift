@@ -477,7 +477,7 @@ extension Parser {
                 throw fail(.invalidValue, "unknown protocol '\(name.text)'", at: name, hint: suggestion(for: name.text, among: known.union(["http", "https"])))
             }
             // Kept so that a test warden would run without them (a login, a request path) is refused, not weakened.
-            while let option = accept(any: ["username", "password", "secret", "appname", "path", "origin", "version", "request"]) {
+            while let option = accept(any: ["username", "password", "database", "secret", "appname", "path", "origin", "version", "request"]) {
                 options[option.keyword] = try value("a value").text
             }
             return .named(name.keyword)

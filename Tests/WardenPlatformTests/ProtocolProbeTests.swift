@@ -143,9 +143,33 @@ struct ProtocolProbeTests {
             ["--reuid=\(user)", "--regid=\(getpwuid(user).pointee.pw_gid)", "--clear-groups", bin + "/initdb", "-D", data, "-A", "trust", "-U", "postgres"],
             timeout: 120)
         #expect(initdb.status == 0, "\(initdb.stdout)\(initdb.stderr)")
+        // monit's logins: `monit` with an MD5 password, `clear` with a cleartext one; root/root (no
+        // credentials) has no entry and gets an error, which monit takes as the server's answer.
+        try """
+            local all all trust
+            host all monit 127.0.0.1/32 md5
+            host all clear 127.0.0.1/32 password
+            """.write(toFile: data + "/pg_hba.conf", atomically: true, encoding: .utf8)
         let server = try Peer(
             bin + "/postgres", ["-D", data, "-p", "\(port)", "-k", data, "-c", "listen_addresses=127.0.0.1"],
             log: directory.path + "/postgres.log", uid: user)
+        let up = await Probe.untilPassing("pgsql", port: port)
+        #expect(up.succeeded, "\(up.message)\n\(server.output)")
+        let roles = try TestSupport.run(
+            bin + "/psql",
+            ["-h", data, "-p", "\(port)", "-U", "postgres", "-c",
+             "SET password_encryption = 'md5'; CREATE ROLE monit LOGIN PASSWORD 'secret'; CREATE ROLE clear LOGIN PASSWORD 'secret';"])
+        #expect(roles.status == 0, "\(roles.stdout)\(roles.stderr)")
+        for user in ["monit", "clear"] {
+            let login = await Probe.check("pgsql", port: port, options: ["username": user, "password": "secret", "database": "postgres"])
+            #expect(login.succeeded, "\(user): \(login.message)")
+        }
+        let wrong = await Probe.check("pgsql", port: port, options: ["username": "monit", "password": "wrong", "database": "postgres"])
+        #expect(wrong.message.hasPrefix("PGSQL: startup message error -- Severity=FATAL, Code=28P01"), "\(wrong.message)")
+        let missing = await Probe.check("pgsql", port: port, options: ["username": "monit", "password": "secret", "database": "nosuch"])
+        #expect(missing.message.hasPrefix("PGSQL: startup message error -- Severity=FATAL, Code=3D000"), "\(missing.message)")
+        let ownDatabase = await Probe.check("pgsql", port: port, options: ["username": "monit", "password": "secret"])
+        #expect(!ownDatabase.succeeded && ownDatabase.message.contains("3D000"), "the database defaults to the user's name: \(ownDatabase.message)")
         try await exercise("pgsql", port: port, server: server, directory: directory, garbage: "PGSQL:")
     }
 

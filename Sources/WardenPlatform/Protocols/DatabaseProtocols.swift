@@ -102,29 +102,84 @@ enum DatabaseProtocols {
         return ProtocolFailure("Server returned error code \(code) -- \(message)")
     }
 
-    /// A startup message for user and database `root` (monit's choice when no user is given): the
-    /// server answers with an authentication request or an error, and either proves it speaks PostgreSQL.
-    static func pgsql(_ stream: ProbeStream) async throws {
-        let parameters = Array("user\u{0}root\u{0}database\u{0}root\u{0}\u{0}".utf8)
-        let length = UInt32(8 + parameters.count)
-        let startup = withUnsafeBytes(of: length.bigEndian, Array.init) + [0x00, 0x03, 0x00, 0x00] + parameters
-        try await stream.write(startup, "PGSQL: error sending startup message")
+    /// A startup message, as monit sends it: without credentials for user and database `root`, where
+    /// the server's authentication request or its error both prove it speaks PostgreSQL. With a
+    /// `username` (and a `database`, by default the user's own), a login: a cleartext or MD5 password
+    /// when the server asks for one, and any error fails the test. An authentication neither speaks
+    /// (SCRAM, …) ends the session and passes, as in monit: the server has answered in its protocol.
+    static func pgsql(_ stream: ProbeStream, username: String?, password: String?, database: String?) async throws {
+        var parameters = "user\u{0}\(username ?? "root")\u{0}"
+        if let database = database ?? (username == nil ? "root" : nil) { parameters += "database\u{0}\(database)\u{0}" }
+        let body = Array(parameters.utf8) + [0]
+        try await stream.write(bigEndian(UInt32(8 + body.count)) + [0x00, 0x03, 0x00, 0x00] + body, "PGSQL: error sending startup message")
+        let loggingIn = username != nil || database != nil
+        var authenticated = false
+        // A login's answers: at most two authentication requests, then a few parameters before ReadyForQuery.
+        for _ in 0..<64 {
+            let (type, payload) = try await pgsqlMessage(stream)
+            switch type {
+            case UInt8(ascii: "S") where authenticated, UInt8(ascii: "K") where authenticated, UInt8(ascii: "N") where authenticated:
+                continue
+            case UInt8(ascii: "Z") where authenticated:
+                // Ready for a query: the login, the database included, is done.
+                try await stream.write([UInt8(ascii: "X")] + bigEndian(4), "PGSQL: error sending terminate message")
+                return
+            case UInt8(ascii: "R"):
+                guard payload.count >= 4 else { throw ProtocolFailure("PGSQL: authentication message too short") }
+                let method = Int(payload[0]) << 24 | Int(payload[1]) << 16 | Int(payload[2]) << 8 | Int(payload[3])
+                switch method {
+                case 3 where loggingIn:
+                    try await pgsqlPassword(stream, Array((password ?? "").utf8))
+                case 5 where loggingIn && payload.count >= 8:
+                    // md5(md5(password + user) as hex + salt), as hex, after "md5".
+                    let inner = Hex.string(Insecure.MD5.hash(data: Array(((password ?? "") + (username ?? "")).utf8)))
+                    let outer = Hex.string(Insecure.MD5.hash(data: Array(inner.utf8) + payload[4..<8]))
+                    try await pgsqlPassword(stream, Array(("md5" + outer).utf8))
+                case 0 where loggingIn:
+                    // The database is opened after this: its error, or ReadyForQuery, comes next.
+                    authenticated = true
+                default:
+                    // A method warden does not answer, or no login asked for: end the session politely.
+                    try await stream.write([UInt8(ascii: "X")] + bigEndian(4), "PGSQL: error sending terminate message")
+                    return
+                }
+            case UInt8(ascii: "E"):
+                guard loggingIn else { return }  // monit accepts an error to root/root as the server's answer.
+                throw ProtocolFailure("PGSQL: startup message error -- \(pgsqlErrorFields(payload))")
+            default:
+                throw ProtocolFailure("PGSQL: unexpected response type '\(Character(Unicode.Scalar(type)))' -- not PostgreSQL protocol")
+            }
+        }
+        throw ProtocolFailure("PGSQL: no end to the server's answers to the login")
+    }
+
+    private static func pgsqlMessage(_ stream: ProbeStream) async throws -> (type: UInt8, payload: [UInt8]) {
         let header = try await stream.read(exactly: 5, "PGSQL: response header read error")
         let payloadLength = Int(header[1]) << 24 | Int(header[2]) << 16 | Int(header[3]) << 8 | Int(header[4])
         guard payloadLength >= 4, payloadLength - 4 <= 1024 else {
             throw ProtocolFailure("PGSQL: response message is too large: \(payloadLength - 4) bytes received (maximum 1024)")
         }
-        let payload = try await stream.read(exactly: payloadLength - 4, "PGSQL: response payload read error")
-        switch header[0] {
-        case UInt8(ascii: "R"):
-            // Authentication ok (trust): end the session politely.
-            if payload.count >= 4, payload[0...3].allSatisfy({ $0 == 0 }) {
-                try await stream.write([UInt8(ascii: "X"), 0, 0, 0, 4], "PGSQL: error sending terminate message")
-            }
-        case UInt8(ascii: "E"):
-            break  // monit accepts an error to root/root as the server's answer.
-        default:
-            throw ProtocolFailure("PGSQL: unexpected response type '\(Character(Unicode.Scalar(header[0])))' -- not PostgreSQL protocol")
+        return (header[0], try await stream.read(exactly: payloadLength - 4, "PGSQL: response payload read error"))
+    }
+
+    private static func pgsqlPassword(_ stream: ProbeStream, _ password: [UInt8]) async throws {
+        try await stream.write([UInt8(ascii: "p")] + bigEndian(UInt32(4 + password.count + 1)) + password + [0], "PGSQL: error sending password message")
+    }
+
+    /// An ErrorResponse's severity, code and message, as monit reports them.
+    private static func pgsqlErrorFields(_ payload: [UInt8]) -> String {
+        var fields: [UInt8: String] = [:]
+        var rest = payload[...]
+        while let type = rest.first, type != 0 {
+            let value = rest.dropFirst().prefix { $0 != 0 }
+            fields[type] = String(decoding: value, as: UTF8.self)
+            rest = rest.dropFirst(value.count + 2)
         }
+        func field(_ type: Character) -> String { fields[type.asciiValue!] ?? "N/A" }
+        return "Severity=\(fields[UInt8(ascii: "V")] ?? field("S")), Code=\(field("C")), Message=\(field("M"))"
+    }
+
+    private static func bigEndian(_ value: UInt32) -> [UInt8] {
+        withUnsafeBytes(of: value.bigEndian, Array.init)
     }
 }

@@ -99,7 +99,9 @@ extension ConnectionProbe {
         case "redis": try await ServerProtocols.redis(stream)
         case "memcache": try await ServerProtocols.memcache(stream)
         case "mysql": try await DatabaseProtocols.mysql(stream, username: request.options["username"], password: request.options["password"])
-        case "pgsql": try await DatabaseProtocols.pgsql(stream)
+        case "pgsql":
+            try await DatabaseProtocols.pgsql(
+                stream, username: request.options["username"], password: request.options["password"], database: request.options["database"])
         case "dns": try await ServerProtocols.dns(stream, overUDP: isUDP(request.target))
         case "ntp3": try await ServerProtocols.ntp3(stream)
         case "ldap3": try await ServerProtocols.ldap3(stream)
@@ -193,7 +195,8 @@ public enum SpokenProtocols {
     /// The options (`username "…"`, `request "…"`, …) each protocol's checker uses; `-t` refuses a test
     /// with any other, which warden would otherwise run without.
     public static let options: [String: Set<String>] = [
-        "mysql": ["username", "password"], "smtp": ["username", "password"], "smtps": ["username", "password"],
+        "mysql": ["username", "password"], "pgsql": ["username", "password", "database"], "smtp": ["username", "password"],
+        "smtps": ["username", "password"],
         "websocket": ["request", "origin", "version"],
     ]
 }
