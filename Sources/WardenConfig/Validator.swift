@@ -134,13 +134,11 @@ extension Validator {
                 return "warden does not use option '\(option)' of protocol '\(name)' yet and would test without it"
             }
             return nil
-        case .ping(let test):
-            return test.family == 6 ? "warden sends ICMP echo requests over IPv4 only ('ping' or 'ping4')" : nil
         case .resource(let metric, _, _):
             return unsupported(metric)
         case .nonexistence, .existence, .timestamp, .changedTimestamp, .size, .changedSize, .changedPID, .changedPPID, .uptime,
             .programStatus, .changedProgramStatus, .checksum, .changedChecksum, .permission, .uid, .euid, .gid, .content,
-            .link, .changedLink, .saturation, .transferred, .filesystemFlags:
+            .link, .changedLink, .saturation, .transferred, .filesystemFlags, .ping:
             return nil
         }
     }

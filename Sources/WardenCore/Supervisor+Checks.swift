@@ -218,7 +218,7 @@ extension ServiceSupervisor {
             let result = await prober.ping(
                 PingRequest(
                     host: address, count: test.count ?? 3, timeout: .seconds(test.timeout ?? configuration.limits.networkTimeout),
-                    size: test.size ?? 64, sourceAddress: test.sourceAddress))
+                    size: test.size ?? 64, sourceAddress: test.sourceAddress, family: test.family))
             return ConditionEvaluator.ping(result, responseTime: test.responseTime)
         case .link(let up):
             guard case (let interface, let sample)? = network(kind) else { return nil }

@@ -16,6 +16,20 @@ struct PingTests {
         #expect(result.responseTime < .seconds(1), "the answered request's round trip: \(result.responseTime)")
     }
 
+    /// `ping6`: ICMPv6 echo to ::1; `ping` takes the host's IPv4 address when it has one, else its IPv6 one.
+    @Test func ipv6LoopbackAnswers() async throws {
+        let result = await ConnectionProbe().ping(PingRequest(host: "::1", count: 1, timeout: .seconds(2), family: 6))
+        #expect(result.succeeded, "\(result.message)")
+        let sized = await ConnectionProbe().ping(PingRequest(host: "::1", count: 1, timeout: .seconds(2), size: 1200, sourceAddress: "::1", family: 6))
+        #expect(sized.succeeded, "\(sized.message)")
+        let either = await ConnectionProbe().ping(PingRequest(host: "::1", count: 1, timeout: .seconds(2)))
+        #expect(either.succeeded, "\(either.message)")
+        #expect(ICMPPing.resolve("127.0.0.1", family: nil)?.family == AF_INET)
+        #expect(ICMPPing.resolve("::1", family: nil)?.family == AF_INET6)
+        let wrongFamily = await ConnectionProbe().ping(PingRequest(host: "127.0.0.1", count: 1, timeout: .seconds(1), family: 6))
+        #expect(wrongFamily.message == "ping test failed -- cannot resolve 127.0.0.1 as an IPv6 address", "\(wrongFamily.message)")
+    }
+
     /// `size` makes the requests that long (a reply comes back as long), `address` the source they leave from.
     @Test func sizeAndSourceAddress() async {
         let large = await ConnectionProbe().ping(PingRequest(host: "127.0.0.1", count: 1, timeout: .seconds(2), size: 1400, sourceAddress: "127.0.0.1"))

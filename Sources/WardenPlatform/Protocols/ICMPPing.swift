@@ -15,13 +15,16 @@ public struct PingRequest: Sendable {
     public var size: Int
     /// The address the requests leave from; nil: the route's.
     public var sourceAddress: String?
+    /// 4 (`ping4`) or 6 (`ping6`); nil (`ping`): the host's IPv4 address if it has one, else its IPv6 one.
+    public var family: Int?
 
-    public init(host: String, count: Int = 3, timeout: Duration = .seconds(5), size: Int = 64, sourceAddress: String? = nil) {
+    public init(host: String, count: Int = 3, timeout: Duration = .seconds(5), size: Int = 64, sourceAddress: String? = nil, family: Int? = nil) {
         self.host = host
         self.count = count
         self.timeout = timeout
         self.size = size
         self.sourceAddress = sourceAddress
+        self.family = family
     }
 }
 
@@ -42,32 +45,49 @@ extension ConnectionProbe {
     }
 }
 
+/// ICMP echo over IPv4 (type 8, reply 0) or ICMPv6 (type 128, reply 129).
 enum ICMPPing {
+    /// An address of either family, as the socket calls take it.
+    struct Endpoint {
+        var storage = sockaddr_storage()
+        var length: socklen_t = 0
+
+        var family: Int32 { Int32(storage.ss_family) }
+
+        /// The address bytes alone (no port or scope): what a reply's sender is compared by.
+        var hostBytes: [UInt8] {
+            withUnsafeBytes(of: storage) { raw in
+                family == AF_INET6
+                    ? Array(raw[MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!..<MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)! + 16])
+                    : Array(raw[MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!..<MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)! + 4])
+            }
+        }
+
+        func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+            withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
+        }
+    }
+
     /// Sends up to `count` echo requests, each waited for `timeout`; the reply's round trip on success.
     static func echo(_ request: PingRequest) throws -> Duration {
-        guard let address = resolve(request.host) else { throw ProtocolFailure("ping test failed -- cannot resolve \(request.host)") }
-        let (fd, raw) = try openSocket()
+        guard let address = resolve(request.host, family: request.family) else {
+            throw ProtocolFailure("ping test failed -- cannot resolve \(request.host)\(request.family.map { " as an IPv\($0) address" } ?? "")")
+        }
+        let (fd, raw) = try openSocket(family: address.family)
         defer { close(fd) }
         if let source = request.sourceAddress {
-            guard let local = resolve(source) else { throw ProtocolFailure("ping test failed -- cannot resolve source address \(source)") }
-            let bound = withUnsafePointer(to: local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            guard let local = resolve(source, family: address.family == AF_INET6 ? 6 : 4) else {
+                throw ProtocolFailure("ping test failed -- cannot resolve source address \(source)")
             }
-            guard bound == 0 else {
+            guard local.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
                 throw ProtocolFailure("ping test failed -- cannot send from \(source): \(String(cString: strerror(errno)))")
             }
         }
         let identifier = UInt16(truncatingIfNeeded: getpid())
         let waitMilliseconds = Int(request.timeout.components.seconds * 1000 + request.timeout.components.attoseconds / 1_000_000_000_000_000)
         for sequence in 1...max(1, request.count) {
-            let packet = echoRequest(identifier: identifier, sequence: UInt16(sequence), size: request.size)
-            let sent = packet.withUnsafeBytes { bytes in
-                withUnsafePointer(to: address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
+            let packet = echoRequest(identifier: identifier, sequence: UInt16(sequence), size: request.size, v6: address.family == AF_INET6)
+            let sent = packet.withUnsafeBytes { bytes in address.withSockaddr { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, $1) } }
             guard sent == packet.count else { throw ProtocolFailure("ping test failed -- cannot send: \(String(cString: strerror(errno)))") }
             let sentAt = ContinuousClock.now
             if waitForReply(fd, raw: raw, from: address, identifier: identifier, sequence: UInt16(sequence), milliseconds: waitMilliseconds) {
@@ -78,27 +98,37 @@ enum ICMPPing {
             "ping test failed -- no response from \(request.host) to \(request.count) echo request\(request.count == 1 ? "" : "s") within \(request.timeout.components.seconds) s each")
     }
 
-    private static func openSocket() throws -> (Int32, raw: Bool) {
-        let datagram = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_ICMP))
+    private static func openSocket(family: Int32) throws -> (Int32, raw: Bool) {
+        let proto = Int32(family == AF_INET6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)
+        let datagram = socket(family, Int32(SOCK_DGRAM.rawValue), proto)
         if datagram >= 0 { return (datagram, false) }
-        let raw = socket(AF_INET, Int32(SOCK_RAW.rawValue), Int32(IPPROTO_ICMP))
+        let raw = socket(family, Int32(SOCK_RAW.rawValue), proto)
         if raw >= 0 { return (raw, true) }
         throw ProtocolFailure(
             "ping test failed -- cannot open an ICMP socket (\(String(cString: strerror(errno)))): run as root or allow the group in net.ipv4.ping_group_range")
     }
 
-    private static func resolve(_ host: String) -> sockaddr_in? {
+    /// `family` 4 or 6; nil: IPv4 when the host has such an address, else IPv6.
+    static func resolve(_ host: String, family: Int?) -> Endpoint? {
+        guard let family else { return resolve(host, family: 4) ?? resolve(host, family: 6) }
         var hints = addrinfo()
-        hints.ai_family = AF_INET
+        hints.ai_family = family == 6 ? AF_INET6 : AF_INET
         var result: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
         defer { freeaddrinfo(result) }
-        return first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+        var endpoint = Endpoint()
+        endpoint.length = first.pointee.ai_addrlen
+        withUnsafeMutableBytes(of: &endpoint.storage) { target in
+            target.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+        }
+        return endpoint
     }
 
-    static func echoRequest(identifier: UInt16, sequence: UInt16, size: Int = 64) -> [UInt8] {
-        var packet: [UInt8] = [8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff), UInt8(sequence >> 8), UInt8(sequence & 0xff)]
+    /// The kernel fills in an ICMPv6 checksum (it covers the IPv6 pseudo-header, which it knows); IPv4's is ours.
+    static func echoRequest(identifier: UInt16, sequence: UInt16, size: Int = 64, v6: Bool = false) -> [UInt8] {
+        var packet: [UInt8] = [v6 ? 128 : 8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff), UInt8(sequence >> 8), UInt8(sequence & 0xff)]
         packet += (0..<max(0, size - 8)).map { UInt8(truncatingIfNeeded: $0) }
+        guard !v6 else { return packet }
         let sum = checksum(packet)
         packet[2] = UInt8(sum >> 8)
         packet[3] = UInt8(sum & 0xff)
@@ -118,27 +148,30 @@ enum ICMPPing {
     }
 
     /// Reads until our echo reply arrives or `milliseconds` pass. A raw socket also sees other replies and,
-    /// on loopback, our own request; a datagram socket gets only its own replies, with the kernel's identifier.
+    /// on loopback, our own request (an IPv4 one with the IP header before it; ICMPv6 comes without);
+    /// a datagram socket gets only its own replies, with the kernel's identifier.
     private static func waitForReply(
-        _ fd: Int32, raw: Bool, from address: sockaddr_in, identifier: UInt16, sequence: UInt16, milliseconds: Int
+        _ fd: Int32, raw: Bool, from address: Endpoint, identifier: UInt16, sequence: UInt16, milliseconds: Int
     ) -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        let v6 = address.family == AF_INET6
+        let expectedHost = address.hostBytes
         var buffer = [UInt8](repeating: 0, count: 1500)
         while ContinuousClock.now < deadline {
             let left = deadline - ContinuousClock.now
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let wait = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
             guard poll(&descriptor, 1, wait) > 0 else { continue }
-            var sender = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            var sender = Endpoint()
+            sender.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let count = buffer.withUnsafeMutableBytes { bytes in
-                withUnsafeMutablePointer(to: &sender) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, bytes.baseAddress, bytes.count, 0, $0, &length) }
+                withUnsafeMutablePointer(to: &sender.storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, bytes.baseAddress, bytes.count, 0, $0, &sender.length) }
                 }
             }
-            guard count > 0, sender.sin_addr.s_addr == address.sin_addr.s_addr else { continue }
-            let header = raw ? Int(buffer[0] & 0x0f) * 4 : 0
-            guard count >= header + 8, buffer[header] == 0 else { continue }  // type 0: echo reply
+            guard count > 0, sender.family == address.family, sender.hostBytes == expectedHost else { continue }
+            let header = raw && !v6 ? Int(buffer[0] & 0x0f) * 4 : 0
+            guard count >= header + 8, buffer[header] == (v6 ? 129 : 0) else { continue }  // an echo reply
             let replySequence = UInt16(buffer[header + 6]) << 8 | UInt16(buffer[header + 7])
             let replyIdentifier = UInt16(buffer[header + 4]) << 8 | UInt16(buffer[header + 5])
             if replySequence == sequence, !raw || replyIdentifier == identifier { return true }
