@@ -144,6 +144,8 @@ public struct ConnectionTest: Sendable, Hashable {
     public var protocolOptions: [String: String] = [:]
     /// `ssl|tls with options { … }`; `-t` refuses them until warden applies them.
     public var tlsOptions: [String: String] = [:]
+    /// `ipv4` or `ipv6`: the connection uses that family's address of the host; nil: the resolver's choice.
+    public var family: Int?
 
     public init(target: Target) { self.target = target }
 }

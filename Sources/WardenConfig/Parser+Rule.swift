@@ -432,8 +432,8 @@ extension Parser {
                 test.timeout = try duration("a timeout")
             } else if accept("retry") {
                 test.retry = try integer("a number of retries", range: 0...100)
-            } else if accept(any: ["ipv4", "ipv6"]) != nil {
-                continue
+            } else if let family = accept(any: ["ipv4", "ipv6"]) {
+                test.family = family.is("ipv6") ? 6 : 4
             } else if let step = accept(any: ["send", "expect"]) {
                 // monit's generic protocol: the dialogue alone makes it (`port 4001 send "…" expect "…"`).
                 let text = try value(step.is("send") ? "a string to send" : "a regular expression")

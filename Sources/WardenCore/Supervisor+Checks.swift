@@ -366,7 +366,14 @@ extension ServiceSupervisor {
                     certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
         case .port(let host, let port, let transport):
             // A host's port test names the host's address, as monit's messages do.
-            let target = hostAddress(for: service, host: host)
+            var target = hostAddress(for: service, host: host)
+            if let family = test.family {
+                guard let resolved = ResolvedAddress(target, family: family) else {
+                    let message = "cannot connect to [\(target)]:\(port) -- no IPv\(family) address for \(target)"
+                    return (ProbeResult(succeeded: false, message: message, responseTime: .zero), "", "[\(target)]:\(port)")
+                }
+                target = resolved.numeric
+            }
             address = "[\(target)]:\(port)"
             if case .http(let check) = test.proto {
                 (result, body) = await prober.http(

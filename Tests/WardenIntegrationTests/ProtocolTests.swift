@@ -51,6 +51,36 @@ struct ProtocolTests {
         #expect(warden.waitForLog("connection succeeded to [127.0.0.1]:\(port)", count: 4, timeout: 15), "\(warden.log)")
     }
 
+    /// `ipv4` / `ipv6` on a port test: the connection takes that family's address of the host, never the
+    /// other's. A server on 127.0.0.1 passes the IPv4 test; the IPv6 tests fail, at [::1] where nothing
+    /// listens and for an address that has no IPv6 form.
+    @Test func aPortTestTakesTheFamilyItNames() throws {
+        let directory = try TemporaryDirectory()
+        let port = TestSupport.freePort()
+        let server = try GarbageServer(port: port, directory: directory)
+        defer { server.peer.stop() }
+        let control = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            check host four with address 127.0.0.1
+              if failed port \(port) ipv4 with timeout 2 seconds then alert
+            check host six with address ::1
+              if failed port \(port) ipv6 with timeout 2 seconds then alert
+            check host mixed with address 127.0.0.1
+              if failed port \(port) ipv6 with timeout 2 seconds then alert
+
+            """)
+        let warden = try WardenProcess(controlFile: control, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(
+            warden.waitForLog("'six' failed protocol test [DEFAULT] at [::1]:\(port) -- cannot connect to [::1]:\(port) -- Connection refused", timeout: 15),
+            "\(warden.log)")
+        #expect(warden.waitForLog("'mixed' failed protocol test [DEFAULT] at [127.0.0.1]:\(port) -- cannot connect to [127.0.0.1]:\(port) -- no IPv6 address for 127.0.0.1", timeout: 10), "\(warden.log)")
+        #expect(!warden.log.contains("'four' failed"), "\(warden.log)")
+    }
+
     /// TLS and the certificate's validity through the binary: smtps against aiosmtpd holding a 30-day
     /// certificate passes 'certificate valid > 10 days' and fails 'certificate valid > 60 days'.
     @Test func smtpsCertificateValidity() throws {

@@ -47,36 +47,15 @@ extension ConnectionProbe {
 
 /// ICMP echo over IPv4 (type 8, reply 0) or ICMPv6 (type 128, reply 129).
 enum ICMPPing {
-    /// An address of either family, as the socket calls take it.
-    struct Endpoint {
-        var storage = sockaddr_storage()
-        var length: socklen_t = 0
-
-        var family: Int32 { Int32(storage.ss_family) }
-
-        /// The address bytes alone (no port or scope): what a reply's sender is compared by.
-        var hostBytes: [UInt8] {
-            withUnsafeBytes(of: storage) { raw in
-                family == AF_INET6
-                    ? Array(raw[MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!..<MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)! + 16])
-                    : Array(raw[MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!..<MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)! + 4])
-            }
-        }
-
-        func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-            withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
-        }
-    }
-
     /// Sends up to `count` echo requests, each waited for `timeout`; the reply's round trip on success.
     static func echo(_ request: PingRequest) throws -> Duration {
-        guard let address = resolve(request.host, family: request.family) else {
+        guard let address = ResolvedAddress(request.host, family: request.family) else {
             throw ProtocolFailure("ping test failed -- cannot resolve \(request.host)\(request.family.map { " as an IPv\($0) address" } ?? "")")
         }
         let (fd, raw) = try openSocket(family: address.family)
         defer { close(fd) }
         if let source = request.sourceAddress {
-            guard let local = resolve(source, family: address.family == AF_INET6 ? 6 : 4) else {
+            guard let local = ResolvedAddress(source, family: address.family == AF_INET6 ? 6 : 4) else {
                 throw ProtocolFailure("ping test failed -- cannot resolve source address \(source)")
             }
             guard local.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
@@ -108,22 +87,6 @@ enum ICMPPing {
             "ping test failed -- cannot open an ICMP socket (\(String(cString: strerror(errno)))): run as root or allow the group in net.ipv4.ping_group_range")
     }
 
-    /// `family` 4 or 6; nil: IPv4 when the host has such an address, else IPv6.
-    static func resolve(_ host: String, family: Int?) -> Endpoint? {
-        guard let family else { return resolve(host, family: 4) ?? resolve(host, family: 6) }
-        var hints = addrinfo()
-        hints.ai_family = family == 6 ? AF_INET6 : AF_INET
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
-        defer { freeaddrinfo(result) }
-        var endpoint = Endpoint()
-        endpoint.length = first.pointee.ai_addrlen
-        withUnsafeMutableBytes(of: &endpoint.storage) { target in
-            target.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
-        }
-        return endpoint
-    }
-
     /// The kernel fills in an ICMPv6 checksum (it covers the IPv6 pseudo-header, which it knows); IPv4's is ours.
     static func echoRequest(identifier: UInt16, sequence: UInt16, size: Int = 64, v6: Bool = false) -> [UInt8] {
         var packet: [UInt8] = [v6 ? 128 : 8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff), UInt8(sequence >> 8), UInt8(sequence & 0xff)]
@@ -151,7 +114,7 @@ enum ICMPPing {
     /// on loopback, our own request (an IPv4 one with the IP header before it; ICMPv6 comes without);
     /// a datagram socket gets only its own replies, with the kernel's identifier.
     private static func waitForReply(
-        _ fd: Int32, raw: Bool, from address: Endpoint, identifier: UInt16, sequence: UInt16, milliseconds: Int
+        _ fd: Int32, raw: Bool, from address: ResolvedAddress, identifier: UInt16, sequence: UInt16, milliseconds: Int
     ) -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(milliseconds)
         let v6 = address.family == AF_INET6
@@ -162,7 +125,7 @@ enum ICMPPing {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let wait = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
             guard poll(&descriptor, 1, wait) > 0 else { continue }
-            var sender = Endpoint()
+            var sender = ResolvedAddress()
             sender.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let count = buffer.withUnsafeMutableBytes { bytes in
                 withUnsafeMutablePointer(to: &sender.storage) {
