@@ -139,6 +139,8 @@ public struct ConnectionTest: Sendable, Hashable {
     public var dialogue: [DialogueStep] = []
     /// `certificate valid > N days` on a TLS connection.
     public var certificateMinimumDays: Int?
+    /// `certificate checksum [md5|sha1] HASH` on a TLS connection.
+    public var certificateChecksum: CertificateChecksum?
     /// A named protocol's options (`username`, `password`, `request`, `origin`, …), by keyword; `-t`
     /// refuses one the protocol's checker does not use (`SpokenProtocols.options`).
     public var protocolOptions: [String: String] = [:]

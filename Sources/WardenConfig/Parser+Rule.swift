@@ -395,7 +395,7 @@ extension Parser {
                 let op = try comparisonOperator()
                 check.status = Comparison(op, try integer("an HTTP status", range: 100...999))
             } else if accept("certificate") {
-                test.certificateMinimumDays = try certificateValidity()
+                try certificateTest(&test)
             } else {
                 break
             }
@@ -445,7 +445,7 @@ extension Parser {
                 }
                 if test.proto == .generic { test.proto = .named("generic") }
             } else if accept("certificate") {
-                test.certificateMinimumDays = try certificateValidity()
+                try certificateTest(&test)
             } else if case .http(var check) = test.proto, try httpOption(&check) {
                 test.proto = .http(check)
             } else {
@@ -482,6 +482,22 @@ extension Parser {
             }
             return .named(name.keyword)
         }
+    }
+
+    /// After `certificate`: `valid > N days`, or `checksum [md5|sha1] [=] HASH` (the server certificate's digest).
+    private func certificateTest(_ test: inout ConnectionTest) throws {
+        guard accept("checksum") else {
+            test.certificateMinimumDays = try certificateValidity()
+            return
+        }
+        let kind = accept(any: ["md5", "sha1"]).map { HashKind(rawValue: $0.keyword)! }
+        if peek.kind == .op, peek.text == "=" || peek.text == "==" { advance() }
+        let hash = try value("the certificate's MD5 or SHA-1 checksum")
+        let digits = hash.text.filter { $0 != ":" }
+        guard digits.allSatisfy(\.isHexDigit), digits.count == (kind == .sha1 ? 40 : kind == .md5 ? 32 : digits.count), [32, 40].contains(digits.count) else {
+            throw fail(.invalidValue, "a certificate checksum is 32 (MD5) or 40 (SHA-1) hexadecimal digits", at: hash)
+        }
+        test.certificateChecksum = CertificateChecksum(kind: kind, expected: digits)
     }
 
     /// `valid > N days` after `certificate`: the days the server's certificate must still be valid for.

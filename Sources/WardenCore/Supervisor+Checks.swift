@@ -363,7 +363,7 @@ extension ServiceSupervisor {
                     host: url.host, port: url.port, path: url.path, hostHeader: url.port == 80 ? url.host : "\(url.host):\(url.port)",
                     basicAuthorization: Self.basic(url.user, url.password), timeout: timeout,
                     bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
-                    certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
+                    certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum, bodyDigest: Self.digestKind(test.proto)))
         case .port(let host, let port, let transport):
             // A host's port test names the host's address, as monit's messages do.
             var target = hostAddress(for: service, host: host)
@@ -381,7 +381,7 @@ extension ServiceSupervisor {
                         host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host,
                         basicAuthorization: Self.basic(check.user, check.password), timeout: timeout,
                         bodyLimit: configuration.limits.httpContentBuffer, tls: transport == .tcpSSL,
-                        certificateMinimumDays: test.certificateMinimumDays, bodyDigest: Self.digestKind(test.proto)))
+                        certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum, bodyDigest: Self.digestKind(test.proto)))
             } else if case .named(let name) = test.proto {
                 // NTP runs over UDP whatever the port's type says, as monit has it.
                 let udp = transport == .udp || name == "ntp3"
@@ -389,7 +389,7 @@ extension ServiceSupervisor {
                 result = await prober.check(
                     ProtocolCheckRequest(
                         protocolName: name, target: endpoint, tls: transport == .tcpSSL, timeout: timeout, dialogue: test.dialogue,
-                        certificateMinimumDays: test.certificateMinimumDays, options: test.protocolOptions))
+                        certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum, options: test.protocolOptions))
             } else {
                 result = await prober.connect(host: target, port: port, timeout: timeout)
             }

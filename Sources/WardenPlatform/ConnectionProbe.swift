@@ -39,13 +39,16 @@ public struct HTTPProbeRequest: Sendable {
     public var tls: Bool
     /// `certificate valid > N days`.
     public var certificateMinimumDays: Int?
+    /// `certificate checksum [md5|sha1] HASH`.
+    public var certificateChecksum: CertificateChecksum?
     /// `checksum HASH`: the digest of the body (all of it, beyond `bodyLimit`) to return.
     public var bodyDigest: HashKind?
 
     public init(
         host: String, port: Int, path: String, hostHeader: String, basicAuthorization: String? = nil, timeout: Duration, bodyLimit: Int,
-        tls: Bool = false, certificateMinimumDays: Int? = nil, bodyDigest: HashKind? = nil
+        tls: Bool = false, certificateMinimumDays: Int? = nil, certificateChecksum: CertificateChecksum? = nil, bodyDigest: HashKind? = nil
     ) {
+        self.certificateChecksum = certificateChecksum
         self.host = host
         self.port = port
         self.path = path
@@ -129,9 +132,8 @@ public struct ConnectionProbe: Sendable {
                 channel.close(promise: nil)
             }
             let response = try await promise.futureResult.get()
-            if request.tls, let days = request.certificateMinimumDays {
-                guard let notAfter = response.certificateNotAfter else { throw ProtocolFailure("SSL: the server sent no certificate") }
-                try Self.checkCertificate(notAfter: notAfter, minimumDays: days)
+            if request.tls {
+                try Self.checkCertificate(response.certificate, minimumDays: request.certificateMinimumDays, checksum: request.certificateChecksum)
             }
             let text = String(decoding: response.body, as: UTF8.self)
             return (
@@ -199,8 +201,8 @@ final class HTTPProbeHandler: ChannelInboundHandler {
     struct Response {
         var status: Int
         var body: [UInt8]
-        /// When the server's TLS certificate expires (seconds since the epoch).
-        var certificateNotAfter: Int?
+        /// The server's TLS certificate.
+        var certificate: NIOSSLCertificate?
         /// The whole body's digest, when the request asked for one.
         var digest: Digester?
     }
@@ -235,7 +237,7 @@ final class HTTPProbeHandler: ChannelInboundHandler {
             response.status = Int(head.status.code)
             // Read now: the TLS handler leaves the pipeline when the server closes after its answer.
             if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self) {
-                response.certificateNotAfter = tls.peerCertificate.map { Int($0.notValidAfter) }
+                response.certificate = tls.peerCertificate
             }
         case .body(var buffer):
             buffer.withUnsafeReadableBytes { response.digest?.update($0) }

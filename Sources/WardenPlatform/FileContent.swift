@@ -54,6 +54,25 @@ public enum HashKind: String, Sendable, Hashable {
     case md5, sha1
 }
 
+/// `certificate checksum [md5|sha1] HASH` on a TLS test: the digest of the server certificate (DER), as
+/// `openssl x509 -fingerprint` prints it (case and colons do not matter); the kind from the length when
+/// not named.
+public struct CertificateChecksum: Sendable, Hashable {
+    public var kind: HashKind
+    public var expected: String
+
+    public init(kind: HashKind?, expected: String) {
+        self.expected = expected.filter { $0 != ":" }.lowercased()
+        self.kind = kind ?? (self.expected.count == 40 ? .sha1 : .md5)
+    }
+
+    /// nil when the certificate matches, else monit's kind of message.
+    public func mismatch(_ certificate: [UInt8]) -> String? {
+        let digest = kind == .sha1 ? Hex.string(Insecure.SHA1.hash(data: certificate)) : Hex.string(Insecure.MD5.hash(data: certificate))
+        return digest == expected ? nil : "SSL: server certificate checksum failed -- \(kind.rawValue.uppercased()) is \(digest), expected \(expected)"
+    }
+}
+
 /// An MD5 or SHA-1 digest fed in blocks, so that what it digests is never held whole.
 struct Digester {
     private var md5: Insecure.MD5?

@@ -24,9 +24,13 @@ struct ProtocolRuleParsingTests {
               if failed port 993 type tcpssl protocol imap and certificate valid >= 7 days then alert
               if failed port 3306 protocol mysql username "monit" password "secret" then alert
               if failed port 123 type udp protocol ntp3 then alert
+              if failed port 443 protocol https and certificate checksum = "1E:D9:48:A6:F4:25:8A:CA:B9:64:22:7E:F4:EB:19:FC:C4:53:B0:F8" then alert
+              if failed port 993 type tcpssl certificate checksum md5 "0123456789abcdef0123456789ABCDEF" then alert
 
             """)
-        #expect(parsed.count == 5)
+        #expect(parsed.count == 7)
+        #expect(parsed[5].certificateChecksum == CertificateChecksum(kind: .sha1, expected: "1ed948a6f4258acab964227ef4eb19fcc453b0f8"))
+        #expect(parsed[6].certificateChecksum?.kind == .md5)
         #expect(parsed[0].proto == .named("generic"))
         #expect(parsed[0].dialogue == [.send("HELO\\r\\n"), .expect("^OK"), .send("QUIT\\r\\n")])
         #expect(parsed[1].certificateMinimumDays == 30)

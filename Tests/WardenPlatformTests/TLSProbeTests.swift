@@ -79,11 +79,11 @@ struct TLSProbeTests {
             """)
         let server = try Peer(python, [script, "\(port)", tls.cert, tls.key], log: directory.path + "/https.log")
         defer { server.stop() }
-        func get(days: Int?) async -> (ProbeResult, body: String) {
+        func get(days: Int?, checksum: CertificateChecksum? = nil) async -> (ProbeResult, body: String) {
             await ConnectionProbe().http(
                 HTTPProbeRequest(
                     host: "127.0.0.1", port: port, path: "/", hostHeader: "127.0.0.1", timeout: .seconds(3), bodyLimit: 1024, tls: true,
-                    certificateMinimumDays: days))
+                    certificateMinimumDays: days, certificateChecksum: checksum))
         }
         #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.portOpen(port) })
         let (valid, body) = await get(days: 10)
@@ -92,5 +92,16 @@ struct TLSProbeTests {
         #expect(!expiring.succeeded)
         #expect(expiring.message.hasPrefix("SSL: certificate expires in "), "\(expiring.message)")
         #expect(expiring.message.hasSuffix(" days, valid > 60 days required"), "\(expiring.message)")
+
+        // `certificate checksum`: the fingerprints openssl prints for the certificate, as monit's manual says to take them.
+        for kind in [HashKind.sha1, .md5] {
+            let printed = try TestSupport.run("/usr/bin/openssl", ["x509", "-noout", "-fingerprint", "-\(kind.rawValue)", "-in", tls.cert])
+            let fingerprint = try #require(printed.stdout.split(separator: "=").last).trimmingCharacters(in: .whitespacesAndNewlines)
+            let (matching, _) = await get(days: nil, checksum: CertificateChecksum(kind: nil, expected: fingerprint))
+            #expect(matching.succeeded, "\(kind) \(fingerprint): \(matching.message)")
+            let wrong = String(repeating: "0", count: kind == .sha1 ? 40 : 32)
+            let (other, _) = await get(days: nil, checksum: CertificateChecksum(kind: kind, expected: wrong))
+            #expect(!other.succeeded && other.message.hasPrefix("SSL: server certificate checksum failed -- \(kind.rawValue.uppercased()) is "), "\(other.message)")
+        }
     }
 }

@@ -90,7 +90,7 @@ final class ProbeStream {
     }
 
     /// When the server's certificate expires, on a TLS connection that received data.
-    var certificateNotAfter: Int? { inbox.certificateNotAfter.withLockedValue { $0 } }
+    var certificate: NIOSSLCertificate? { inbox.certificate.withLockedValue { $0 } }
 }
 
 /// The bytes a probe's channel received, filled on the event loop and taken by the probe's task.
@@ -104,7 +104,7 @@ final class ProbeInbox: Sendable {
 
     private let state = NIOLockedValueBox(State())
     /// When the server's TLS certificate expires (seconds since the epoch), read once the handshake is done.
-    let certificateNotAfter = NIOLockedValueBox<Int?>(nil)
+    let certificate = NIOLockedValueBox<NIOSSLCertificate?>(nil)
 
     var available: Int { state.withLockedValue { $0.bytes.count } }
 
@@ -191,8 +191,8 @@ final class ProbeInboxHandler: ChannelInboundHandler {
         // The first bytes come after the TLS handshake; the certificate is known then and gone once the
         // channel closes, which a server may do right after its last answer.
         if !sawData, let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self) {
-            let notAfter = tls.peerCertificate.map { Int($0.notValidAfter) }
-            inbox.certificateNotAfter.withLockedValue { $0 = notAfter }
+            let certificate = tls.peerCertificate
+            inbox.certificate.withLockedValue { $0 = certificate }
         }
         sawData = true
         inbox.append(unwrapInboundIn(data).readableBytesView)

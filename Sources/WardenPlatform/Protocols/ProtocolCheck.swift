@@ -26,14 +26,17 @@ public struct ProtocolCheckRequest: Sendable {
     public var dialogue: [DialogueStep]
     /// `certificate valid > N days`: the server's certificate must be valid for more than N days.
     public var certificateMinimumDays: Int?
+    /// `certificate checksum [md5|sha1] HASH`.
+    public var certificateChecksum: CertificateChecksum?
     /// The protocol's options by keyword, as parsed: `username` and `password` (mysql, smtp), `request`,
     /// `origin` and `version` (websocket).
     public var options: [String: String]
 
     public init(
         protocolName: String, target: Target, tls: Bool = false, timeout: Duration, dialogue: [DialogueStep] = [],
-        certificateMinimumDays: Int? = nil, options: [String: String] = [:]
+        certificateMinimumDays: Int? = nil, certificateChecksum: CertificateChecksum? = nil, options: [String: String] = [:]
     ) {
+        self.certificateChecksum = certificateChecksum
         self.protocolName = protocolName
         self.target = target
         self.tls = tls
@@ -74,8 +77,8 @@ extension ConnectionProbe {
         do {
             try await Self.speak(request, on: stream)
             // After the dialogue the TLS handshake is surely over and the certificate known.
-            if tls, let days = request.certificateMinimumDays {
-                try Self.checkCertificate(stream, minimumDays: days)
+            if tls {
+                try Self.checkCertificate(stream.certificate, minimumDays: request.certificateMinimumDays, checksum: request.certificateChecksum)
             }
             return ProbeResult(succeeded: true, message: "connection succeeded", responseTime: .now - started)
         } catch let failure as ProtocolFailure {
@@ -144,17 +147,17 @@ extension ConnectionProbe {
         }
     }
 
-    /// `certificate valid > N days`, with monit's wording.
-    private static func checkCertificate(_ stream: ProbeStream, minimumDays: Int) throws {
-        guard let notAfter = stream.certificateNotAfter else { throw ProtocolFailure("SSL: the server sent no certificate") }
-        try checkCertificate(notAfter: notAfter, minimumDays: minimumDays)
-    }
-
-    static func checkCertificate(notAfter: Int, minimumDays: Int) throws {
-        let daysLeft = (notAfter - Int(time(nil))) / 86_400
-        if daysLeft <= minimumDays {
-            throw ProtocolFailure("SSL: certificate expires in \(daysLeft) days, valid > \(minimumDays) days required")
+    /// `certificate valid > N days` and `certificate checksum`, with monit's wording.
+    static func checkCertificate(_ certificate: NIOSSLCertificate?, minimumDays: Int?, checksum: CertificateChecksum?) throws {
+        guard minimumDays != nil || checksum != nil else { return }
+        guard let certificate else { throw ProtocolFailure("SSL: the server sent no certificate") }
+        if let minimumDays {
+            let daysLeft = (Int(certificate.notValidAfter) - Int(time(nil))) / 86_400
+            if daysLeft <= minimumDays {
+                throw ProtocolFailure("SSL: certificate expires in \(daysLeft) days, valid > \(minimumDays) days required")
+            }
         }
+        if let checksum, let mismatch = checksum.mismatch(try certificate.toDERBytes()) { throw ProtocolFailure(mismatch) }
     }
 
     static func name(_ target: ProtocolCheckRequest.Target) -> String {
