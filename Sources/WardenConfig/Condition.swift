@@ -148,6 +148,8 @@ public struct ConnectionTest: Sendable, Hashable {
     public var tlsOptions: [String: String] = [:]
     /// `ipv4` or `ipv6`: the connection uses that family's address of the host; nil: the resolver's choice.
     public var family: Int?
+    /// `responsetime [OP] N ms|s`, in seconds: a test that connects must also be this quick.
+    public var responseTime: Comparison<Double>?
 
     public init(target: Target) { self.target = target }
 }

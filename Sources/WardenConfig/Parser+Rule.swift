@@ -317,17 +317,7 @@ extension Parser {
                 } else if accept("timeout") {
                     test.timeout = try duration("a timeout")
                 } else if accept(any: ["responsetime", "response"]) != nil {
-                    // `responsetime [OP] N ms|s`: the round trip must compare so; without an operator, monit's
-                    // default (equal), which fails nearly every reply, as monit 5.33 does.
-                    _ = accept("time")
-                    var op = ComparisonOperator.equal
-                    if peek.text.first?.isASCIIDigit != true { op = try comparisonOperator() }
-                    let (value, unit, valueToken) = try quantity("a response time")
-                    let scales: [String: Double] = ["": 0.001, "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1]
-                    guard let scale = scales[unit] else {
-                        throw fail(.invalidValue, "expected a response time in milliseconds or seconds, found '\(valueToken.text)'", at: valueToken)
-                    }
-                    test.responseTime = Comparison(op, value * scale)
+                    test.responseTime = try responseTimeLimit()
                 } else if accept("address") {
                     test.sourceAddress = try value("an address").text
                 } else {
@@ -432,6 +422,8 @@ extension Parser {
                 test.timeout = try duration("a timeout")
             } else if accept("retry") {
                 test.retry = try integer("a number of retries", range: 0...100)
+            } else if accept(any: ["responsetime", "response"]) != nil {
+                test.responseTime = try responseTimeLimit()
             } else if let family = accept(any: ["ipv4", "ipv6"]) {
                 test.family = family.is("ipv6") ? 6 : 4
             } else if let step = accept(any: ["send", "expect"]) {
@@ -482,6 +474,20 @@ extension Parser {
             }
             return .named(name.keyword)
         }
+    }
+
+    /// `responsetime [OP] N ms|s` (after `responsetime`), in seconds: the round trip must compare so.
+    /// Without an operator, monit's default (equal), which fails nearly every reply, as monit 5.33 does.
+    private func responseTimeLimit() throws -> Comparison<Double> {
+        _ = accept("time")
+        var op = ComparisonOperator.equal
+        if peek.text.first?.isASCIIDigit != true { op = try comparisonOperator() }
+        let (value, unit, valueToken) = try quantity("a response time")
+        let scales: [String: Double] = ["": 0.001, "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1]
+        guard let scale = scales[unit] else {
+            throw fail(.invalidValue, "expected a response time in milliseconds or seconds, found '\(valueToken.text)'", at: valueToken)
+        }
+        return Comparison(op, value * scale)
     }
 
     /// After `certificate`: `valid > N days`, or `checksum [md5|sha1] [=] HASH` (the server certificate's digest).

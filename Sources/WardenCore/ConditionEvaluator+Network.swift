@@ -6,14 +6,25 @@ extension ConditionEvaluator {
     /// `if failed ping … [responsetime OP N]`: a reply passes unless its round trip misses the limit.
     static func ping(_ result: ProbeResult, responseTime limit: Comparison<Double>?) -> Outcome {
         guard result.succeeded else { return Outcome(failed: true, kind: .icmp, message: result.message) }
-        let milliseconds = Double(result.responseTime.components.seconds) * 1000 + Double(result.responseTime.components.attoseconds) / 1e15
-        let shown = MonitFormat.milliseconds(milliseconds)
-        guard let limit else { return Outcome(failed: false, kind: .icmp, message: "ping test succeeded [response time \(shown)]") }
-        let bound = "[time \(limit.op.rawValue) \(MonitFormat.milliseconds(limit.value * 1000))]"
-        if limit.op.compare(milliseconds, limit.value * 1000) {
-            return Outcome(failed: false, kind: .icmp, message: "response time \(shown) succeeded \(bound)")
+        guard let limit else {
+            return Outcome(failed: false, kind: .icmp, message: "ping test succeeded [response time \(MonitFormat.milliseconds(milliseconds(result)))]")
         }
-        return Outcome(failed: true, kind: .icmp, message: "response time \(shown) doesn't match limit \(bound)")
+        return responseTime(result, limit, kind: .icmp)
+    }
+
+    /// A connection that succeeded held to `responsetime`: monit's words, " at ADDRESS" after them for a port.
+    static func responseTime(_ result: ProbeResult, _ limit: Comparison<Double>, kind: EventKind, at address: String? = nil) -> Outcome {
+        let taken = milliseconds(result)
+        let shown = MonitFormat.milliseconds(taken)
+        let bound = "[time \(limit.op.rawValue) \(MonitFormat.milliseconds(limit.value * 1000))]\(address.map { " at \($0)" } ?? "")"
+        if limit.op.compare(taken, limit.value * 1000) {
+            return Outcome(failed: false, kind: kind, message: "response time \(shown) succeeded \(bound)")
+        }
+        return Outcome(failed: true, kind: kind, message: "response time \(shown) doesn't match limit \(bound)")
+    }
+
+    private static func milliseconds(_ result: ProbeResult) -> Double {
+        Double(result.responseTime.components.seconds) * 1000 + Double(result.responseTime.components.attoseconds) / 1e15
     }
 
     /// `if link down` (`up` false) or `if link up`; nil `sample`: the interface could not be read, which

@@ -339,7 +339,10 @@ extension ServiceSupervisor {
         }
         services[name]?.metrics.responseTime = Self.seconds(result.responseTime)
         let inGrace = services[name]?.inConnectionGrace(now: clock.now) ?? false
-        let outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
+        var outcome = ConditionEvaluator.connection(test.proto, result: result, body: body, address: address, inStartGrace: inGrace)
+        if outcome?.failed == false, let limit = test.responseTime {
+            outcome = ConditionEvaluator.responseTime(result, limit, kind: .connection, at: address)
+        }
         if outcome?.failed == false {
             services[name]?.connectionPassed()
         } else if outcome == nil {

@@ -299,6 +299,8 @@ struct ChangeReportingTests {
         #expect(slow == Outcome(failed: true, kind: .icmp, message: "response time 0.450 ms doesn't match limit [time = 100 ms]"))
         let lost = ProbeResult(succeeded: false, message: "ping test failed -- no response", responseTime: .seconds(3))
         #expect(ConditionEvaluator.ping(lost, responseTime: nil) == Outcome(failed: true, kind: .icmp, message: "ping test failed -- no response"))
+        let port = ConditionEvaluator.responseTime(answered, Comparison(.less, 0.0001), kind: .connection, at: "[127.0.0.1]:80")
+        #expect(port == Outcome(failed: true, kind: .connection, message: "response time 0.450 ms doesn't match limit [time < 0.100 ms] at [127.0.0.1]:80"))
     }
 
     @Test func existenceInMonitsWords() {

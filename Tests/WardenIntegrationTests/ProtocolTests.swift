@@ -81,6 +81,49 @@ struct ProtocolTests {
         #expect(!warden.log.contains("'four' failed"), "\(warden.log)")
     }
 
+    /// `responsetime` on a port test: a server that answers its dialogue after 300 ms fails a 100 ms limit,
+    /// with the time taken, and passes a 5 s one.
+    @Test func aPortTestHoldsToItsResponseTime() throws {
+        let directory = try TemporaryDirectory()
+        let port = TestSupport.freePort()
+        let script = try directory.write(
+            "slow.py",
+            """
+            import socket, sys, time, threading
+            server = socket.socket()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("127.0.0.1", int(sys.argv[1])))
+            server.listen(16)
+            def answer(connection):
+                with connection:
+                    connection.recv(64)
+                    time.sleep(0.3)
+                    connection.sendall(b"ok\\n")
+            while True:
+                threading.Thread(target=answer, args=(server.accept()[0],), daemon=True).start()
+
+            """)
+        let server = try Peer("/usr/bin/python3", [script, "\(port)"], log: directory.path + "/slow.log")
+        defer { server.stop() }
+        try #require(TestSupport.waitUntil(timeout: 10) { TestSupport.portOpen(port) }, "\(server.output)")
+        let control = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            check host quick with address 127.0.0.1
+              if failed port \(port) send "hi\\n" expect "ok" responsetime < 100 ms with timeout 3 seconds then alert
+            check host patient with address 127.0.0.1
+              if failed port \(port) send "hi\\n" expect "ok" responsetime < 5 s with timeout 3 seconds then alert
+
+            """)
+        let warden = try WardenProcess(controlFile: control, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("'quick' response time 3", timeout: 15), "\(warden.log)\n\(server.output)")
+        #expect(warden.log.contains("doesn't match limit [time < 100 ms] at [127.0.0.1]:\(port)"), "\(warden.log)")
+        #expect(!warden.log.contains("'patient' failed") && !warden.log.contains("'patient' response time"), "\(warden.log)")
+    }
+
     /// TLS and the certificate's validity through the binary: smtps against aiosmtpd holding a 30-day
     /// certificate passes 'certificate valid > 10 days' and fails 'certificate valid > 60 days'.
     @Test func smtpsCertificateValidity() throws {
