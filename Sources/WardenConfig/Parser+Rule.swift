@@ -381,6 +381,8 @@ extension Parser {
                 test.timeout = try duration("a timeout")
             } else if accept("retry") {
                 test.retry = try integer("a number of retries", range: 0...100)
+            } else if accept(any: ["responsetime", "response"]) != nil {
+                test.responseTime = try responseTimeLimit()
             } else if accept("status") {
                 let op = try comparisonOperator()
                 check.status = Comparison(op, try integer("an HTTP status", range: 100...999))

@@ -31,6 +31,8 @@ struct ProtocolRuleParsingTests {
         #expect(parsed.count == 7)
         #expect(parsed[5].certificateChecksum == CertificateChecksum(kind: .sha1, expected: "1ed948a6f4258acab964227ef4eb19fcc453b0f8"))
         #expect(parsed[6].certificateChecksum?.kind == .md5)
+        let timed = try tests("  if failed url http://127.0.0.1/ping responsetime < 2 s and timeout 5 seconds then alert\n")
+        #expect(timed.first?.responseTime == Comparison(.less, 2))
         #expect(parsed[0].proto == .named("generic"))
         #expect(parsed[0].dialogue == [.send("HELO\\r\\n"), .expect("^OK"), .send("QUIT\\r\\n")])
         #expect(parsed[1].certificateMinimumDays == 30)
