@@ -269,8 +269,9 @@ extension ControlRouter {
     fileprivate func historyView(of name: String, range: HistoryRange) -> HistoryDocument? {
         guard let history = history.history(of: name) else { return nil }
         let now = WallClock.now()
+        let window = history.window(range, now: now)
         return HistoryDocument(
-            service: name, range: range.rawValue, start: now - range.seconds, end: now, points: history.points(range, now: now),
+            service: name, range: range.rawValue, start: window.start, end: window.end, points: history.points(range, now: now),
             marks: history.marks(range, now: now))
     }
 

@@ -23,6 +23,11 @@ enum HistoryChart {
         }
     }
 
+    /// The top of a series' axis: a round number in its unit (memory in MiB, as it is labelled).
+    static func axisMaximum(_ value: Double, _ series: HistorySeries) -> Double {
+        series == .memory ? niceMaximum(value / 1_048_576) * 1_048_576 : niceMaximum(value)
+    }
+
     /// A value as its axis labels it.
     static func label(_ value: Double, _ series: HistorySeries) -> String {
         switch series {
@@ -83,6 +88,7 @@ enum HistoryChart {
         let caption = summary(service: service, points: points, marks: marks, from: start, to: end)
         var svg = """
             <svg id="\(id)" class="chart" role="img" aria-labelledby="\(id)-title \(id)-desc" viewBox="0 0 \(Int(width)) \(Int(height))" \
+            data-start="\(start)" data-end="\(end)" \
             width="\(Int(width))" height="\(Int(height))" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">\
             <title id="\(id)-title">\(Pages.escape("CPU, memory and check latency of '\(service)'"))</title>\
             <desc id="\(id)-desc">\(Pages.escape(caption))</desc>
@@ -91,7 +97,7 @@ enum HistoryChart {
             let panelTop = top + Double(index) * (panelHeight + panelGap)
             let bottom = panelTop + panelHeight
             let highest = points.compactMap { $0.maximum(series) ?? $0.value(series) }.max() ?? 0
-            let scale = niceMaximum(highest)
+            let scale = axisMaximum(highest, series)
             func y(_ value: Double) -> Double { bottom - min(value, scale) / scale * panelHeight }
             svg += "<g class=\"panel\" data-series=\"\(series.rawValue)\" data-scale=\"\(scale)\">"
             svg += "<text x=\"\(coordinate(left))\" y=\"\(coordinate(panelTop - 6))\" font-weight=\"600\">\(Pages.escape(title(series)))</text>"
@@ -128,15 +134,20 @@ enum HistoryChart {
         }
         for tick in ticks(from: start, to: end) {
             svg += "<line x1=\"\(coordinate(x(tick)))\" y1=\"\(coordinate(chartBottom))\" x2=\"\(coordinate(x(tick)))\" y2=\"\(coordinate(chartBottom + 4))\" stroke=\"#5f6368\"/>"
-            svg += "<text x=\"\(coordinate(x(tick)))\" y=\"\(coordinate(chartBottom + 16))\" text-anchor=\"middle\">\(clock(tick, seconds: false))</text>"
+            let label = clock(tick, seconds: tickStep(end - start) < 60)
+            svg += "<text x=\"\(coordinate(x(tick)))\" y=\"\(coordinate(chartBottom + 16))\" text-anchor=\"middle\">\(label)</text>"
         }
         svg += "<text x=\"\(coordinate(width - right))\" y=\"\(coordinate(height - 4))\" text-anchor=\"end\">time (UTC)</text></svg>"
         return "<figure class=\"history\">\(svg)<figcaption>\(Pages.escape(caption))</figcaption></figure>"
     }
 
-    /// Round times for the axis: every 10 minutes over an hour, every 3 hours over a day.
+    /// Round times for the axis, at most 8: every 10 minutes over an hour, every 3 hours over a day.
+    static func tickStep(_ span: Double) -> Double {
+        [10.0, 30, 60, 300, 600, 1800, 3600, 10800].first { span / $0 <= 8 } ?? 21600
+    }
+
     static func ticks(from start: Double, to end: Double) -> [Double] {
-        let step: Double = end - start > 7200 ? 10800 : end - start > 1200 ? 600 : 60
+        let step = tickStep(end - start)
         var tick = (start / step).rounded(.up) * step
         var ticks: [Double] = []
         while tick <= end, ticks.count < 50 {

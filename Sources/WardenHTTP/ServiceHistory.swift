@@ -197,9 +197,10 @@ public struct ServiceHistory: Sendable {
         checks = Ring(capacity: Self.checkPointsKept(cycleSeconds: cycleSeconds))
     }
 
-    /// Takes in a snapshot: a point when it shows a check not seen before.
+    /// Takes in a snapshot: a point when it shows a check not seen before, once that check is over
+    /// (while it runs, the figures are the previous check's).
     public mutating func observe(_ snapshot: ServiceSnapshot) {
-        guard let checked = snapshot.lastCheck, checked != lastCheck else { return }
+        guard let checked = snapshot.lastCheck, checked != lastCheck, !snapshot.busy else { return }
         lastCheck = checked
         record(
             time: checked, cpu: snapshot.metrics.cpuPercent, memory: snapshot.metrics.memoryBytes.map { Double($0) },
@@ -240,6 +241,13 @@ public struct ServiceHistory: Sendable {
                     memoryMax: known($0.memoryMax), checkMax: known($0.checkMax))
             }
         }
+    }
+
+    /// The times a chart of `range` spans: the whole range, or since the history began when that is
+    /// more recent (at least a minute), so a young history is not squeezed against the right edge.
+    public func window(_ range: HistoryRange, now: Double) -> (start: Double, end: Double) {
+        let earliest = [checks.elements.first?.time, marks.elements.first?.time].compactMap { $0 }.min() ?? now
+        return (max(now - range.seconds, min(earliest, now - 60)), now)
     }
 
     public func marks(_ range: HistoryRange, now: Double) -> [HistoryMark] {

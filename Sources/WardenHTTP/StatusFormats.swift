@@ -246,7 +246,8 @@ public final class MetricsExporter: Sendable {
                 set.responseTime.set(to: service.metrics.responseTime ?? 0)
                 let state = ServiceState(service)
                 for (name, gauge) in set.states { gauge.set(to: name == state.rawValue ? 1 : 0) }
-                if let checked = service.lastCheck, checked != set.checkSeen, let seconds = service.metrics.checkSeconds {
+                // A check under way (busy) shows the previous check's duration: it is counted once it is over.
+                if let checked = service.lastCheck, checked != set.checkSeen, !service.busy, let seconds = service.metrics.checkSeconds {
                     set.checkDuration.recordNanoseconds(Int64(seconds * 1e9))
                     set.checkSeen = checked
                 }

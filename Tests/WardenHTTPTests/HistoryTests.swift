@@ -49,10 +49,12 @@ struct HistoryTests {
         #expect(day.first?.check == nil && day.first?.checkMax == nil)
     }
 
+    /// Once it is over: while a check runs its snapshot still shows the previous check's figures.
     @Test func aCheckIsRecordedOnceHoweverOftenItIsRead() throws {
         var history = ServiceHistory(cycleSeconds: 1)
         try history.observe(snapshot(lastCheck: 100, checkSeconds: 0.25, cpuPercent: 3, memoryBytes: 2048))
         try history.observe(snapshot(lastCheck: 100, checkSeconds: 0.25, cpuPercent: 3, memoryBytes: 2048))
+        try history.observe(snapshot(busy: true, lastCheck: 101, checkSeconds: 0.25, cpuPercent: 3, memoryBytes: 2048))
         try history.observe(snapshot(lastCheck: 101, checkSeconds: nil, cpuPercent: nil, memoryBytes: nil))
         try history.observe(snapshot(lastCheck: nil))
         #expect(
@@ -72,6 +74,21 @@ struct HistoryTests {
         for event in events { history.mark(HistoryMark(event)) }
         #expect(history.marks(.day, now: 4000).map(\.kind) == [.crash, .failure, .user, .change])
         #expect(history.marks(.hour, now: 4000).map(\.kind) == [.change], "an hour back from 4000 s")
+    }
+
+    /// A young history is drawn across the whole plot (at least a minute of it), an old one over its range.
+    @Test func theWindowBeginsWithTheHistory() {
+        let time = Time()
+        var history = ServiceHistory(cycleSeconds: 1)
+        #expect(history.window(.hour, now: time.now) == (time.now - 60, time.now), "nothing yet: a minute")
+        history.record(time: time.now, cpu: 1, memory: nil, check: nil)
+        time.advance(600)
+        #expect(history.window(.hour, now: time.now) == (time.origin, time.now), "since the first point")
+        history.mark(HistoryMark(time: time.origin - 5, kind: .crash))
+        #expect(history.window(.hour, now: time.now).start == time.origin - 5, "a mark before the first point")
+        time.advance(7200)
+        #expect(history.window(.hour, now: time.now) == (time.now - 3600, time.now))
+        #expect(history.window(.day, now: time.now) == (time.origin - 5, time.now))
     }
 
     @Test func aClockThatGoesBackStartsAnew() {
@@ -104,13 +121,16 @@ struct HistoryTests {
     }
 
     @Test func valuesAreScaledToTheAxes() {
-        let points = [HistoryPoint(time: 1000, cpu: 50, memory: 300, check: 0.004), HistoryPoint(time: 1600, cpu: 100, memory: 150, check: 0.002)]
+        let mebibyte = 1_048_576.0
+        let points = [
+            HistoryPoint(time: 1000, cpu: 50, memory: 0.3 * mebibyte, check: 0.004), HistoryPoint(time: 1600, cpu: 100, memory: 0.15 * mebibyte, check: 0.002),
+        ]
         let svg = HistoryChart.svg(service: "app", points: points, marks: [], from: 1000, to: 1600, nominalSpacing: 600)
         // The plot spans x 70…708; CPU's panel y 22…102, axis up to 100 %, so 50 % is half way.
         #expect(lines(svg, series: .cpu) == [[[70, 62], [708, 22]]])
-        // Memory's panel is y 132…212, up to 500 B (the nice value above 300): 300 at 3/5, 150 at 3/10.
+        // Memory's panel is y 132…212, up to 0.5 MiB (the round value above 0.3): 0.3 at 3/5, 0.15 at 3/10.
         #expect(lines(svg, series: .memory) == [[[70, 164], [708, 188]]])
-        #expect(svg.contains(">500.0 B</text>") && svg.contains(">5.0 ms</text>") && svg.contains(">100.0 %</text>"), "axis labels with units")
+        #expect(svg.contains(">512.0 kB</text>") && svg.contains(">5.0 ms</text>") && svg.contains(">100.0 %</text>"), "axis labels with units")
         #expect(HistoryChart.niceMaximum(0) == 1 && HistoryChart.niceMaximum(1) == 1 && HistoryChart.niceMaximum(1.2) == 2)
         #expect(HistoryChart.niceMaximum(7) == 10 && HistoryChart.niceMaximum(120) == 200)
         #expect(abs(HistoryChart.niceMaximum(0.0042) - 0.005) < 1e-12)

@@ -33,6 +33,7 @@ struct MetricsTests {
         let exporter = MetricsExporter()
         exporter.observe([try snapshot(lastCheck: 100, checkSeconds: 0.004)])
         exporter.observe([try snapshot(lastCheck: 100, checkSeconds: 0.004)])
+        exporter.observe([try snapshot(busy: true, lastCheck: 101, checkSeconds: 0.004)])
         exporter.observe([try snapshot(lastCheck: 101, checkSeconds: 0.2, startSeconds: 1.5)])
         exporter.record(Event(service: "app", kind: .nonexist, state: .failed, message: "", action: "restart"))
         let text = exporter.exposition([])
