@@ -82,19 +82,18 @@ struct DashboardTests {
     }
 
     /// The chart draws each recorded value where its time and value put it: x at its time in the
-    /// chart's window across the plot (x 70 to 708), and y falling as the value grows, in proportion
-    /// (rounding to 0.1 px aside).
-    func expectDrawn(_ drawn: [(x: Double, y: Double)], recorded: [(time: Double, value: Double)], window: (start: Double, end: Double), series: String) {
+    /// chart's window across the plot (x 70 to 708), y at its value on its panel's axis (80 px from 0
+    /// to the panel's `data-scale`, panels 110 px apart from y 22), rounded to 0.1 px.
+    func expectDrawn(
+        _ drawn: [(x: Double, y: Double)], recorded: [(time: Double, value: Double)], window: (start: Double, end: Double), scale: Double,
+        panel: Int, series: String
+    ) {
         #expect(drawn.count == recorded.count && drawn.count >= 3, "\(series): \(drawn.count) drawn, \(recorded.count) recorded")
-        guard drawn.count == recorded.count, let first = recorded.first else { return }
-        let pixelsPerSecond = 638 / (window.end - window.start)
-        let widest = recorded.indices.max { abs(recorded[$0].value - first.value) < abs(recorded[$1].value - first.value) } ?? 0
-        let span = recorded[widest].value - first.value
-        let pixelsPerUnit = span == 0 ? 0 : (drawn[0].y - drawn[widest].y) / span
-        #expect(pixelsPerUnit >= 0, "\(series): higher values are drawn higher")
+        #expect(recorded.allSatisfy { $0.value <= scale }, "\(series): the axis reaches every value")
+        let bottom = 22 + 80 + Double(panel) * 110
         for (point, value) in zip(drawn, recorded) {
-            #expect(abs(point.x - (70 + (value.time - window.start) * pixelsPerSecond)) < 0.06, "\(series): x of \(value)")
-            #expect(abs(point.y - (drawn[0].y - (value.value - first.value) * pixelsPerUnit)) < 0.25, "\(series): y of \(value)")
+            #expect(abs(point.x - (70 + (value.time - window.start) / (window.end - window.start) * 638)) < 0.06, "\(series): x of \(value)")
+            #expect(abs(point.y - (bottom - value.value / scale * 80)) < 0.06, "\(series): y of \(value)")
         }
     }
 
@@ -143,12 +142,16 @@ struct DashboardTests {
         let bounds = try #require(service.firstMatch(of: try Regex(#"data-start="([0-9.]+)" data-end="([0-9.]+)""#)), "the chart's window")
         let window = (start: Double(String(bounds.output[1].substring ?? "")) ?? 0, end: Double(String(bounds.output[2].substring ?? "")) ?? 0)
         #expect(window.start < window.end && window.end - window.start <= 3600)
-        for (series, key) in [("cpu", "cpu"), ("memory", "memory"), ("check", "check")] {
+        for (panel, series) in ["cpu", "memory", "check"].enumerated() {
+            let scale = try #require(
+                service.firstMatch(of: try Regex(#"data-series="\#(series)" data-scale="([0-9.e+-]+)""#)).flatMap {
+                    Double(String($0.output[1].substring ?? ""))
+                }, "\(series)'s axis")
             let values = recorded.points.prefix(shown).compactMap { point -> (time: Double, value: Double)? in
-                guard let time = point["time"] as? Double, let value = point[key] as? Double else { return nil }
+                guard let time = point["time"] as? Double, let value = point[series] as? Double else { return nil }
                 return (time, value)
             }
-            expectDrawn(chartPoints(service, series: series), recorded: values, window: window, series: series)
+            expectDrawn(chartPoints(service, series: series), recorded: values, window: window, scale: scale, panel: panel, series: series)
         }
 
         // The maintenance button: the form's POST, back on the front page, the site in maintenance.
@@ -162,7 +165,7 @@ struct DashboardTests {
 
         // A read-only user gets no button, and is refused if it posts anyway.
         let guestPage = try curl(setup.port, "/", user: "guest:guest")
-        #expect(guestPage.status == 200 && guestPage.body.contains("id=\"site-web\"") && !guestPage.body.contains("maintenance-off"))
+        #expect(guestPage.status == 200 && guestPage.body.contains("id=\"site-web\"") && !guestPage.body.contains("action=\"/_maintenance\""))
         let refused = try curl(
             setup.port, "/_maintenance", user: "guest:guest", method: "POST", form: "site=web&action=off", headers: ["X-Requested-By: warden-cli"])
         #expect(refused.status == 403)
