@@ -258,29 +258,41 @@ public struct ServiceHistory: Sendable {
 /// The histories of every service, fed by the control server from the supervisor's snapshots (read
 /// more often than the cycle, so each check is taken) and its events.
 public final class HistoryStore: Sendable {
+    struct State {
+        var histories: [String: ServiceHistory] = [:]
+        /// The service an instance belongs to (`myapp@8101` → `myapp`): a deploy is an event of the service.
+        var groups: [String: String] = [:]
+    }
+
     let cycleSeconds: Int
-    private let histories = Mutex<[String: ServiceHistory]>([:])
+    private let state = Mutex(State())
 
     public init(cycleSeconds: Int) { self.cycleSeconds = cycleSeconds }
 
     /// Services no longer configured (a reload, an old deploy generation) are forgotten.
     func observe(_ snapshots: [ServiceSnapshot]) {
-        histories.withLock { histories in
-            var kept: [String: ServiceHistory] = [:]
+        state.withLock { state in
+            var kept = State()
             for snapshot in snapshots {
-                var history = histories[snapshot.name] ?? ServiceHistory(cycleSeconds: cycleSeconds)
+                var history = state.histories[snapshot.name] ?? ServiceHistory(cycleSeconds: cycleSeconds)
                 history.observe(snapshot)
-                kept[snapshot.name] = history
+                kept.histories[snapshot.name] = history
+                kept.groups[snapshot.name] = snapshot.instance?.group
             }
-            histories = kept
+            state = kept
         }
     }
 
+    /// Marks the service's chart, or each of its instances' when it has instances.
     func record(_ event: Event) {
-        histories.withLock { $0[event.service]?.mark(HistoryMark(event)) }
+        state.withLock { state in
+            for name in state.histories.keys where name == event.service || state.groups[name] == event.service {
+                state.histories[name]?.mark(HistoryMark(event))
+            }
+        }
     }
 
-    func history(of name: String) -> ServiceHistory? { histories.withLock { $0[name] } }
+    func history(of name: String) -> ServiceHistory? { state.withLock { $0.histories[name] } }
 }
 
 /// `GET /_history?service=NAME&range=hour|day`: what a service's charts draw.

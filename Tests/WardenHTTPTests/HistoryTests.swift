@@ -91,6 +91,19 @@ struct HistoryTests {
         #expect(history.window(.day, now: time.now) == (time.origin - 5, time.now))
     }
 
+    /// A deploy is an event of the service, whose instances have the charts; a service gone is forgotten.
+    @Test func theStoreMarksInstancesAndForgetsServicesGone() throws {
+        let store = HistoryStore(cycleSeconds: 1)
+        store.observe([try snapshot(name: "myapp@8101", instanceOf: "myapp"), try snapshot(name: "db")])
+        store.record(Event(date: 100, service: "myapp", kind: .action, state: .changed, message: "deploy started", action: "deploy"))
+        store.record(Event(date: 100, service: "db", kind: .nonexist, state: .failed, message: "", action: "restart"))
+        #expect(store.history(of: "myapp@8101")?.marks(.hour, now: 100).map(\.kind) == [.deploy])
+        #expect(store.history(of: "db")?.marks(.hour, now: 100).map(\.kind) == [.crash])
+        #expect(store.history(of: "db")?.points(.hour, now: 100).count == 1)
+        store.observe([try snapshot(name: "db")])
+        #expect(store.history(of: "myapp@8101") == nil)
+    }
+
     @Test func aClockThatGoesBackStartsAnew() {
         var history = ServiceHistory(cycleSeconds: 1)
         history.record(time: 500, cpu: 1, memory: nil, check: nil)
