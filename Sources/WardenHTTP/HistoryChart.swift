@@ -77,6 +77,11 @@ enum HistoryChart {
 
     static func coordinate(_ value: Double) -> String { Pages.format(value) }
 
+    /// An SVG `<text>` at (x, y), its content escaped.
+    static func text(_ content: String, x: Double, y: Double, _ attributes: String) -> String {
+        "<text x=\"\(coordinate(x))\" y=\"\(coordinate(y))\" \(attributes)>\(Pages.escape(content))</text>"
+    }
+
     /// `id` makes the element ids unique on the page.
     static func svg(
         service: String, points: [HistoryPoint], marks: [HistoryMark], from start: Double, to end: Double, nominalSpacing: Double,
@@ -100,13 +105,16 @@ enum HistoryChart {
             let scale = axisMaximum(highest, series)
             func y(_ value: Double) -> Double { bottom - min(value, scale) / scale * panelHeight }
             svg += "<g class=\"panel\" data-series=\"\(series.rawValue)\" data-scale=\"\(scale)\">"
-            svg += "<text x=\"\(coordinate(left))\" y=\"\(coordinate(panelTop - 6))\" font-weight=\"600\">\(Pages.escape(title(series)))</text>"
-            svg += "<rect x=\"\(coordinate(left))\" y=\"\(coordinate(panelTop))\" width=\"\(coordinate(plotWidth))\" height=\"\(coordinate(panelHeight))\" fill=\"#fff\" stroke=\"#c8ccd2\"/>"
+            svg += text(title(series), x: left, y: panelTop - 6, "font-weight=\"600\"")
+            svg += """
+                <rect x="\(coordinate(left))" y="\(coordinate(panelTop))" width="\(coordinate(plotWidth))" height="\(coordinate(panelHeight))" \
+                fill="#fff" stroke="#c8ccd2"/>
+                """
             for (value, anchor) in [(scale, panelTop + 4), (0, bottom)] {
-                svg += "<text x=\"\(coordinate(left - 6))\" y=\"\(coordinate(anchor + 4))\" text-anchor=\"end\">\(Pages.escape(label(value, series)))</text>"
+                svg += text(label(value, series), x: left - 6, y: anchor + 4, "text-anchor=\"end\"")
             }
             if points.isEmpty {
-                svg += "<text x=\"\(coordinate(left + plotWidth / 2))\" y=\"\(coordinate(panelTop + panelHeight / 2 + 4))\" text-anchor=\"middle\" fill=\"#80868b\">no data yet</text>"
+                svg += text("no data yet", x: left + plotWidth / 2, y: panelTop + panelHeight / 2 + 4, "text-anchor=\"middle\" fill=\"#80868b\"")
             }
             // The day's maxima, fainter, under its means.
             let lines: [(String, (HistoryPoint) -> Double?)] = [("max", { $0.maximum(series) }), ("value", { $0.value(series) })]
@@ -117,7 +125,8 @@ enum HistoryChart {
                     svg += "<polyline class=\"\(kind)\" data-series=\"\(series.rawValue)\" points=\"\(list)\" fill=\"none\" \(stroke) stroke-width=\"1.5\"/>"
                     // A lone point would draw nothing as a line.
                     if run.count == 1, kind == "value" {
-                        svg += "<circle cx=\"\(coordinate(x(run[0].time)))\" cy=\"\(coordinate(y(run[0].value)))\" r=\"2.5\" fill=\"#1a5fb4\"/>"
+                        let (cx, cy) = (coordinate(x(run[0].time)), coordinate(y(run[0].value)))
+                        svg += "<circle cx=\"\(cx)\" cy=\"\(cy)\" r=\"2.5\" fill=\"#1a5fb4\"/>"
                     }
                 }
             }
@@ -133,11 +142,11 @@ enum HistoryChart {
                 """
         }
         for tick in ticks(from: start, to: end) {
-            svg += "<line x1=\"\(coordinate(x(tick)))\" y1=\"\(coordinate(chartBottom))\" x2=\"\(coordinate(x(tick)))\" y2=\"\(coordinate(chartBottom + 4))\" stroke=\"#5f6368\"/>"
-            let label = clock(tick, seconds: tickStep(end - start) < 60)
-            svg += "<text x=\"\(coordinate(x(tick)))\" y=\"\(coordinate(chartBottom + 16))\" text-anchor=\"middle\">\(label)</text>"
+            let at = coordinate(x(tick))
+            svg += "<line x1=\"\(at)\" y1=\"\(coordinate(chartBottom))\" x2=\"\(at)\" y2=\"\(coordinate(chartBottom + 4))\" stroke=\"#5f6368\"/>"
+            svg += text(clock(tick, seconds: tickStep(end - start) < 60), x: x(tick), y: chartBottom + 16, "text-anchor=\"middle\"")
         }
-        svg += "<text x=\"\(coordinate(width - right))\" y=\"\(coordinate(height - 4))\" text-anchor=\"end\">time (UTC)</text></svg>"
+        svg += text("time (UTC)", x: width - right, y: height - 4, "text-anchor=\"end\"") + "</svg>"
         return "<figure class=\"history\">\(svg)<figcaption>\(Pages.escape(caption))</figcaption></figure>"
     }
 
