@@ -274,7 +274,8 @@ public final class HistoryStore: Sendable {
         state.withLock { state in
             var kept = State()
             for snapshot in snapshots {
-                var history = state.histories[snapshot.name] ?? ServiceHistory(cycleSeconds: cycleSeconds)
+                // Taken out, not copied: its rings are then changed in place, not copied on every read.
+                var history = state.histories.removeValue(forKey: snapshot.name) ?? ServiceHistory(cycleSeconds: cycleSeconds)
                 history.observe(snapshot)
                 kept.histories[snapshot.name] = history
                 kept.groups[snapshot.name] = snapshot.instance?.group
