@@ -165,7 +165,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WardenHTTPTests",
-            dependencies: ["WardenHTTP", "WardenConfig", "WardenCore"],
+            dependencies: ["WardenHTTP", "WardenConfig", "WardenCore", "WardenTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

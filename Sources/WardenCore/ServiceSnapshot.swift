@@ -13,6 +13,8 @@ public struct ServiceMetrics: Sendable, Codable, Hashable {
     public var programOutput: String?
     /// How long the last start took, from the start program to a running process.
     public var startSeconds: Double?
+    /// How long the last check of the service took (all its tests, and what it did about them).
+    public var checkSeconds: Double?
     public init() {}
 }
 

@@ -27,6 +27,7 @@ extension ServiceSupervisor {
         }
         services[name]?.busy = true
         services[name]?.checkBegins(at: WallClock.now())
+        let began = clock.now
         defer {
             reportTraffic(name)
             if services[name]?.isReady != machine.isReady { instanceReadinessChanged(name) }
@@ -44,6 +45,7 @@ extension ServiceSupervisor {
             await evaluateRules(name)
         }
         await carryOut(services[name]?.checkEnded(now: clock.now) ?? [], for: name)
+        services[name]?.metrics.checkSeconds = Self.seconds(began.duration(to: clock.now))
         endBusy(name)
         if services[name]?.monitor == .initializing { services[name]?.monitor = .monitored }
         if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
@@ -322,7 +324,7 @@ extension ServiceSupervisor {
         return (before.value, Self.seconds(before.at.duration(to: now)))
     }
 
-    private static func seconds(_ duration: Duration) -> Double {
+    static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 

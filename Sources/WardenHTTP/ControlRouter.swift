@@ -70,6 +70,8 @@ public final class ControlRouter: Sendable {
     let metrics: MetricsExporter
     /// The listener of `set metrics listen`: it answers `/metrics` and nothing else.
     let metricsOnly: Bool
+    /// What the service pages chart; fed by the control server.
+    let history: HistoryStore
     private let failures = Mutex<[String: Int]>([:])
     /// Recent events of proxied sites, newest last. Sites are not services, so the supervisor keeps
     /// no history for them; without this a maintenance change would be in no status at all.
@@ -99,6 +101,7 @@ public final class ControlRouter: Sendable {
         self.policy = policy
         self.configuration = configuration
         self.logger = logger
+        self.history = HistoryStore(cycleSeconds: configuration.daemon.interval)
         var generator = SystemRandomNumberGenerator()  // a cryptographically secure source
         self.csrfToken = (0..<4).map { _ in String(generator.next() as UInt64, radix: 16) }.joined()
     }
@@ -126,7 +129,10 @@ public final class ControlRouter: Sendable {
         if metricsOnly, request.path != "/metrics" { return .text(404, "Not Found") }
         switch (request.method, request.path) {
         case ("GET", "/"), ("HEAD", "/"):
-            return .html(Pages.dashboard(await supervisor.snapshots(), supervisor: supervisor, configuration: configuration))
+            return .html(
+                Pages.dashboard(
+                    await supervisor.snapshots(), sites: await siteRows(), supervisor: supervisor, csrfToken: csrfToken,
+                    readOnly: identity.readOnly))
         case ("GET", "/_status"):
             return await status(request)
         case ("GET", "/_summary"):
@@ -139,6 +145,8 @@ public final class ControlRouter: Sendable {
             return await maintenance(request, identity: identity)
         case ("POST", "/_deploy"):
             return await deploy(request, identity: identity)
+        case ("GET", "/_history"):
+            return historyDocument(request)
         case ("GET", "/_deploy"):
             guard let record = await supervisor.deployRecord(of: request.query["service"] ?? "") else {
                 return .text(404, "no deploy of \"\(request.query["service"] ?? "")\" since warden started")
@@ -149,7 +157,10 @@ public final class ControlRouter: Sendable {
             guard let snapshot = await supervisor.snapshot(named: name) else {
                 return .html(Pages.message("Not found", "There is no service named \"\(Pages.escape(name))\"."), status: 404)
             }
-            return .html(Pages.service(snapshot, csrfToken: csrfToken, readOnly: identity.readOnly, configuration: configuration))
+            return .html(
+                Pages.service(
+                    snapshot, csrfToken: csrfToken, readOnly: identity.readOnly, configuration: configuration,
+                    history: chart(of: name, range: HistoryRange(rawValue: request.query["range"] ?? "") ?? .hour)))
         case ("POST", _):
             return await action(request, identity: identity, service: String(request.path.dropFirst()), redirect: true)
         default:
@@ -238,7 +249,47 @@ extension ControlRouter {
             return .text(400, "\(error)")
         }
         logger.info("'\(site)' maintenance \(action) requested by \(identity.user ?? "client") from \(request.client)")
+        if request.form["securitytoken"] != nil {
+            // From the dashboard's button: back to the front page, which shows the site's new state.
+            return ControlResponse(status: 303, headers: [("Location", "/#site-\(Pages.escapeURL(site))")], body: [])
+        }
         return .text(200, "maintenance \(action) \(site)\n")
+    }
+}
+
+extension ControlRouter {
+    /// The sites as the front page lists them: the status, and what each route sends to.
+    fileprivate func siteRows() async -> [Pages.SiteRow] {
+        let definitions = await supervisor.configuration.sites
+        return await siteStatuses().map { status in
+            Pages.SiteRow(status: status, routes: definitions.first { $0.name == status.name }?.routes ?? [])
+        }
+    }
+
+    fileprivate func historyView(of name: String, range: HistoryRange) -> HistoryDocument? {
+        guard let history = history.history(of: name) else { return nil }
+        let now = WallClock.now()
+        let window = history.window(range, now: now)
+        return HistoryDocument(
+            service: name, range: range.rawValue, start: window.start, end: window.end, points: history.points(range, now: now),
+            marks: history.marks(range, now: now))
+    }
+
+    /// The service page's charts; nil before the service's first check.
+    fileprivate func chart(of name: String, range: HistoryRange) -> Pages.Chart? {
+        guard let view = historyView(of: name, range: range) else { return nil }
+        let svg = HistoryChart.svg(
+            service: name, points: view.points, marks: view.marks, from: view.start, to: view.end,
+            nominalSpacing: range == .hour ? Double(history.cycleSeconds) : 60)
+        return Pages.Chart(range: range, svg: svg)
+    }
+
+    /// `GET /_history?service=NAME&range=hour|day`: the points and marks the service's charts draw.
+    fileprivate func historyDocument(_ request: ControlRequest) -> ControlResponse {
+        let name = request.query["service"] ?? ""
+        guard let range = HistoryRange(rawValue: request.query["range"] ?? "hour") else { return .text(400, "range is 'hour' or 'day'") }
+        guard let view = historyView(of: name, range: range) else { return .text(404, "no history of \"\(name)\"") }
+        return ControlResponse(status: 200, headers: [("Content-Type", "application/json")], body: (try? JSONCoding.encode(view)) ?? [])
     }
 }
 

@@ -64,8 +64,10 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
                 group.addTask {
                     for await event in events.cancelOnGracefulShutdown() {
                         await router.record(event)
+                        router.history.record(event)
                     }
                 }
+                if !self.router.metricsOnly { group.addTask { await self.feedHistory() } }
                 for channel in channels {
                     group.addTask {
                         try? await channel.executeThenClose { inbound in
@@ -83,6 +85,16 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
             for channel in self.bound.withLock({ $0 }) { channel.close(promise: nil) }
         }
         if let path = settings.unixSocket { unlink(path) }
+    }
+
+    /// Takes each check into the services' histories: the snapshots are read four times a cycle
+    /// (at most every 250 ms), so a check is seen before the next one replaces it.
+    private func feedHistory() async {
+        let interval = Duration.milliseconds(max(250, router.history.cycleSeconds * 250))
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            router.history.observe(await router.supervisor.snapshots())
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
     }
 
     static func bindAddress(_ address: String?) -> String {

@@ -13,6 +13,8 @@ public enum Pages {
         .off{color:#80868b;font-weight:600}.init{color:#b06000;font-weight:600}
         .summary{display:flex;flex-wrap:wrap;gap:1.5em;margin-bottom:1em}.summary div{background:#fff;padding:.6em 1em}
         form{display:inline}button{margin:.2em;padding:.4em .9em}.wrap{overflow-x:auto}
+        h2.sites{margin-top:1.5em}figure.history{margin:1em 0;background:#fff;padding:.5em;overflow-x:auto}
+        figure.history svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#5f6368}
         """
 
     static func page(_ title: String, refresh: Bool = true, _ body: String) -> String {
@@ -31,7 +33,19 @@ public enum Pages {
         }
     }
 
-    static func dashboard(_ snapshots: [ServiceSnapshot], supervisor: Supervisor, configuration: Configuration) -> String {
+    /// A proxied site on the front page: its status and where its routes send requests.
+    struct SiteRow {
+        var status: SiteStatus
+        var routes: [Site.Route]
+    }
+
+    /// A service page's charts over one range.
+    struct Chart {
+        var range: HistoryRange
+        var svg: String
+    }
+
+    static func dashboard(_ snapshots: [ServiceSnapshot], sites: [SiteRow], supervisor: Supervisor, csrfToken: String, readOnly: Bool) -> String {
         let system = SystemSnapshot.read()
         let usedMemory = system.memoryTotalBytes - system.memoryAvailableBytes
         let uptime = duration(WallClock.now() - supervisor.startedAt)
@@ -54,11 +68,60 @@ public enum Pages {
             <div>Memory \(bytes(usedMemory)) of \(bytes(system.memoryTotalBytes))</div>\
             <div>warden \(Supervisor.version), up \(uptime)</div></div>
             <div class="wrap"><table><thead><tr><th>Service</th><th>Type</th><th>Status</th><th>PID</th><th>Uptime</th>\
-            <th>CPU</th><th>Memory</th><th>Restarts</th><th>Last result</th><th>Checked</th></tr></thead><tbody>\(rows)</tbody></table></div>
+            <th>CPU</th><th>Memory</th><th>Restarts</th><th>Last result</th><th>Checked</th></tr></thead><tbody>\(rows)</tbody></table></div>\
+            \(siteTable(sites, snapshots: snapshots, csrfToken: csrfToken, readOnly: readOnly))
             """)
     }
 
-    static func service(_ service: ServiceSnapshot, csrfToken: String, readOnly: Bool, configuration: Configuration) -> String {
+    /// The sites beside the services: hosts, where requests go, maintenance (with its switch for users
+    /// who may act). Per-site traffic (request and error rates, latency) goes in columns of its own
+    /// here, from the proxy's figures.
+    static func siteTable(_ sites: [SiteRow], snapshots: [ServiceSnapshot], csrfToken: String, readOnly: Bool) -> String {
+        guard !sites.isEmpty else { return "" }
+        var rows = ""
+        for site in sites {
+            let name = site.status.name
+            let hosts = site.status.hosts.isEmpty ? "(default)" : site.status.hosts.joined(separator: " ")
+            let state = site.status.maintenance ? "on" : "off"
+            var cell = "<span class=\"\(site.status.maintenance ? "init" : "ok")\" data-maintenance=\"\(state)\">\(state)</span>"
+            if !readOnly {
+                let next = site.status.maintenance ? "off" : "on"
+                cell += """
+                    <form method="post" action="/_maintenance"><input type="hidden" name="securitytoken" value="\(csrfToken)">\
+                    <input type="hidden" name="site" value="\(escape(name))"><input type="hidden" name="action" value="\(next)">\
+                    <button type="submit" name="do" value="maintenance-\(next)">Maintenance \(next)</button></form>
+                    """
+            }
+            let routes = site.routes.map { "<li>" + route($0, snapshots: snapshots) + "</li>" }.joined()
+            rows += """
+                <tr id="site-\(escape(name))"><td>\(escape(name))</td><td>\(escape(hosts))</td>\
+                <td><ul class="routes">\(routes)</ul></td><td>\(cell)</td></tr>
+                """
+        }
+        return """
+            <h2 class="sites">Sites</h2><div class="wrap"><table id="sites"><thead><tr><th>Site</th><th>Hosts</th>\
+            <th>Routes: service and upstreams</th><th>Maintenance</th></tr></thead><tbody>\(rows)</tbody></table></div>
+            """
+    }
+
+    /// `/prefix → service NAME: 127.0.0.1:8101, …`: where a route sends requests (never an upstream's credentials).
+    static func route(_ route: Site.Route, snapshots: [ServiceSnapshot]) -> String {
+        func link(_ service: String) -> String { "service <a href=\"/\(escapeURL(service))\">\(escape(service))</a>" }
+        let target: String
+        switch route.target {
+        case .upstream(let url, let service):
+            let upstream = escape("\(url.scheme)://\(url.host):\(url.port)\(url.path)")
+            target = service.map { link($0) + ": " + upstream } ?? upstream
+        case .instances(let service):
+            let ready = snapshots.compactMap { $0.instance?.group == service && $0.instance?.ready == true ? $0.instance?.port : nil }
+            target = link(service) + ": " + (ready.isEmpty ? "no instance ready" : ready.map { "127.0.0.1:\($0)" }.joined(separator: ", "))
+        case .directory(let directory):
+            target = "files in " + escape(directory)
+        }
+        return "<code>\(escape(route.prefix))</code> &rarr; " + target
+    }
+
+    static func service(_ service: ServiceSnapshot, csrfToken: String, readOnly: Bool, configuration: Configuration, history: Chart?) -> String {
         var buttons = ""
         if !readOnly {
             for action in UserAction.allCases {
@@ -99,11 +162,16 @@ public enum Pages {
         // The last lines of its own output, read from its log file as the page is built (and refreshed).
         let output = configuration.logPath(ofServiceNamed: service.name).map { LogTail(path: $0).lastLines(20, window: 64 << 10) } ?? []
         let log = output.isEmpty ? "" : "<h3>Output</h3><pre id=\"log\">\(escape(output.joined(separator: "\n")))</pre>"
+        let charts = history.map { chart -> String in
+            let other: HistoryRange = chart.range == .hour ? .day : .hour
+            let link = "<a href=\"/\(escapeURL(service.name))?range=\(other.rawValue)\">last \(other.rawValue)</a>"
+            return "<h3>Last \(chart.range.rawValue) <small>(\(link))</small></h3>\(chart.svg)"
+        } ?? ""
         return page(
             service.name,
             """
             <h2>\(escape(service.type)) '\(escape(service.name))'</h2><div class="wrap"><table>\(table)</table></div>
-            <p>\(buttons)</p><h3>Recent events</h3><div class="wrap"><table><thead><tr><th>Date</th><th>Event</th><th>Description</th>\
+            <p>\(buttons)</p>\(charts)<h3>Recent events</h3><div class="wrap"><table><thead><tr><th>Date</th><th>Event</th><th>Description</th>\
             <th>Action</th></tr></thead><tbody>\(events.isEmpty ? "<tr><td colspan=4>none</td></tr>" : events)</tbody></table></div>\(log)
             """)
     }

@@ -222,7 +222,7 @@ public final class MetricsExporter: Sendable {
             registry.makeCounter(
                 descriptor: Self.described(
                     "warden_service_restarts_by_cause_total",
-                    "Restarts per service by cause: crash (the process was gone), check (a failed check), user (an action)"),
+                    "Restarts per service by cause: crash (the process was gone), check (a failed check), user (an action), deploy"),
                 labels: [("service", event.service), ("cause", cause.rawValue)]
             ).increment()
         }
@@ -246,7 +246,8 @@ public final class MetricsExporter: Sendable {
                 set.responseTime.set(to: service.metrics.responseTime ?? 0)
                 let state = ServiceState(service)
                 for (name, gauge) in set.states { gauge.set(to: name == state.rawValue ? 1 : 0) }
-                if let checked = service.lastCheck, checked != set.checkSeen, let seconds = service.metrics.responseTime {
+                // A check under way (busy) shows the previous check's duration: it is counted once it is over.
+                if let checked = service.lastCheck, checked != set.checkSeen, !service.busy, let seconds = service.metrics.checkSeconds {
                     set.checkDuration.recordNanoseconds(Int64(seconds * 1e9))
                     set.checkSeen = checked
                 }
@@ -294,7 +295,7 @@ public final class MetricsExporter: Sendable {
                     )
                 }),
             checkDuration: registry.makeDurationHistogram(
-                descriptor: Self.described("warden_service_check_duration_seconds", "Response time of the service's connection checks"),
+                descriptor: Self.described("warden_service_check_duration_seconds", "How long each check of the service took (all its tests)"),
                 labels: named, buckets: Self.checkBuckets),
             startDuration: registry.makeGauge(
                 descriptor: Self.described(
@@ -332,10 +333,13 @@ enum RestartCause: String {
     case check
     /// Someone asked (`warden restart`, the dashboard).
     case user
+    /// A new generation of its instances replaces the serving one (`warden deploy`).
+    case deploy
 
     init?(_ event: Event) {
         switch (event.kind, event.state, event.action) {
         case (.action, .changed, "restart"): self = .user
+        case (.action, .changed, "deploy"): self = .deploy
         case (.nonexist, .failed, "restart"): self = .crash
         case (_, .failed, "restart"): self = .check
         default: return nil

@@ -6,23 +6,6 @@ import WardenCore
 
 @Suite("Metrics: per-service instruments")
 struct MetricsTests {
-    /// A snapshot as the JSON status has it (its memberwise initializer is internal to WardenCore).
-    func snapshot(
-        monitor: String = "monitored", failures: [String] = [], busy: Bool = false, backingOff: Bool = false, lastCheck: Double? = 100,
-        responseTime: Double? = 0.004, startSeconds: Double? = nil
-    ) throws -> ServiceSnapshot {
-        var metrics: [String: Any] = [:]
-        if let responseTime { metrics["responseTime"] = responseTime }
-        if let startSeconds { metrics["startSeconds"] = startSeconds }
-        var object: [String: Any] = [
-            "name": "app", "type": "Process", "monitType": 3, "status": "OK", "monitor": monitor, "mode": "active", "restarts": 2,
-            "failures": failures, "groups": [], "dependencies": [], "metrics": metrics, "events": [], "busy": busy,
-            "acceptsTraffic": failures.isEmpty, "backingOff": backingOff,
-        ]
-        if let lastCheck { object["lastCheck"] = lastCheck }
-        return try JSONDecoder().decode(ServiceSnapshot.self, from: JSONSerialization.data(withJSONObject: object))
-    }
-
     @Test func stateIsOneOfFive() throws {
         #expect(ServiceState(try snapshot()) == .running)
         #expect(ServiceState(try snapshot(failures: ["nonexist"])) == .failed)
@@ -39,6 +22,8 @@ struct MetricsTests {
         #expect(cause(.nonexist, .failed, "restart") == .crash)
         #expect(cause(.connection, .failed, "restart") == .check)
         #expect(cause(.action, .changed, "restart") == .user)
+        #expect(cause(.action, .changed, "deploy") == .deploy, "a deploy's start")
+        #expect(cause(.action, .succeeded, "deploy") == nil, "its end is not a second restart")
         #expect(cause(.nonexist, .failed, "alert") == nil, "not restarted")
         #expect(cause(.action, .changed, "stop") == nil)
         #expect(cause(.nonexist, .succeeded, "alert") == nil)
@@ -46,9 +31,10 @@ struct MetricsTests {
 
     @Test func eachCheckIsCountedOnceHoweverOftenItIsRead() throws {
         let exporter = MetricsExporter()
-        exporter.observe([try snapshot(lastCheck: 100, responseTime: 0.004)])
-        exporter.observe([try snapshot(lastCheck: 100, responseTime: 0.004)])
-        exporter.observe([try snapshot(lastCheck: 101, responseTime: 0.2, startSeconds: 1.5)])
+        exporter.observe([try snapshot(lastCheck: 100, checkSeconds: 0.004)])
+        exporter.observe([try snapshot(lastCheck: 100, checkSeconds: 0.004)])
+        exporter.observe([try snapshot(busy: true, lastCheck: 101, checkSeconds: 0.004)])
+        exporter.observe([try snapshot(lastCheck: 101, checkSeconds: 0.2, startSeconds: 1.5)])
         exporter.record(Event(service: "app", kind: .nonexist, state: .failed, message: "", action: "restart"))
         let text = exporter.exposition([])
         #expect(text.contains("warden_service_check_duration_seconds_count{service=\"app\"} 2"), "\(text)")

@@ -46,14 +46,18 @@ public enum Browser {
         public var output: String
     }
 
-    /// Opens `http://127.0.0.1:PORT/` (logging in as `user`:`password` when challenged) and runs `steps`.
-    public static func session(port: Int, user: String?, password: String?, steps: [Step], timeout: Double = 90) throws -> Session {
+    /// Opens `http://127.0.0.1:PORT/` (logging in as `user`:`password` when challenged) and runs `steps`,
+    /// in a window of `viewport` CSS pixels (one device pixel each) when given.
+    public static func session(
+        port: Int, user: String?, password: String?, steps: [Step], viewport: (width: Int, height: Int)? = nil, timeout: Double = 90
+    ) throws -> Session {
         guard let chromium else { throw PeerStartError(peer: "chromium", exited: true, output: "not installed") }
         let profile = try TemporaryDirectory("chromium")
         let plan = try JSONSerialization.data(withJSONObject: steps.map(\.json))
         let script = """
             import json, subprocess, sys, time, urllib.request, websocket
             chromium, profile, base, user, password, deadline = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], time.time() + float(sys.argv[6])
+            viewport = json.loads(sys.argv[7])
             steps = json.loads(sys.stdin.read())
             result = {"doms": [], "auth": 0, "requests": [], "responses": [], "clicks": [], "error": None}
             browser = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -115,6 +119,8 @@ public enum Browser {
                 send("Fetch.enable", {"handleAuthRequests": True, "patterns": [{"urlPattern": "*"}]})
                 send("Network.enable", {})
                 send("Page.enable", {})
+                if viewport:
+                    send("Emulation.setDeviceMetricsOverride", {"width": viewport[0], "height": viewport[1], "deviceScaleFactor": 1, "mobile": False})
                 send("Page.navigate", {"url": base + "/"})
                 wait_load(1)
                 for step in steps:
@@ -141,7 +147,11 @@ public enum Browser {
             print(json.dumps(result))
             """
         let run = try TestSupport.run(
-            "/usr/bin/python3", ["-c", script, chromium, profile.path, "http://127.0.0.1:\(port)", user ?? "", password ?? "", String(timeout)],
+            "/usr/bin/python3",
+            [
+                "-c", script, chromium, profile.path, "http://127.0.0.1:\(port)", user ?? "", password ?? "", String(timeout),
+                viewport.map { "[\($0.width), \($0.height)]" } ?? "null",
+            ],
             input: String(decoding: plan, as: UTF8.self), timeout: timeout + 30)
         let line = run.stdout.split(separator: "\n").last.map(String.init) ?? ""
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
