@@ -9,6 +9,7 @@ struct TLSConfigTests {
     @Test func anHTTPSUpstreamVerifiesByDefault() throws {
         let result = parse(
             """
+            set proxy listen 127.0.0.1 port 8080
             check site app default
                 pass / to https://api.internal:8443/ for service api
             check process api matching "api"
