@@ -169,7 +169,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WardenHTTPTests",
-            dependencies: ["WardenHTTP", "WardenConfig", "WardenCore"],
+            dependencies: [
+                "WardenHTTP", "WardenConfig", "WardenCore", "WardenTestSupport",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

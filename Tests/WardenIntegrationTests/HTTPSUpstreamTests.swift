@@ -61,6 +61,7 @@ struct HTTPSUpstreamTests {
         defer { setup.warden.stop() }
         #expect(setup.get("good.test", "/hello") == 200)
         #expect(setup.upstream.received("GET", "/hello") == 1)
+        #expect(setup.upstream.events.contains("sni upstream.test"), "the name of 'sni' was sent: \(setup.upstream.events)")
     }
 
     /// Each refusal: a 502 for the client, the upstream never sees the request, and the error log

@@ -9,7 +9,7 @@ import Foundation
 /// request for `/hold/NAME` is recorded at once and answered only after `release("NAME")`: it is
 /// provably in flight meanwhile. A path starting with `/chunked` is answered with chunked encoding,
 /// a chunk per 3 bytes of the path. With `tls`, it speaks HTTPS with that certificate and key
-/// (`accept` is noted before the handshake, `handshake-failed` when one fails).
+/// (`accept` is noted before the handshake, `sni NAME` during it, `handshake-failed` when one fails).
 public final class CountingUpstream {
     public let port: Int
     public let process = Process()
@@ -30,6 +30,7 @@ public final class CountingUpstream {
             if len(sys.argv) > 5:
                 tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 tls.load_cert_chain(sys.argv[4], sys.argv[5])
+                tls.sni_callback = lambda conn, name, context: note("sni %s" % name)
             lock = threading.Lock()
             def note(line):
                 with lock:
