@@ -9,6 +9,8 @@ struct HTTPSUpstreamTests {
     struct Setup {
         let directory: TemporaryDirectory
         let upstream: CountingUpstream
+        /// Serves a certificate of the same CA that expired yesterday.
+        let expiredUpstream: CountingUpstream
         let warden: WardenProcess
         let port: Int
         let controlFile: String
@@ -26,6 +28,8 @@ struct HTTPSUpstreamTests {
         let other = try TestCA("other", in: directory)
         let leaf = try ca.issue("upstream", names: ["upstream.test"])
         let upstream = try CountingUpstream(directory: directory, tls: (leaf.certificate, leaf.key))
+        let expired = try ca.issue("expired", names: ["upstream.test"], days: -1, fromDays: -30)
+        let expiredUpstream = try CountingUpstream(directory: directory, tls: (expired.certificate, expired.key))
         let port = TestSupport.freePort()
         let url = "https://127.0.0.1:\(upstream.port)/"
         let rc = try directory.write(
@@ -50,10 +54,13 @@ struct HTTPSUpstreamTests {
             check site unverified with host "unverified.test"
                 pass / to \(url) verify off
                 error log \(directory.path)/error.log
+            check site expired with host "expired.test"
+                pass / to https://127.0.0.1:\(expiredUpstream.port)/ ca \(ca.certificate) sni upstream.test
+                error log \(directory.path)/error.log
             """)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
         try #require(warden.waitForLog("proxy listening", timeout: 15), "\(warden.log)")
-        return Setup(directory: directory, upstream: upstream, warden: warden, port: port, controlFile: rc)
+        return Setup(directory: directory, upstream: upstream, expiredUpstream: expiredUpstream, warden: warden, port: port, controlFile: rc)
     }
 
     @Test func theUpstreamsCertificateIsVerifiedAgainstTheGivenCA() throws {
@@ -69,16 +76,17 @@ struct HTTPSUpstreamTests {
     @Test(arguments: [
         ("wrongca.test", "certificate verify failed: not signed by a trusted CA"),
         ("system.test", "certificate verify failed: not signed by a trusted CA"),
+        ("expired.test", "certificate verify failed: not signed by a trusted CA, expired or not yet valid"),
         ("wrongname.test", "certificate verify failed: the certificate is not for this host"),
     ])
     func aWrongCertificateIsA502WithItsReasonLogged(host: String, reason: String) throws {
         let setup = try start()
         defer { setup.warden.stop() }
         #expect(setup.get(host, "/refused") == 502)
-        #expect(setup.upstream.received("GET", "/refused") == 0)
+        #expect(setup.upstream.received("GET", "/refused") + setup.expiredUpstream.received("GET", "/refused") == 0)
         let line = setup.errorLog.split(separator: "\n").first { $0.contains("host: \"\(host)\"") } ?? ""
         #expect(line.contains("[error]") && line.contains(reason), "\(setup.errorLog)")
-        #expect(line.contains("upstream: \"https://127.0.0.1:\(setup.upstream.port)/\""), "\(line)")
+        #expect(line.contains("upstream: \"https://127.0.0.1:"), "\(line)")
     }
 
     @Test func verifyOffReachesTheUpstreamAndDashTWarns() throws {

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A certificate authority of a test's own, made with `openssl` in its directory: certificates it
 /// signs for any names, and the CA certificate to trust them with.
 public struct TestCA {
@@ -27,25 +31,58 @@ public struct TestCA {
         public let pem: String
     }
 
-    /// A certificate for `names` (DNS names, and IP addresses written as such), valid for `days`
-    /// days from now, for servers and clients.
-    public func issue(_ file: String, names: [String], days: Int = 30) throws -> Issued {
+    /// A certificate for `names` (DNS names, and IP addresses written as such), for servers and
+    /// clients, valid from `fromDays` (negative: in the past) to `days` days from now: a negative
+    /// `days` makes an expired one. Signed with `openssl ca`, the one of openssl 3.0's commands that
+    /// takes explicit dates.
+    public func issue(_ file: String, names: [String], days: Int = 30, fromDays: Int = -1) throws -> Issued {
         let base = directory.path + "/" + file
         let subjectAltNames = names.map { $0.allSatisfy { $0.isNumber || $0 == "." } ? "IP:\($0)" : "DNS:\($0)" }.joined(separator: ",")
-        let extensions = try directory.write(
-            "\(file).ext",
-            "subjectAltName=\(subjectAltNames)\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
+        let database = directory.path + "/\(name)-ca.index"
+        if !FileManager.default.fileExists(atPath: database) { _ = FileManager.default.createFile(atPath: database, contents: nil) }
+        let configuration = try directory.write(
+            "\(file).cnf",
+            """
+            [ca]
+            default_ca = test
+            [test]
+            database = \(database)
+            new_certs_dir = \(directory.path)
+            rand_serial = yes
+            default_md = sha256
+            policy = anything
+            unique_subject = no
+            copy_extensions = none
+            x509_extensions = leaf
+            [anything]
+            commonName = supplied
+            [leaf]
+            subjectAltName = \(subjectAltNames)
+            basicConstraints = CA:FALSE
+            extendedKeyUsage = serverAuth,clientAuth
+
+            """)
         try Self.openssl([
             "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", base + ".key", "-out", base + ".csr",
             "-subj", "/CN=\(names.first ?? file)",
         ])
         try Self.openssl([
-            "x509", "-req", "-in", base + ".csr", "-CA", certificate, "-CAkey", key, "-CAcreateserial", "-out", base + ".pem",
-            "-days", String(days), "-extfile", extensions,
+            "ca", "-batch", "-notext", "-config", configuration, "-cert", certificate, "-keyfile", key, "-in", base + ".csr", "-out", base + ".pem",
+            "-startdate", Self.stamp(days: fromDays), "-enddate", Self.stamp(days: days),
         ])
         let pem = try directory.write(
             "\(file)-both.pem", try String(contentsOfFile: base + ".pem", encoding: .utf8) + String(contentsOfFile: base + ".key", encoding: .utf8))
         return Issued(certificate: base + ".pem", key: base + ".key", pem: pem)
+    }
+
+    /// `days` from now as openssl's `YYYYMMDDHHMMSSZ`.
+    static func stamp(days: Int) -> String {
+        var time = Glibc.time(nil) + days * 86400
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        return String(
+            format: "%04d%02d%02d%02d%02d%02dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday), Int(parts.tm_hour),
+            Int(parts.tm_min), Int(parts.tm_sec))
     }
 
     static func openssl(_ arguments: [String]) throws {
