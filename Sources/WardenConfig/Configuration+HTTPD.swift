@@ -30,12 +30,16 @@ public struct SSLSettings: Sendable, Hashable {
     /// OpenSSL's cipher list for TLS 1.2 and below.
     public var ciphers: String?
 
-    public enum TLSVersion: Int, Sendable, Hashable, Comparable, CaseIterable {
+    /// The raw value is the minor version: TLS 1.0 to 1.3.
+    public enum TLSVersion: Int, Sendable, Hashable, Comparable {
         case v1_0, v1_1, v1_2, v1_3
         public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
     }
 
     public init() {}
+
+    /// `versions` as minor numbers of TLS 1.x (0 to 3), as the TLS libraries take them.
+    public var tlsMinorVersions: ClosedRange<Int>? { versions.map { $0.lowerBound.rawValue...$0.upperBound.rawValue } }
 
     /// These options, with the unset ones taken from `global`.
     public func merged(over global: SSLSettings) -> SSLSettings {

@@ -4,6 +4,7 @@ import NIOSSL
 import NIOTLS
 import SwiftASN1
 import WardenConfig
+import WardenPlatform
 import X509
 
 /// The dashboard's TLS: its certificate (monit's `pemfile`, or `pemchain` and `pemkey`) and, with
@@ -19,12 +20,7 @@ struct DashboardTLS: Sendable {
         let chain = try NIOSSLCertificate.fromPEMFile(chainFile).map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: ssl.pemkey ?? chainFile, format: .pem)
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        configuration.minimumTLSVersion = .tlsv12
-        if let versions = ssl.versions {
-            configuration.minimumTLSVersion = Self.version(versions.lowerBound)
-            configuration.maximumTLSVersion = Self.version(versions.upperBound)
-        }
-        if let ciphers = ssl.ciphers { configuration.cipherSuites = ciphers }
+        TLSOptions.apply(versions: ssl.tlsMinorVersions, ciphers: ssl.ciphers, to: &configuration)
         if let file = ssl.clientPemfile {
             let listed = try NIOSSLCertificate.fromPEMFile(file)
             // BoringSSL checks the chain against the file and requires a certificate; the gate then
@@ -37,15 +33,6 @@ struct DashboardTLS: Sendable {
             clients = nil
         }
         context = try NIOSSLContext(configuration: configuration)
-    }
-
-    static func version(_ version: SSLSettings.TLSVersion) -> TLSVersion {
-        switch version {
-        case .v1_0: .tlsv1
-        case .v1_1: .tlsv11
-        case .v1_2: .tlsv12
-        case .v1_3: .tlsv13
-        }
     }
 }
 

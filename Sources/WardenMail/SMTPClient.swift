@@ -211,24 +211,12 @@ public struct SMTPClient: Sendable {
         } else {
             configuration.certificateVerification = .none
         }
-        let versions = ssl.versions ?? .v1_2 ... .v1_3
-        configuration.minimumTLSVersion = tlsVersion(versions.lowerBound)
-        configuration.maximumTLSVersion = tlsVersion(versions.upperBound)
-        if let ciphers = ssl.ciphers { configuration.cipherSuites = ciphers }
+        TLSOptions.apply(versions: ssl.tlsMinorVersions, ciphers: ssl.ciphers, to: &configuration)
         if let pem = ssl.clientPemfile {
             configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(pem).map { .certificate($0) }
             configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: pem, format: .pem))
         }
         return configuration
-    }
-
-    static func tlsVersion(_ version: SSLSettings.TLSVersion) -> TLSVersion {
-        switch version {
-        case .v1_0: .tlsv1
-        case .v1_1: .tlsv11
-        case .v1_2: .tlsv12
-        case .v1_3: .tlsv13
-        }
     }
 
     /// SNI only for a name: TLS forbids an address there.

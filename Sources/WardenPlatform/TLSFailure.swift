@@ -22,3 +22,15 @@ public enum TLSFailure {
         error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
     }
 }
+
+/// monit's `version:` and `ciphers:` SSL options on a NIOSSL configuration, client or server.
+public enum TLSOptions {
+    /// `versions`: TLS 1.`lowerBound` to 1.`upperBound` (monit's `auto`, 1.2 to 1.3, when nil).
+    public static func apply(versions: ClosedRange<Int>?, ciphers: String?, to configuration: inout TLSConfiguration) {
+        let all: [TLSVersion] = [.tlsv1, .tlsv11, .tlsv12, .tlsv13]
+        let range = versions ?? 2...3
+        configuration.minimumTLSVersion = all[max(0, min(range.lowerBound, 3))]
+        configuration.maximumTLSVersion = all[max(0, min(range.upperBound, 3))]
+        if let ciphers { configuration.cipherSuites = ciphers }
+    }
+}
