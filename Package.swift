@@ -69,6 +69,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 "WardenConfig", "WardenCore", "WardenPlatform", "CWardenShims",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,6 +88,7 @@ let package = Package(
                 "WardenConfig", "WardenPlatform",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -165,7 +169,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WardenHTTPTests",
-            dependencies: ["WardenHTTP", "WardenConfig", "WardenCore", "WardenTestSupport"],
+            dependencies: [
+                "WardenHTTP", "WardenConfig", "WardenCore", "WardenTestSupport",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -173,6 +180,7 @@ let package = Package(
             dependencies: [
                 "WardenMail", "WardenConfig", "WardenTestSupport",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

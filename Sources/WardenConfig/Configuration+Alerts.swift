@@ -5,6 +5,8 @@ public struct MailServer: Sendable, Hashable {
     public var username: String?
     public var password: String?
     public var security: Security = .none
+    /// `using ssl {…}`, merged over `set ssl {…}` once the whole file is read.
+    public var ssl = SSLSettings()
     /// Seconds; monit's default is 5.
     public var timeout: Int?
 

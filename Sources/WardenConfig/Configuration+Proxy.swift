@@ -51,6 +51,14 @@ public struct Site: Sendable, Hashable, Codable {
     public struct Route: Sendable, Hashable, Codable {
         public var prefix: String
         public var target: Target
+        /// How an `https://` upstream is reached; nil for every other target.
+        public var tls: UpstreamTLS?
+
+        public init(prefix: String, target: Target, tls: UpstreamTLS? = nil) {
+            self.prefix = prefix
+            self.target = target
+            self.tls = tls
+        }
     }
 
     public var name: String
@@ -100,6 +108,22 @@ public struct Site: Sendable, Hashable, Codable {
             }
         }
     }
+}
+
+/// The options of `pass … to https://…`: the upstream's certificate is verified against the system's
+/// CAs (or `ca FILE`) for the URL's host (or `sni NAME`) unless `verify off`.
+public struct UpstreamTLS: Sendable, Hashable, Codable {
+    public var verify = true
+    /// `ca FILE`: trust the CAs in this PEM file instead of the system's.
+    public var caFile: String?
+    /// `sni NAME`: the name sent in SNI and expected in the certificate, instead of the URL's host.
+    public var serverName: String?
+    /// `certificate FILE [key FILE]`: a client certificate for upstreams that ask for one (the key
+    /// in the same file when `key` is not given).
+    public var certificate: String?
+    public var key: String?
+
+    public init() {}
 }
 
 /// `set acme`: where `tls auto` gets its certificates (RFC 8555).

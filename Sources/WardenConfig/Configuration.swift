@@ -14,6 +14,8 @@ public struct Configuration: Sendable, Hashable {
     public var mailFormat = MailFormat()
     public var alerts: [AlertRecipient] = []
     public var httpd: HTTPDSettings?
+    /// `set ssl {…}`: the options every client connection takes unless its own say otherwise.
+    public var ssl = SSLSettings()
     public var metricsListener: MetricsListenerSettings?
     public var limits = Limits()
     public var onReboot: OnReboot = .start

@@ -41,6 +41,9 @@ public enum ControlFile {
         parser.parseFile(path, includedAt: nil)
         var configuration = parser.configuration
         configuration.services = parser.services.map(\.service)
+        for index in configuration.mailServers.indices {
+            configuration.mailServers[index].ssl = configuration.mailServers[index].ssl.merged(over: configuration.ssl)
+        }
         var diagnostics = parser.diagnostics
         let validation = Validator.validate(configuration, builders: parser.services)
         // A statement that failed to parse leaves its service incomplete; don't pile warnings on top.

@@ -53,7 +53,8 @@ extension Parser {
         case "onreboot":
             configuration.onReboot = try onReboot()
         case "ssl":
-            _ = try keyValueBlock("set ssl")
+            _ = accept("options")
+            configuration.ssl = try sslOptions(.global)
         case "mmonit":
             let target = try value("the M/Monit collector URL")
             report(
@@ -124,7 +125,8 @@ extension Parser {
                     server.password = try value("a password").text
                 } else if let security = accept(any: ["tls", "ssl", "tlsv1", "tlsv11", "tlsv12", "tlsv13", "sslv3", "auto"]) {
                     server.security = security.keyword == "ssl" || security.keyword == "sslv3" ? .implicitTLS : .startTLS
-                    if peek.kind == .leftBrace { _ = try keyValueBlock("ssl options") }
+                    _ = accept("options")
+                    if peek.kind == .leftBrace { server.ssl = try sslOptions(.mailServer) }
                 } else if accept("timeout") {
                     server.timeout = try duration("a timeout")
                 } else if accept("hostname") {
@@ -302,6 +304,7 @@ extension Parser {
 
     private func httpd() throws {
         var settings = configuration.httpd ?? HTTPDSettings()
+        var sslToken: Token?
         while true {
             if accept("port") {
                 settings.port = try port()
@@ -315,14 +318,10 @@ extension Parser {
             } else if accept("allow") {
                 settings.allow.append(try allowRule())
             } else if at("ssl") {
-                advance()
+                sslToken = advance()
+                _ = accept("options")
                 if peek.kind == .leftBrace {
-                    let options = try keyValueBlock("ssl options")
-                    var ssl = SSLSettings()
-                    ssl.pemfile = options["pemfile"]
-                    ssl.clientPemfile = options["clientpemfile"]
-                    ssl.selfSigned = options["selfsigned"] == "allow"
-                    settings.ssl = ssl
+                    settings.ssl = try sslOptions(.httpd)
                 } else {
                     _ = accept(any: ["enable", "disable"])
                     settings.ssl = settings.ssl ?? SSLSettings()
@@ -339,6 +338,12 @@ extension Parser {
         }
         if settings.port == nil, settings.unixSocket == nil {
             settings.port = 2812  // monit's default port
+        }
+        if let sslToken, settings.ssl?.clientPemfile != nil, settings.unixSocket == nil {
+            report(
+                .warning(
+                    .invalidValue, "with 'clientpemfile' the CLI cannot reach the daemon over TCP: it has no client certificate",
+                    at: location(of: sslToken), length: sslToken.length, hint: "add 'unixsocket /run/warden.sock' to 'set httpd' for the CLI"))
         }
         configuration.httpd = settings
     }

@@ -11,6 +11,7 @@
 ///
 ///     check site myapp with host "mydomain.com" alias "anothercooldomain.org"
 ///         pass / to http://127.0.0.1:8080/ for service myapp
+///         pass /api to https://10.0.0.5:8443/ ca /etc/warden/api-ca.pem sni api.internal
 ///         serve /static from /srv/myapp/public
 ///         access log /var/log/warden/myapp-access.log combined
 ///         error log /var/log/warden/myapp-error.log
@@ -96,12 +97,10 @@ extension Parser {
             }
             let urlToken = try value("an upstream URL such as http://127.0.0.1:8080/")
             let url = try self.url(urlToken)
-            guard url.scheme == "http" else {
-                throw fail(.invalidURL, "the upstream must be an http:// URL", at: urlToken)
-            }
             var service: String?
             if accept("service") { service = try value("a service name").text }
-            configuration.sites[index].routes.append(.init(prefix: prefix, target: .upstream(url, service: service)))
+            let tls = try upstreamTLS(url.scheme == "https", after: urlToken)
+            configuration.sites[index].routes.append(.init(prefix: prefix, target: .upstream(url, service: service), tls: tls))
         case "serve":
             let prefix = try routePrefix()
             try expect("from", after: "serve \(prefix)")
@@ -194,6 +193,48 @@ extension Parser {
         settings.directory = directory
         settings.storage = storage
         configuration.acme = settings
+    }
+
+    static let upstreamTLSKeywords: Set<String> = ["verify", "ca", "sni", "certificate"]
+
+    /// The options after an `https://` upstream: `[verify off] [ca FILE] [sni NAME] [certificate FILE
+    /// [key FILE]]`, in any order. Verification is on unless `verify off` says otherwise, which `-t`
+    /// warns about; on an `http://` upstream the options are an error, not silently unused.
+    private func upstreamTLS(_ https: Bool, after urlToken: Token) throws -> UpstreamTLS? {
+        var tls = UpstreamTLS()
+        while let keyword = accept(any: Self.upstreamTLSKeywords) {
+            guard https else {
+                throw fail(
+                    .invalidValue, "'\(keyword.text)' applies to an https:// upstream only", at: keyword,
+                    hint: "write the upstream as https://\(urlToken.text.drop { $0 != ":" }.dropFirst(3))")
+            }
+            switch keyword.keyword {
+            case "verify":
+                let choice = try expectKeyword(["on", "off"], after: "verify")
+                tls.verify = choice.is("on")
+                if !tls.verify {
+                    report(
+                        .warning(
+                            .invalidValue, "'verify off': the upstream's certificate is not checked, so anyone on the path to it can read and change its traffic",
+                            at: location(of: keyword), length: keyword.length + 1 + choice.length,
+                            hint: "give the upstream's CA with 'ca /path/to/ca.pem' instead"))
+                }
+            case "ca": tls.caFile = try absolutePath("the CA file for the upstream")
+            case "sni":
+                let name = try value("a server name")
+                guard !name.text.isEmpty, name.text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.".contains($0)) }) else {
+                    throw fail(.invalidValue, "'\(name.text)' cannot be a server name", at: name)
+                }
+                tls.serverName = name.text.lowercased()
+            default:
+                tls.certificate = try absolutePath("the client certificate (PEM)")
+                if accept("key") { tls.key = try absolutePath("the client certificate's key (PEM)") }
+            }
+        }
+        if https, !tls.verify, let file = tls.caFile {
+            report(.warning(.invalidValue, "'ca \(file)' is unused: 'verify off' checks no certificate", at: location(of: urlToken), length: urlToken.length))
+        }
+        return https ? tls : nil
     }
 
     /// `N seconds|minutes|hours|days|weeks|months|years`: HSTS ages run to years.

@@ -41,6 +41,8 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
 
     nonisolated let logger: Logger
     public nonisolated let events: EventBus
+    /// The TLS sites' certificates, for the status (see `SiteCertificates`).
+    public nonisolated let certificates = SiteCertificates()
     let stateStore: StateStore?
     let clock: C
     let spawner: any ProcessSpawner

@@ -88,7 +88,11 @@ public final class ControlRouter: Sendable {
         let sites = await supervisor.configuration.sites
         let maintenance = await supervisor.maintenanceSites
         let events = siteEvents.withLock { $0 }
-        return sites.map { SiteStatus(name: $0.name, hosts: $0.hosts, maintenance: maintenance.contains($0.name), events: events[$0.name] ?? []) }
+        return sites.map {
+            SiteStatus(
+                name: $0.name, hosts: $0.hosts, maintenance: maintenance.contains($0.name), events: events[$0.name] ?? [],
+                certificate: supervisor.certificates.certificate(of: $0.name))
+        }
     }
 
     public init(
@@ -138,6 +142,7 @@ public final class ControlRouter: Sendable {
         case ("GET", "/_summary"):
             return .text(200, TextStatus.summary(await supervisor.snapshots()))
         case ("GET", "/metrics"):
+            metrics.observe(certificates: supervisor.certificates.all)
             return .text(200, metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
         case ("POST", "/_doaction"):
             return await action(request, identity: identity, service: request.form["service"], redirect: false)
@@ -310,6 +315,8 @@ public struct SiteStatus: Codable, Sendable {
     public var hosts: [String]
     public var maintenance: Bool
     public var events: [Event]
+    /// The certificate the site is served with over TLS (absent without one, and from older daemons).
+    public var certificate: SiteCertificate?
 }
 
 enum FormDecoding {

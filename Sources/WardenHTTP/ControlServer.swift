@@ -19,8 +19,8 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
     let settings: HTTPDSettings
     let router: ControlRouter
     let logger: Logger
-    /// `with ssl { pemfile: … }`: HTTPS with the certificate and key of one PEM file, as monit has it.
-    let tls: NIOSSLContext?
+    /// `with ssl { pemfile: … }`: HTTPS, as monit has it.
+    let tls: DashboardTLS?
     private let bound = Mutex<[any Channel]>([])
     /// Subscribed at creation, so the sites' events miss nothing.
     private let events: AsyncStream<Event>
@@ -32,7 +32,7 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
         self.events = supervisor.events.subscribe()
         self.settings = settings
         self.logger = logger
-        self.tls = try settings.ssl?.pemfile.map { try TLSFiles.serverContext(certificate: $0, key: $0) }
+        self.tls = try settings.ssl.flatMap { try DashboardTLS($0) }
         let policy = AccessPolicy(rules: settings.allow)
         for entry in policy.unusableEntries { logger.warning("httpd: \(entry)") }
         self.router = ControlRouter(
@@ -129,7 +129,10 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
                 }
             }
             if let tls, !unix {
-                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                if let clients = tls.clients {
+                    try channel.pipeline.syncOperations.addHandler(ClientCertificateGate(clients: clients, client: client, logger: logger))
+                }
             }
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
             return Connection(client: client, channel: try NIOAsyncChannel(wrappingChannelSynchronously: channel))
@@ -189,11 +192,3 @@ extension SocketAddress {
     }
 }
 
-/// Server TLS from PEM files (a monit `pemfile` holds both the certificate chain and the key).
-public enum TLSFiles {
-    public static func serverContext(certificate: String, key: String) throws -> NIOSSLContext {
-        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
-        let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
-        return try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey)))
-    }
-}

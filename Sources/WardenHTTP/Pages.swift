@@ -70,6 +70,7 @@ public enum Pages {
             <div class="wrap"><table><thead><tr><th>Service</th><th>Type</th><th>Status</th><th>PID</th><th>Uptime</th>\
             <th>CPU</th><th>Memory</th><th>Restarts</th><th>Last result</th><th>Checked</th></tr></thead><tbody>\(rows)</tbody></table></div>\
             \(siteTable(sites, snapshots: snapshots, csrfToken: csrfToken, readOnly: readOnly))
+            \(certificates(supervisor.certificates.all, now: WallClock.now()))
             """)
     }
 
@@ -283,6 +284,7 @@ enum TextStatus {
             out += "Site '\(site.name)'\n"
             var lines = [("hosts", site.hosts.isEmpty ? "(default)" : site.hosts.joined(separator: " ")), ("maintenance", site.maintenance ? "on" : "off")]
             if let event = site.events.last { lines.append(("last event", "\(event.title): \(event.message) (\(TimeFormat.http(event.date)))")) }
+            lines += certificateLines(site.certificate, now: WallClock.now())
             for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
             out += "\n"
         }

@@ -49,6 +49,8 @@ public enum SMTPError: Error, CustomStringConvertible, Equatable {
     case startTLSUnavailable
     case authenticationUnavailable
     case closed
+    /// The server's certificate was refused (`verify: enable`), or the TLS handshake failed.
+    case tls(String)
 
     public var description: String {
         switch self {
@@ -59,6 +61,7 @@ public enum SMTPError: Error, CustomStringConvertible, Equatable {
         case .startTLSUnavailable: "the server does not offer STARTTLS, which 'using tls' requires"
         case .authenticationUnavailable: "the server offers neither AUTH PLAIN nor AUTH LOGIN"
         case .closed: "the server closed the connection"
+        case .tls(let reason): reason
         }
     }
 }
@@ -86,7 +89,7 @@ public struct SMTPClient: Sendable {
                 .connect(host: server.host, port: server.effectivePort) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if server.security == .implicitTLS {
-                            let context = try NIOSSLContext(configuration: Self.tlsConfiguration())
+                            let context = try NIOSSLContext(configuration: Self.tlsConfiguration(server.ssl))
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: Self.sniName(server.host)))
                         }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()))
@@ -110,8 +113,12 @@ public struct SMTPClient: Sendable {
                 throw SMTPError.timeout
             }
             defer { group.cancelAll() }
-            guard let reply = try await group.next() ?? nil else { throw SMTPError.closed }
-            return reply
+            do {
+                guard let reply = try await group.next() ?? nil else { throw SMTPError.closed }
+                return reply
+            } catch where TLSFailure.isTLS(error) {
+                throw SMTPError.tls(TLSFailure.describe(error))
+            }
         }
     }
 
@@ -146,7 +153,7 @@ public struct SMTPClient: Sendable {
         if server.security == .startTLS {
             guard offersStartTLS else { throw SMTPError.startTLSUnavailable }
             _ = try await session.command("STARTTLS", expect: 2)
-            let context = try NIOSSLContext(configuration: Self.tlsConfiguration())
+            let context = try NIOSSLContext(configuration: Self.tlsConfiguration(server.ssl))
             let channel = session.channel
             let hostname = Self.sniName(server.host)
             // The TLS handler goes below the reply decoder; it is made on the channel's event loop.
@@ -190,10 +197,25 @@ public struct SMTPClient: Sendable {
         return []
     }
 
-    /// monit verifies no certificate unless told to; warden does the same (self-signed relays are common).
-    static func tlsConfiguration() -> TLSConfiguration {
+    /// monit verifies no certificate unless told to (`verify: enable`); warden does the same
+    /// (self-signed relays are common). With it, the system's CAs are trusted unless
+    /// `cacertificatefile`/`cacertificatepath` name others, and the certificate must be for the host.
+    static func tlsConfiguration(_ ssl: SSLSettings) throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .none
+        if ssl.verify == true {
+            let roots = [ssl.caCertificateFile, ssl.caCertificatePath].compactMap { $0 }
+            if let first = roots.first {
+                configuration.trustRoots = .file(first)
+                configuration.additionalTrustRoots = roots.dropFirst().map { .file($0) }
+            }
+        } else {
+            configuration.certificateVerification = .none
+        }
+        TLSOptions.apply(versions: ssl.tlsMinorVersions, ciphers: ssl.ciphers, to: &configuration)
+        if let pem = ssl.clientPemfile {
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(pem).map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: pem, format: .pem))
+        }
         return configuration
     }
 

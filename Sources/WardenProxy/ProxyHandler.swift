@@ -325,7 +325,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             return waitForService(service, until: deadline, context: context)
         }
         let (host, port) = picked.map { ($0.backend.host, $0.backend.port) } ?? (destination.url.host, destination.url.port)
-        if let upstream = pool?.acquire(host: host, port: port) {
+        let tls = destination.tls
+        if let upstream = pool?.acquire(host: host, port: port, tls: tls) {
             attach(upstream, pooled: true, context: context)
             return
         }
@@ -340,7 +341,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, pool: pools.local(on: channel.eventLoop)))
+                    if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler()) }
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, tls: tls, pool: pools.local(on: channel.eventLoop)))
                 }
             }
             .connect(host: host, port: port)
@@ -572,6 +574,15 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             logError("error", "upstream prematurely closed connection while reading upstream")
             context.close(promise: nil)
         }
+    }
+
+    /// The upstream's certificate was refused (or its TLS settings could not be loaded): a 502, not
+    /// a retry, since another connection would be refused the same way.
+    func upstreamHandshakeFailed(_ reason: String) {
+        guard let context else { return }
+        leftUpstream()
+        logError("error", "upstream SSL handshake failed: \(reason) while SSL handshaking to upstream")
+        respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
     }
 
     /// The upstream's response was malformed (its connection is already closed).

@@ -191,13 +191,19 @@ public final class SiteTable: Sendable {
         /// The path a route's prefix is replaced with (`pass /app to http://host/base/`); nil for a
         /// bare `http://host/`, where a request keeps the client's URI bytes as they came.
         let basePath: String?
+        /// `pass … to https://…`.
+        let tls: UpstreamTLSClient?
 
-        init(url: HTTPURL, service: String?, traffic: ServiceTraffic?, backends: BackendSet? = nil, balance: Site.Balance = .roundRobin) {
+        init(
+            url: HTTPURL, service: String?, traffic: ServiceTraffic?, backends: BackendSet? = nil, balance: Site.Balance = .roundRobin,
+            tls: UpstreamTLSClient? = nil
+        ) {
             self.url = url
             self.service = service
             self.traffic = traffic
             self.backends = backends
             self.balance = balance
+            self.tls = tls
             basePath = url.path == "/" ? nil : url.path
         }
     }
@@ -213,11 +219,14 @@ public final class SiteTable: Sendable {
         let prefix: String
         let target: Target
 
-        init(_ route: Site.Route, balance: Site.Balance, availability: ServiceAvailability) {
+        init(_ route: Site.Route, balance: Site.Balance, availability: ServiceAvailability, tls: (UpstreamTLSClient.Key) -> UpstreamTLSClient) {
             prefix = route.prefix
             switch route.target {
             case .upstream(let url, let service):
-                target = .upstream(Upstream(url: url, service: service, traffic: service.map(availability.traffic(for:))))
+                target = .upstream(
+                    Upstream(
+                        url: url, service: service, traffic: service.map(availability.traffic(for:)),
+                        tls: route.tls.map { tls(.init(settings: $0, host: url.host)) }))
             case .instances(let service):
                 let anyInstance = HTTPURL(scheme: "http", host: "127.0.0.1", port: 0, path: "/")
                 let backends = availability.backends(for: service)
@@ -308,12 +317,23 @@ public final class SiteTable: Sendable {
         }
     }
 
-    /// Installs new sites; log files already open under the same path stay open.
+    /// Installs new sites; log files already open under the same path stay open, and an `https://`
+    /// upstream whose options did not change keeps its TLS context (and so its pooled connections).
     public func load(_ sites: [Site]) {
         let old = snapshot
         var logs: [String: LogFile] = [:]
+        var clients: [UpstreamTLSClient.Key: UpstreamTLSClient] = [:]
         for entry in old.entries {
             for log in [entry.accessLog, entry.errorLog].compactMap({ $0 }) { logs[log.path] = log }
+            for route in entry.routes {
+                if case .upstream(let upstream) = route.target, let client = upstream.tls { clients[client.key] = client }
+            }
+        }
+        func tls(_ key: UpstreamTLSClient.Key) -> UpstreamTLSClient {
+            if let client = clients[key] { return client }
+            let client = UpstreamTLSClient(key)
+            clients[key] = client
+            return client
         }
         func log(_ path: String?) -> LogFile? {
             guard let path else { return nil }
@@ -327,7 +347,7 @@ public final class SiteTable: Sendable {
             let index = next.entries.count
             next.entries.append(
                 Entry(
-                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map { Route($0, balance: site.balance, availability: availability) }, accessLog: log(site.accessLog),
+                    site: site, routes: site.routes.sorted { $0.prefix.count > $1.prefix.count }.map { Route($0, balance: site.balance, availability: availability, tls: tls) }, accessLog: log(site.accessLog),
                     errorLog: log(site.errorLog), maintenancePage: site.maintenancePage.flatMap { try? FileSystemReader().read($0) }))
             for host in site.hosts {
                 if host == "*" {

@@ -1,5 +1,8 @@
 import NIOCore
+import NIOSSL
+import NIOTLS
 import Synchronization
+import WardenPlatform
 
 /// Kept-alive upstream connections, per event loop and upstream address, so a request reuses one
 /// instead of paying for a new TCP connection (about 48 µs of CPU each on this kind of machine).
@@ -27,9 +30,12 @@ final class UpstreamPool: Sendable {
     /// One event loop's idle connections; used on that loop only. There are only as many buckets
     /// as upstreams: a linear search finds one without hashing a host name per request.
     final class Local {
+        /// One upstream: its address and, for `https://`, its TLS settings (the same object for the
+        /// same settings, see `UpstreamTLSClient`).
         private struct Bucket {
             let host: String
             let port: Int
+            let tls: UpstreamTLSClient?
             var idle: [UpstreamHandler]
         }
 
@@ -42,13 +48,13 @@ final class UpstreamPool: Sendable {
             self.maximumIdlePerKey = maximumIdlePerKey
         }
 
-        private func index(host: String, port: Int) -> Int? {
-            buckets.firstIndex { $0.port == port && $0.host == host }
+        private func index(host: String, port: Int, tls: UpstreamTLSClient?) -> Int? {
+            buckets.firstIndex { $0.port == port && $0.tls === tls && $0.host == host }
         }
 
-        /// An idle connection to `host:port`, if there is one still open.
-        func acquire(host: String, port: Int) -> UpstreamHandler? {
-            guard let index = index(host: host, port: port) else { return nil }
+        /// An idle connection to `host:port` (over TLS with `tls`), if there is one still open.
+        func acquire(host: String, port: Int, tls: UpstreamTLSClient?) -> UpstreamHandler? {
+            guard let index = index(host: host, port: port, tls: tls) else { return nil }
             while let upstream = buckets[index].idle.popLast() {
                 if upstream.isActive { return upstream }
             }
@@ -57,8 +63,8 @@ final class UpstreamPool: Sendable {
 
         /// Returns false when the pool is full (the caller closes the connection).
         func release(_ upstream: UpstreamHandler) -> Bool {
-            guard let index = index(host: upstream.host, port: upstream.port) else {
-                buckets.append(Bucket(host: upstream.host, port: upstream.port, idle: [upstream]))
+            guard let index = index(host: upstream.host, port: upstream.port, tls: upstream.tls) else {
+                buckets.append(Bucket(host: upstream.host, port: upstream.port, tls: upstream.tls, idle: [upstream]))
                 return true
             }
             guard buckets[index].idle.count < maximumIdlePerKey else { return false }
@@ -68,7 +74,7 @@ final class UpstreamPool: Sendable {
 
         /// A pooled connection the upstream closed.
         func forget(_ upstream: UpstreamHandler) {
-            guard let index = index(host: upstream.host, port: upstream.port) else { return }
+            guard let index = index(host: upstream.host, port: upstream.port, tls: upstream.tls) else { return }
             buckets[index].idle.removeAll { $0 === upstream }
         }
     }
@@ -85,6 +91,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let host: String
     let port: Int
+    let tls: UpstreamTLSClient?
     var owner: ProxyHandler?
     private(set) var context: ChannelHandlerContext?
     private var framer = ResponseFramer()
@@ -95,9 +102,14 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     private(set) var isActive = false
     private(set) var isWritable = true
 
-    init(host: String, port: Int, pool: UpstreamPool.Local) {
+    /// Why the TLS handshake failed, kept until the connection's end reports it to the owner.
+    private var handshakeFailure: (any Error)?
+    private var handshakeDone = false
+
+    init(host: String, port: Int, tls: UpstreamTLSClient?, pool: UpstreamPool.Local) {
         self.host = host
         self.port = port
+        self.tls = tls
         self.pool = pool
     }
 
@@ -213,7 +225,9 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         let owner = self.owner
         self.owner = nil
         if let owner {
-            if framer.connectionClosed() {
+            if let handshakeFailure {
+                owner.upstreamHandshakeFailed(TLSFailure.describe(handshakeFailure))
+            } else if framer.connectionClosed() {
                 owner.upstreamEnd(upstream: self, reusable: false)
             } else {
                 owner.upstreamFailed()
@@ -225,7 +239,13 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if tls != nil, !handshakeDone, handshakeFailure == nil { handshakeFailure = error }
         context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { handshakeDone = true }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

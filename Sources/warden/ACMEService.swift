@@ -181,6 +181,7 @@ struct ACMEService: ServiceLifecycle.Service {
             let stored = setup.store.load(site: site)
             if let stored, stored.info.notAfter > now, stored.info.covers(names) {
                 feed.send(.certificate(names: names, chainPEM: stored.pair.chainPEM, keyPEM: stored.pair.keyPEM))
+                show(stored.info, site: site)
                 logger.info("acme: '\(site)' serves its stored certificate (expires \(TimeFormat.string(stored.info.notAfter, "%Y-%m-%d %H:%M:%S")))")
             } else if let placeholder = try? CertificateFactory.placeholder(names: names, now: now) {
                 feed.send(.certificate(names: names, chainPEM: placeholder.chainPEM, keyPEM: placeholder.keyPEM))
@@ -188,6 +189,7 @@ struct ACMEService: ServiceLifecycle.Service {
             wanted.append((site, names, stored?.info))
         }
         scheduler.configure(wanted)
+        supervisor.certificates.keep(Set(sites.keys), of: .acme)
         return setup
     }
 
@@ -209,6 +211,7 @@ struct ACMEService: ServiceLifecycle.Service {
                 let info = try CertificateInfo(chainPEM: pair.chainPEM)
                 try setup.store.save(pair, site: site)
                 feed.send(.certificate(names: names, chainPEM: pair.chainPEM, keyPEM: pair.keyPEM))
+                show(info, site: site)
                 let now = WallClock.now()
                 let dueAgain = scheduler.obtained(site: site, certificate: info, now: now)
                 report(
@@ -223,6 +226,11 @@ struct ACMEService: ServiceLifecycle.Service {
                 report(site, .failed, "certificate \(renewal ? "renewal" : "order") failed: \(error); next try at \(date(retry))", action: "alert")
             }
         }
+    }
+
+    /// The certificate the site now serves, for the status.
+    private func show(_ info: CertificateInfo, site: String) {
+        supervisor.certificates.set(SiteCertificate(site: site, issuer: info.issuer, names: info.names, notAfter: info.notAfter, source: .acme))
     }
 
     private func date(_ time: Double) -> String { TimeFormat.string(time, "%Y-%m-%d %H:%M:%S") }

@@ -346,4 +346,43 @@ struct ControlServerTests {
         #expect(summary.status == 0, "\(summary.stderr)")
         #expect(summary.stdout.contains("loopback"))
     }
+
+    /// `ssl { clientpemfile: … }` (monit's client-certificate authentication): a client must present a
+    /// certificate listed in the file, signed by a CA in it; curl without one, or with one signed by
+    /// another CA, is refused during the handshake, and with a listed one it gets the dashboard.
+    @Test func dashboardRequiresAListedClientCertificate() throws {
+        let directory = try TemporaryDirectory()
+        let ca = try TestCA("clients", in: directory)
+        let server = try ca.issue("dashboard", names: ["127.0.0.1"])
+        let client = try ca.issue("alice", names: ["alice.test"])
+        let unlisted = try ca.issue("bob", names: ["bob.test"])
+        let stranger = try TestCA("stranger", in: directory).issue("mallory", names: ["mallory.test"])
+        let listed = try directory.write(
+            "clients.pem", try String(contentsOfFile: ca.certificate, encoding: .utf8) + String(contentsOfFile: client.certificate, encoding: .utf8))
+        let port = TestSupport.freePort()
+        let rc = try directory.write(
+            "wardenrc",
+            """
+            set daemon 1
+            set pidfile \(directory.path)/warden.pid
+            set httpd port \(port) and use address 127.0.0.1
+                with ssl { pemfile: \(server.pem), clientpemfile: \(listed), verify: enable }
+                allow 127.0.0.1
+            check host loopback with address 127.0.0.1
+            """)
+        let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
+        defer { warden.stop() }
+        #expect(warden.waitForLog("httpd listening", timeout: 15), "\(warden.log)")
+        func curl(_ identity: TestCA.Issued?) throws -> String {
+            let certificate = identity.map { ["--cert", $0.certificate, "--key", $0.key] } ?? []
+            return try TestSupport.run(
+                "/usr/bin/curl", ["-s", "-m", "5", "--cacert", ca.certificate, "-o", "/dev/null", "-w", "%{http_code}"] + certificate + ["https://127.0.0.1:\(port)/"]
+            ).stdout
+        }
+        #expect(try curl(client) == "200")
+        #expect(try curl(nil) != "200", "no client certificate")
+        #expect(try curl(stranger) != "200", "a certificate of another CA")
+        #expect(try curl(unlisted) != "200", "signed by the CA, but not listed")
+        #expect(warden.log.contains("not listed in 'clientpemfile'"), "\(warden.log)")
+    }
 }

@@ -772,7 +772,7 @@ struct HandlerLifetimeTests {
         try {
             let upstreamChannel = EmbeddedChannel()
             let pool = UpstreamPool()
-            let upstreamHandler = UpstreamHandler(host: "127.0.0.1", port: 8080, pool: pool.local(on: upstreamChannel.eventLoop))
+            let upstreamHandler = UpstreamHandler(host: "127.0.0.1", port: 8080, tls: nil, pool: pool.local(on: upstreamChannel.eventLoop))
             upstream = upstreamHandler
             try upstreamChannel.pipeline.syncOperations.addHandler(upstreamHandler)
             try upstreamChannel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()

@@ -8,14 +8,15 @@ import Foundation
 /// answer, as an upstream closing an idle kept-alive connection just as the proxy reuses it. A
 /// request for `/hold/NAME` is recorded at once and answered only after `release("NAME")`: it is
 /// provably in flight meanwhile. A path starting with `/chunked` is answered with chunked encoding,
-/// a chunk per 3 bytes of the path.
+/// a chunk per 3 bytes of the path. With `tls`, it speaks HTTPS with that certificate and key
+/// (`accept` is noted before the handshake, `sni NAME` during it, `handshake-failed` when one fails).
 public final class CountingUpstream {
     public let port: Int
     public let process = Process()
     private let eventLog: String
     private let directory: String
 
-    public init(directory: TemporaryDirectory, port: Int = TestSupport.freePort()) throws {
+    public init(directory: TemporaryDirectory, port: Int = TestSupport.freePort(), tls: (certificate: String, key: String)? = nil) throws {
         self.port = port
         eventLog = directory.path + "/upstream-\(port).events"
         self.directory = directory.path
@@ -23,14 +24,28 @@ public final class CountingUpstream {
             "counting-upstream.py",
             """
             import socket, sys, threading
-            import os, time
+            import os, ssl, time
             port, log, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+            tls = None
+            if len(sys.argv) > 5:
+                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.load_cert_chain(sys.argv[4], sys.argv[5])
+                tls.sni_callback = lambda conn, name, context: note("sni %s" % name)
             lock = threading.Lock()
             def note(line):
                 with lock:
                     with open(log, "a") as f: f.write(line + "\\n")
             def serve(conn):
                 buf, served = b"", 0
+                if tls:
+                    try:
+                        conn.settimeout(10)
+                        conn = tls.wrap_socket(conn, server_side=True)
+                        conn.settimeout(None)
+                    except Exception as e:
+                        note("handshake-failed")
+                        conn.close()
+                        return
                 try:
                     while True:
                         while b"\\r\\n\\r\\n" not in buf:
@@ -72,7 +87,7 @@ public final class CountingUpstream {
                 threading.Thread(target=serve, args=(conn,), daemon=True).start()
             """, mode: 0o644)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [script, String(port), eventLog, directory.path]
+        process.arguments = [script, String(port), eventLog, directory.path] + (tls.map { [$0.certificate, $0.key] } ?? [])
         let errorLog = directory.path + "/upstream-\(port).err"
         _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
         process.standardOutput = FileHandle.nullDevice
@@ -85,7 +100,7 @@ public final class CountingUpstream {
                 peer: "counting upstream on port \(port)", exited: true, output: (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? "")
         }
         // The readiness probe's own connection is not the proxy's.
-        TestSupport.waitUntil(timeout: 5) { events.contains("accept") }
+        TestSupport.waitUntil(timeout: 5) { events.contains("accept") && (tls == nil || events.contains("handshake-failed")) }
         try? "".write(toFile: eventLog, atomically: false, encoding: .utf8)
     }
 
