@@ -180,9 +180,10 @@ let package = Package(
         .testTarget(
             name: "WardenProxyTests",
             dependencies: [
-                "WardenProxy", "WardenConfig", "WardenTestSupport",
+                "WardenProxy", "WardenConfig", "WardenCore", "WardenTestSupport",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

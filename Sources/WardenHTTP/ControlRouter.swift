@@ -132,6 +132,7 @@ public final class ControlRouter: Sendable {
         case ("GET", "/_summary"):
             return .text(200, TextStatus.summary(await supervisor.snapshots()))
         case ("GET", "/metrics"):
+            await metrics.proxy.refresh(fresh: true)
             return .text(200, metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
         case ("POST", "/_doaction"):
             return await action(request, identity: identity, service: request.form["service"], redirect: false)

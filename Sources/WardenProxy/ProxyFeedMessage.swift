@@ -1,4 +1,5 @@
 import WardenConfig
+import WardenCore
 
 /// What the daemon tells its proxy, in order. The same messages reach a proxy in the daemon's own
 /// process and a privilege-dropped worker, which reads them as one JSON object per line on its
@@ -27,11 +28,16 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case challengeCertificate(name: String, chainPEM: String?, keyPEM: String?)
     /// A `tls auto` site's certificate and key, served from the next handshake on.
     case certificate(names: [String], chainPEM: String, keyPEM: String)
+    /// Asks a worker for its metrics now (a scrape), besides the report it sends every second; the
+    /// number comes back in the report.
+    case reportMetrics(Int)
 }
 
 /// What a worker says back on its standard output, among its log lines.
 public enum ProxyWorkerAnswer: Sendable, Hashable, Codable {
     case drained(String)
+    /// One part of the worker's cumulative metrics (see `ProxyMetricsReport`).
+    case metrics(ProxyMetricsReport)
 }
 
 /// One instance of a service with `instances`, as the proxy reaches it.
@@ -60,6 +66,7 @@ extension ProxyServer {
         case .drain(let name, _): shared.availability.hold(name)
         case .reopenLogs: reopenLogs()
         case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
+        case .reportMetrics: break  // answered by the worker's feed reader, which has the pipe
         }
     }
 }

@@ -107,12 +107,14 @@ extension Warden {
 
 /// The daemon's side of the worker's standard input: one `ProxyFeedMessage` per line, as JSON.
 /// The worker answers a drain with `ProxyWorkerAnswer.drained` on its standard output, which the
-/// daemon reads with its log lines.
-final class WorkerProxyControl: ProxyControl {
+/// daemon reads with its log lines, and reports its metrics there every second.
+final class WorkerProxyControl: ProxyControl, ProxyMetricsSource {
     let fd: Int32
     /// Drain answers per service, and workers started: a drain waits until either count moves (a
     /// new worker has no request in flight).
     private let answers = Mutex<(drained: [String: Int], workers: Int)>(([:], 0))
+    /// The workers' metrics; the last `reportMetrics` request sent, and the last one answered.
+    private let metrics = Mutex<(totals: ProxyMetricsTotals, asked: Int, answered: Int)>((ProxyMetricsTotals(), 0, 0))
     private let writing = Mutex(())
 
     init(fd: Int32) {
@@ -149,8 +151,26 @@ final class WorkerProxyControl: ProxyControl {
         guard line.hasPrefix("{"), let answer = try? JSONCoding.decode(ProxyWorkerAnswer.self, from: Array(line.utf8)) else { return false }
         switch answer {
         case .drained(let name): answers.withLock { $0.drained[name, default: 0] += 1 }
+        case .metrics(let report):
+            metrics.withLock {
+                if $0.totals.receive(report), let request = report.request { $0.answered = max($0.answered, request) }
+            }
         }
         return true
+    }
+
+    /// The last report's totals; `fresh`: a new report, waited for up to half a second.
+    func proxyMetrics(fresh: Bool) async -> ProxyMetricsSnapshot? {
+        if fresh {
+            // Its own number: a report the worker sent before reading the request may miss requests just answered.
+            let request = metrics.withLock { $0.asked += 1; return $0.asked }
+            send(.reportMetrics(request))
+            let deadline = ContinuousClock.now + .milliseconds(500)
+            while ContinuousClock.now < deadline, !Task.isCancelled, metrics.withLock({ $0.answered }) < request {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        return metrics.withLock { $0.totals.current }
     }
 
     func workerStarted() {
@@ -159,22 +179,24 @@ final class WorkerProxyControl: ProxyControl {
 }
 
 /// Reads the daemon's messages from standard input; at end of input (the daemon is gone) ends the worker.
-/// While a drain is pending, it wakes every 5 ms to see whether the service's requests are done.
+/// While a drain is pending, it wakes every 5 ms to see whether the service's requests are done;
+/// it reports the metrics every second, and when asked.
 private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer) {
     var pending: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
     var drains: [(service: String, deadline: ContinuousClock.Instant)] = []
+    var reporter = MetricsReporter()
     while true {
         drains.removeAll { drain in
             guard availability.requestsInFlight(drain.service) == 0 || ContinuousClock.now >= drain.deadline else { return false }
-            guard var answer = try? JSONCoding.encode(ProxyWorkerAnswer.drained(drain.service)) else { return true }
-            answer.append(UInt8(ascii: "\n"))
-            _ = answer.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+            answer(.drained(drain.service))
             return true
         }
+        if ContinuousClock.now >= reporter.due { reporter.report(proxy) }
         var input = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
-        // Nothing to read (the drains' time to look again) or interrupted: never block in read.
-        if poll(&input, 1, drains.isEmpty ? -1 : 5) <= 0 { continue }
+        let untilReport = max(0, Int((reporter.due - ContinuousClock.now) / .milliseconds(1)) + 1)
+        // Nothing to read (the drains' or the report's time to look again) or interrupted: never block in read.
+        if poll(&input, 1, drains.isEmpty ? untilReport : min(5, untilReport)) <= 0 { continue }
         let count = read(0, &buffer, buffer.count)
         if count < 0, errno == EINTR { continue }
         guard count > 0 else { break }
@@ -187,7 +209,31 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
             if case .drain(let service, let milliseconds) = message {
                 drains.append((service, ContinuousClock.now + .milliseconds(milliseconds)))
             }
+            if case .reportMetrics(let request) = message { reporter.report(proxy, request: request) }
         }
     }
     kill(getpid(), SIGTERM)
+}
+
+/// One line on standard output, which the daemon reads (`WorkerProxyControl.received`).
+private func answer(_ answer: ProxyWorkerAnswer) {
+    guard var line = try? JSONCoding.encode(answer) else { return }
+    line.append(UInt8(ascii: "\n"))
+    _ = line.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+/// The worker's metrics reports: its counts so far, every second and when the daemon asks, in
+/// parts that are each written at once.
+private struct MetricsReporter {
+    /// Tells this worker's reports from an earlier one's, whose counts the daemon carries over.
+    let origin = UInt64.random(in: 1...UInt64.max)
+    var sequence = 0
+    var due = ContinuousClock.now
+
+    mutating func report(_ proxy: ProxyServer, request: Int? = nil) {
+        due = ContinuousClock.now + .seconds(1)
+        guard let snapshot = proxy.metricsSnapshot() else { return }
+        sequence += 1
+        for part in ProxyMetricsReport.split(snapshot, origin: origin, sequence: sequence, request: request) { answer(.metrics(part)) }
+    }
 }
