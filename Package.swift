@@ -82,9 +82,10 @@ let package = Package(
         .target(
             name: "WardenProxy",
             dependencies: [
-                "WardenConfig", "WardenPlatform",
+                "WardenConfig", "WardenCore", "WardenPlatform",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 import WardenConfig
+import WardenCore
 
 /// What every connection of one proxy shares.
 struct ProxyContext: Sendable {

@@ -1,6 +1,8 @@
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
+import NIOTLS
 import Synchronization
 import WardenConfig
 import WardenCore

@@ -196,7 +196,7 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
         var input = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
         let untilReport = max(0, Int((reporter.due - ContinuousClock.now) / .milliseconds(1)) + 1)
         // Nothing to read (the drains' or the report's time to look again) or interrupted: never block in read.
-        if poll(&input, 1, drains.isEmpty ? untilReport : min(5, untilReport)) <= 0 { continue }
+        if poll(&input, 1, Int32(drains.isEmpty ? untilReport : min(5, untilReport))) <= 0 { continue }
         let count = read(0, &buffer, buffer.count)
         if count < 0, errno == EINTR { continue }
         guard count > 0 else { break }
