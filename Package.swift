@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "WardenProxy",
             dependencies: [
-                "WardenConfig", "WardenPlatform",
+                "WardenConfig", "WardenCore", "WardenPlatform",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -188,9 +188,10 @@ let package = Package(
         .testTarget(
             name: "WardenProxyTests",
             dependencies: [
-                "WardenProxy", "WardenConfig", "WardenTestSupport",
+                "WardenProxy", "WardenConfig", "WardenCore", "WardenTestSupport",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

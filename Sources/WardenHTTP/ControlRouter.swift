@@ -143,6 +143,7 @@ public final class ControlRouter: Sendable {
             return .text(200, TextStatus.summary(await supervisor.snapshots()))
         case ("GET", "/metrics"):
             metrics.observe(certificates: supervisor.certificates.all)
+            await metrics.proxy.refresh(fresh: true)
             return .text(200, metrics.exposition(await supervisor.snapshots()), type: "text/plain; version=0.0.4; charset=utf-8")
         case ("POST", "/_doaction"):
             return await action(request, identity: identity, service: request.form["service"], redirect: false)

@@ -7,13 +7,15 @@ import WardenCore
 /// lands in the latency histogram even when no one scrapes for a while. One feed serves the
 /// dashboard's `/metrics` and the listener of `set metrics listen`.
 public final class MetricsFeed: ServiceLifecycle.Service, Sendable {
-    public let exporter = MetricsExporter()
+    public let exporter: MetricsExporter
     let supervisor: Supervisor
     let interval: Duration
     /// Subscribed at creation, so the event counters miss nothing.
     private let events: AsyncStream<Event>
 
-    public init(supervisor: Supervisor, interval: Int) {
+    /// - Parameter proxy: where the front proxy's metrics are read, when there is one.
+    public init(supervisor: Supervisor, interval: Int, proxy: (any ProxyMetricsSource)? = nil) {
+        exporter = MetricsExporter(proxy: ProxyMetricsBoard(source: proxy))
         self.supervisor = supervisor
         self.interval = .milliseconds(max(1000, interval * 500))
         self.events = supervisor.events.subscribe()
@@ -31,8 +33,20 @@ public final class MetricsFeed: ServiceLifecycle.Service, Sendable {
                     try? await Task.sleep(for: interval)
                 }
             }
+            group.addTask { await Self.readProxy(exporter.proxy) }
         }
     }
+
+    /// Reads the proxy's totals every second, for the sites' rates over the last minute.
+    private static func readProxy(_ board: ProxyMetricsBoard) async {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            await board.refresh(fresh: false)
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Each site's request rate, error rate and p50/p99 latency over the last minute.
+    public func siteTraffic() -> [SiteTraffic] { exporter.proxy.siteTraffic() }
 }
 
 extension ControlServer {

@@ -198,8 +198,12 @@ public final class MetricsExporter: Sendable {
 
     let registry = PrometheusCollectorRegistry()
     private let instruments = Mutex<[String: ServiceInstruments]>([:])
+    /// The front proxy's metrics, rendered after the services'.
+    public let proxy: ProxyMetricsBoard
 
-    public init() {}
+    public init(proxy: ProxyMetricsBoard = ProxyMetricsBoard(source: nil)) {
+        self.proxy = proxy
+    }
 
     /// 1 ms to 10 s: a local TCP check takes a millisecond, a slow HTTP check seconds.
     static let checkBuckets: [Duration] = [
@@ -268,7 +272,7 @@ public final class MetricsExporter: Sendable {
     /// Brings the instruments up to date with the services and renders the exposition.
     func exposition(_ snapshots: [ServiceSnapshot]) -> String {
         observe(snapshots)
-        return registry.emitToString()
+        return registry.emitToString() + proxy.exposition()
     }
 
     private func makeInstruments(_ service: ServiceSnapshot) -> ServiceInstruments {

@@ -1,5 +1,6 @@
 import NIOCore
 import WardenConfig
+import WardenCore
 import WardenPlatform
 
 /// What the daemon tells its proxy, in order. The same messages reach a proxy in the daemon's own
@@ -31,6 +32,9 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case challengeCertificate(name: String, chainPEM: String?, keyPEM: String?)
     /// A `tls auto` site's certificate and key, served from the next handshake on.
     case certificate(names: [String], chainPEM: String, keyPEM: String)
+    /// Asks a worker for its metrics now (a scrape), besides the report it sends every second; the
+    /// number comes back in the report.
+    case reportMetrics(Int)
 }
 
 /// What a worker says back on its standard output, among its log lines.
@@ -39,6 +43,8 @@ public enum ProxyWorkerAnswer: Sendable, Hashable, Codable {
     case drained(String, requests: Int)
     /// A request could not reach this instance: the supervisor checks it now.
     case unreachable(String)
+    /// One part of the worker's cumulative metrics (see `ProxyMetricsReport`).
+    case metrics(ProxyMetricsReport)
 }
 
 /// One instance of a service with `instances`, as the proxy reaches it.
@@ -69,6 +75,7 @@ extension ProxyServer {
         case .reopenLogs: reopenLogs()
         case .stickyKey(let key): shared.availability.setStickyKey(Base64.decode(key) ?? [])
         case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
+        case .reportMetrics: break  // answered by the worker's feed reader, which has the pipe
         }
         return nil
     }

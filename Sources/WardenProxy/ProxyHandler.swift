@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 import WardenConfig
+import WardenCore
 
 /// What every connection of one proxy shares.
 struct ProxyContext: Sendable {
@@ -10,6 +11,7 @@ struct ProxyContext: Sendable {
     let sites: SiteTable
     let pool: UpstreamPool
     let availability: ServiceAvailability
+    var metrics = ProxyMetrics(listenerNames: [])
     /// ACME challenges, redirects to HTTPS and `tls auto` certificates (see `FrontDoor`).
     var front = FrontDoor(httpsPort: nil)
     var scheme: String
@@ -119,6 +121,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var timer: Scheduled<Void>?
     private var timerFiresAt = NIODeadline.distantFuture
 
+    // What the metrics count of the request (see `measure`).
+    private var meter: ProxyMetrics.Local?
+    private var series = ProxyMetrics.Slot()
+    private var route: SiteTable.Route?
+    private var requestStarted = NIODeadline.distantPast
+    private var holdStarted: NIODeadline?
+    private var requestBodyBytes = 0
+
     init(shared: ProxyContext) {
         self.shared = shared
     }
@@ -126,6 +136,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         pool = shared.pool.local(on: context.eventLoop)
+        meter = shared.metrics.local(on: context.eventLoop)
         if context.channel.isActive { connected(context: context) }
     }
 
@@ -193,6 +204,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             start(request, complete: complete, context: context)
         case .body(let buffer):
             guard buffer.readableBytes > 0 else { return }
+            requestBodyBytes += buffer.readableBytes
             if chunkedBody {
                 var prefix = context.channel.allocator.buffer(capacity: 24)
                 prefix.writeString(String(buffer.readableBytes, radix: 16))
@@ -237,6 +249,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         target = nil
         picked = nil
         pinnedPort = nil
+        route = nil
+        onPooledConnection = false
+        requestBodyBytes = 0
+        requestStarted = .now()
         setTimeout(.none, context: context)
         entry = sites.entry(forHost: head.host, in: shared.sites)
         if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
@@ -253,6 +269,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: .notFound, body: ProxyPages.notFound, context: context)
             return
         }
+        self.route = route
         switch route.target {
         case .directory(let directory):
             state = .draining
@@ -371,6 +388,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         setClientReading(false, context: context)
         if NIODeadline.now() < deadline {
+            if holdStarted == nil { holdStarted = .now() }
             retry(after: .milliseconds(25), context: context)
         } else {
             maintenance(context: context)
@@ -379,12 +397,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func connectFailed(_ error: any Error, context: ChannelHandlerContext) {
         guard case .pending(let deadline, _, _) = state, let entry else { return }
+        if picked != nil || entry.site.hold == 0 || NIODeadline.now() >= deadline {
+            measure { $0.upstreamFailed(slot: $1, ProxyMetrics.kind(of: error)) }
+        }
         if let failed = picked.take() {
             // Nothing was sent: any request may go to another instance.
             shared.availability.unreachable(failed)
             logError("warn", "connect() failed (\(error)) while connecting to instance \(failed.backend.instance); trying another")
             connect(context: context)
         } else if entry.site.hold > 0, NIODeadline.now() < deadline {
+            if holdStarted == nil { holdStarted = .now() }
             retry(after: .milliseconds(25), context: context)
         } else if let service = target?.service, !shared.availability.isUp(service) {
             maintenance(context: context)
@@ -420,6 +442,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             inFlight = traffic
         }
+        endHold()
         onPooledConnection = pooled
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
@@ -555,6 +578,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context else { return }
         leftUpstream()
         if timeout == .upstreamRead { setTimeout(.none, context: context) }
+        // A pooled connection closed before it answered is the upstream's keep-alive ending, not an error.
+        if !onPooledConnection || responseStatus != 0 { measure { $0.upstreamFailed(slot: $1, .reset) } }
         // A fresh connection reset before any response: the instance is in trouble (a pooled one may
         // just have been closed by the upstream's keep-alive timeout).
         if responseStatus == 0, !onPooledConnection, let picked { shared.availability.unreachable(picked) }
@@ -589,6 +614,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func upstreamBroken(_ error: any Error) {
         guard let context else { return }
         leftUpstream()
+        measure { $0.upstreamFailed(slot: $1, .malformed) }
         logError("error", "\(error) while reading response header from upstream")
         if responseStatus == 0 || !isForwarding {
             state = .draining
@@ -612,6 +638,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         leftUpstream()
         state = .tunnel
         setTimeout(.none, context: context)
+        countRequest()
+        measure { meter, slot in
+            meter.tunnelOpened(slot: slot)
+            context.channel.closeFuture.assumeIsolated().whenComplete { _ in meter.tunnelClosed(slot: slot) }
+        }
         logAccess()
         upstream.owner = nil
         if leftover.readableBytes > 0 { context.write(wrapOutboundOut(.byteBuffer(leftover)), promise: nil) }
@@ -651,6 +682,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         file = nil
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
         leftUpstream()
+        endHold()
+        // A response cut off (by the client, or an upstream that died in its middle) still counts.
+        if request != nil, responseStatus != 0 { countRequest() }
         state = .idle
         queued.removeAll()
         context.fireChannelInactive()
@@ -710,6 +744,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .upstreamRead:
             guard case .forwarding(let upstream, _) = state, responseStatus == 0 else { return }
             logError("error", "upstream timed out (110: Connection timed out) while reading response header from upstream")
+            measure { $0.upstreamFailed(slot: $1, .timeout) }
             upstream.release(reusable: false)
             respond(status: .gatewayTimeout, body: ProxyPages.gatewayTimeout, context: context)
         case .header, .idle, .send:
@@ -728,6 +763,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let service = target?.service, !shared.availability.isUp(service) {
             logError("warn", "service \"\(service)\" is not running; answered with the maintenance page")
         }
+        measure { $0.maintenanceAnswered(slot: $1) }
         respond(status: .serviceUnavailable, body: entry.maintenancePage ?? ProxyPages.defaultMaintenance, extraHeaders: headers, context: context)
     }
 
@@ -813,6 +849,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Ends the response; the connection then waits for the next request, or closes.
     private func finish(context: ChannelHandlerContext) {
         leftUpstream()
+        endHold()
+        countRequest()
         logAccess()
         request = nil
         spareUpstreamHead = forwardedHead.take()
@@ -834,6 +872,32 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func leftUpstream() {
         inFlight.take()?.leave()
         if heldResponse != nil { heldResponse = nil }
+    }
+
+    // MARK: - Metrics
+
+    /// Counts into this loop's metrics, in the request's series.
+    @inline(__always)
+    private func measure(_ count: (ProxyMetrics.Local, Int) -> Void) {
+        guard let meter else { return }
+        count(meter, series.index(in: meter, entry: entry, route: route, upstream: target, instance: picked))
+    }
+
+    private func countRequest() {
+        guard let request else { return }
+        let nanoseconds = (NIODeadline.now() - requestStarted).nanoseconds
+        measure {
+            $0.requestEnded(
+                slot: $1, method: request.method, status: responseStatus, nanoseconds: nanoseconds, requestBytes: requestBodyBytes,
+                responseBytes: responseBytes, reused: onPooledConnection)
+        }
+    }
+
+    /// A held request goes upstream at last, is answered, or is given up by its client.
+    private func endHold() {
+        guard let started = holdStarted.take() else { return }
+        let nanoseconds = (NIODeadline.now() - started).nanoseconds
+        measure { $0.held(slot: $1, nanoseconds: nanoseconds) }
     }
 
     // MARK: - Logs

@@ -32,7 +32,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
         front = FrontDoor(httpsPort: settings.listens.first(where: \.isTLS)?.port)
         shared = ProxyContext(
             settings: settings, sites: SiteTable(sites: sites, availability: availability), pool: UpstreamPool(), availability: availability,
-            front: front, scheme: "http", sendsFileRegions: true)
+            metrics: ProxyMetrics(listenerNames: settings.listens.map(\.metricsName)), front: front, scheme: "http", sendsFileRegions: true)
     }
 
     /// Ports actually bound, once listening (for tests that bind port 0).
@@ -46,7 +46,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
 
     /// Binds every listener (privileged ports need root; call before dropping privileges).
     public func bind() async throws {
-        for listen in settings.listens {
+        for (index, listen) in settings.listens.enumerated() {
             var shared = self.shared
             var tls: NIOSSLContext?
             if let certificate = listen.certificate {
@@ -74,18 +74,27 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                         return channel.close()
                     }
                     channel.closeFuture.whenComplete { _ in limit.release() }
+                    let metrics = shared.metrics.local(on: channel.eventLoop)
+                    metrics.connectionOpened(listener: index)
+                    channel.closeFuture.assumeIsolated().whenComplete { _ in metrics.connectionClosed(listener: index) }
                     if listen.automaticTLS {
                         // The certificate is chosen per handshake (by SNI), so a renewal needs no restart.
                         return channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(
-                                CertificateSelector(front: shared.front, timeout: .seconds(Int64(shared.settings.headerTimeout))) {
-                                    Self.configureNegotiated($0, shared: shared)
+                                CertificateSelector(front: shared.front, timeout: .seconds(Int64(shared.settings.headerTimeout))) { channel in
+                                    do {
+                                        try TLSHandshakeCounter.add(to: channel, metrics: shared.metrics, listener: index)
+                                    } catch {
+                                        return channel.eventLoop.makeFailedFuture(error)
+                                    }
+                                    return Self.configureNegotiated(channel, shared: shared)
                                 })
                         }
                     }
                     guard let tls else { return channel.eventLoop.makeCompletedFuture { try Self.configureHTTP1(channel, shared: shared) } }
                     do {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        try TLSHandshakeCounter.add(to: channel, metrics: shared.metrics, listener: index)
                     } catch {
                         return channel.eventLoop.makeFailedFuture(error)
                     }

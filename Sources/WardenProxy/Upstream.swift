@@ -72,6 +72,11 @@ final class UpstreamPool: Sendable {
             return true
         }
 
+        /// Idle connections by upstream `host:port`, for the metrics.
+        func idleConnections() -> [String: Int] {
+            Dictionary(buckets.map { ("\($0.host):\($0.port)", $0.idle.count) }, uniquingKeysWith: +)
+        }
+
         /// A pooled connection the upstream closed.
         func forget(_ upstream: UpstreamHandler) {
             guard let index = index(host: upstream.host, port: upstream.port, tls: upstream.tls) else { return }

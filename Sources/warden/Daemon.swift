@@ -144,7 +144,8 @@ struct Daemon {
                 .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
             ]
             if configuration.httpd != nil || configuration.metricsListener != nil {
-                let metrics = MetricsFeed(supervisor: supervisor, interval: configuration.daemon.interval)
+                let proxyMetrics: (any ProxyMetricsSource)? = if let localProxy { localProxy } else { worker?.control }
+                let metrics = MetricsFeed(supervisor: supervisor, interval: configuration.daemon.interval, proxy: proxyMetrics)
                 services.append(.init(service: metrics))
                 do {
                     if let listener = configuration.metricsListener {

@@ -108,12 +108,14 @@ extension Warden {
 
 /// The daemon's side of the worker's standard input: one `ProxyFeedMessage` per line, as JSON.
 /// The worker answers a drain with `ProxyWorkerAnswer.drained` on its standard output, which the
-/// daemon reads with its log lines.
-final class WorkerProxyControl: ProxyControl {
+/// daemon reads with its log lines, and reports its metrics there every second.
+final class WorkerProxyControl: ProxyControl, ProxyMetricsSource {
     let fd: Int32
     /// Drain answers per service (how many, and the requests the last one saw through), and workers
     /// started: a drain waits until either count moves (a new worker has no request in flight).
     private let answers = Mutex<(drained: [String: (count: Int, requests: Int)], workers: Int)>(([:], 0))
+    /// The workers' metrics; the last `reportMetrics` request sent, and the last one answered.
+    private let metrics = Mutex<(totals: ProxyMetricsTotals, asked: Int, answered: Int)>((ProxyMetricsTotals(), 0, 0))
     private let writing = Mutex(())
     private let unreachableReport = Mutex<(@Sendable (String) -> Void)?>(nil)
 
@@ -155,6 +157,10 @@ final class WorkerProxyControl: ProxyControl {
         case .drained(let name, let requests):
             answers.withLock { $0.drained[name] = (($0.drained[name]?.count ?? 0) + 1, requests) }
         case .unreachable(let name): unreachableReport.withLock { $0 }?(name)
+        case .metrics(let report):
+            metrics.withLock {
+                if $0.totals.receive(report), let request = report.request { $0.answered = max($0.answered, request) }
+            }
         }
         return true
     }
@@ -163,26 +169,44 @@ final class WorkerProxyControl: ProxyControl {
         unreachableReport.withLock { $0 = report }
     }
 
+    /// The last report's totals; `fresh`: a new report, waited for up to half a second.
+    func proxyMetrics(fresh: Bool) async -> ProxyMetricsSnapshot? {
+        if fresh {
+            // Its own number: a report the worker sent before reading the request may miss requests just answered.
+            let request = metrics.withLock { $0.asked += 1; return $0.asked }
+            send(.reportMetrics(request))
+            let deadline = ContinuousClock.now + .milliseconds(500)
+            while ContinuousClock.now < deadline, !Task.isCancelled, metrics.withLock({ $0.answered }) < request {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        return metrics.withLock { $0.totals.current }
+    }
+
     func workerStarted() {
         answers.withLock { $0.workers += 1 }
     }
 }
 
 /// Reads the daemon's messages from standard input; at end of input (the daemon is gone) ends the worker.
-/// While a drain is pending, it wakes every 5 ms to see whether the service's requests are done.
+/// While a drain is pending, it wakes every 5 ms to see whether the service's requests are done;
+/// it reports the metrics every second, and when asked.
 private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer) {
     var pending: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
     var drains: [Drain] = []
+    var reporter = MetricsReporter()
     while true {
         drains.removeAll { drain in
             guard let requests = availability.finished(drain) else { return false }
             answer(.drained(drain.service, requests: requests))
             return true
         }
+        if ContinuousClock.now >= reporter.due { reporter.report(proxy) }
         var input = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
-        // Nothing to read (the drains' time to look again) or interrupted: never block in read.
-        if poll(&input, 1, drains.isEmpty ? -1 : 5) <= 0 { continue }
+        let untilReport = max(0, Int((reporter.due - ContinuousClock.now) / .milliseconds(1)) + 1)
+        // Nothing to read (the drains' or the report's time to look again) or interrupted: never block in read.
+        if poll(&input, 1, Int32(drains.isEmpty ? untilReport : min(5, untilReport))) <= 0 { continue }
         let count = read(0, &buffer, buffer.count)
         if count < 0, errno == EINTR { continue }
         guard count > 0 else { break }
@@ -192,15 +216,32 @@ private func readFeed(_ availability: ServiceAvailability, _ proxy: ProxyServer)
             pending.removeSubrange(...newline)
             guard let message = try? JSONCoding.decode(ProxyFeedMessage.self, from: line) else { continue }
             if let drain = proxy.apply(message) { drains.append(drain) }
+            if case .reportMetrics(let request) = message { reporter.report(proxy, request: request) }
         }
     }
     kill(getpid(), SIGTERM)
 }
 
-/// One answer line to the daemon on standard output. Short lines are written whole (under PIPE_BUF),
-/// so the feed thread's and the event loops' answers never interleave.
+/// One answer line to the daemon on standard output (`WorkerProxyControl.received`). Lines are kept
+/// under PIPE_BUF (metrics go in parts), so the feed thread's and the event loops' answers never interleave.
 private func answer(_ answer: ProxyWorkerAnswer) {
     guard var line = try? JSONCoding.encode(answer) else { return }
     line.append(UInt8(ascii: "\n"))
     _ = line.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+/// The worker's metrics reports: its counts so far, every second and when the daemon asks, in
+/// parts that are each written at once.
+private struct MetricsReporter {
+    /// Tells this worker's reports from an earlier one's, whose counts the daemon carries over.
+    let origin = UInt64.random(in: 1...UInt64.max)
+    var sequence = 0
+    var due = ContinuousClock.now
+
+    mutating func report(_ proxy: ProxyServer, request: Int? = nil) {
+        due = ContinuousClock.now + .seconds(1)
+        guard let snapshot = proxy.metricsSnapshot() else { return }
+        sequence += 1
+        for part in ProxyMetricsReport.split(snapshot, origin: origin, sequence: sequence, request: request) { answer(.metrics(part)) }
+    }
 }
