@@ -100,16 +100,13 @@ enum StaticFiles {
         }
         headers.add(name: "Content-Type", value: contentType)
         if gzipped != nil { headers.add(name: "Content-Encoding", value: "gzip") }
+        var range = 0..<size
+        var status = HTTPResponseStatus.ok
         if let coding {
             headers.add(name: "Content-Encoding", value: coding.rawValue)
             // The compressed length is known at the end: chunks, or (HTTP/1.0) the end of the connection.
             if request.version != .http1_0 { headers.add(name: "Transfer-Encoding", value: "chunked") }
-            guard let handle = try? NIOFileHandle(_deprecatedPath: served) else { return page(.forbidden) }
-            return Response(status: .ok, headers: headers, body: .file(handle, 0..<size), coding: coding)
-        }
-        var range = 0..<size
-        var status = HTTPResponseStatus.ok
-        if let header = request.field("range") {
+        } else if let header = request.field("range") {
             guard let requested = byteRange(header, size: size) else {
                 var headers = page(.rangeNotSatisfiable).headers
                 headers.add(name: "Content-Range", value: "bytes */\(size)")
@@ -119,9 +116,9 @@ enum StaticFiles {
             status = .partialContent
             headers.add(name: "Content-Range", value: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)")
         }
-        headers.add(name: "Content-Length", value: String(range.count))
-        guard let handle = try? NIOFileHandle(_deprecatedPath: file) else { return page(.forbidden) }
-        return Response(status: status, headers: headers, body: .file(handle, range))
+        if coding == nil { headers.add(name: "Content-Length", value: String(range.count)) }
+        guard let handle = try? NIOFileHandle(_deprecatedPath: served) else { return page(.forbidden) }
+        return Response(status: status, headers: headers, body: .file(handle, range), coding: coding)
     }
 
     /// `file.gz`, when it is a regular file inside `root` and the client accepts gzip.

@@ -66,6 +66,7 @@ struct ProxyCompressionTests {
             print("%s %s status=%d encoding=%s vary=%s length=%s chunked=%s etag=%s raw=%d same=%s" % (method, path, r.status, coding or "-",
                 r.getheader("Vary") or "-", r.getheader("Content-Length") or "-", r.getheader("Transfer-Encoding") == "chunked",
                 r.getheader("ETag") or "-", len(body), same))
+
         """
 
     func field(_ line: String?, _ name: String) -> String? {
@@ -82,7 +83,7 @@ struct ProxyCompressionTests {
                 show("GET", "/body?n=100000&header=ETag:%22v1%22", **{"Accept-Encoding": "deflate;q=1, gzip;q=0.5"})
                 show("GET", "/body?n=5000&type=text/html;charset=utf-8", **{"Accept-Encoding": "*"})
                 """, port: setup.port)
-        #expect(lines.count == 4, "\(lines)")
+        try #require(lines.count == 4, "\(lines)")
         for line in lines {
             #expect(field(line, "same") == "True" && field(line, "status") == "200", "\(line)")
             #expect(field(line, "vary") == "Accept-Encoding" && field(line, "chunked") == "True" && field(line, "length") == "-", "\(line)")
@@ -140,7 +141,7 @@ struct ProxyCompressionTests {
                 show("GET", "/body?n=100000&header=Cache-Control:no-transform", \(gzipAccepted))
                 show("GET", "/body?n=100000&type=text/event-stream", \(gzipAccepted))
                 """, port: setup.port)
-        #expect(lines.count == 9, "\(lines)")
+        try #require(lines.count == 9, "\(lines)")
         for line in lines {
             let alreadyGzipped = line.contains("gzip=1")
             #expect(field(line, "encoding") == (alreadyGzipped ? "gzip" : "-"), "\(line)")
@@ -172,7 +173,7 @@ struct ProxyCompressionTests {
                 import gzip
                 r, body = fetch("GET", "/static/app.js", {"Accept-Encoding": "gzip"})
                 print(r.status, r.getheader("Content-Encoding"), r.getheader("Content-Type"), r.getheader("Vary"),
-                    body == open("\(files)/app.js.gz", "rb").read(), gzip.decompress(body)[:27])
+                    body == open("\(files)/app.js.gz", "rb").read(), gzip.decompress(body)[:28])
                 show("GET", "/static/app.js")
                 show("GET", "/static/data.json", **{"Accept-Encoding": "gzip"})
                 show("GET", "/static/logo.png", **{"Accept-Encoding": "gzip"})
@@ -180,7 +181,7 @@ struct ProxyCompressionTests {
                 r, body = fetch("GET", "/static/data.json", {"Accept-Encoding": "gzip", "If-None-Match": r.getheader("ETag")})
                 print(r.status, len(body))
                 """, port: setup.port)
-        #expect(lines.count == 5, "\(lines)")
+        try #require(lines.count == 5, "\(lines)")
         #expect(lines.first == "200 gzip application/javascript Accept-Encoding True b\"console.log('precompressed')\"", "\(lines)")
         #expect(field(lines[1], "encoding") == "-" && field(lines[1], "same") == "True" && field(lines[1], "raw") == "4400", "\(lines)")
         #expect(field(lines[2], "encoding") == "gzip" && field(lines[2], "same") == "True" && field(lines[2], "chunked") == "True", "\(lines)")

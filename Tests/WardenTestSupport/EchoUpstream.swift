@@ -59,7 +59,7 @@ public final class EchoUpstream {
                     q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                     n = int(q.get("n", ["0"])[0])
                     items = [b'{"id": %d, "name": "item %d", "tags": ["warden", "proxy"], "ok": true}' % (i, i * 7919 % 1000) for i in range(n // 72 + 1)]
-                    data = b"[" + b",\n".join(items) + b"]" if n else b""
+                    data = b"[" + b",\\n".join(items) + b"]" if n else b""
                     headers = [("Content-Type", q.get("type", ["application/json"])[0])] + [tuple(h.split(":", 1)) for h in q.get("header", [])]
                     if "gzip" in q:
                         data = gzip.compress(data, mtime=0); headers.append(("Content-Encoding", "gzip"))
@@ -79,8 +79,8 @@ public final class EchoUpstream {
                     if self.command == "HEAD": return
                     for i in range(0, len(data), 5000):
                         piece = data[i:i + 5000]
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece)); self.wfile.flush()
-                    self.wfile.write(b"0\r\n\r\n")
+                        self.wfile.write(b"%x\\r\\n%s\\r\\n" % (len(piece), piece)); self.wfile.flush()
+                    self.wfile.write(b"0\\r\\n\\r\\n")
                 def handle_any(self):
                     if self.headers.get("Upgrade", "").lower() == "websocket":
                         return self.websocket()
