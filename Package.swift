@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        // zlib's deflate stream for `compress` (see Sources/WardenProxy/Compression.swift for why not NIOHTTPCompression).
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         .target(name: "WardenConfig", dependencies: ["WardenPlatform"], swiftSettings: swiftSettings),
@@ -86,6 +88,7 @@ let package = Package(
             name: "WardenProxy",
             dependencies: [
                 "WardenConfig", "WardenCore", "WardenPlatform",
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -189,6 +192,7 @@ let package = Package(
             name: "WardenProxyTests",
             dependencies: [
                 "WardenProxy", "WardenConfig", "WardenCore", "WardenTestSupport",
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -18,6 +18,7 @@
 ///         maintenance page /srv/myapp/maintenance.html hold 10 seconds
 ///         redirect to https
 ///         hsts max-age 1 year include subdomains
+///         compress gzip deflate level 5 min-size 1 kB
 extension Parser {
     func proxySettings() throws {
         var settings = configuration.proxy ?? ProxySettings()
@@ -143,6 +144,8 @@ extension Parser {
                 includeSubdomains = true
             }
             configuration.sites[index].hsts = Site.HSTS(maxAge: maxAge, includeSubdomains: includeSubdomains)
+        case "compress":
+            configuration.sites[index].compression = try compression()
         default:
             try expect("page", after: "maintenance")
             configuration.sites[index].maintenancePage = try absolutePath("the maintenance page")
@@ -235,6 +238,35 @@ extension Parser {
             report(.warning(.invalidValue, "'ca \(file)' is unused: 'verify off' checks no certificate", at: location(of: urlToken), length: urlToken.length))
         }
         return https ? tls : nil
+    }
+
+    /// `compress [gzip] [deflate] [level 1-9] [min-size SIZE]`, options in any order on the
+    /// statement's line; codings in the site's order of preference, gzip alone when none is named.
+    private func compression() throws -> Site.Compression {
+        var settings = Site.Compression(codings: [])
+        let options: Set<String> = Set(Site.Compression.Coding.allCases.map(\.rawValue)).union(["level", "min-size"])
+        while !peek.startsLine, peek.kind == .word {
+            if let coding = Site.Compression.Coding(rawValue: peek.keyword) {
+                advance()
+                if !settings.codings.contains(coding) { settings.codings.append(coding) }
+            } else if accept("level") {
+                settings.level = try integer("a compression level", range: 1...9)
+            } else if accept("min-size") {
+                let (value, unit, token) = try quantity("a size")
+                let bytes = try byteSize(value, unit: unit, token: token)
+                guard bytes <= Double(Int32.max) else { throw fail(.numberOutOfRange, "a size '\(token.text)' is out of range", at: token) }
+                settings.minimumBytes = Int(bytes)
+            } else if Self.statementKeywords.contains(peek.keyword) {
+                break
+            } else {
+                let token = peek
+                let hint = ["br", "brotli", "zstd"].contains(token.keyword)
+                    ? "warden compresses with 'gzip' and 'deflate' only" : suggestion(for: token.text, among: options)
+                throw fail(.invalidValue, "unknown 'compress' option '\(token.text)'", at: token, hint: hint)
+            }
+        }
+        if settings.codings.isEmpty { settings.codings = [.gzip] }
+        return settings
     }
 
     /// `N seconds|minutes|hours|days|weeks|months|years`: HSTS ages run to years.

@@ -131,10 +131,10 @@ final class Parser {
     static let statementKeywords: Set<String> = [
         "set", "check", "include", "if", "start", "stop", "restart", "depends", "depend", "group", "mode",
         "every", "not", "alert", "noalert", "onreboot", "ignore", "pass", "serve", "access", "error", "maintenance",
-        "instances", "deploy", "drain", "balance", "redirect", "hsts", "log",
+        "instances", "deploy", "drain", "balance", "redirect", "hsts", "log", "compress",
     ]
 
-    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance", "redirect", "hsts"]
+    static let siteKeywords: Set<String> = ["pass", "serve", "access", "error", "maintenance", "balance", "redirect", "hsts", "compress"]
 
     func statement() throws {
         let token = peek

@@ -114,6 +114,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var upstreamNeedsFlush = false
     /// A static file being sent in pieces (see `ProxyContext.sendsFileRegions`).
     private var file: (handle: NIOFileHandle, offset: Int, end: Int)?
+    /// The response body being compressed (`compress`), if it is.
+    private var compression = ResponseCompression()
 
     // One timer per connection, re-armed lazily: most requests only move `deadline`.
     private var timeout = Timeout.none
@@ -273,7 +275,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch route.target {
         case .directory(let directory):
             state = .draining
-            let response = StaticFiles.response(for: head, prefix: route.prefix, root: directory)
+            let response = StaticFiles.response(for: head, prefix: route.prefix, root: directory, compression: entry.site.compression)
             responseStatus = Int(response.status.code)
             writeStatic(response, context: context)
         case .upstream(let upstream):
@@ -496,6 +498,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         _ head: inout ResponseFramer.Head, body: ByteBuffer?, version: HTTPVersion, upstream: UpstreamHandler, context: ChannelHandlerContext
     ) {
         responseStatus = head.status
+        if let settings = entry?.site.compression, let request {
+            do {
+                // An HTTP/1.0 client learns where a compressed body ends when the connection does.
+                if try compression.start(&head.bytes, status: head.status, framing: head.framing, request: request, settings: settings),
+                    version == .http1_0
+                {
+                    keepAlive = false
+                }
+            } catch {
+                upstreamBroken(error)
+                return
+            }
+        }
         var connection: StaticString?
         if head.status == 101 {
             guard upgrade else {
@@ -520,7 +535,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let picked, picked.backend.port != pinnedPort, case .stickyCookie(let name) = target?.balance, let service = target?.service {
             head.bytes.writeString(shared.availability.stickyCookie.setCookieLine(name: name, service: service, port: picked.backend.port))
         }
-        let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes ? $0 : nil }
+        let small = body.flatMap { $0.readableBytes <= ResponseFramer.smallBodyBytes && !compression.isActive ? $0 : nil }
         // The end of the head and a small body in one write into the buffer.
         head.bytes.writeHead(capacity: 24 + 2 + (small?.readableBytes ?? 0)) { writer in
             if let connection { writer.appendLiteral(connection) }
@@ -543,8 +558,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             heldResponse?.body.writeImmutableBuffer(buffer)
             return
         }
-        responseBytes += buffer.readableBytes
-        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
+        writeBody(buffer, context: context)
         // Back-pressure: a slow client stops the reads from the upstream until it catches up.
         if !context.channel.isWritable {
             // Paused before the flush: a flush that drains the socket reports writability at once.
@@ -554,7 +568,39 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func flushClient() {
-        context?.flush()
+        guard let context else { return }
+        if compression.isActive { writeCompressed(context: context) { try $0.flush(allocator: $1) } }
+        context.flush()
+    }
+
+    /// Body bytes to the client, through the compressor when the response is compressed.
+    private func writeBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        guard compression.isActive else {
+            responseBytes += buffer.readableBytes
+            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: nil)
+            return
+        }
+        writeCompressed(context: context) { try $0.compress(buffer, allocator: $1) }
+    }
+
+    /// What the compressor gives, written; a zlib failure (out of memory) cuts the response.
+    private func writeCompressed(
+        context: ChannelHandlerContext, _ step: (inout ResponseCompression, ByteBufferAllocator) throws -> ByteBuffer?
+    ) {
+        do {
+            guard let bytes = try step(&compression, context.channel.allocator) else { return }
+            responseBytes += bytes.readableBytes
+            context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+        } catch {
+            logError("error", "compression failed (\(error))")
+            compression.abandon()
+            context.close(promise: nil)
+        }
+    }
+
+    /// The end of a compressed body: what zlib still holds, and the last chunk.
+    private func finishCompression(context: ChannelHandlerContext) {
+        if compression.isActive { writeCompressed(context: context) { try $0.finish(allocator: $1) } }
     }
 
     func upstreamWritable() {
@@ -568,6 +614,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             if timeout == .upstreamRead { setTimeout(.none, context: context) }
             send(&held.head, body: held.body, version: version, upstream: upstream, context: context)
         }
+        finishCompression(context: context)
         let requestDone: Bool
         if case .forwarding(_, let ended) = state { requestDone = ended } else { requestDone = false }
         upstream.release(reusable: reusable && requestDone)
@@ -680,6 +727,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         timer = nil
         if let file { try? file.handle.close() }
         file = nil
+        compression.abandon()
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
         leftUpstream()
         endHold()
@@ -788,6 +836,18 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func writeStatic(_ response: StaticFiles.Response, context: ChannelHandlerContext) {
         var headers = response.headers
+        if let coding = response.coding, let request, let settings = entry?.site.compression {
+            do {
+                let size = if case .file(_, let range) = response.body { range.count } else { 0 }
+                try compression.begin(coding, level: settings.level, expectedBytes: size, chunkedOutput: request.version != .http1_0)
+            } catch {
+                logError("error", "compression failed (\(error))")
+                if case .file(let handle, _) = response.body { try? handle.close() }
+                context.close(promise: nil)
+                return
+            }
+            if request.version == .http1_0 { keepAlive = false }
+        }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         var head = context.channel.allocator.buffer(capacity: 512)
         HeadEncoding.response(response.status, headers, into: &head)
@@ -796,8 +856,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             responseBytes = bytes.count
             head.writeBytes(bytes)
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
-        case .file(let handle, let range) where request?.isHEAD != true && !shared.sendsFileRegions:
-            responseBytes = range.count
+        case .file(let handle, let range) where request?.isHEAD != true && (!shared.sendsFileRegions || compression.isActive):
+            responseBytes = 0  // counted as the pieces go out
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
             file = (handle, range.lowerBound, range.upperBound)
             pumpFile(context: context)
@@ -834,7 +894,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             current.offset += read
-            context.write(wrapOutboundOut(.byteBuffer(chunk)), promise: nil)
+            writeBody(chunk, context: context)
         }
         if current.offset < current.end {
             file = current
@@ -842,12 +902,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             file = nil
             try? current.handle.close()
+            finishCompression(context: context)
             finish(context: context)
         }
     }
 
     /// Ends the response; the connection then waits for the next request, or closes.
     private func finish(context: ChannelHandlerContext) {
+        compression.abandon()
         leftUpstream()
         endHold()
         countRequest()

@@ -10,6 +10,8 @@ import Glibc
 
 /// `serve /prefix from /dir`: files with sendfile, content types, ETag/Last-Modified/304 and Range/206,
 /// never a path outside the directory (no `..`, no encoded `%2e%2e`, no symlink that leads out).
+/// With `compress`, a `file.gz` beside the file is sent instead to a client that accepts gzip (as
+/// nginx's `gzip_static`), and text files are compressed as they are read.
 enum StaticFiles {
     enum Body {
         case bytes([UInt8])
@@ -20,6 +22,8 @@ enum StaticFiles {
         var status: HTTPResponseStatus
         var headers: HTTPHeaders
         var body: Body
+        /// The file is to be compressed on the way out (its head says so already).
+        var coding: Site.Compression.Coding?
     }
 
     static let contentTypes: [String: String] = [
@@ -52,31 +56,57 @@ enum StaticFiles {
         return final
     }
 
-    static func response(for request: RequestHead, prefix: String, root: String) -> Response {
+    static func response(for request: RequestHead, prefix: String, root: String, compression: Site.Compression? = nil) -> Response {
         guard request.method == .GET || request.isHEAD else { return page(.methodNotAllowed) }
         let path = String(request.path)
         guard let file = resolve(path: path, prefix: prefix, root: root) else { return page(.notFound) }
+        let ext = file.split(separator: ".").last.map { $0.lowercased() } ?? ""
+        let contentType = contentTypes[ext] ?? "application/octet-stream"
+        let gzipped = compression.flatMap { _ in precompressed(file, root: root, acceptEncoding: request.field("accept-encoding")) }
+        let served = gzipped ?? file
         var info = stat()
-        guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return page(.notFound) }
+        guard stat(served, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return page(.notFound) }
         let size = Int(info.st_size)
         let modified = Int(info.st_mtim.tv_sec)
-        let etag = "\"\(String(modified, radix: 16))-\(String(size, radix: 16))\""
+        var etag = "\"\(String(modified, radix: 16))-\(String(size, radix: 16))\""
         let lastModified = httpDate(modified)
         var headers = HTTPHeaders()
+        var coding: Site.Compression.Coding?
+        if gzipped != nil {
+            headers.add(name: "Vary", value: "Accept-Encoding")
+        } else if let compression {
+            let outcome = CompressionNegotiation(settings: compression).decide(
+                .init(isHEAD: request.isHEAD, acceptEncoding: request.field("accept-encoding")),
+                .init(contentType: contentType, contentLength: size, hasContentRange: request.field("range") != nil))
+            if case .compress(let chosen) = outcome {
+                coding = chosen
+                etag = "W/" + etag
+            }
+            if outcome != .unchanged { headers.add(name: "Vary", value: "Accept-Encoding") }
+        }
         headers.add(name: "ETag", value: etag)
         headers.add(name: "Last-Modified", value: lastModified)
-        headers.add(name: "Accept-Ranges", value: "bytes")
+        if coding == nil { headers.add(name: "Accept-Ranges", value: "bytes") }
+        // If-None-Match compares weakly (RFC 9110 §13.1.2): a compressed copy's W/ tag matches too.
+        let opaque = { (tag: Substring) -> Substring in
+            let trimmed = Substring(tag.trimming(" "))
+            return trimmed.hasPrefix("W/") ? trimmed.dropFirst(2) : trimmed
+        }
         let notModified =
-            request.field("if-none-match").map { $0.split(separator: ",").map { $0.trimming(" ") }.contains(etag) || $0 == "*" }
+            request.field("if-none-match").map { $0.split(separator: ",").map(opaque).contains(opaque(etag[...])) || $0 == "*" }
             ?? (request.field("if-modified-since") == lastModified)
         if notModified {
             return Response(status: .notModified, headers: headers, body: .bytes([]))
         }
-        let ext = file.split(separator: ".").last.map { $0.lowercased() } ?? ""
-        headers.add(name: "Content-Type", value: contentTypes[ext] ?? "application/octet-stream")
+        headers.add(name: "Content-Type", value: contentType)
+        if gzipped != nil { headers.add(name: "Content-Encoding", value: "gzip") }
         var range = 0..<size
         var status = HTTPResponseStatus.ok
-        if let header = request.field("range") {
+        if let coding {
+            headers.add(name: "Content-Encoding", value: coding.rawValue)
+            // The compressed length is known at the end: chunks, or (HTTP/1.0) the end of the connection.
+            if request.version != .http1_0 { headers.add(name: "Transfer-Encoding", value: "chunked") }
+        } else if let header = request.field("range") {
             guard let requested = byteRange(header, size: size) else {
                 var headers = page(.rangeNotSatisfiable).headers
                 headers.add(name: "Content-Range", value: "bytes */\(size)")
@@ -86,9 +116,18 @@ enum StaticFiles {
             status = .partialContent
             headers.add(name: "Content-Range", value: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)")
         }
-        headers.add(name: "Content-Length", value: String(range.count))
-        guard let handle = try? NIOFileHandle(_deprecatedPath: file) else { return page(.forbidden) }
-        return Response(status: status, headers: headers, body: .file(handle, range))
+        if coding == nil { headers.add(name: "Content-Length", value: String(range.count)) }
+        guard let handle = try? NIOFileHandle(_deprecatedPath: served) else { return page(.forbidden) }
+        return Response(status: status, headers: headers, body: .file(handle, range), coding: coding)
+    }
+
+    /// `file.gz`, when it is a regular file inside `root` and the client accepts gzip.
+    static func precompressed(_ file: String, root: String, acceptEncoding: String?) -> String? {
+        guard CompressionNegotiation(settings: Site.Compression(codings: [.gzip])).preferredCoding(acceptEncoding) == .gzip,
+            let realRoot = realPath(root), let gz = realPath(file + ".gz"), gz.hasPrefix(realRoot + "/")
+        else { return nil }
+        var info = stat()
+        return stat(gz, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? gz : nil
     }
 
     /// One `bytes=a-b`, `a-` or `-n` range; nil when unsatisfiable or malformed.

@@ -2,6 +2,9 @@ import Foundation
 
 /// An HTTP/1.1 upstream for proxy tests (Python's http.server on 127.0.0.1): echoes what it received
 /// as JSON, redirects, streams large bodies, counts uploads, stalls on demand, echoes WebSocket frames.
+/// `/body?n=BYTES&type=TYPE` answers a JSON array of about BYTES bytes (the same for the same n), as
+/// `Content-Length` or (`&chunked=1`) in chunks of up to 5,000 bytes written one by one, gzipped
+/// beforehand with `&gzip=1`, with `&header=Name:Value` lines added; it answers a `Range` with 206.
 public final class EchoUpstream {
     public let port: Int
     public let process = Process()
@@ -11,7 +14,7 @@ public final class EchoUpstream {
         let script = try directory.write(
             "upstream.py",
             """
-            import base64, hashlib, http.server, json, sys, time
+            import base64, gzip, hashlib, http.server, json, sys, time, urllib.parse
             class H(http.server.BaseHTTPRequestHandler):
                 protocol_version = "HTTP/1.1"
                 def log_message(self, *a): pass
@@ -52,6 +55,32 @@ public final class EchoUpstream {
                             self.wfile.write(b"\\x88\\x00"); break
                         self.wfile.write(bytes([0x80 | opcode, len(data)]) + data)
                     self.close_connection = True
+                def body(self):
+                    q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                    n = int(q.get("n", ["0"])[0])
+                    items = [b'{"id": %d, "name": "item %d", "tags": ["warden", "proxy"], "ok": true}' % (i, i * 7919 % 1000) for i in range(n // 72 + 1)]
+                    data = b"[" + b",\\n".join(items) + b"]" if n else b""
+                    headers = [("Content-Type", q.get("type", ["application/json"])[0])] + [tuple(h.split(":", 1)) for h in q.get("header", [])]
+                    if "gzip" in q:
+                        data = gzip.compress(data, mtime=0); headers.append(("Content-Encoding", "gzip"))
+                    status, wanted = 200, self.headers.get("Range", "")
+                    if wanted.startswith("bytes=") and data:
+                        first, _, last = wanted[6:].partition("-")
+                        first, last = int(first), min(int(last or len(data) - 1), len(data) - 1)
+                        headers.append(("Content-Range", "bytes %d-%d/%d" % (first, last, len(data))))
+                        status, data = 206, data[first:last + 1]
+                    self.send_response(status)
+                    for k, v in headers: self.send_header(k, v)
+                    if "chunked" not in q:
+                        self.send_header("Content-Length", str(len(data))); self.end_headers()
+                        if self.command != "HEAD": self.wfile.write(data)
+                        return
+                    self.send_header("Transfer-Encoding", "chunked"); self.end_headers()
+                    if self.command == "HEAD": return
+                    for i in range(0, len(data), 5000):
+                        piece = data[i:i + 5000]
+                        self.wfile.write(b"%x\\r\\n%s\\r\\n" % (len(piece), piece)); self.wfile.flush()
+                    self.wfile.write(b"0\\r\\n\\r\\n")
                 def handle_any(self):
                     if self.headers.get("Upgrade", "").lower() == "websocket":
                         return self.websocket()
@@ -65,6 +94,8 @@ public final class EchoUpstream {
                         self.send_response(200); self.send_header("Content-Length", str(n << 20)); self.end_headers()
                         for _ in range(n): self.wfile.write(chunk)
                         return
+                    if self.path.startswith("/body"):
+                        return self.body()
                     if self.path.startswith("/slow"):
                         time.sleep(float(self.path.split("=")[1]))
                     if self.path.startswith("/status"):

@@ -1,5 +1,6 @@
 # The proxy lab shared by the scripts/bench/proxy-*.sh scripts (sourced): in a new directory $work,
-# an nginx upstream with /ping ("pong") and an 18 KB /image.png on $upstream_port, and two proxies
+# an nginx upstream with /ping ("pong") and an 18 KB /image.png on $upstream_port (any .json file
+# added to $work/www is served as application/json), and two proxies
 # for $proxy_port to choose from: nginx with one worker and a pool of 64 kept-alive upstream
 # connections ($work/proxy.conf, one process) and warden ($work/wardenrc). With separate_ports=1,
 # nginx listens on $nginx_port instead, so the two can run side by side.
@@ -59,7 +60,7 @@ mkdir -p "$work/www" "$work/logs" "$work/tmp"
 chmod 755 "$work"
 printf pong >"$work/www/ping"
 head -c 18432 /dev/urandom >"$work/www/image.png"  # the shared harness's size
-nginx_http="types { image/png png; } default_type application/octet-stream; sendfile on; access_log off;
+nginx_http="types { image/png png; application/json json; } default_type application/octet-stream; sendfile on; access_log off;
     keepalive_timeout 65; keepalive_requests 1000000; client_body_temp_path $work/tmp;"
 cat >"$work/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/logs/upstream.log warn;
