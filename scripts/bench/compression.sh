@@ -69,16 +69,8 @@ measure "$proxy_port" >/dev/null
 
 echo "date: $(date -u +%FT%TZ); $(uname -srm); $(nproc) cpus; $(nginx -v 2>&1); $(wc -c <"$work/www$path") bytes of JSON; gzip level $level; $pairs pairs of $duration, wrk -c$connections"
 printf "%-5s %12s %12s %8s\n" pair nginx_req/s warden_req/s ratio
-results="$work/pairs"
-for pair in $(seq "$pairs"); do
-    if [ $((pair % 2)) = 1 ]; then
-        nginx=$(measure "$nginx_port"); warden=$(measure "$proxy_port")
-    else
-        warden=$(measure "$proxy_port"); nginx=$(measure "$nginx_port")
-    fi
-    echo "$pair $nginx $warden" >>"$results"
-    echo "$pair $nginx $warden" | awk '{printf "%-5s %12s %12s %8.3f\n", $1, $2, $3, $3 / $2}'
-done
+# shellcheck disable=SC2016 # awk's fields, not the shell's
+pairs "$pairs" 'printf "%-5s %12s %12s %8.3f\n", $1, $2, $3, $3 / $2'
 /usr/bin/python3 - "$results" "$nginx_wire" "$warden_wire" <<'PY'
 import statistics, sys
 rows = [list(map(float, line.split())) for line in open(sys.argv[1])]

@@ -92,3 +92,20 @@ chmod 600 "$work/wardenrc"
 $pin_upstream nginx -p "$work" -e "$work/logs/startup.log" -c "$work/upstream.conf" &
 pids+=($!)
 wait_port "$upstream_port"
+
+# pairs COUNT AWK_PRINTF: COUNT pairs of `measure` (the script's own: prints its figures for a port),
+# nginx and warden back to back, the first of each pair alternating so the shared host's drift cancels
+# (ABBA). Each line "PAIR NGINX... WARDEN..." goes to $results and is printed through AWK_PRINTF.
+pairs() {
+    results="$work/pairs"
+    local pair nginx warden
+    for pair in $(seq "$1"); do
+        if [ $((pair % 2)) = 1 ]; then
+            nginx=$(measure "$nginx_port"); warden=$(measure "$proxy_port")
+        else
+            warden=$(measure "$proxy_port"); nginx=$(measure "$nginx_port")
+        fi
+        echo "$pair $nginx $warden" >>"$results"
+        echo "$pair $nginx $warden" | awk "{ $2 }"
+    done
+}

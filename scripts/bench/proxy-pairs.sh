@@ -44,16 +44,8 @@ measure "$proxy_port" >/dev/null
 
 echo "date: $(date -u +%FT%TZ); $(uname -srm); $(nproc) cpus; $(nginx -v 2>&1); path $path; $pairs pairs of $duration"
 printf "%-5s %12s %10s %12s %10s %8s\n" pair nginx_req/s p99_ms warden_req/s p99_ms ratio
-results="$work/pairs"
-for pair in $(seq "$pairs"); do
-    if [ $((pair % 2)) = 1 ]; then
-        nginx=$(measure "$nginx_port"); warden=$(measure "$proxy_port")
-    else
-        warden=$(measure "$proxy_port"); nginx=$(measure "$nginx_port")
-    fi
-    echo "$pair $nginx $warden" >>"$results"
-    echo "$pair $nginx $warden" | awk '{printf "%-5s %12s %10s %12s %10s %8.3f\n", $1, $2, $3, $4, $5, $4 / $2}'
-done
+# shellcheck disable=SC2016 # awk's fields, not the shell's
+pairs "$pairs" 'printf "%-5s %12s %10s %12s %10s %8.3f\n", $1, $2, $3, $4, $5, $4 / $2'
 
 /usr/bin/python3 - "$results" <<'PY'
 import random, statistics, sys
