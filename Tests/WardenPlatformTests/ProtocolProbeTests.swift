@@ -382,7 +382,7 @@ struct ProtocolProbeTests {
     }
     let unknown = await Probe.check("clamav", port: port)
     #expect(unknown.message == "warden does not speak protocol 'clamav'")
-    let unusedOption = await Probe.check("pgsql", port: port, options: ["username": "monit"])
-    #expect(unusedOption.message == "warden does not use option 'username' of protocol 'pgsql'")
+    let unusedOption = await Probe.check("redis", port: port, options: ["username": "monit"])
+    #expect(unusedOption.message == "warden does not use option 'username' of protocol 'redis'")
     #expect(await Probe.check("default", port: port).succeeded)
 }
