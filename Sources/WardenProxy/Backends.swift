@@ -79,12 +79,11 @@ final class BackendSet: Sendable {
     /// `pinned` is the port a sticky cookie names; `client` the address `sticky ip` hashes.
     func pick(_ balance: Site.Balance, pinned: Int?, client: String, isUp: (String) -> Bool) -> Target? {
         let (all, retiring) = targets.withLock { ($0.serving, $0.retiring) }
-        func usable(_ target: Target) -> Bool { !target.failed.load(ordering: .relaxed) && isUp(target.backend.instance) }
+        // One rule for serving and retiring instances (a serving one's drain phase is always `none`).
+        func usable(_ target: Target) -> Bool { !target.failed.load(ordering: .relaxed) && target.takesRequests(isUp: isUp) }
         if let pinned {
             if let target = all.first(where: { $0.backend.port == pinned }), usable(target) { return target }
-            if let target = retiring.first(where: { $0.backend.port == pinned }), !target.failed.load(ordering: .relaxed),
-                target.takesRequests(isUp: isUp)
-            {
+            if let target = retiring.first(where: { $0.backend.port == pinned }), usable(target) {
                 target.pinnedRequests.add(1, ordering: .relaxed)
                 target.lastPinned.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed)
                 return target
