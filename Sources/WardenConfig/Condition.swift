@@ -144,8 +144,11 @@ public struct ConnectionTest: Sendable, Hashable {
     /// A named protocol's options (`username`, `password`, `request`, `origin`, …), by keyword; `-t`
     /// refuses one the protocol's checker does not use (`SpokenProtocols.options`).
     public var protocolOptions: [String: String] = [:]
-    /// `ssl|tls with options { … }`; `-t` refuses them until warden applies them.
-    public var tlsOptions: [String: String] = [:]
+    /// `ssl|tls [options] { … }`: how the TLS connection is made (verification, CAs, client
+    /// certificate, versions, ciphers); unset options come from `set ssl`.
+    public var ssl = SSLSettings()
+    /// `address A`: the local address the connection goes out from (monit's outgoing address).
+    public var sourceAddress: String?
     /// `ipv4` or `ipv6`: the connection uses that family's address of the host; nil: the resolver's choice.
     public var family: Int?
     /// `responsetime [OP] N ms|s`, in seconds: a test that connects must also be this quick.

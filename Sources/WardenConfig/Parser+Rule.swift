@@ -396,7 +396,8 @@ extension Parser {
         return test
     }
 
-    /// `[host H] port N [type tcp|udp|tcpssl] [ssl] [protocol P …] [timeout N s] [retry N]`, or `unixsocket PATH …`.
+    /// `[host H] port N [type tcp|udp|tcpssl] [ssl [options] {…}] [address A] [ipv4|ipv6] [protocol P …] [timeout N s]
+    /// [retry N]`, or `unixsocket PATH …`.
     private func portTest() throws -> ConnectionTest {
         var host = "localhost"
         var target: ConnectionTest.Target?
@@ -417,7 +418,7 @@ extension Parser {
             } else if accept(any: ["ssl", "tls"]) != nil {
                 transport = .tcpSSL
                 _ = accept("options")
-                if peek.kind == .leftBrace { test.tlsOptions = try keyValueBlock("ssl options") }
+                if peek.kind == .leftBrace { test.ssl = try sslOptions(.portTest) }
             } else if accept(any: ["protocol", "proto"]) != nil {
                 test.proto = try protocolSpec(&transport, options: &test.protocolOptions)
             } else if accept("timeout") {
@@ -428,6 +429,8 @@ extension Parser {
                 test.responseTime = try responseTimeLimit()
             } else if let family = accept(any: ["ipv4", "ipv6"]) {
                 test.family = family.is("ipv6") ? 6 : 4
+            } else if accept("address") {
+                test.sourceAddress = try value("an address").text
             } else if let step = accept(any: ["send", "expect"]) {
                 // monit's generic protocol: the dialogue alone makes it (`port 4001 send "…" expect "…"`).
                 let text = try value(step.is("send") ? "a string to send" : "a regular expression")

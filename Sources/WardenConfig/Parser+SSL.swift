@@ -9,12 +9,15 @@ extension Parser {
         case mailServer
         /// `set httpd … ssl {…}`: warden is the server.
         case httpd
+        /// `if failed port N ssl options {…}`: warden is the client.
+        case portTest
 
         var name: String {
             switch self {
             case .global: "set ssl"
             case .mailServer: "set mailserver … ssl"
             case .httpd: "set httpd … ssl"
+            case .portTest: "port … ssl options"
             }
         }
 

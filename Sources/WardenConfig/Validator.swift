@@ -46,7 +46,6 @@ enum Validator {
             }
         }
         diagnostics += automaticTLS(configuration)
-        diagnostics += globalSSL(configuration)
         if !configuration.sites.isEmpty, configuration.proxy == nil {
             diagnostics.append(
                 .warning(.invalidValue, "'check site' without 'set proxy': no proxy will listen", at: configuration.sites[0].location,
@@ -123,9 +122,6 @@ extension Validator {
     public static func unsupported(_ condition: Condition) -> String? {
         switch condition {
         case .connection(let test):
-            if let option = test.tlsOptions.keys.sorted().first {
-                return "warden does not apply SSL option '\(option)' to port tests yet and would test without it"
-            }
             guard case .named(let name) = test.proto else { return nil }
             guard SpokenProtocols.names.contains(name) else {
                 return "warden does not speak protocol '\(name)' yet and would test only that the port accepts a connection"
@@ -345,33 +341,5 @@ extension Quantity {
         let base = String(unit.lowercased().prefix { $0 != "/" })
         if let size = Parser.sizeUnits[base] { return (value * size, false) }
         return (value, true)
-    }
-}
-
-extension Validator {
-    /// monit applies `set ssl {…}` to its TLS port and URL tests too; warden's tests do not verify yet,
-    /// so a global option that would be silently left out there is refused.
-    static func globalSSL(_ configuration: Configuration) -> [Diagnostic] {
-        let global = configuration.ssl
-        guard global != SSLSettings() else { return [] }
-        var diagnostics: [Diagnostic] = []
-        for service in configuration.services {
-            for rule in service.rules {
-                guard case .connection(let test) = rule.condition else { continue }
-                let tls: Bool
-                switch test.target {
-                case .url(let url): tls = url.scheme == "https"
-                case .port(_, _, let transport): tls = transport == .tcpSSL
-                case .unixSocket: tls = false
-                }
-                if tls {
-                    diagnostics.append(
-                        .error(
-                            .unsupportedTest, "warden does not apply 'set ssl' options to TLS port tests yet and would test without them",
-                            at: rule.location, length: 2, hint: "'set ssl' applies to the mail servers; move it to their 'using ssl {…}' instead"))
-                }
-            }
-        }
-        return diagnostics
     }
 }

@@ -155,10 +155,27 @@ enum ConditionEvaluator {
         let protocolName: String
         switch proto {
         case .http: protocolName = "HTTP"
+        // monit names the protocol, not its TLS variant: smtps is "[SMTP] at … [TCP/IP TLS]".
+        case .named(let name) where ["smtps", "imaps", "pops", "mysqls"].contains(name): protocolName = String(name.dropLast()).uppercased()
         case .named(let name): protocolName = name.uppercased()
         case .generic: protocolName = "DEFAULT"
         }
         return Outcome(failed: true, kind: .connection, message: "failed protocol test [\(protocolName)] at \(address) -- \(message)")
+    }
+
+    /// monit's name of a network endpoint in its messages: `[HOST]:PORT/REQUEST [TCP/IP TLS]`, the
+    /// transport (TCP or UDP), the address family (IP when either, IPv4, IPv6) and TLS if used.
+    static func portDescription(host: String, port: Int, request: String, udp: Bool, family: Int?, tls: Bool) -> String {
+        "[\(host)]:\(port)\(request) [\(udp ? "UDP" : "TCP")/\(family.map { "IPv\($0)" } ?? "IP")\(tls ? " TLS" : "")]"
+    }
+
+    /// The request a port test makes, as monit shows it after the port: HTTP's path, websocket's request.
+    static func request(of test: ConnectionTest) -> String {
+        switch test.proto {
+        case .http(let check): check.request
+        case .named("websocket"): test.protocolOptions["request"] ?? ""
+        case .named, .generic: ""
+        }
     }
 
     static func resource(

@@ -1,4 +1,5 @@
 import Logging
+import NIOSSL
 import WardenConfig
 import WardenPlatform
 
@@ -354,52 +355,87 @@ extension ServiceSupervisor {
     }
 
     /// One attempt of a connection test: what the probe saw, the body of an HTTP answer, and the
-    /// address as monit names it in its messages.
+    /// endpoint as monit names it in its messages.
     private func probe(_ test: ConnectionTest, of service: WardenConfig.Service) async -> (ProbeResult, String, String) {
         let timeout = Duration.seconds(test.timeout ?? configuration.limits.networkTimeout)
-        var result: ProbeResult
-        var body = ""
-        var address = ""
         switch test.target {
         case .url(let url):
-            address = "[\(url.host)]:\(url.port)\(url.path)"
-            (result, body) = await prober.http(
+            let https = url.scheme == "https"
+            let address = ConditionEvaluator.portDescription(host: url.host, port: url.port, request: url.path, udp: false, family: nil, tls: https)
+            let tls: TLSConfiguration?
+            do {
+                tls = https ? try test.ssl.merged(over: configuration.ssl).clientTLSConfiguration() : nil
+            } catch {
+                return (Self.unusableTLS(error), "", address)
+            }
+            let (result, body) = await prober.http(
                 HTTPProbeRequest(
                     host: url.host, port: url.port, path: url.path, hostHeader: url.port == 80 ? url.host : "\(url.host):\(url.port)",
                     basicAuthorization: Self.basic(url.user, url.password), timeout: timeout,
-                    bodyLimit: configuration.limits.httpContentBuffer, tls: url.scheme == "https",
-                    certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum, bodyDigest: Self.digestKind(test.proto)))
+                    bodyLimit: configuration.limits.httpContentBuffer, tls: https,
+                    certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum,
+                    bodyDigest: Self.digestKind(test.proto), tlsConfiguration: tls))
+            return (result, body, address)
         case .port(let host, let port, let transport):
             // A host's port test names the host's address, as monit's messages do.
-            var target = hostAddress(for: service, host: host)
-            if let family = test.family {
-                guard let resolved = ResolvedAddress(target, family: family) else {
-                    let message = "cannot connect to [\(target)]:\(port) -- no IPv\(family) address for \(target)"
-                    return (ProbeResult(succeeded: false, message: message, responseTime: .zero), "", "[\(target)]:\(port)")
+            let named = hostAddress(for: service, host: host)
+            let udp = transport == .udp || test.proto == .named("ntp3")
+            let tlsOn: Bool
+            if case .named(let name) = test.proto { tlsOn = transport == .tcpSSL || ProtocolCheckRequest.impliesTLS(name) } else { tlsOn = transport == .tcpSSL }
+            let address = ConditionEvaluator.portDescription(
+                host: named, port: port, request: ConditionEvaluator.request(of: test), udp: udp, family: test.family, tls: tlsOn)
+            func failure(_ reason: String) -> (ProbeResult, String, String) {
+                (ProbeResult(succeeded: false, message: "cannot connect to [\(named)]:\(port) -- \(reason)", responseTime: .zero), "", address)
+            }
+            var target = named
+            var family = test.family
+            if family != nil || test.sourceAddress != nil {
+                guard let resolved = ResolvedAddress(named, family: family) else {
+                    return failure(family.map { "no IPv\($0) address for \(named)" } ?? "cannot resolve \(named)")
                 }
                 target = resolved.numeric
+                family = resolved.isIPv6 ? 6 : 4
             }
-            address = "[\(target)]:\(port)"
-            if case .http(let check) = test.proto {
-                (result, body) = await prober.http(
+            var source: String?
+            if let sourceAddress = test.sourceAddress {
+                guard let local = ResolvedAddress(sourceAddress, family: family) else {
+                    return failure("no IPv\(family ?? 4) address for the outgoing address \(sourceAddress)")
+                }
+                source = local.numeric
+            }
+            let tls: TLSConfiguration?
+            do {
+                tls = tlsOn ? try test.ssl.merged(over: configuration.ssl).clientTLSConfiguration() : nil
+            } catch {
+                return (Self.unusableTLS(error), "", address)
+            }
+            switch test.proto {
+            case .http(let check):
+                let (result, body) = await prober.http(
                     HTTPProbeRequest(
                         host: target, port: port, path: check.request, hostHeader: check.hostHeader ?? host,
                         basicAuthorization: Self.basic(check.user, check.password), timeout: timeout,
-                        bodyLimit: configuration.limits.httpContentBuffer, tls: transport == .tcpSSL,
-                        certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum, bodyDigest: Self.digestKind(test.proto)))
-            } else if case .named(let name) = test.proto {
-                // NTP runs over UDP whatever the port's type says, as monit has it.
-                let udp = transport == .udp || name == "ntp3"
+                        bodyLimit: configuration.limits.httpContentBuffer, tls: tlsOn,
+                        certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum,
+                        bodyDigest: Self.digestKind(test.proto), tlsConfiguration: tls, source: source))
+                return (result, body, address)
+            case .generic where !tlsOn && source == nil && !udp:
+                return (await prober.connect(host: target, port: port, timeout: timeout), "", address)
+            case .named, .generic:
+                // TLS or an outgoing address need the protocol path's own connection; with no protocol
+                // it is monit's default test: the connection (and TLS handshake) alone.
+                let name: String
+                if case .named(let named) = test.proto { name = named } else { name = "default" }
                 let endpoint: ProtocolCheckRequest.Target = udp ? .udp(host: target, port: port) : .tcp(host: target, port: port)
-                result = await prober.check(
+                let result = await prober.check(
                     ProtocolCheckRequest(
-                        protocolName: name, target: endpoint, tls: transport == .tcpSSL, timeout: timeout, dialogue: test.dialogue,
-                        certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum, options: test.protocolOptions))
-            } else {
-                result = await prober.connect(host: target, port: port, timeout: timeout)
+                        protocolName: name, target: endpoint, tls: tlsOn, timeout: timeout, dialogue: test.dialogue,
+                        certificateMinimumDays: test.certificateMinimumDays, certificateChecksum: test.certificateChecksum,
+                        options: test.protocolOptions, tlsConfiguration: tls, source: source))
+                return (result, "", address)
             }
         case .unixSocket(let path):
-            address = path
+            let result: ProbeResult
             if case .named(let name) = test.proto {
                 result = await prober.check(
                     ProtocolCheckRequest(
@@ -408,8 +444,13 @@ extension ServiceSupervisor {
             } else {
                 result = await prober.connect(unixSocket: path, timeout: timeout)
             }
+            return (result, "", path)
         }
-        return (result, body, address)
+    }
+
+    /// A TLS test whose own files (client certificate, CAs) cannot be read fails with the reason.
+    private static func unusableTLS(_ error: any Error) -> ProbeResult {
+        ProbeResult(succeeded: false, message: "SSL: cannot use the ssl options -- \(error)", responseTime: .zero)
     }
 
     /// An HTTP test's Basic credentials, encoded.

@@ -1,3 +1,4 @@
+import WardenCore
 import WardenPlatform
 import NIOCore
 import NIOPosix
@@ -89,7 +90,7 @@ public struct SMTPClient: Sendable {
                 .connect(host: server.host, port: server.effectivePort) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if server.security == .implicitTLS {
-                            let context = try NIOSSLContext(configuration: Self.tlsConfiguration(server.ssl))
+                            let context = try NIOSSLContext(configuration: server.ssl.clientTLSConfiguration())
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: Self.sniName(server.host)))
                         }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()))
@@ -153,7 +154,7 @@ public struct SMTPClient: Sendable {
         if server.security == .startTLS {
             guard offersStartTLS else { throw SMTPError.startTLSUnavailable }
             _ = try await session.command("STARTTLS", expect: 2)
-            let context = try NIOSSLContext(configuration: Self.tlsConfiguration(server.ssl))
+            let context = try NIOSSLContext(configuration: server.ssl.clientTLSConfiguration())
             let channel = session.channel
             let hostname = Self.sniName(server.host)
             // The TLS handler goes below the reply decoder; it is made on the channel's event loop.
@@ -195,28 +196,6 @@ public struct SMTPClient: Sendable {
         if reply.code == 250 { return Array(reply.lines.dropFirst()) }
         _ = try await session.command("HELO \(heloName)", expect: 2)
         return []
-    }
-
-    /// monit verifies no certificate unless told to (`verify: enable`); warden does the same
-    /// (self-signed relays are common). With it, the system's CAs are trusted unless
-    /// `cacertificatefile`/`cacertificatepath` name others, and the certificate must be for the host.
-    static func tlsConfiguration(_ ssl: SSLSettings) throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        if ssl.verify == true {
-            let roots = [ssl.caCertificateFile, ssl.caCertificatePath].compactMap { $0 }
-            if let first = roots.first {
-                configuration.trustRoots = .file(first)
-                configuration.additionalTrustRoots = roots.dropFirst().map { .file($0) }
-            }
-        } else {
-            configuration.certificateVerification = .none
-        }
-        TLSOptions.apply(versions: ssl.tlsMinorVersions, ciphers: ssl.ciphers, to: &configuration)
-        if let pem = ssl.clientPemfile {
-            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(pem).map { .certificate($0) }
-            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: pem, format: .pem))
-        }
-        return configuration
     }
 
     /// SNI only for a name: TLS forbids an address there.

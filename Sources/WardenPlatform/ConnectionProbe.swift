@@ -35,8 +35,11 @@ public struct HTTPProbeRequest: Sendable {
     public var basicAuthorization: String?
     public var timeout: Duration
     public var bodyLimit: Int
-    /// HTTPS; the certificate is not verified, as monit does not by default.
+    /// HTTPS, with `tlsConfiguration` (nil: the certificate is not verified, as monit by default).
     public var tls: Bool
+    public var tlsConfiguration: TLSConfiguration?
+    /// `address A`: the numeric local address to connect from.
+    public var source: String?
     /// `certificate valid > N days`.
     public var certificateMinimumDays: Int?
     /// `certificate checksum [md5|sha1] HASH`.
@@ -46,8 +49,11 @@ public struct HTTPProbeRequest: Sendable {
 
     public init(
         host: String, port: Int, path: String, hostHeader: String, basicAuthorization: String? = nil, timeout: Duration, bodyLimit: Int,
-        tls: Bool = false, certificateMinimumDays: Int? = nil, certificateChecksum: CertificateChecksum? = nil, bodyDigest: HashKind? = nil
+        tls: Bool = false, certificateMinimumDays: Int? = nil, certificateChecksum: CertificateChecksum? = nil, bodyDigest: HashKind? = nil,
+        tlsConfiguration: TLSConfiguration? = nil, source: String? = nil
     ) {
+        self.tlsConfiguration = tlsConfiguration
+        self.source = source
         self.certificateChecksum = certificateChecksum
         self.host = host
         self.port = port
@@ -109,9 +115,8 @@ public struct ConnectionProbe: Sendable {
         let promise = group.next().makePromise(of: HTTPProbeHandler.Response.self)
         let timeout = Self.timeAmount(request.timeout)
         do {
-            let context = try request.tls ? Self.tlsContext() : nil
-            let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(timeout)
+            let context = try request.tls ? Self.tlsContext(request.tlsConfiguration) : nil
+            let channel = try await bootstrap(timeout: request.timeout, source: request.source)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let context {
@@ -156,11 +161,19 @@ public struct ConnectionProbe: Sendable {
         }
     }
 
-    /// A client context that verifies nothing, as monit by default; `certificate valid` judges the dates.
-    static func tlsContext() throws -> NIOSSLContext {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .none
-        return try NIOSSLContext(configuration: configuration)
+    /// A client context for `configuration`; without one it verifies nothing, as monit by default
+    /// (`certificate valid` judges the dates).
+    static func tlsContext(_ configuration: TLSConfiguration?) throws -> NIOSSLContext {
+        var unverified = TLSConfiguration.makeClientConfiguration()
+        unverified.certificateVerification = .none
+        return try NIOSSLContext(configuration: configuration ?? unverified)
+    }
+
+    /// A TCP client bootstrap with the test's timeout, going out from `source` when the test names one.
+    func bootstrap(timeout: Duration, source: String?) throws -> ClientBootstrap {
+        let bootstrap = ClientBootstrap(group: group).connectTimeout(Self.timeAmount(timeout))
+        guard let source else { return bootstrap }
+        return bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
     }
 
     /// SNI only for a name: TLS forbids an address there.
@@ -179,13 +192,18 @@ public struct ConnectionProbe: Sendable {
         if let failed = error as? NIOConnectionError, let first = failed.connectionErrors.first?.error {
             return describe(first)
         }
-        if let tls = error as? NIOSSLError, case .handshakeFailed(let reason) = tls {
+        if error is NIOSSLExtraError { return TLSFailure.describe(error) }
+        if let tls = error as? NIOSSLError {
             // BoringSSL's "error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at …" as
             // OpenSSL words it for monit: "wrong version number".
-            let text = "\(reason)"
-            guard let marker = text.firstRange(of: "OPENSSL_internal:") else { return "SSL handshake failed -- \(text)" }
+            let (context, text): (String, String)
+            switch tls {
+            case .handshakeFailed(let reason): (context, text) = ("SSL handshake failed", "\(reason)")
+            default: (context, text) = ("SSL error", "\(tls)")
+            }
+            guard let marker = text.firstRange(of: "OPENSSL_internal:") else { return "\(context) -- \(text)" }
             let code = text[marker.upperBound...].prefix { $0 != " " && $0 != "]" }
-            return "SSL handshake failed -- \(code.lowercased().replacingUnderscores())"
+            return "\(context) -- \(code.lowercased().replacingUnderscores())"
         }
         return "\(error)"
     }

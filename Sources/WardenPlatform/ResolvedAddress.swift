@@ -29,6 +29,7 @@ public struct ResolvedAddress: Sendable {
     }
 
     var family: Int32 { Int32(storage.ss_family) }
+    public var isIPv6: Bool { family == AF_INET6 }
 
     /// The address bytes alone (no port or scope): what a reply's sender is compared by.
     var hostBytes: [UInt8] {

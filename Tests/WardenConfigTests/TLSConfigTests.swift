@@ -90,16 +90,30 @@ struct TLSConfigTests {
             "set httpd port 2812 with ssl { pemfile: /etc/x.pem, cacertificatefile: /etc/ca.pem } allow localhost":
                 "warden cannot apply 'cacertificatefile' here",
             "set httpd port 2812 with ssl { pemfile: /etc/x.pem, verify: enable } allow localhost": "'verify: enable' on the dashboard checks client certificates",
-            """
-            set ssl { verify: enable }
-            check host web address 127.0.0.1
-                if failed port 443 type tcpssl then alert
-            """: "warden does not apply 'set ssl' options to TLS port tests yet",
+            "check host web address 127.0.0.1\n    if failed port 443 ssl options { pemkey: /etc/x.key } then alert": "warden cannot apply 'pemkey' here",
         ]
         for (text, expected) in cases {
             let rendered = parse(text).renderedDiagnostics()
             #expect(rendered.contains("error: \(expected)"), "\(text)\n\(rendered)")
         }
+    }
+
+    /// `set ssl` is what a TLS port test's own options fall back to, as in monit.
+    @Test func aPortTestTakesTheGlobalOptionsItDoesNotSet() throws {
+        let result = parse(
+            """
+            set ssl { verify: enable, cacertificatefile: /etc/ca.pem }
+            check host web address 127.0.0.1
+                if failed port 443 ssl options { version: tlsv13 } then alert
+            """)
+        #expect(!result.diagnostics.hasErrors, "\(result.renderedDiagnostics())")
+        let configuration = try #require(result.configuration)
+        guard case .connection(let test) = try #require(configuration.services.first?.rules.first).condition else {
+            Issue.record("not a connection test")
+            return
+        }
+        let effective = test.ssl.merged(over: configuration.ssl)
+        #expect(effective.verify == true && effective.caCertificateFile == "/etc/ca.pem" && effective.versions == .v1_3 ... .v1_3)
     }
 
     @Test func dashboardClientCertificates() throws {

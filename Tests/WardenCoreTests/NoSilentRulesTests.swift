@@ -232,9 +232,22 @@ struct NoSilentRulesTests {
                 == "'protocol radius' is not supported on this system: warden does not speak protocol 'radius' yet and would test only that the port accepts a connection")
     }
 
-    @Test func sslOptionsOfAPortTestAreRefusedNotDropped() throws {
-        let (_, diagnostics) = try Self.check("host", "if failed port 443 ssl options { verify: enable } protocol http then alert")
-        #expect(diagnostics.contains { $0.message.hasSuffix("warden does not apply SSL option 'verify' to port tests yet and would test without it") })
+    /// A port test's ssl options are kept and applied (ProtocolTests proves them live); those that
+    /// mean nothing for a client are errors, never dropped.
+    @Test func sslOptionsOfAPortTestAreKeptOrRefused() throws {
+        let (condition, diagnostics) = try Self.check(
+            "host", "if failed port 443 ssl options { verify: enable, cacertificatefile: /etc/ca.pem, version: tlsv13 } address 10.0.0.2 protocol http then alert")
+        #expect(diagnostics.isEmpty, "\(diagnostics.map(\.message))")
+        guard case .connection(let test)? = condition else {
+            Issue.record("not a connection test")
+            return
+        }
+        #expect(test.ssl.verify == true && test.ssl.caCertificateFile == "/etc/ca.pem" && test.ssl.versions == .v1_3 ... .v1_3)
+        #expect(test.sourceAddress == "10.0.0.2")
+        let (_, server) = try Self.check("host", "if failed port 443 ssl options { pemfile: /etc/cert.pem } then alert")
+        #expect(server.contains { $0.message.contains("warden cannot apply 'pemfile' here") }, "\(server.map(\.message))")
+        let (_, selfSigned) = try Self.check("host", "if failed port 443 ssl options { verify: enable, selfsigned: allow } then alert")
+        #expect(selfSigned.contains { $0.message.contains("warden cannot apply 'selfsigned' here") }, "\(selfSigned.map(\.message))")
     }
 
     /// The options of the tests warden now runs are kept, not parsed and dropped.

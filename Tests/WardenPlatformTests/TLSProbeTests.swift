@@ -34,7 +34,7 @@ struct TLSProbeTests {
         #expect(await Probe.untilPassing("smtps", port: port).succeeded, "\(server.output)")
         // Plain SMTP on a TLS port is refused by the handshake, not mistaken for a greeting.
         #expect(!(await Probe.check("smtp", port: port)).succeeded)
-        try await suite.exercise("smtps", port: port, server: server, directory: directory, garbage: "SMTP: error receiving data -- SSL handshake failed -- wrong version number")
+        try await suite.exercise("smtps", port: port, server: server, directory: directory, garbage: "cannot connect to [127.0.0.1]:\(port) -- SSL handshake failed -- wrong version number")
     }
 
     @Test func imapsAndPops() async throws {
@@ -52,7 +52,7 @@ struct TLSProbeTests {
         #expect(!expiring.succeeded)
         #expect(expiring.message.hasPrefix("SSL: certificate expires in "), "\(expiring.message)")
         #expect(expiring.message.hasSuffix(" days, valid > 60 days required"), "\(expiring.message)")
-        try await suite.exercise("imaps", port: imaps, server: server, directory: directory, garbage: "IMAP: greeting read error -- SSL handshake failed -- wrong version number")
+        try await suite.exercise("imaps", port: imaps, server: server, directory: directory, garbage: "cannot connect to [127.0.0.1]:\(imaps) -- SSL handshake failed -- wrong version number")
     }
 
     @Test func httpsCertificateValidity() async throws {

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
+import NIOTLS
 
 /// Why a protocol test failed, in monit's words ("SMTP: invalid greeting -- …").
 struct ProtocolFailure: Error {
@@ -89,7 +90,13 @@ final class ProbeStream {
         try await write(Array(text.utf8), context)
     }
 
-    /// When the server's certificate expires, on a TLS connection that received data.
+    /// Waits until the TLS handshake is done; a refused handshake or a closed connection ends it.
+    func handshake(_ context: String) async throws {
+        let (ended, error) = await inbox.waitForHandshake()
+        if ended { throw failure(context, error) }
+    }
+
+    /// The server's certificate, on a TLS connection once its handshake is done.
     var certificate: NIOSSLCertificate? { inbox.certificate.withLockedValue { $0 } }
 }
 
@@ -98,13 +105,33 @@ final class ProbeInbox: Sendable {
     private struct State {
         var bytes: [UInt8] = []
         var ended = false
+        var handshook = false
         var error: (any Error)?
         var waiter: CheckedContinuation<Void, Never>?
     }
 
     private let state = NIOLockedValueBox(State())
-    /// When the server's TLS certificate expires (seconds since the epoch), read once the handshake is done.
+    /// The server's TLS certificate, read once the handshake is done.
     let certificate = NIOLockedValueBox<NIOSSLCertificate?>(nil)
+
+    func handshakeCompleted(_ certificate: NIOSSLCertificate?) {
+        self.certificate.withLockedValue { $0 = certificate }
+        state.withLockedValue { $0.handshook = true }
+        wake()
+    }
+
+    /// Returns once the handshake is done (`ended` false) or the stream ended before it.
+    func waitForHandshake() async -> (ended: Bool, (any Error)?) {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLockedValue { state -> Bool in
+                if state.handshook || state.ended { return true }
+                state.waiter = continuation
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        return state.withLockedValue { (!$0.handshook, $0.error) }
+    }
 
     var available: Int { state.withLockedValue { $0.bytes.count } }
 
@@ -183,19 +210,19 @@ final class ProbeInboxHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let inbox: ProbeInbox
-    private var sawData = false
 
     init(inbox: ProbeInbox) { self.inbox = inbox }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // The first bytes come after the TLS handshake; the certificate is known then and gone once the
-        // channel closes, which a server may do right after its last answer.
-        if !sawData, let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self) {
-            let certificate = tls.peerCertificate
-            inbox.certificate.withLockedValue { $0 = certificate }
-        }
-        sawData = true
         inbox.append(unwrapInboundIn(data).readableBytesView)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self)
+            inbox.handshakeCompleted(tls?.peerCertificate)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -19,8 +19,12 @@ public struct ProtocolCheckRequest: Sendable {
     /// monit's protocol name, lowercase: smtp, ssh, mysql, …
     public var protocolName: String
     public var target: Target
-    /// Implicit TLS from the first byte (`type tcpssl`, smtps, imaps, pops).
+    /// Implicit TLS from the first byte (`type tcpssl`, smtps, imaps, pops), with `tlsConfiguration`
+    /// (nil: the certificate is not verified, as monit by default).
     public var tls: Bool
+    public var tlsConfiguration: TLSConfiguration?
+    /// `address A`: the numeric local address to connect from.
+    public var source: String?
     /// Covers the connection and the whole dialogue.
     public var timeout: Duration
     public var dialogue: [DialogueStep]
@@ -34,8 +38,11 @@ public struct ProtocolCheckRequest: Sendable {
 
     public init(
         protocolName: String, target: Target, tls: Bool = false, timeout: Duration, dialogue: [DialogueStep] = [],
-        certificateMinimumDays: Int? = nil, certificateChecksum: CertificateChecksum? = nil, options: [String: String] = [:]
+        certificateMinimumDays: Int? = nil, certificateChecksum: CertificateChecksum? = nil, options: [String: String] = [:],
+        tlsConfiguration: TLSConfiguration? = nil, source: String? = nil
     ) {
+        self.tlsConfiguration = tlsConfiguration
+        self.source = source
         self.certificateChecksum = certificateChecksum
         self.protocolName = protocolName
         self.target = target
@@ -47,7 +54,7 @@ public struct ProtocolCheckRequest: Sendable {
     }
 
     /// Whether the protocol runs over TLS from the first byte whatever the port's type says.
-    static func impliesTLS(_ name: String) -> Bool { ["smtps", "imaps", "pops"].contains(name) }
+    public static func impliesTLS(_ name: String) -> Bool { ["smtps", "imaps", "pops"].contains(name) }
 }
 
 extension ConnectionProbe {
@@ -59,7 +66,7 @@ extension ConnectionProbe {
         let expired = NIOLockedValueBox(false)
         let channel: any Channel
         do {
-            channel = try await connect(request.target, tls: tls, inbox: inbox, timeout: request.timeout)
+            channel = try await connect(request, tls: tls, inbox: inbox)
         } catch {
             return ProbeResult(
                 succeeded: false, message: "cannot connect to \(Self.name(request.target)) -- \(Self.describe(error))",
@@ -75,6 +82,9 @@ extension ConnectionProbe {
         }
         let stream = ProbeStream(channel: channel, inbox: inbox, expired: expired, timeout: request.timeout)
         do {
+            // The handshake first: a protocol that waits for the client (or none, `type tcpssl` alone)
+            // must still prove the server speaks TLS, as monit's connect does.
+            if tls { try await stream.handshake("cannot connect to \(Self.name(request.target))") }
             try await Self.speak(request, on: stream)
             // After the dialogue the TLS handshake is surely over and the certificate known.
             if tls {
@@ -117,8 +127,9 @@ extension ConnectionProbe {
         }
     }
 
-    private func connect(_ target: ProtocolCheckRequest.Target, tls: Bool, inbox: ProbeInbox, timeout: Duration) async throws -> any Channel {
-        let context = try tls ? Self.tlsContext() : nil
+    private func connect(_ request: ProtocolCheckRequest, tls: Bool, inbox: ProbeInbox) async throws -> any Channel {
+        let target = request.target
+        let context = try tls ? Self.tlsContext(request.tlsConfiguration) : nil
         let serverName = Self.serverName(Self.hostName(target))
         let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -136,14 +147,20 @@ extension ConnectionProbe {
                 return channel
             }
         }
-        let bootstrap = ClientBootstrap(group: group).connectTimeout(Self.timeAmount(timeout))
         switch target {
         case .tcp(let host, let port):
-            return try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
+            return try await bootstrap(timeout: request.timeout, source: request.source)
+                .connect(host: host, port: port, channelInitializer: initializer)
         case .unixSocket(let path):
-            return try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
+            return try await bootstrap(timeout: request.timeout, source: nil).connect(unixDomainSocketPath: path, channelInitializer: initializer)
         case .udp(let host, let port):
-            return try await DatagramBootstrap(group: group).connect(host: host, port: port, channelInitializer: udpInitializer)
+            let datagrams = DatagramBootstrap(group: group)
+            guard let source = request.source else {
+                return try await datagrams.connect(host: host, port: port, channelInitializer: udpInitializer)
+            }
+            let channel = try await datagrams.channelInitializer { channel in udpInitializer(channel).map { _ in } }.bind(host: source, port: 0).get()
+            try await channel.connect(to: try SocketAddress.makeAddressResolvingHost(host, port: port)).get()
+            return channel
         }
     }
 
