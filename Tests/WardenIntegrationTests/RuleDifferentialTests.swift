@@ -132,4 +132,59 @@ struct RuleDifferentialTests {
         #expect(sent.status == 0, "\(sent.stderr)")
         pair.expect(["matches limit [upload rate > 100 kB in last 1 second]", "'loopback' upload check succeeded [current upload rate "])
     }
+
+    /// A tmpfs filled past its limit and emptied: the same limit event and the same recovery.
+    @Test func aFilesystemFilledAndEmptied() throws {
+        guard TestSupport.tool("/usr/bin/monit") else { return }
+        let directory = try TemporaryDirectory()
+        let mountPoint = directory.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try TestSupport.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint], timeout: 30)
+        guard mounted.status == 0 else {
+            if TestSupport.isCI { Issue.record("mount tmpfs: \(mounted.stderr)") }
+            return
+        }
+        defer { _ = try? TestSupport.run("/bin/umount", ["-l", mountPoint]) }
+        let pair = try Pair(directory, """
+            check filesystem scratch with path \(mountPoint)
+              if space usage > 50% then alert
+
+            """)
+        defer { pair.stop() }
+        usleep(2_500_000)
+        pair.expectNeither("matches resource limit")
+        try Data(count: 700 * 1024).write(to: URL(fileURLWithPath: mountPoint + "/fill"))
+        pair.expect(["'scratch' space usage ", "matches resource limit [space usage > 50.0%]"])
+        try FileManager.default.removeItem(atPath: mountPoint + "/fill")
+        pair.expect(["matches resource limit [space usage > 50.0%]", "'scratch' space usage test succeeded [current space usage = "])
+    }
+
+    /// A server stopped by its pid and started again: the same protocol failure, named the same way
+    /// (`[REDIS] at [127.0.0.1]:PORT [TCP/IP]`), and the same recovery.
+    @Test func aServerStoppedAndStartedAgain() throws {
+        guard TestSupport.tool("/usr/bin/monit"), TestSupport.tool("/usr/bin/redis-server") else { return }
+        let directory = try TemporaryDirectory()
+        let port = TestSupport.freePort()
+        func startRedis() throws -> Peer {
+            let server = try Peer(
+                "/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path],
+                log: directory.path + "/redis.log")
+            #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.portOpen(port) })
+            return server
+        }
+        var server = try startRedis()
+        let pair = try Pair(directory, """
+            check host cache with address 127.0.0.1
+              if failed port \(port) protocol redis with timeout 2 seconds then alert
+
+            """)
+        defer { pair.stop() }
+        usleep(2_500_000)
+        pair.expectNeither("failed protocol test")
+        server.stop()
+        pair.expect(["'cache' failed protocol test [REDIS] at [127.0.0.1]:\(port) [TCP/IP] -- "])
+        server = try startRedis()
+        defer { server.stop() }
+        pair.expect(["'cache' failed protocol test [REDIS]", "'cache' connection succeeded to [127.0.0.1]:\(port) [TCP/IP]"])
+    }
 }
