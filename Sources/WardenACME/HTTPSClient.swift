@@ -1,7 +1,6 @@
-import NIOCore
 import NIOHTTP1
-import NIOPosix
 import NIOSSL
+import WardenPlatform
 
 /// The ACME client's way to the server: one HTTPS request per connection, the server's
 /// certificate verified against the system's roots or the `trust` file of `set acme`.
@@ -23,52 +22,33 @@ public struct ACMEHTTPSClient: Sendable {
 
     public func send(_ request: ACMERequest) async throws -> ACMEResponse {
         guard let target = Target(request.url) else { throw Failure(description: "not an https URL: '\(request.url)'") }
-        let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: ACMEResponse.self)
-        let channel: any Channel
+        var headers: HTTPHeaders = [
+            "Host": target.hostHeader, "User-Agent": "warden-acme", "Accept": "application/pem-certificate-chain, application/json",
+        ]
+        if request.body != nil { headers.add(name: "Content-Type", value: "application/jose+json") }
+        let response: HTTP1Response
         do {
-            channel = try await connect(target, promise: promise)
+            response = try await HTTP1Client().send(
+                HTTP1Request(
+                    endpoint: .tcp(host: target.host, port: target.port), method: HTTPMethod(rawValue: request.method.rawValue),
+                    path: target.path, headers: headers, body: request.body, tls: tls, serverName: TLSOptions.serverName(for: target.host),
+                    timeout: timeout, bodyLimit: Self.maximumBodyBytes))
         } catch {
-            promise.fail(error)
-            throw error
+            switch error {
+            case .cannotConnect(let reason): throw Failure(description: "cannot connect to \(target.host):\(target.port) -- \(Self.describe(reason))")
+            case .timedOut: throw Failure(description: "no answer from \(target.host) within \(timeout)")
+            case .broken(let reason?): throw Failure(description: "\(target.host):\(target.port) -- \(Self.describe(reason))")
+            case .broken(nil): throw Failure(description: "the connection closed before a whole answer")
+            case .bodyTooLarge(let limit): throw Failure(description: "answer over \(limit) bytes")
+            }
         }
-        var headers = HTTPHeaders([
-            ("Host", target.hostHeader), ("User-Agent", "warden-acme"), ("Connection", "close"),
-            ("Accept", "application/pem-certificate-chain, application/json"),
-        ])
-        if let body = request.body {
-            headers.add(name: "Content-Type", value: "application/jose+json")
-            headers.add(name: "Content-Length", value: String(body.count))
-        }
-        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue), uri: target.path, headers: headers)
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        if let body = request.body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
-            promise.fail(Failure(description: "no answer from \(target.host) within \(timeout)"))
-            channel.close(promise: nil)
-        }
-        defer {
-            timer.cancel()
-            channel.close(promise: nil)
-        }
-        return try await promise.futureResult.get()
+        var fields: [String: String] = [:]
+        for (name, value) in response.headers where fields[name.lowercased()] == nil { fields[name.lowercased()] = value }
+        return ACMEResponse(status: response.status, headers: fields, body: response.body)
     }
 
-    private func connect(_ target: Target, promise: EventLoopPromise<ACMEResponse>) async throws -> any Channel {
-        let tls = self.tls
-        return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(10))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // No SNI for an address: TLS forbids it, and NIOSSL then checks the address instead.
-                    let name = target.host.contains(where: { $0 == ":" }) || target.host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : target.host
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
-                    try operations.addHTTPClientHandlers()
-                    try operations.addHandler(ResponseCollector(promise: promise))
-                }
-            }
-            .connect(host: target.host, port: target.port).get()
+    private static func describe(_ error: any Error) -> String {
+        TLSFailure.isTLS(error) ? TLSFailure.describe(error) : "\(error)"
     }
 
     struct Target {
@@ -96,48 +76,3 @@ public struct ACMEHTTPSClient: Sendable {
         }
     }
 }
-
-/// Gathers one response; what does not arrive in whole fails the promise.
-private final class ResponseCollector: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-
-    private let promise: EventLoopPromise<ACMEResponse>
-    private var head: HTTPResponseHead?
-    private var body: [UInt8] = []
-
-    init(promise: EventLoopPromise<ACMEResponse>) {
-        self.promise = promise
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-        case .body(let buffer):
-            guard body.count + buffer.readableBytes <= ACMEHTTPSClient.maximumBodyBytes else {
-                promise.fail(ACMEHTTPSClient.Failure(description: "answer over \(ACMEHTTPSClient.maximumBodyBytes) bytes"))
-                context.close(promise: nil)
-                return
-            }
-            body += buffer.readableBytesView
-        case .end:
-            guard let head else { return }
-            var headers: [String: String] = [:]
-            for (name, value) in head.headers where headers[name.lowercased()] == nil { headers[name.lowercased()] = value }
-            promise.succeed(ACMEResponse(status: Int(head.status.code), headers: headers, body: body))
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(ACMEHTTPSClient.Failure(description: "the connection closed before a whole answer"))
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
-        context.close(promise: nil)
-    }
-}
-
-@available(*, unavailable)
-extension ResponseCollector: Sendable {}

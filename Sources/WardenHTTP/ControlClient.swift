@@ -1,7 +1,6 @@
 import WardenPlatform
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import NIOSSL
 import WardenConfig
 import WardenCore
@@ -62,59 +61,38 @@ public struct ControlClient: Sendable {
     }
 
     private func send(method: HTTPMethod, path: String, body: String?) async throws -> Response {
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.seconds(5))
-        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
-        do {
-            channel = try await connect(bootstrap)
-        } catch {
-            throw Failure(description: "cannot connect to the warden daemon (\(describe(endpoint))): is it running?")
+        var headers: HTTPHeaders = ["Host": "localhost", "X-Requested-By": "warden-cli"]
+        if let authorization { headers.add(name: "Authorization", value: authorization) }
+        if body != nil { headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded") }
+        let target: HTTP1Request.Endpoint
+        switch endpoint {
+        case .tcp(let host, let port): target = .tcp(host: host, port: port)
+        case .unix(let path): target = .unix(path)
         }
-        return try await channel.executeThenClose { inbound, outbound in
-            var headers = HTTPHeaders()
-            headers.add(name: "Host", value: "localhost")
-            headers.add(name: "X-Requested-By", value: "warden-cli")
-            headers.add(name: "Connection", value: "close")
-            if let authorization { headers.add(name: "Authorization", value: authorization) }
-            if let body {
-                headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-                headers.add(name: "Content-Length", value: String(body.utf8.count))
+        var tlsContext: NIOSSLContext?
+        if tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            tlsContext = try NIOSSLContext(configuration: configuration)
+        }
+        do {
+            let response = try await HTTP1Client().send(
+                HTTP1Request(
+                    endpoint: target, method: method, path: path, headers: headers, body: body.map { Array($0.utf8) }, tls: tlsContext,
+                    timeout: .seconds(120), bodyLimit: Self.maximumAnswerBytes))
+            return Response(status: response.status, body: String(decoding: response.body, as: UTF8.self))
+        } catch {
+            switch error {
+            case .cannotConnect: throw Failure(description: "cannot connect to the warden daemon (\(describe(endpoint))): is it running?")
+            case .timedOut: throw Failure(description: "the warden daemon (\(describe(endpoint))) did not answer within 120 s")
+            case .broken(let reason): throw Failure(description: "the warden daemon (\(describe(endpoint))) broke off its answer\(reason.map { ": \($0)" } ?? "")")
+            case .bodyTooLarge(let limit): throw Failure(description: "the warden daemon's answer is over \(limit) bytes")
             }
-            try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)))
-            if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
-            try await outbound.write(.end(nil))
-            var status = 0
-            var text = ""
-            for try await part in inbound {
-                switch part {
-                case .head(let head): status = Int(head.status.code)
-                case .body(let buffer): text += String(buffer: buffer)
-                case .end: return Response(status: status, body: text)
-                }
-            }
-            return Response(status: status, body: text)
         }
     }
 
-    private func connect(_ bootstrap: ClientBootstrap) async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
-        let tls = self.tls
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>> = { channel in
-            channel.eventLoop.makeCompletedFuture {
-                if tls {
-                    var configuration = TLSConfiguration.makeClientConfiguration()
-                    configuration.certificateVerification = .none
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: NIOSSLContext(configuration: configuration), serverHostname: nil))
-                }
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
-            }
-        }
-        switch endpoint {
-        case .tcp(let host, let port):
-            return try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
-        case .unix(let path):
-            return try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
-        }
-    }
+    /// The daemon's largest answers are the JSON status and the log's last lines.
+    static let maximumAnswerBytes = 64 << 20
 
     private func describe(_ endpoint: Endpoint) -> String {
         switch endpoint {

@@ -17,54 +17,30 @@ struct HTTPPoster: Sendable {
 
     func post(_ post: HTTPPost) async throws {
         let url = post.url
-        let tls = url.scheme == "https" ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
-        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+        let at = "[\(url.host)]:\(url.port)"
+        var headers: HTTPHeaders = [
+            "Host": url.port == (url.scheme == "https" ? 443 : 80) ? url.host : "\(url.host):\(url.port)", "User-Agent": "warden",
+            "Content-Type": "application/json",
+        ]
+        if let user = url.user {
+            headers.add(name: "Authorization", value: "Basic \(Base64.encode(Array("\(user):\(url.password ?? "")".utf8)))")
+        }
+        let status: Int
         do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(timeout.components.seconds * 1_000_000_000))
-                .connect(host: url.host, port: url.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls {
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: SMTPClient.sniName(url.host)))
-                        }
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            throw HTTPPostError(description: "cannot connect to [\(url.host)]:\(url.port) -- \(error)")
-        }
-        let underlying = channel.channel
-        let status = try await withThrowingTaskGroup(of: Int?.self) { group in
-            group.addTask {
-                try await channel.executeThenClose { inbound, outbound in
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Host", value: url.port == (url.scheme == "https" ? 443 : 80) ? url.host : "\(url.host):\(url.port)")
-                    headers.add(name: "User-Agent", value: "warden")
-                    headers.add(name: "Content-Type", value: "application/json")
-                    headers.add(name: "Content-Length", value: String(post.body.utf8.count))
-                    headers.add(name: "Connection", value: "close")
-                    if let user = url.user {
-                        headers.add(name: "Authorization", value: "Basic \(Base64.encode(Array("\(user):\(url.password ?? "")".utf8)))")
-                    }
-                    try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: url.path, headers: headers)))
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: post.body))))
-                    try await outbound.write(.end(nil))
-                    for try await part in inbound {
-                        if case .head(let head) = part { return Int(head.status.code) }
-                    }
-                    return nil
-                }
+            status = try await HTTP1Client(group: group).send(
+                HTTP1Request(
+                    endpoint: .tcp(host: url.host, port: url.port), method: .POST, path: url.path, headers: headers, body: Array(post.body.utf8),
+                    tls: url.scheme == "https" ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil,
+                    serverName: TLSOptions.serverName(for: url.host), timeout: timeout, bodyLimit: 0, readPastLimit: true)
+            ).status
+        } catch let error as HTTP1ClientError {
+            switch error {
+            case .cannotConnect(let reason): throw HTTPPostError(description: "cannot connect to \(at) -- \(reason)")
+            case .timedOut: throw HTTPPostError(description: "no answer from \(at) within \(timeout)")
+            case .broken(let reason?): throw HTTPPostError(description: "\(at) -- \(TLSFailure.isTLS(reason) ? TLSFailure.describe(reason) : "\(reason)")")
+            case .broken(nil), .bodyTooLarge: throw HTTPPostError(description: "\(at) closed the connection without an answer")
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                underlying.close(promise: nil)
-                throw HTTPPostError(description: "no answer from [\(url.host)]:\(url.port) within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? nil
         }
-        guard let status else { throw HTTPPostError(description: "[\(url.host)]:\(url.port) closed the connection without an answer") }
-        guard (200..<300).contains(status) else { throw HTTPPostError(description: "[\(url.host)]:\(url.port) answered \(status)") }
+        guard (200..<300).contains(status) else { throw HTTPPostError(description: "\(at) answered \(status)") }
     }
 }

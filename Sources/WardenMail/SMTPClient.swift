@@ -91,7 +91,7 @@ public struct SMTPClient: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         if server.security == .implicitTLS {
                             let context = try NIOSSLContext(configuration: server.ssl.clientTLSConfiguration())
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: Self.sniName(server.host)))
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: TLSOptions.serverName(for: server.host)))
                         }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()))
                         return try NIOAsyncChannel<SMTPReply, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -156,7 +156,7 @@ public struct SMTPClient: Sendable {
             _ = try await session.command("STARTTLS", expect: 2)
             let context = try NIOSSLContext(configuration: server.ssl.clientTLSConfiguration())
             let channel = session.channel
-            let hostname = Self.sniName(server.host)
+            let hostname = TLSOptions.serverName(for: server.host)
             // The TLS handler goes below the reply decoder; it is made on the channel's event loop.
             try await channel.eventLoop.submit {
                 try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: hostname), position: .first)
@@ -198,8 +198,4 @@ public struct SMTPClient: Sendable {
         return []
     }
 
-    /// SNI only for a name: TLS forbids an address there.
-    static func sniName(_ host: String) -> String? {
-        host.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" } ? nil : host
-    }
 }

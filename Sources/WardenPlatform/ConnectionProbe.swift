@@ -112,53 +112,47 @@ public struct ConnectionProbe: Sendable {
     /// Sends `GET path` and returns the status and up to `bodyLimit` bytes of body.
     public func http(_ request: HTTPProbeRequest) async -> (ProbeResult, body: String) {
         let started = ContinuousClock.now
-        let promise = group.next().makePromise(of: HTTPProbeHandler.Response.self)
-        let timeout = Self.timeAmount(request.timeout)
-        do {
-            let context = try request.tls ? Self.tlsContext(request.tlsConfiguration) : nil
-            let channel = try await bootstrap(timeout: request.timeout, source: request.source)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let context {
-                            try channel.pipeline.syncOperations.addHandler(
-                                try NIOSSLClientHandler(context: context, serverHostname: Self.serverName(request.host)))
-                        }
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTPProbeHandler(request: request, promise: promise))
-                    }
-                }
-                .connect(host: request.host, port: request.port).get()
-            let deadline = channel.eventLoop.scheduleTask(in: timeout) {
-                promise.fail(ProbeTimeout())
-            }
-            defer {
-                deadline.cancel()
-                channel.close(promise: nil)
-            }
-            let response = try await promise.futureResult.get()
-            if request.tls {
-                try Self.checkCertificate(response.certificate, minimumDays: request.certificateMinimumDays, checksum: request.certificateChecksum)
-            }
-            let text = String(decoding: response.body, as: UTF8.self)
-            return (
-                ProbeResult(
-                    succeeded: true, message: "HTTP status \(response.status)", responseTime: .now - started, status: response.status,
-                    bodyDigest: response.digest?.hex),
-                text
-            )
-        } catch let failure as ProtocolFailure {
-            return (ProbeResult(succeeded: false, message: failure.message, responseTime: .now - started, status: nil), "")
-        } catch {
-            promise.fail(error)
-            let message: String
-            if error is ProbeTimeout {
-                message = "HTTP: error receiving data -- timed out after \(request.timeout.components.seconds) s"
-            } else {
-                message = "cannot connect to [\(request.host)]:\(request.port) -- \(Self.describe(error))"
-            }
-            return (ProbeResult(succeeded: false, message: message, responseTime: .now - started, status: nil), "")
+        func failed(_ message: String) -> (ProbeResult, body: String) {
+            (ProbeResult(succeeded: false, message: message, responseTime: .now - started, status: nil), "")
         }
+        let cannotConnect = "cannot connect to [\(request.host)]:\(request.port)"
+        var headers: HTTPHeaders = ["Host": request.hostHeader, "User-Agent": "warden", "Accept": "*/*"]
+        if let authorization = request.basicAuthorization { headers.add(name: "Authorization", value: "Basic \(authorization)") }
+        let response: HTTP1Response
+        do {
+            response = try await HTTP1Client(group: group).send(
+                HTTP1Request(
+                    endpoint: .tcp(host: request.host, port: request.port), path: request.path, headers: headers,
+                    tls: request.tls ? try Self.tlsContext(request.tlsConfiguration) : nil, serverName: TLSOptions.serverName(for: request.host),
+                    source: request.source, timeout: request.timeout, bodyLimit: request.bodyLimit, readPastLimit: true,
+                    digest: request.bodyDigest))
+        } catch let error as HTTP1ClientError {
+            switch error {
+            case .cannotConnect(let reason): return failed("\(cannotConnect) -- \(Self.describe(reason))")
+            case .timedOut: return failed("HTTP: error receiving data -- timed out after \(request.timeout.components.seconds) s")
+            // The handshake is part of connecting, as on the other protocols' path.
+            case .broken(let reason?) where TLSFailure.isTLS(reason): return failed("\(cannotConnect) -- \(Self.describe(reason))")
+            case .broken(let reason): return failed("HTTP: error receiving data -- \(reason.map(Self.describe) ?? "connection closed by the server")")
+            case .bodyTooLarge: return failed("HTTP: error receiving data -- the body is over \(request.bodyLimit) bytes")
+            }
+        } catch {
+            return failed("\(cannotConnect) -- \(Self.describe(error))")
+        }
+        if request.tls {
+            do {
+                try Self.checkCertificate(response.certificate, minimumDays: request.certificateMinimumDays, checksum: request.certificateChecksum)
+            } catch let failure as ProtocolFailure {
+                return failed(failure.message)
+            } catch {
+                return failed(Self.describe(error))
+            }
+        }
+        return (
+            ProbeResult(
+                succeeded: true, message: "HTTP status \(response.status)", responseTime: .now - started, status: response.status,
+                bodyDigest: response.digest),
+            String(decoding: response.body, as: UTF8.self)
+        )
     }
 
     /// A client context for `configuration`; without one it verifies nothing, as monit by default
@@ -174,12 +168,6 @@ public struct ConnectionProbe: Sendable {
         let bootstrap = ClientBootstrap(group: group).connectTimeout(Self.timeAmount(timeout))
         guard let source else { return bootstrap }
         return bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
-    }
-
-    /// SNI only for a name: TLS forbids an address there.
-    static func serverName(_ host: String?) -> String? {
-        guard let host, host.contains(where: \.isLetter), !host.contains(":") else { return nil }
-        return host
     }
 
     static func timeAmount(_ duration: Duration) -> TimeAmount {
@@ -208,78 +196,6 @@ public struct ConnectionProbe: Sendable {
         return "\(error)"
     }
 }
-
-struct ProbeTimeout: Error {}
-
-/// Writes one GET and collects the response head and a bounded body.
-final class HTTPProbeHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
-
-    struct Response {
-        var status: Int
-        var body: [UInt8]
-        /// The server's TLS certificate.
-        var certificate: NIOSSLCertificate?
-        /// The whole body's digest, when the request asked for one.
-        var digest: Digester?
-    }
-
-    private let request: HTTPProbeRequest
-    private let promise: EventLoopPromise<Response>
-    private var response: Response
-
-    init(request: HTTPProbeRequest, promise: EventLoopPromise<Response>) {
-        self.request = request
-        self.promise = promise
-        response = Response(status: 0, body: [], digest: request.bodyDigest.map(Digester.init))
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: request.hostHeader)
-        headers.add(name: "User-Agent", value: "warden")
-        headers.add(name: "Accept", value: "*/*")
-        headers.add(name: "Connection", value: "close")
-        if let authorization = request.basicAuthorization {
-            headers.add(name: "Authorization", value: "Basic \(authorization)")
-        }
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: request.path, headers: headers)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            response.status = Int(head.status.code)
-            // Read now: the TLS handler leaves the pipeline when the server closes after its answer.
-            if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLHandler.self) {
-                response.certificate = tls.peerCertificate
-            }
-        case .body(var buffer):
-            buffer.withUnsafeReadableBytes { response.digest?.update($0) }
-            let room = request.bodyLimit - response.body.count
-            if room > 0, let bytes = buffer.readBytes(length: min(room, buffer.readableBytes)) {
-                response.body.append(contentsOf: bytes)
-            }
-        case .end:
-            promise.succeed(response)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(ChannelError.eof)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
-        context.close(promise: nil)
-    }
-}
-
-@available(*, unavailable)
-extension HTTPProbeHandler: Sendable {}
 
 extension String {
     fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? " " : $0 }) }

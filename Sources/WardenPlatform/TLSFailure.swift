@@ -25,6 +25,12 @@ public enum TLSFailure {
 
 /// monit's `version:` and `ciphers:` SSL options on a NIOSSL configuration, client or server.
 public enum TLSOptions {
+    /// The name a client sends (SNI) and checks the certificate for: only a name, since TLS forbids an
+    /// address there (NIOSSL then checks the address instead).
+    public static func serverName(for host: String) -> String? {
+        host.contains(where: \.isLetter) && !host.contains(":") ? host : nil
+    }
+
     /// `versions`: TLS 1.`lowerBound` to 1.`upperBound` (monit's `auto`, 1.2 to 1.3, when nil).
     public static func apply(versions: ClosedRange<Int>?, ciphers: String?, to configuration: inout TLSConfiguration) {
         let all: [TLSVersion] = [.tlsv1, .tlsv11, .tlsv12, .tlsv13]

@@ -130,7 +130,7 @@ extension ConnectionProbe {
     private func connect(_ request: ProtocolCheckRequest, tls: Bool, inbox: ProbeInbox) async throws -> any Channel {
         let target = request.target
         let context = try tls ? Self.tlsContext(request.tlsConfiguration) : nil
-        let serverName = Self.serverName(Self.hostName(target))
+        let serverName = Self.hostName(target).flatMap(TLSOptions.serverName(for:))
         let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 if let context {
