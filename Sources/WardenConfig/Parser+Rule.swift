@@ -361,7 +361,7 @@ extension Parser {
         }
     }
 
-    /// `url URL [content ==|!= "REGEX"] [timeout N seconds] [retry N]`.
+    /// `url URL [content ==|!= "REGEX"] [ssl [options] {…}] [timeout N seconds] [retry N]`.
     private func urlTest() throws -> ConnectionTest {
         let urlToken = try value("a URL")
         let url = try self.url(urlToken)
@@ -388,6 +388,10 @@ extension Parser {
                 check.status = Comparison(op, try integer("an HTTP status", range: 100...999))
             } else if accept("certificate") {
                 try certificateTest(&test)
+            } else if let keyword = accept(any: ["ssl", "tls"]) {
+                guard url.scheme == "https" else { throw fail(.invalidValue, "'\(keyword.text)' needs an https URL", at: keyword) }
+                _ = accept("options")
+                if peek.kind == .leftBrace { test.ssl = try sslOptions(.portTest) }
             } else {
                 break
             }

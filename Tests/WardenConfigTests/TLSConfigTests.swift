@@ -91,6 +91,7 @@ struct TLSConfigTests {
                 "warden cannot apply 'cacertificatefile' here",
             "set httpd port 2812 with ssl { pemfile: /etc/x.pem, verify: enable } allow localhost": "'verify: enable' on the dashboard checks client certificates",
             "check host web address 127.0.0.1\n    if failed port 443 ssl options { pemkey: /etc/x.key } then alert": "warden cannot apply 'pemkey' here",
+            "check host web address 127.0.0.1\n    if failed url http://web/ ssl options { verify: enable } then alert": "'ssl' needs an https URL",
         ]
         for (text, expected) in cases {
             let rendered = parse(text).renderedDiagnostics()
@@ -114,6 +115,12 @@ struct TLSConfigTests {
         }
         let effective = test.ssl.merged(over: configuration.ssl)
         #expect(effective.verify == true && effective.caCertificateFile == "/etc/ca.pem" && effective.versions == .v1_3 ... .v1_3)
+        let url = parse("check host web address 127.0.0.1\n    if failed url https://web/ ssl options { verify: enable } then alert")
+        guard case .connection(let urlTest)? = url.configuration?.services.first?.rules.first?.condition else {
+            Issue.record("not a URL test: \(url.renderedDiagnostics())")
+            return
+        }
+        #expect(urlTest.ssl.verify == true)
     }
 
     @Test func dashboardClientCertificates() throws {
