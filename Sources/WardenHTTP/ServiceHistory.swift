@@ -84,8 +84,11 @@ public struct HistoryMark: Sendable, Hashable, Codable {
         case failure
         /// A failed check passes again, or an action was done.
         case change
+        /// A site's planned maintenance began or ended (its charts).
+        case maintenanceOn = "maintenance-on"
+        case maintenanceOff = "maintenance-off"
 
-        var isRestart: Bool { self != .failure && self != .change }
+        var isRestart: Bool { [.crash, .checkFailed, .user, .deploy].contains(self) }
         var label: String {
             switch self {
             case .crash: "restart (crash)"
@@ -94,6 +97,8 @@ public struct HistoryMark: Sendable, Hashable, Codable {
             case .deploy: "deploy"
             case .failure: "check failed"
             case .change: "event"
+            case .maintenanceOn: "maintenance on"
+            case .maintenanceOff: "maintenance off"
             }
         }
     }
@@ -114,6 +119,7 @@ public struct HistoryMark: Sendable, Hashable, Codable {
         case .check: kind = .checkFailed
         case .user: kind = .user
         case .deploy: kind = .deploy
+        case nil where event.action == "maintenance": kind = event.message.hasSuffix(" on") ? .maintenanceOn : .maintenanceOff
         case nil: kind = event.state == .failed ? .failure : .change
         }
     }
