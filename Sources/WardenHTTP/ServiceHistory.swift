@@ -73,7 +73,8 @@ public struct HistoryPoint: Sendable, Hashable, Codable {
     }
 }
 
-/// A vertical mark on the charts: a restart (and why) or another event of the service.
+/// A vertical mark on the charts: a restart (and why) or another event of the service; on a site's
+/// charts, its maintenance switched on or off.
 public struct HistoryMark: Sendable, Hashable, Codable {
     /// Stored in one byte: raw values take no room in the value.
     public enum Kind: String, Sendable, Codable, CaseIterable {
