@@ -81,8 +81,8 @@ public struct SiteTraffic: Sendable, Equatable, Codable {
     /// Seconds; nil without requests.
     public var p50: Double?
     public var p99: Double?
-    /// The seconds the figures span: up to `SiteTrafficWindow.seconds`, less while warden is young.
-    public var seconds: Double
+    /// The seconds the figures span: a minute (up to a second more between readings), less while warden is young.
+    public var windowSeconds: Double
 }
 
 /// Per-site readings of the proxy's totals, a minute's worth: a rate is the difference between the
@@ -134,7 +134,7 @@ struct SiteTrafficWindow {
             return SiteTraffic(
                 site: site, requestsPerSecond: elapsed > 0 ? Double(requests) / elapsed : 0,
                 errorsPerSecond: elapsed > 0 ? Double(errors) / elapsed : 0, errorRatio: requests > 0 ? Double(errors) / Double(requests) : 0,
-                p50: latency.quantile(0.5), p99: latency.quantile(0.99), seconds: elapsed)
+                p50: latency.quantile(0.5), p99: latency.quantile(0.99), windowSeconds: elapsed)
         }
     }
 }

@@ -468,7 +468,7 @@ enum TrafficFormat {
 
     /// "over the last minute", or the shorter span the figures cover while warden is young.
     static func window(_ traffic: [SiteTraffic]) -> String {
-        let seconds = traffic.map(\.seconds).max() ?? SiteTrafficWindow.seconds
+        let seconds = traffic.map(\.windowSeconds).max() ?? SiteTrafficWindow.seconds
         return seconds >= SiteTrafficWindow.seconds - 1 ? "over the last minute" : "over the last \(Int(seconds.rounded())) s"
     }
 

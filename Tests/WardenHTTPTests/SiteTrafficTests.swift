@@ -41,14 +41,14 @@ struct SiteTrafficTests {
         add(100, status: 200, milliseconds: 800, to: &web)
         record(board, snapshot(["web": web]), clock)
         let first = try #require(board.siteTraffic().first)
-        #expect(first.requestsPerSecond == 0 && first.seconds == 0, "one reading: no rate yet")
+        #expect(first.requestsPerSecond == 0 && first.windowSeconds == 0, "one reading: no rate yet")
         // Within it: 500 answers in 3 ms, 10 failures (502) in 400 ms.
         clock.advance(by: .seconds(60))
         add(500, status: 200, milliseconds: 3, to: &web)
         add(10, status: 502, milliseconds: 400, to: &web)
         record(board, snapshot(["web": web]), clock)
         let traffic = try #require(board.siteTraffic().first)
-        #expect(traffic.site == "web" && traffic.seconds == 60)
+        #expect(traffic.site == "web" && traffic.windowSeconds == 60)
         #expect(traffic.requestsPerSecond == 510.0 / 60, "\(traffic)")
         #expect(traffic.errorsPerSecond == 10.0 / 60)
         #expect(traffic.errorRatio == 10.0 / 510)
@@ -64,11 +64,11 @@ struct SiteTrafficTests {
         clock.advance(by: .seconds(61))
         record(board, snapshot(["web": web]), clock)
         let quiet = try #require(board.siteTraffic().first)
-        #expect(quiet.requestsPerSecond == 0 && quiet.p50 == nil && quiet.seconds == 61, "\(quiet)")
+        #expect(quiet.requestsPerSecond == 0 && quiet.p50 == nil && quiet.windowSeconds == 61, "\(quiet)")
         let quietCells = TrafficFormat.cells(quiet)
         #expect([quietCells.rate, quietCells.errors, quietCells.p50, quietCells.p99] == ["0.0", "-", "-", "-"], "no share or percentile without requests")
         var young = quiet
-        young.seconds = 30
+        young.windowSeconds = 30
         #expect(TrafficFormat.window([young]) == "over the last 30 s", "while warden is younger than the window")
     }
 
@@ -177,7 +177,7 @@ struct SiteTrafficTests {
     }
 
     @Test func theFrontPageAndTheSitePageShowTheTraffic() {
-        let traffic = SiteTraffic(site: "web", requestsPerSecond: 8.5, errorsPerSecond: 0.2, errorRatio: 0.025, p50: 0.0038, p99: 0.3725, seconds: 60)
+        let traffic = SiteTraffic(site: "web", requestsPerSecond: 8.5, errorsPerSecond: 0.2, errorRatio: 0.025, p50: 0.0038, p99: 0.3725, windowSeconds: 60)
         let status = SiteStatus(name: "web", hosts: ["app.local"], maintenance: false, events: [], services: ["app"], traffic: traffic)
         let row = Pages.SiteRow(status: status, routes: [])
         let front = Pages.siteTable([row], snapshots: [], csrfToken: "t0k", readOnly: false)

@@ -22,7 +22,7 @@ struct StatusTableTests {
             try snapshot(name: "db", monitor: "notMonitored", lastCheck: nil, status: "Not monitored"),
         ]
         let traffic = SiteTraffic(
-            site: "web", requestsPerSecond: 8.5, errorsPerSecond: 10.0 / 60, errorRatio: 10.0 / 510, p50: 0.003775, p99: 0.3725, seconds: 60.2)
+            site: "web", requestsPerSecond: 8.5, errorsPerSecond: 10.0 / 60, errorRatio: 10.0 / 510, p50: 0.003775, p99: 0.3725, windowSeconds: 60.2)
         let certificate = SiteCertificate(
             site: "web", issuer: "CA", names: ["app.local"], notAfter: Self.now + 10 * 86400 + 100, source: .file, path: "/etc/web.pem")
         let sites = [
