@@ -392,7 +392,9 @@ public enum StatusTable {
                 Cell(service.uptimeSeconds.map(Pages.duration) ?? "-"), Cell(service.metrics.cpuPercent.map { Pages.format($0) + "%" } ?? "-"),
                 Cell(service.metrics.memoryBytes.map(Pages.bytes) ?? "-"), Cell(String(service.restarts)),
                 Cell(service.metrics.exitStatus.map(exitCode) ?? "-", service.metrics.exitStatus.flatMap { $0 == 0 ? nil : .red }),
-                Cell(service.lastCheck.map { Pages.duration(max(0, now - $0)) + " ago" } ?? "-"), Cell(service.events.last?.message ?? "-"),
+                Cell(service.lastCheck.map { Pages.duration(max(0, now - $0)) + " ago" } ?? "-"),
+                // A program's output in a message would break the row.
+                Cell(service.events.last.map { $0.message.split(whereSeparator: \.isNewline).joined(separator: " ") } ?? "-"),
             ]
         }
         out += table(

@@ -15,7 +15,7 @@ struct StatusTableTests {
         let system = SystemSnapshot(
             load1: 0.2, load5: 0.5, load15: 1, memoryTotalBytes: 8 * Self.gibibyte, memoryAvailableBytes: 6 * Self.gibibyte, swapTotalBytes: 0,
             swapFreeBytes: 0, uptimeSeconds: 90061, cpuCount: 2, cpuTotalTicks: 0, cpuIdleTicks: 0)
-        let running = Event(date: Self.now - 3, service: "app", kind: .nonexist, state: .succeeded, message: "process is running", action: "alert")
+        let running = Event(date: Self.now - 3, service: "app", kind: .nonexist, state: .succeeded, message: "process is\nrunning", action: "alert")
         let services = [
             try snapshot(
                 lastCheck: Self.now - 3, cpuPercent: 1.5, memoryBytes: 12 << 20, exitStatus: -9, pid: 4242, uptime: 3723, events: [running]),
