@@ -110,10 +110,6 @@ struct SiteTrafficWindow {
         return sites
     }
 
-    mutating func record(_ snapshot: ProxyMetricsSnapshot, at time: Double) {
-        record(Self.totals(snapshot), at: time)
-    }
-
     mutating func record(_ sites: [String: Totals], at time: Double) {
         readings.append((time, sites))
         // The oldest reading kept is the last one at least a minute old: the rates span the minute.
