@@ -89,7 +89,7 @@ public enum Pages {
             rows += """
                 <tr id="site-\(escape(name))"><td><a href="\(sitePath(name))">\(escape(name))</a></td><td>\(escape(hosts(site.status)))</td>\
                 <td><ul class="routes">\(routes)</ul></td>\(trafficCells(traffic))\
-                <td>\(maintenanceSwitch(site.status, csrfToken: csrfToken, readOnly: readOnly, back: nil))</td></tr>
+                <td>\(maintenanceSwitch(site.status, csrfToken: csrfToken, readOnly: readOnly, onSitePage: false))</td></tr>
                 """
         }
         return """
@@ -119,8 +119,8 @@ public enum Pages {
     }
 
     /// The site's maintenance state, and the switch for users who may act (CSRF-protected like every
-    /// action). `back`: the page to return to (the site's), else the front page.
-    static func maintenanceSwitch(_ site: SiteStatus, csrfToken: String, readOnly: Bool, back: String?) -> String {
+    /// action). On the site's page, the answer leads back to it (else to the front page).
+    static func maintenanceSwitch(_ site: SiteStatus, csrfToken: String, readOnly: Bool, onSitePage: Bool) -> String {
         let state = site.maintenance ? "on" : "off"
         var cell = "<span class=\"\(site.maintenance ? "init" : "ok")\" data-maintenance=\"\(state)\">\(state)</span>"
         if !readOnly {
@@ -128,7 +128,7 @@ public enum Pages {
             cell += """
                 <form method="post" action="/_maintenance"><input type="hidden" name="securitytoken" value="\(csrfToken)">\
                 <input type="hidden" name="site" value="\(escape(site.name))"><input type="hidden" name="action" value="\(next)">\
-                \(back.map { "<input type=\"hidden\" name=\"back\" value=\"\(escape($0))\">" } ?? "")\
+                \(onSitePage ? "<input type=\"hidden\" name=\"back\" value=\"site\">" : "")\
                 <button type="submit" name="do" value="maintenance-\(next)">Maintenance \(next)</button></form>
                 """
         }
@@ -142,7 +142,7 @@ public enum Pages {
         var details: [(String, String)] = [
             ("Hosts", escape(hosts(status))),
             ("Routes", "<ul class=\"routes\">" + site.routes.map { "<li>" + route($0, snapshots: snapshots) + "</li>" }.joined() + "</ul>"),
-            ("Maintenance", "<span id=\"maintenance\">" + maintenanceSwitch(status, csrfToken: csrfToken, readOnly: readOnly, back: "site") + "</span>"),
+            ("Maintenance", "<span id=\"maintenance\">" + maintenanceSwitch(status, csrfToken: csrfToken, readOnly: readOnly, onSitePage: true) + "</span>"),
             ("Requests", figures.rate + " per second"), ("5xx answers", figures.errors), ("Latency", "p50 \(figures.p50), p99 \(figures.p99)"),
         ]
         if let certificate = status.certificate {
@@ -208,7 +208,7 @@ public enum Pages {
             ("Monitoring", service.monitor.rawValue), ("Mode", service.mode),
             ("PID", service.pid.map(String.init) ?? "-"), ("Uptime", service.uptimeSeconds.map(duration) ?? "-"),
             ("Restarts", String(service.restarts)),
-            ("Last exit", service.metrics.exitStatus.map { "<span id=\"exit\" data-exit=\"\($0)\">\(escape(TrafficFormat.exit($0, at: service.metrics.exitedAt)))</span>" } ?? "-"),
+            ("Last exit", service.metrics.exitStatus.map { "<span id=\"exit\" data-exit=\"\($0)\">\(escape(Pages.exit($0, at: service.metrics.exitedAt)))</span>" } ?? "-"),
             ("CPU", service.metrics.cpuPercent.map { format($0) + "%" } ?? "-"),
             ("Memory", service.metrics.memoryBytes.map(bytes) ?? "-"),
             ("Groups", service.groups.isEmpty ? "-" : escape(service.groups.joined(separator: ", "))),
@@ -299,6 +299,14 @@ public enum Pages {
         return "\(format(amount)) \(units[unit])"
     }
 
+    static let signalNames = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"]
+
+    /// How a process ended: "exit status 3", "killed by signal 9 (SIGKILL)", and when.
+    static func exit(_ code: Int, at time: Double?) -> String {
+        let what = code >= 0 ? "exit status \(code)" : "killed by signal \(-code)" + (signalNames[-code].map { " (\($0))" } ?? "")
+        return what + (time.map { " at " + TimeFormat.http($0) } ?? "")
+    }
+
     static func format(_ value: Double) -> String {
         guard value.isFinite, abs(value) < 1e15 else { return value.isNaN ? "-" : String(describing: value) }
         let tenths = Int((value * 10).rounded())
@@ -341,7 +349,7 @@ enum TextStatus {
             if let cpu = service.metrics.cpuPercent { lines.append(("cpu", Pages.format(cpu) + "%")) }
             if let memory = service.metrics.memoryBytes { lines.append(("memory", Pages.bytes(memory))) }
             lines.append(("restarts", String(service.restarts)))
-            if let code = service.metrics.exitStatus { lines.append(("last exit", TrafficFormat.exit(code, at: service.metrics.exitedAt))) }
+            if let code = service.metrics.exitStatus { lines.append(("last exit", Pages.exit(code, at: service.metrics.exitedAt))) }
             if let checked = service.lastCheck { lines.append(("data collected", TimeFormat.http(checked))) }
             for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
             out += "\n"

@@ -450,7 +450,7 @@ public enum StatusTable {
     }
 }
 
-/// How a site's traffic and a process's exit are written, on the pages and in `warden status`.
+/// How a site's traffic is written, on the pages and in `warden status`.
 enum TrafficFormat {
     /// Requests per second, the share of 5xx answers, p50 and p99; "-" for what is not known
     /// (a share and percentiles without requests).
@@ -472,13 +472,5 @@ enum TrafficFormat {
     static func window(_ traffic: [SiteTraffic]) -> String {
         let seconds = traffic.map(\.windowSeconds).max() ?? SiteTrafficWindow.seconds
         return seconds >= SiteTrafficWindow.seconds - 1 ? "over the last minute" : "over the last \(Int(seconds.rounded())) s"
-    }
-
-    static let signalNames = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"]
-
-    /// "exit status 3", "killed by signal 9 (SIGKILL)", and when.
-    static func exit(_ code: Int, at time: Double?) -> String {
-        let what = code >= 0 ? "exit status \(code)" : "killed by signal \(-code)" + (signalNames[-code].map { " (\($0))" } ?? "")
-        return what + (time.map { " at " + TimeFormat.http($0) } ?? "")
     }
 }

@@ -81,6 +81,6 @@ struct StatusTableTests {
     @Test func theServiceStatusSaysHowTheProcessLastEnded() throws {
         let text = TextStatus.status([try snapshot(exitStatus: -9)], name: "app")
         #expect(text.contains("  last exit                     killed by signal 9 (SIGKILL)\n"), "\(text)")
-        #expect(TrafficFormat.exit(3, at: Self.now) == "exit status 3 at Fri, 15 Jan 2027 08:00:00 GMT")
+        #expect(Pages.exit(3, at: Self.now) == "exit status 3 at Fri, 15 Jan 2027 08:00:00 GMT")
     }
 }
