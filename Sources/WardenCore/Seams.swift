@@ -60,6 +60,9 @@ public protocol ProcessInspector: Sendable {
     func groupID(_ name: String) -> gid_t?
     func primaryGroup(of uid: uid_t) -> gid_t?
     func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching
+    /// The raw wait status of a process that exited, when warden reaped it (its child, or an orphaned
+    /// descendant warden is the subreaper of); nil otherwise.
+    func exitStatus(of pid: pid_t) async -> Int32?
 
     // What monit's tests measure beyond the process table (issue 22).
     /// The filesystem a mount point, a block device or a path inside it names.
@@ -75,6 +78,11 @@ public protocol ProcessInspector: Sendable {
     /// `check network`: an interface's link and counters, and the interface holding an address.
     func network(_ interface: String) -> NetworkSample?
     func interface(holding address: String) -> String?
+}
+
+extension ProcessInspector {
+    /// Scripted systems reap nothing.
+    public func exitStatus(of pid: pid_t) async -> Int32? { nil }
 }
 
 /// Tests a port, a socket or a URL.
@@ -158,5 +166,17 @@ public struct SystemInspector: ProcessInspector {
 
     public func makeExitWatcher(onExit: @escaping @Sendable (pid_t) -> Void) -> any ExitWatching {
         ExitWatcher(onExit: onExit)
+    }
+
+    public func exitStatus(of pid: pid_t) async -> Int32? {
+        // A pidfd is readable once the process is a zombie; the reaper's thread takes its status a
+        // moment later. Another process's child is not ours to know: no wait for it.
+        for _ in 0..<20 {
+            let zombie = ProcessTable.snapshot(pid)
+            if let status = ChildReaper.shared.takeStatus(pid) { return status }
+            guard let zombie, zombie.parentPID == getpid() else { return nil }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return nil
     }
 }

@@ -15,6 +15,12 @@ public struct ServiceMetrics: Sendable, Codable, Hashable {
     public var startSeconds: Double?
     /// How long the last check of the service took (all its tests, and what it did about them).
     public var checkSeconds: Double?
+    /// How the supervised process last ended, as warden saw it (its pidfd, then the reaper's wait
+    /// status): the exit code, or -N when signal N killed it. Nil until one was seen, and for a
+    /// process warden is not the reaper of (started before warden, by someone else).
+    public var exitStatus: Int?
+    /// When that was, wall-clock seconds.
+    public var exitedAt: Double?
     public init() {}
 }
 

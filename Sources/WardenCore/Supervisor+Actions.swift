@@ -278,6 +278,7 @@ extension ServiceSupervisor {
                 signalProcess(process, SIGKILL)
                 _ = await waitUntilGone(process, timeout: 5)
             }
+            await recordExit(of: process.pid, service: name)
         }
         services[name]?.processStopped()
         reportTraffic(name)
@@ -312,6 +313,14 @@ extension ServiceSupervisor {
             }
         }
         return false
+    }
+
+    /// Keeps how the service's process ended (the status page, `warden_service_last_exit_status`).
+    func recordExit(of pid: pid_t, service name: String) async {
+        guard let status = await inspector.exitStatus(of: pid) else { return }
+        services[name]?.metrics.exitStatus = Int(ExitStatus.code(status))
+        services[name]?.metrics.exitedAt = WallClock.now()
+        logger.debug("'\(name)' process \(pid) ended: \(ExitStatus.describe(status))")
     }
 
     /// Restarts a service (restart program, or stop then start), then its running dependants.

@@ -164,6 +164,7 @@ public actor ServiceSupervisor<C: Clock>: ServiceLifecycle.Service where C.Durat
             for (name, machine) in services where machine.pid == pid {
                 logger.debug("'\(name)' process \(pid) exited")
                 group.addTask { await self.check(name, afterExitOf: pid) }
+                group.addTask { await self.recordExit(of: pid, service: name) }
             }
         case .check(let name):
             group.addTask { await self.check(name) }

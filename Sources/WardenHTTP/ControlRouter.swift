@@ -88,10 +88,20 @@ public final class ControlRouter: Sendable {
         let sites = await supervisor.configuration.sites
         let maintenance = await supervisor.maintenanceSites
         let events = siteEvents.withLock { $0 }
-        return sites.map {
-            SiteStatus(
-                name: $0.name, hosts: $0.hosts, maintenance: maintenance.contains($0.name), events: events[$0.name] ?? [],
-                certificate: supervisor.certificates.certificate(of: $0.name))
+        let traffic = siteTraffic()
+        return sites.map { site in
+            // The services behind its routes, each once, in route order.
+            var services: [String] = []
+            for route in site.routes {
+                switch route.target {
+                case .upstream(_, let service?), .instances(let service): if !services.contains(service) { services.append(service) }
+                case .upstream, .directory: break
+                }
+            }
+            return SiteStatus(
+                name: site.name, hosts: site.hosts, maintenance: maintenance.contains(site.name), events: events[site.name] ?? [],
+                certificate: supervisor.certificates.certificate(of: site.name), services: services,
+                traffic: traffic.first { $0.site == site.name })
         }
     }
 
@@ -152,7 +162,9 @@ public final class ControlRouter: Sendable {
         case ("POST", "/_deploy"):
             return await deploy(request, identity: identity)
         case ("GET", "/_history"):
-            return historyDocument(request)
+            return request.query["site"] != nil ? siteHistoryDocument(request) : historyDocument(request)
+        case ("GET", let path) where path.hasPrefix("/_site/"), ("HEAD", let path) where path.hasPrefix("/_site/"):
+            return await sitePage(String(path.dropFirst("/_site/".count)), request: request, readOnly: identity.readOnly)
         case ("GET", "/_deploy"):
             guard let record = await supervisor.deployRecord(of: request.query["service"] ?? "") else {
                 return .text(404, "no deploy of \"\(request.query["service"] ?? "")\" since warden started")
@@ -185,6 +197,13 @@ public final class ControlRouter: Sendable {
                 controlFile: configuration.controlFile, services: snapshots, sites: await siteStatuses())
             let bytes = (try? JSONCoding.encode(document, pretty: true)) ?? []
             return ControlResponse(status: 200, headers: [("Content-Type", "application/json")], body: bytes)
+        case "table":
+            let now = WallClock.now()
+            return .text(
+                200,
+                StatusTable.render(
+                    host: Pages.hostName(), system: SystemSnapshot.read(), wardenUptime: now - supervisor.startedAt, services: snapshots,
+                    sites: await siteStatuses(), now: now, colour: request.query["color"] == "1"))
         default:
             return .text(200, TextStatus.status(snapshots, name: request.query["service"], sites: await siteStatuses()))
         }
@@ -256,8 +275,9 @@ extension ControlRouter {
         }
         logger.info("'\(site)' maintenance \(action) requested by \(identity.user ?? "client") from \(request.client)")
         if request.form["securitytoken"] != nil {
-            // From the dashboard's button: back to the front page, which shows the site's new state.
-            return ControlResponse(status: 303, headers: [("Location", "/#site-\(Pages.escapeURL(site))")], body: [])
+            // From the dashboard's button: back to the page it is on (the site's, or the front page), which shows the site's new state.
+            let page = request.form["back"] == "site" ? Pages.sitePath(site) : "/#site-\(Pages.escapeURL(site))"
+            return ControlResponse(status: 303, headers: [("Location", page)], body: [])
         }
         return .text(200, "maintenance \(action) \(site)\n")
     }
@@ -290,6 +310,41 @@ extension ControlRouter {
         return Pages.Chart(range: range, svg: svg)
     }
 
+    /// `GET /_site/NAME[?range=day]`: a site's page.
+    fileprivate func sitePage(_ name: String, request: ControlRequest, readOnly: Bool) async -> ControlResponse {
+        guard let site = await siteRows().first(where: { $0.status.name == name }) else {
+            return .html(Pages.message("Not found", "There is no site named \"\(Pages.escape(name))\"."), status: 404)
+        }
+        let range = HistoryRange(rawValue: request.query["range"] ?? "") ?? .hour
+        let chart = siteHistoryView(of: name, range: range).map { view in
+            Pages.Chart(
+                range: range,
+                svg: HistoryChart.siteSVG(
+                    site: name, points: view.points, marks: view.marks, from: view.start, to: view.end,
+                    nominalSpacing: range == .hour ? SiteHistory.hourSpan : SiteHistory.daySpan))
+        }
+        return .html(
+            Pages.site(
+                site, snapshots: await supervisor.snapshots(), csrfToken: csrfToken, readOnly: readOnly, chart: chart, now: WallClock.now()))
+    }
+
+    fileprivate func siteHistoryView(of name: String, range: HistoryRange) -> SiteHistoryDocument? {
+        guard let history = metrics.proxy.history(of: name) else { return nil }
+        let now = WallClock.now()
+        let window = history.window(range, now: now)
+        return SiteHistoryDocument(
+            site: name, range: range.rawValue, start: window.start, end: window.end, points: history.points(range, now: now),
+            marks: history.marks(range, now: now))
+    }
+
+    /// `GET /_history?site=NAME&range=hour|day`: the points and marks a site's charts draw.
+    fileprivate func siteHistoryDocument(_ request: ControlRequest) -> ControlResponse {
+        let name = request.query["site"] ?? ""
+        guard let range = HistoryRange(rawValue: request.query["range"] ?? "hour") else { return .text(400, "range is 'hour' or 'day'") }
+        guard let view = siteHistoryView(of: name, range: range) else { return .text(404, "no history of site \"\(name)\"") }
+        return ControlResponse(status: 200, headers: [("Content-Type", "application/json")], body: (try? JSONCoding.encode(view)) ?? [])
+    }
+
     /// `GET /_history?service=NAME&range=hour|day`: the points and marks the service's charts draw.
     fileprivate func historyDocument(_ request: ControlRequest) -> ControlResponse {
         let name = request.query["service"] ?? ""
@@ -318,6 +373,10 @@ public struct SiteStatus: Codable, Sendable {
     public var events: [Event]
     /// The certificate the site is served with over TLS (absent without one, and from older daemons).
     public var certificate: SiteCertificate?
+    /// The services behind its routes (absent from older daemons).
+    public var services: [String]?
+    /// Its requests over the last minute (absent before the proxy has counted any, and from older daemons).
+    public var traffic: SiteTraffic?
 }
 
 enum FormDecoding {

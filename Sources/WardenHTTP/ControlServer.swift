@@ -65,6 +65,8 @@ public final class ControlServer: ServiceLifecycle.Service, Sendable {
                     for await event in events.cancelOnGracefulShutdown() {
                         await router.record(event)
                         router.history.record(event)
+                        // The metrics listener shares the board: one server marks it.
+                        if !router.metricsOnly { router.metrics.proxy.mark(event) }
                     }
                 }
                 if !self.router.metricsOnly { group.addTask { await self.feedHistory() } }

@@ -1,8 +1,8 @@
 import WardenPlatform
 
-/// A service's history drawn as three small charts (CPU, memory, check latency) over one time axis,
-/// with its restarts and events as vertical marks across them. Inline SVG built on the server: it
-/// shows without JavaScript and in a screenshot; the page's refresh keeps it live.
+/// Small charts over one time axis, with events as vertical marks across them: a service's history
+/// (CPU, memory, check latency) and a site's (requests, errors, latency). Inline SVG built on the
+/// server: it shows without JavaScript and in a screenshot; the page's refresh keeps it live.
 enum HistoryChart {
     static let width = 720.0
     static let left = 70.0
@@ -13,7 +13,33 @@ enum HistoryChart {
     static let panelGap = 30.0
     static let axisHeight = 34.0
     static var plotWidth: Double { width - left - right }
-    static var height: Double { top + Double(HistorySeries.allCases.count) * (panelHeight + panelGap) - panelGap + axisHeight }
+    static func totalHeight(panels: Int) -> Double { top + Double(panels) * (panelHeight + panelGap) - panelGap + axisHeight }
+
+    /// One line of a panel: `value` lines are the figures, `max` lines the day's maxima drawn fainter.
+    struct Line {
+        /// `data-series` of its polylines.
+        var series: String
+        /// Its name in the chart's summary.
+        var title: String
+        var kind = "value"
+        var stroke = "#1a5fb4"
+        /// `stroke-dasharray`, for a line told apart by more than its colour.
+        var dash: String? = nil
+        var values: [(time: Double, value: Double?)]
+    }
+
+    /// One chart of the stack: its title, its lines and how its axis is labelled.
+    struct Panel {
+        /// `data-series` of its group.
+        var series: String
+        var title: String
+        var lines: [Line]
+        /// The top of the axis for the highest value drawn.
+        var axisMaximum: (Double) -> Double
+        var label: (Double) -> String
+
+        var highest: Double? { lines.flatMap { $0.values.compactMap(\.value) }.filter(\.isFinite).max() }
+    }
 
     static func title(_ series: HistorySeries) -> String {
         switch series {
@@ -56,11 +82,11 @@ enum HistoryChart {
     }
 
     /// The runs of consecutive known values, each drawn as one line.
-    static func segments(_ points: [HistoryPoint], gapLimit: Double, value: (HistoryPoint) -> Double?) -> [[(time: Double, value: Double)]] {
+    static func segments(_ values: [(time: Double, value: Double?)], gapLimit: Double) -> [[(time: Double, value: Double)]] {
         var segments: [[(time: Double, value: Double)]] = []
         var run: [(time: Double, value: Double)] = []
-        for point in points {
-            guard let known = value(point), known.isFinite else {
+        for point in values {
+            guard let known = point.value, known.isFinite else {
                 if !run.isEmpty { segments.append(run) }
                 run = []
                 continue
@@ -82,51 +108,73 @@ enum HistoryChart {
         "<text x=\"\(coordinate(x))\" y=\"\(coordinate(y))\" \(attributes)>\(Pages.escape(content))</text>"
     }
 
-    /// `id` makes the element ids unique on the page.
+    /// A service's charts: CPU, memory and check latency. `id` makes the element ids unique on the page.
     static func svg(
         service: String, points: [HistoryPoint], marks: [HistoryMark], from start: Double, to end: Double, nominalSpacing: Double,
         id: String = "history"
     ) -> String {
+        let panels = HistorySeries.allCases.map { series in
+            Panel(
+                series: series.rawValue, title: title(series),
+                lines: [
+                    // The day's maxima, fainter, under its means.
+                    Line(
+                        series: series.rawValue, title: title(series), kind: "max", stroke: "#9ab6e0", dash: "3 2",
+                        values: points.map { ($0.time, $0.maximum(series)) }),
+                    Line(series: series.rawValue, title: title(series), values: points.map { ($0.time, $0.value(series)) }),
+                ], axisMaximum: { axisMaximum($0, series) }, label: { label($0, series) })
+        }
+        return svg(
+            title: "CPU, memory and check latency of '\(service)'", panels: panels, times: points.map(\.time), marks: marks, from: start, to: end,
+            nominalSpacing: nominalSpacing, id: id, describeMarks: restartsAndEvents)
+    }
+
+    /// The charts of `panels`, stacked over one time axis from `start` to `end`.
+    static func svg(
+        title chartTitle: String, panels: [Panel], times: [Double], marks: [HistoryMark], from start: Double, to end: Double,
+        nominalSpacing: Double, id: String, describeMarks: ([HistoryMark]) -> String
+    ) -> String {
         let span = max(1, end - start)
+        let height = totalHeight(panels: panels.count)
         func x(_ time: Double) -> Double { left + (time - start) / span * plotWidth }
-        let limit = gapLimit(points.map(\.time), nominal: nominalSpacing)
-        let caption = summary(service: service, points: points, marks: marks, from: start, to: end)
+        let limit = gapLimit(times, nominal: nominalSpacing)
+        let caption = summary(panels: panels, count: times.count, from: start, to: end) + describeMarks(marks.filter { $0.time >= start && $0.time <= end })
         var svg = """
             <svg id="\(id)" class="chart" role="img" aria-labelledby="\(id)-title \(id)-desc" viewBox="0 0 \(Int(width)) \(Int(height))" \
             data-start="\(start)" data-end="\(end)" \
             width="\(Int(width))" height="\(Int(height))" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">\
-            <title id="\(id)-title">\(Pages.escape("CPU, memory and check latency of '\(service)'"))</title>\
+            <title id="\(id)-title">\(Pages.escape(chartTitle))</title>\
             <desc id="\(id)-desc">\(Pages.escape(caption))</desc>
             """
-        for (index, series) in HistorySeries.allCases.enumerated() {
+        for (index, panel) in panels.enumerated() {
             let panelTop = top + Double(index) * (panelHeight + panelGap)
             let bottom = panelTop + panelHeight
-            let highest = points.compactMap { $0.maximum(series) ?? $0.value(series) }.max() ?? 0
-            let scale = axisMaximum(highest, series)
+            let scale = panel.axisMaximum(panel.highest ?? 0)
             func y(_ value: Double) -> Double { bottom - min(value, scale) / scale * panelHeight }
-            svg += "<g class=\"panel\" data-series=\"\(series.rawValue)\" data-scale=\"\(scale)\">"
-            svg += text(title(series), x: left, y: panelTop - 6, "font-weight=\"600\"")
+            svg += "<g class=\"panel\" data-series=\"\(panel.series)\" data-scale=\"\(scale)\">"
+            svg += text(panel.title, x: left, y: panelTop - 6, "font-weight=\"600\"")
             svg += """
                 <rect x="\(coordinate(left))" y="\(coordinate(panelTop))" width="\(coordinate(plotWidth))" height="\(coordinate(panelHeight))" \
                 fill="#fff" stroke="#c8ccd2"/>
                 """
             for (value, anchor) in [(scale, panelTop + 4), (0, bottom)] {
-                svg += text(label(value, series), x: left - 6, y: anchor + 4, "text-anchor=\"end\"")
+                svg += text(panel.label(value), x: left - 6, y: anchor + 4, "text-anchor=\"end\"")
             }
-            if points.isEmpty {
+            if times.isEmpty {
                 svg += text("no data yet", x: left + plotWidth / 2, y: panelTop + panelHeight / 2 + 4, "text-anchor=\"middle\" fill=\"#80868b\"")
             }
-            // The day's maxima, fainter, under its means.
-            let lines: [(String, (HistoryPoint) -> Double?)] = [("max", { $0.maximum(series) }), ("value", { $0.value(series) })]
-            for (kind, value) in lines {
-                for run in segments(points, gapLimit: limit, value: value) {
+            for line in panel.lines {
+                for run in segments(line.values, gapLimit: limit) {
                     let list = run.map { "\(coordinate(x($0.time))),\(coordinate(y($0.value)))" }.joined(separator: " ")
-                    let stroke = kind == "max" ? "stroke=\"#9ab6e0\" stroke-dasharray=\"3 2\"" : "stroke=\"#1a5fb4\""
-                    svg += "<polyline class=\"\(kind)\" data-series=\"\(series.rawValue)\" points=\"\(list)\" fill=\"none\" \(stroke) stroke-width=\"1.5\"/>"
+                    let dashes = line.dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
+                    svg += """
+                        <polyline class="\(line.kind)" data-series="\(line.series)" points="\(list)" fill="none" \
+                        stroke="\(line.stroke)"\(dashes) stroke-width="1.5"/>
+                        """
                     // A lone point would draw nothing as a line.
-                    if run.count == 1, kind == "value" {
+                    if run.count == 1, line.kind == "value" {
                         let (cx, cy) = (coordinate(x(run[0].time)), coordinate(y(run[0].value)))
-                        svg += "<circle cx=\"\(cx)\" cy=\"\(cy)\" r=\"2.5\" fill=\"#1a5fb4\"/>"
+                        svg += "<circle cx=\"\(cx)\" cy=\"\(cy)\" r=\"2.5\" fill=\"\(line.stroke)\"/>"
                     }
                 }
             }
@@ -134,7 +182,7 @@ enum HistoryChart {
         }
         let chartBottom = height - axisHeight
         for mark in marks where mark.time >= start && mark.time <= end {
-            let colour = mark.kind.isRestart ? "#c5221f" : mark.kind == .failure ? "#b06000" : "#80868b"
+            let colour = mark.kind.isRestart ? "#c5221f" : mark.kind == .failure || mark.kind == .maintenanceOn ? "#b06000" : "#80868b"
             svg += """
                 <line class="mark" data-kind="\(mark.kind.label)" x1="\(coordinate(x(mark.time)))" y1="\(coordinate(top))" \
                 x2="\(coordinate(x(mark.time)))" y2="\(coordinate(chartBottom))" stroke="\(colour)" stroke-width="1.5" \
@@ -170,17 +218,25 @@ enum HistoryChart {
         TimeFormat.string(time, seconds ? "%H:%M:%S" : "%H:%M", utc: true)
     }
 
-    /// The charts in words, for screen readers and the caption.
-    static func summary(service: String, points: [HistoryPoint], marks: [HistoryMark], from start: Double, to end: Double) -> String {
-        var text = "From \(clock(start, seconds: false)) to \(clock(end, seconds: false)) UTC, \(points.count) point\(points.count == 1 ? "" : "s")"
-        if points.isEmpty { text += ", no data yet" }
-        for series in HistorySeries.allCases {
-            guard let highest = points.compactMap({ $0.maximum(series) ?? $0.value(series) }).max() else { continue }
-            let now = points.last?.value(series).map { label($0, series) } ?? "unknown"
-            text += "; \(title(series).lowercased()): now \(now), highest \(label(highest, series))"
+    /// The charts in words, for screen readers and the caption: each figure's last value and its
+    /// highest (a day's maxima included).
+    static func summary(panels: [Panel], count: Int, from start: Double, to end: Double) -> String {
+        var text = "From \(clock(start, seconds: false)) to \(clock(end, seconds: false)) UTC, \(count) point\(count == 1 ? "" : "s")"
+        if count == 0 { text += ", no data yet" }
+        for panel in panels {
+            let maxima = panel.lines.filter { $0.kind == "max" }.flatMap { $0.values.compactMap(\.value) }
+            for line in panel.lines where line.kind == "value" {
+                guard let highest = (line.values.compactMap(\.value) + maxima).max() else { continue }
+                let now = line.values.last?.value.map(panel.label) ?? "unknown"
+                text += "; \(line.title.lowercased()): now \(now), highest \(panel.label(highest))"
+            }
         }
-        let shown = marks.filter { $0.time >= start && $0.time <= end }
-        let restarts = shown.filter(\.kind.isRestart).count
-        return text + "; \(restarts) restart\(restarts == 1 ? "" : "s"), \(shown.count - restarts) other event\(shown.count - restarts == 1 ? "" : "s")."
+        return text
+    }
+
+    /// A service's marks in words, for the summary.
+    static func restartsAndEvents(_ marks: [HistoryMark]) -> String {
+        let restarts = marks.filter(\.kind.isRestart).count
+        return "; \(restarts) restart\(restarts == 1 ? "" : "s"), \(marks.count - restarts) other event\(marks.count - restarts == 1 ? "" : "s")."
     }
 }

@@ -15,6 +15,7 @@ public enum Pages {
         form{display:inline}button{margin:.2em;padding:.4em .9em}.wrap{overflow-x:auto}
         h2.sites{margin-top:1.5em}figure.history{margin:1em 0;background:#fff;padding:.5em;overflow-x:auto}
         figure.history svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#5f6368}
+        td.number{text-align:right;font-variant-numeric:tabular-nums}p.note{font-size:.85em;color:#5f6368}
         """
 
     static func page(_ title: String, refresh: Bool = true, _ body: String) -> String {
@@ -33,7 +34,8 @@ public enum Pages {
         }
     }
 
-    /// A proxied site on the front page: its status and where its routes send requests.
+    /// A proxied site on the front page and its own page: its status (with its traffic) and where its
+    /// routes send requests.
     struct SiteRow {
         var status: SiteStatus
         var routes: [Site.Route]
@@ -74,35 +76,96 @@ public enum Pages {
             """)
     }
 
-    /// The sites beside the services: hosts, where requests go, maintenance (with its switch for users
-    /// who may act). Per-site traffic (request and error rates, latency) goes in columns of its own
-    /// here, from the proxy's figures.
+    /// The sites beside the services: hosts, where requests go, their traffic over the last minute
+    /// (from the proxy's counters and duration histogram), maintenance (with its switch for users who
+    /// may act). Each site's name leads to its page with the charts.
     static func siteTable(_ sites: [SiteRow], snapshots: [ServiceSnapshot], csrfToken: String, readOnly: Bool) -> String {
         guard !sites.isEmpty else { return "" }
         var rows = ""
         for site in sites {
             let name = site.status.name
-            let hosts = site.status.hosts.isEmpty ? "(default)" : site.status.hosts.joined(separator: " ")
-            let state = site.status.maintenance ? "on" : "off"
-            var cell = "<span class=\"\(site.status.maintenance ? "init" : "ok")\" data-maintenance=\"\(state)\">\(state)</span>"
-            if !readOnly {
-                let next = site.status.maintenance ? "off" : "on"
-                cell += """
-                    <form method="post" action="/_maintenance"><input type="hidden" name="securitytoken" value="\(csrfToken)">\
-                    <input type="hidden" name="site" value="\(escape(name))"><input type="hidden" name="action" value="\(next)">\
-                    <button type="submit" name="do" value="maintenance-\(next)">Maintenance \(next)</button></form>
-                    """
-            }
+            let traffic = site.status.traffic
             let routes = site.routes.map { "<li>" + route($0, snapshots: snapshots) + "</li>" }.joined()
             rows += """
-                <tr id="site-\(escape(name))"><td>\(escape(name))</td><td>\(escape(hosts))</td>\
-                <td><ul class="routes">\(routes)</ul></td><td>\(cell)</td></tr>
+                <tr id="site-\(escape(name))"><td><a href="\(sitePath(name))">\(escape(name))</a></td><td>\(escape(hosts(site.status)))</td>\
+                <td><ul class="routes">\(routes)</ul></td>\(trafficCells(traffic))\
+                <td>\(maintenanceSwitch(site.status, csrfToken: csrfToken, readOnly: readOnly, onSitePage: false))</td></tr>
                 """
         }
         return """
             <h2 class="sites">Sites</h2><div class="wrap"><table id="sites"><thead><tr><th>Site</th><th>Hosts</th>\
-            <th>Routes: service and upstreams</th><th>Maintenance</th></tr></thead><tbody>\(rows)</tbody></table></div>
+            <th>Routes: service and upstreams</th><th>Requests/s</th><th>5xx</th><th>p50</th><th>p99</th><th>Maintenance</th></tr></thead>\
+            <tbody>\(rows)</tbody></table></div><p class="note" id="traffic-window">\(trafficNote(sites.compactMap(\.status.traffic)))</p>
             """
+    }
+
+    static func sitePath(_ name: String) -> String { "/_site/" + escapeURL(name) }
+
+    static func hosts(_ site: SiteStatus) -> String { site.hosts.isEmpty ? "(default)" : site.hosts.joined(separator: " ") }
+
+    /// Requests per second, the share of 5xx answers, p50 and p99, with the figures in data attributes.
+    static func trafficCells(_ traffic: SiteTraffic?) -> String {
+        let figures = TrafficFormat.cells(traffic)
+        return """
+            <td class="number" data-rate="\(traffic?.requestsPerSecond ?? 0)">\(figures.rate)</td>\
+            <td class="number\(traffic?.errorRatio ?? 0 > 0 ? " fail" : "")" data-errors="\(traffic?.errorRatio ?? 0)">\(figures.errors)</td>\
+            <td class="number" data-p50="\(traffic?.p50 ?? 0)">\(figures.p50)</td><td class="number" data-p99="\(traffic?.p99 ?? 0)">\(figures.p99)</td>
+            """
+    }
+
+    /// Which window the figures span, said under them.
+    static func trafficNote(_ traffic: [SiteTraffic]) -> String {
+        "Requests per second, share of 5xx answers and p50/p99 latency \(TrafficFormat.window(traffic)), from the proxy's counters and duration histogram."
+    }
+
+    /// The site's maintenance state, and the switch for users who may act (CSRF-protected like every
+    /// action). On the site's page, the answer leads back to it (else to the front page).
+    static func maintenanceSwitch(_ site: SiteStatus, csrfToken: String, readOnly: Bool, onSitePage: Bool) -> String {
+        let state = site.maintenance ? "on" : "off"
+        var cell = "<span class=\"\(site.maintenance ? "init" : "ok")\" data-maintenance=\"\(state)\">\(state)</span>"
+        if !readOnly {
+            let next = site.maintenance ? "off" : "on"
+            cell += """
+                <form method="post" action="/_maintenance"><input type="hidden" name="securitytoken" value="\(csrfToken)">\
+                <input type="hidden" name="site" value="\(escape(site.name))"><input type="hidden" name="action" value="\(next)">\
+                \(onSitePage ? "<input type=\"hidden\" name=\"back\" value=\"site\">" : "")\
+                <button type="submit" name="do" value="maintenance-\(next)">Maintenance \(next)</button></form>
+                """
+        }
+        return cell
+    }
+
+    /// A site's page: what the front page says of it, its charts and its events.
+    static func site(_ site: SiteRow, snapshots: [ServiceSnapshot], csrfToken: String, readOnly: Bool, chart: Chart?, now: Double) -> String {
+        let status = site.status
+        let figures = TrafficFormat.cells(status.traffic)
+        var details: [(String, String)] = [
+            ("Hosts", escape(hosts(status))),
+            ("Routes", "<ul class=\"routes\">" + site.routes.map { "<li>" + route($0, snapshots: snapshots) + "</li>" }.joined() + "</ul>"),
+            ("Maintenance", "<span id=\"maintenance\">" + maintenanceSwitch(status, csrfToken: csrfToken, readOnly: readOnly, onSitePage: true) + "</span>"),
+            ("Requests", figures.rate + " per second"), ("5xx answers", figures.errors), ("Latency", "p50 \(figures.p50), p99 \(figures.p99)"),
+        ]
+        if let certificate = status.certificate {
+            details.append(("Certificate", "\(escape(certificate.names.joined(separator: " "))), expires \(TimeFormat.http(certificate.notAfter)) (\(certificate.daysLeft(now: now)) days)"))
+        }
+        let table = details.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined()
+        let charts = chart.map { chart -> String in
+            let other: HistoryRange = chart.range == .hour ? .day : .hour
+            let link = "<a href=\"\(sitePath(status.name))?range=\(other.rawValue)\">last \(other.rawValue)</a>"
+            let spans = chart.range == .hour ? "a point per 10 s" : "a point per minute"
+            return "<h3>Last \(chart.range.rawValue) <small>(\(spans); \(link))</small></h3>\(chart.svg)"
+        } ?? "<p>No traffic counted yet.</p>"
+        let events = status.events.reversed().map {
+            "<tr><td>\(TimeFormat.http($0.date))</td><td>\(escape($0.title))</td><td>\(escape($0.message))</td></tr>"
+        }.joined()
+        return page(
+            status.name,
+            """
+            <h2>Site '\(escape(status.name))'</h2><div class="wrap"><table id="site">\(table)</table></div>\
+            <p class="note" id="traffic-window">\(trafficNote(status.traffic.map { [$0] } ?? []))</p>\(charts)\
+            <h3>Recent events</h3><div class="wrap"><table><thead><tr><th>Date</th><th>Event</th><th>Description</th></tr></thead>\
+            <tbody>\(events.isEmpty ? "<tr><td colspan=3>none</td></tr>" : events)</tbody></table></div>
+            """)
     }
 
     /// `/prefix → service NAME: 127.0.0.1:8101, …`: where a route sends requests (never an upstream's credentials).
@@ -144,7 +207,9 @@ public enum Pages {
             ("Status", "<span class=\"\(statusClass(service))\" id=\"status\">\(escape(service.status))</span>"),
             ("Monitoring", service.monitor.rawValue), ("Mode", service.mode),
             ("PID", service.pid.map(String.init) ?? "-"), ("Uptime", service.uptimeSeconds.map(duration) ?? "-"),
-            ("Restarts", String(service.restarts)), ("CPU", service.metrics.cpuPercent.map { format($0) + "%" } ?? "-"),
+            ("Restarts", String(service.restarts)),
+            ("Last exit", service.metrics.exitStatus.map { "<span id=\"exit\" data-exit=\"\($0)\">\(escape(Pages.exit($0, at: service.metrics.exitedAt)))</span>" } ?? "-"),
+            ("CPU", service.metrics.cpuPercent.map { format($0) + "%" } ?? "-"),
             ("Memory", service.metrics.memoryBytes.map(bytes) ?? "-"),
             ("Groups", service.groups.isEmpty ? "-" : escape(service.groups.joined(separator: ", "))),
             ("Depends on", service.dependencies.isEmpty ? "-" : escape(service.dependencies.joined(separator: ", "))),
@@ -234,6 +299,14 @@ public enum Pages {
         return "\(format(amount)) \(units[unit])"
     }
 
+    static let signalNames = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"]
+
+    /// How a process ended: "exit status 3", "killed by signal 9 (SIGKILL)", and when.
+    static func exit(_ code: Int, at time: Double?) -> String {
+        let what = code >= 0 ? "exit status \(code)" : "killed by signal \(-code)" + (signalNames[-code].map { " (\($0))" } ?? "")
+        return what + (time.map { " at " + TimeFormat.http($0) } ?? "")
+    }
+
     static func format(_ value: Double) -> String {
         guard value.isFinite, abs(value) < 1e15 else { return value.isNaN ? "-" : String(describing: value) }
         let tenths = Int((value * 10).rounded())
@@ -276,13 +349,19 @@ enum TextStatus {
             if let cpu = service.metrics.cpuPercent { lines.append(("cpu", Pages.format(cpu) + "%")) }
             if let memory = service.metrics.memoryBytes { lines.append(("memory", Pages.bytes(memory))) }
             lines.append(("restarts", String(service.restarts)))
+            if let code = service.metrics.exitStatus { lines.append(("last exit", Pages.exit(code, at: service.metrics.exitedAt))) }
             if let checked = service.lastCheck { lines.append(("data collected", TimeFormat.http(checked))) }
             for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }
             out += "\n"
         }
         for site in sites where name == nil || site.name == name {
             out += "Site '\(site.name)'\n"
-            var lines = [("hosts", site.hosts.isEmpty ? "(default)" : site.hosts.joined(separator: " ")), ("maintenance", site.maintenance ? "on" : "off")]
+            var lines = [("hosts", Pages.hosts(site)), ("maintenance", site.maintenance ? "on" : "off")]
+            if let services = site.services, !services.isEmpty { lines.append(("services", services.joined(separator: " "))) }
+            if let traffic = site.traffic {
+                let figures = TrafficFormat.cells(traffic)
+                lines.append(("requests", "\(figures.rate)/s, 5xx \(figures.errors), p50 \(figures.p50), p99 \(figures.p99) (\(TrafficFormat.window([traffic])))"))
+            }
             if let event = site.events.last { lines.append(("last event", "\(event.title): \(event.message) (\(TimeFormat.http(event.date)))")) }
             lines += certificateLines(site.certificate, now: WallClock.now())
             for (key, value) in lines { out += "  " + key.padding(30) + value + "\n" }

@@ -1,12 +1,20 @@
 import Synchronization
 import WardenCore
 
-/// The proxy's half of `/metrics`, and the traffic of each site over the last minute for the
-/// dashboard: the latest totals read from the proxy (in this process, or a worker's reports),
-/// and a minute of per-site readings.
+/// The proxy's half of `/metrics`, the traffic of each site over the last minute for the dashboard
+/// and `warden status`, and each site's history for its charts: the latest totals read from the
+/// proxy (in this process, or a worker's reports), a minute of per-site readings, and the rings.
 public final class ProxyMetricsBoard: Sendable {
+    struct State {
+        var latest: ProxyMetricsSnapshot?
+        var window = SiteTrafficWindow()
+        /// Every site the proxy has counted requests of since warden started (its totals keep the
+        /// series of a site removed by a reload, so a history is bounded by the sites ever configured).
+        var histories: [String: SiteHistory] = [:]
+    }
+
     private let source: (any ProxyMetricsSource)?
-    private let state = Mutex<(latest: ProxyMetricsSnapshot?, window: SiteTrafficWindow)>((nil, SiteTrafficWindow()))
+    private let state = Mutex(State())
     private let started = ContinuousClock.now
 
     public init(source: (any ProxyMetricsSource)?) {
@@ -16,12 +24,36 @@ public final class ProxyMetricsBoard: Sendable {
     /// Reads the proxy's totals; `fresh` for a scrape, which asks a worker for a new report.
     func refresh(fresh: Bool) async {
         guard let source, let snapshot = await source.proxyMetrics(fresh: fresh) else { return }
-        let now = (ContinuousClock.now - started) / .seconds(1)
-        state.withLock {
-            $0.latest = snapshot
-            $0.window.record(snapshot, at: now)
+        record(snapshot, monotonic: (ContinuousClock.now - started) / .seconds(1), wall: WallClock.now())
+    }
+
+    /// Takes a reading: the minute's rates on the monotonic clock, the charts' points on the wall clock
+    /// (their axis is the time of day). Tests call it with a manual clock's times.
+    func record(_ snapshot: ProxyMetricsSnapshot, monotonic: Double, wall: Double) {
+        let sites = SiteTrafficWindow.totals(snapshot)
+        state.withLock { state in
+            state.latest = snapshot
+            state.window.record(sites, at: monotonic)
+            for (site, totals) in sites {
+                // Taken out, not copied: its rings change in place.
+                var history = state.histories.removeValue(forKey: site) ?? SiteHistory()
+                history.record(totals, at: wall)
+                state.histories[site] = history
+            }
         }
     }
+
+    /// A maintenance event marks its site's charts.
+    func mark(_ event: Event) {
+        guard event.action == "maintenance" else { return }
+        state.withLock { state in
+            var history = state.histories.removeValue(forKey: event.service) ?? SiteHistory()
+            history.mark(HistoryMark(event))
+            state.histories[event.service] = history
+        }
+    }
+
+    func history(of site: String) -> SiteHistory? { state.withLock { $0.histories[site] } }
 
     func exposition() -> String {
         state.withLock { $0.latest }.map(ProxyExposition.render) ?? ""
@@ -38,8 +70,8 @@ extension ControlRouter {
     public func siteTraffic() -> [SiteTraffic] { metrics.proxy.siteTraffic() }
 }
 
-/// A site's traffic over the last minute, for the dashboard's front page.
-public struct SiteTraffic: Sendable, Equatable {
+/// A site's traffic over the last minute, for the dashboard's front page, `warden status` and its JSON.
+public struct SiteTraffic: Sendable, Equatable, Codable {
     public var site: String
     public var requestsPerSecond: Double
     /// 5xx answers per second.
@@ -49,6 +81,8 @@ public struct SiteTraffic: Sendable, Equatable {
     /// Seconds; nil without requests.
     public var p50: Double?
     public var p99: Double?
+    /// The seconds the figures span: a minute (up to a second more between readings), less while warden is young.
+    public var windowSeconds: Double
 }
 
 /// Per-site readings of the proxy's totals, a minute's worth: a rate is the difference between the
@@ -65,13 +99,18 @@ struct SiteTrafficWindow {
     static let maximumReadings = 600
     private(set) var readings: [(time: Double, sites: [String: Totals])] = []
 
-    mutating func record(_ snapshot: ProxyMetricsSnapshot, at time: Double) {
+    /// Each site's totals: its routes' series added up.
+    static func totals(_ snapshot: ProxyMetricsSnapshot) -> [String: Totals] {
         var sites: [String: Totals] = [:]
         for (key, counters) in snapshot.series where !key.site.isEmpty {
             sites[key.site, default: Totals()].requests += counters.requestCount
             sites[key.site, default: Totals()].serverErrors += counters.serverErrors
             sites[key.site, default: Totals()].duration.add(counters.duration)
         }
+        return sites
+    }
+
+    mutating func record(_ sites: [String: Totals], at time: Double) {
         readings.append((time, sites))
         // The oldest reading kept is the last one at least a minute old: the rates span the minute.
         while readings.count > 2, readings[1].time <= time - Self.seconds { readings.removeFirst() }
@@ -91,7 +130,7 @@ struct SiteTrafficWindow {
             return SiteTraffic(
                 site: site, requestsPerSecond: elapsed > 0 ? Double(requests) / elapsed : 0,
                 errorsPerSecond: elapsed > 0 ? Double(errors) / elapsed : 0, errorRatio: requests > 0 ? Double(errors) / Double(requests) : 0,
-                p50: latency.quantile(0.5), p99: latency.quantile(0.99))
+                p50: latency.quantile(0.5), p99: latency.quantile(0.99), windowSeconds: elapsed)
         }
     }
 }

@@ -73,7 +73,8 @@ public struct HistoryPoint: Sendable, Hashable, Codable {
     }
 }
 
-/// A vertical mark on the charts: a restart (and why) or another event of the service.
+/// A vertical mark on the charts: a restart (and why) or another event of the service; on a site's
+/// charts, its maintenance switched on or off.
 public struct HistoryMark: Sendable, Hashable, Codable {
     /// Stored in one byte: raw values take no room in the value.
     public enum Kind: String, Sendable, Codable, CaseIterable {
@@ -84,8 +85,11 @@ public struct HistoryMark: Sendable, Hashable, Codable {
         case failure
         /// A failed check passes again, or an action was done.
         case change
+        /// A site's planned maintenance began or ended (its charts).
+        case maintenanceOn = "maintenance-on"
+        case maintenanceOff = "maintenance-off"
 
-        var isRestart: Bool { self != .failure && self != .change }
+        var isRestart: Bool { [.crash, .checkFailed, .user, .deploy].contains(self) }
         var label: String {
             switch self {
             case .crash: "restart (crash)"
@@ -94,6 +98,8 @@ public struct HistoryMark: Sendable, Hashable, Codable {
             case .deploy: "deploy"
             case .failure: "check failed"
             case .change: "event"
+            case .maintenanceOn: "maintenance on"
+            case .maintenanceOff: "maintenance off"
             }
         }
     }
@@ -114,6 +120,7 @@ public struct HistoryMark: Sendable, Hashable, Codable {
         case .check: kind = .checkFailed
         case .user: kind = .user
         case .deploy: kind = .deploy
+        case nil where event.action == "maintenance": kind = event.message.hasSuffix(" on") ? .maintenanceOn : .maintenanceOff
         case nil: kind = event.state == .failed ? .failure : .change
         }
     }

@@ -256,11 +256,14 @@ public final class MetricsExporter: Sendable {
                     set.checkSeen = checked
                 }
                 set.startDuration.set(to: service.metrics.startSeconds ?? 0)
-                if let code = service.metrics.programStatus {
+                if let code = service.metrics.exitStatus ?? service.metrics.programStatus {
                     set.exitStatus =
                         set.exitStatus
                         ?? registry.makeGauge(
-                            descriptor: Self.described("warden_service_last_exit_status", "Exit status of the program of the last check (check program)"),
+                            descriptor: Self.described(
+                                "warden_service_last_exit_status",
+                                "How the service's process last ended: its exit code, or -N when signal N killed it (check program: the program's last exit status)"
+                            ),
                             labels: [("service", service.name)])
                     set.exitStatus?.set(to: Double(code))
                 }
@@ -348,5 +351,126 @@ enum RestartCause: String {
         case (_, .failed, "restart"): self = .check
         default: return nil
         }
+    }
+}
+
+/// `warden status` without a name: the dashboard's front page in a terminal. The host, then the
+/// services and the sites in aligned columns; in colour when asked (the CLI asks when its standard
+/// output is a terminal and NO_COLOR is not set), plain text otherwise.
+public enum StatusTable {
+    /// What the CLI asks the daemon for: the table (in colour or not), or one service's or site's
+    /// status in monit's words.
+    public static func path(service: String?, colour: Bool) -> String {
+        if let service { return "/_status?service=\(Pages.escapeURL(service))" }
+        return "/_status?format=table" + (colour ? "&color=1" : "")
+    }
+
+    enum Style: String {
+        case bold = "1", dim = "2", red = "31", green = "32", yellow = "33"
+    }
+
+    struct Cell {
+        var text: String
+        var style: Style?
+
+        init(_ text: String, _ style: Style? = nil) {
+            self.text = text
+            self.style = style
+        }
+    }
+
+    static func render(
+        host: String, system: SystemSnapshot, wardenUptime: Double, services: [ServiceSnapshot], sites: [SiteStatus], now: Double, colour: Bool
+    ) -> String {
+        let used = system.memoryTotalBytes - min(system.memoryTotalBytes, system.memoryAvailableBytes)
+        var out = "warden \(Supervisor.version) on \(host), up \(Pages.duration(wardenUptime)); system up \(Pages.duration(system.uptimeSeconds)), "
+        out += "load \(Pages.format(system.load1)) \(Pages.format(system.load5)) \(Pages.format(system.load15)), "
+        out += "memory \(Pages.bytes(used)) of \(Pages.bytes(system.memoryTotalBytes))\n\n"
+        let serviceRows = services.map { service -> [Cell] in
+            [
+                Cell(service.name), Cell(service.type), Cell(service.status, style(service)), Cell(service.pid.map(String.init) ?? "-"),
+                Cell(service.uptimeSeconds.map(Pages.duration) ?? "-"), Cell(service.metrics.cpuPercent.map { Pages.format($0) + "%" } ?? "-"),
+                Cell(service.metrics.memoryBytes.map(Pages.bytes) ?? "-"), Cell(String(service.restarts)),
+                Cell(service.metrics.exitStatus.map(exitCode) ?? "-", service.metrics.exitStatus.flatMap { $0 == 0 ? nil : .red }),
+                Cell(service.lastCheck.map { Pages.duration(max(0, now - $0)) + " ago" } ?? "-"),
+                // A program's output in a message would break the row.
+                Cell(service.events.last.map { $0.message.split(whereSeparator: \.isNewline).joined(separator: " ") } ?? "-"),
+            ]
+        }
+        out += table(
+            ["SERVICE", "TYPE", "STATUS", "PID", "UPTIME", "CPU", "MEMORY", "RESTARTS", "EXIT", "CHECKED", "LAST EVENT"], serviceRows,
+            right: [3, 5, 6, 7, 8], colour: colour)
+        guard !sites.isEmpty else { return out }
+        let siteRows = sites.map { site -> [Cell] in
+            let figures = TrafficFormat.cells(site.traffic)
+            let days = site.certificate?.daysLeft(now: now)
+            return [
+                Cell(site.name), Cell(Pages.hosts(site)), Cell(site.services.map { $0.isEmpty ? "-" : $0.joined(separator: " ") } ?? "-"),
+                Cell(figures.rate), Cell(figures.errors, site.traffic.flatMap { $0.errorRatio > 0 ? .red : nil }), Cell(figures.p50),
+                Cell(figures.p99), Cell(site.maintenance ? "on" : "off", site.maintenance ? .yellow : nil),
+                Cell(
+                    site.certificate.map { TimeFormat.string($0.notAfter, "%Y-%m-%d", utc: true) + " (\(days ?? 0) days)" } ?? "-",
+                    days.flatMap { $0 < 14 ? .red : nil }),
+            ]
+        }
+        out += "\n"
+        out += table(["SITE", "HOSTS", "SERVICE", "REQ/S", "5XX", "P50", "P99", "MAINTENANCE", "CERTIFICATE"], siteRows, right: [3, 4, 5, 6], colour: colour)
+        return out + "(requests per second, 5xx share and latency \(TrafficFormat.window(sites.compactMap(\.traffic))))\n"
+    }
+
+    static func style(_ service: ServiceSnapshot) -> Style {
+        switch Pages.statusClass(service) {
+        case "ok": .green
+        case "off": .dim
+        case "init": .yellow
+        default: .red
+        }
+    }
+
+    static func exitCode(_ code: Int) -> String { code < 0 ? "signal \(-code)" : String(code) }
+
+    /// Columns as wide as their widest cell, two spaces apart, numbers to the right; the last column
+    /// is not padded. Colour goes around a cell's text, never its padding, so it keeps the alignment.
+    static func table(_ header: [String], _ rows: [[Cell]], right: Set<Int>, colour: Bool) -> String {
+        let all = [header.map { Cell($0, .bold) }] + rows
+        let widths = header.indices.map { column in all.map { $0[column].text.count }.max() ?? 0 }
+        var out = ""
+        for row in all {
+            var line = ""
+            for (column, cell) in row.enumerated() {
+                let fill = String(repeating: " ", count: widths[column] - cell.text.count)
+                let text = colour ? cell.style.map { "\u{1B}[\($0.rawValue)m\(cell.text)\u{1B}[0m" } ?? cell.text : cell.text
+                let last = column == row.count - 1
+                line += right.contains(column) ? fill + text : text + (last ? "" : fill)
+                if !last { line += "  " }
+            }
+            out += line + "\n"
+        }
+        return out
+    }
+}
+
+/// How a site's traffic is written, on the pages and in `warden status`.
+enum TrafficFormat {
+    /// Requests per second, the share of 5xx answers, p50 and p99; "-" for what is not known
+    /// (a share and percentiles without requests).
+    static func cells(_ traffic: SiteTraffic?) -> (rate: String, errors: String, p50: String, p99: String) {
+        guard let traffic else { return ("-", "-", "-", "-") }
+        let answered = traffic.p50 != nil
+        return (
+            Pages.format(traffic.requestsPerSecond), answered ? Pages.format(traffic.errorRatio * 100) + "%" : "-", latency(traffic.p50),
+            latency(traffic.p99)
+        )
+    }
+
+    static func latency(_ seconds: Double?) -> String {
+        guard let seconds else { return "-" }
+        return seconds < 1 ? Pages.format(seconds * 1000) + " ms" : Pages.format(seconds) + " s"
+    }
+
+    /// "over the last minute", or the shorter span the figures cover while warden is young.
+    static func window(_ traffic: [SiteTraffic]) -> String {
+        let seconds = traffic.map(\.windowSeconds).max() ?? SiteTrafficWindow.seconds
+        return seconds >= SiteTrafficWindow.seconds - 1 ? "over the last minute" : "over the last \(Int(seconds.rounded())) s"
     }
 }

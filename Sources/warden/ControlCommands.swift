@@ -77,7 +77,7 @@ extension Warden {
                 print(response.body)
                 return
             }
-            let path = "/_status" + (name.map { "?service=\(Pages.escapeURL($0))" } ?? "")
+            let path = StatusTable.path(service: name, colour: isatty(1) != 0 && getenv("NO_COLOR") == nil)
             let response = try checked(try call { try await client.get(path) })
             if let name, !response.body.contains("'\(name)'") {
                 printError("warden: there is no service named \"\(name)\"")

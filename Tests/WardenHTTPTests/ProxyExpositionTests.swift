@@ -106,15 +106,15 @@ struct ProxyExpositionTests {
         var window = SiteTrafficWindow()
         #expect(window.summary().isEmpty)
         // At 0 s: 100 requests already counted (before the minute).
-        window.record(snapshot(["shop": counters(Array(repeating: 200, count: 100), milliseconds: 400)]), at: 0)
+        window.record(SiteTrafficWindow.totals(snapshot(["shop": counters(Array(repeating: 200, count: 100), milliseconds: 400)])), at: 0)
         let first = try #require(window.summary().first)
         #expect(first.requestsPerSecond == 0 && first.errorRatio == 0 && first.p50 == 0.375, "one reading: no rate yet: \(first)")
         // From 5 s to 65 s: 120 more, 36 of them 5xx, all fast (3 ms); a new site's one request.
         var shop = counters(Array(repeating: 200, count: 100), milliseconds: 400)
-        window.record(snapshot(["shop": shop]), at: 5)
+        window.record(SiteTrafficWindow.totals(snapshot(["shop": shop])), at: 5)
         for second in stride(from: 10, through: 65, by: 5) {
             shop.add(counters(Array(repeating: 200, count: 7) + Array(repeating: 502, count: 3), milliseconds: 3), gauges: true)
-            window.record(snapshot(["shop": shop, "blog": counters([200])]), at: Double(second))
+            window.record(SiteTrafficWindow.totals(snapshot(["shop": shop, "blog": counters([200])])), at: Double(second))
         }
         let summary = window.summary()
         #expect(summary.map(\.site) == ["blog", "shop"])

@@ -2,8 +2,9 @@ import Foundation
 import Testing
 import WardenTestSupport
 
-/// The dashboard in a real browser: the front page with the sites, a service page whose SVG chart
-/// draws the recorded history, and the maintenance switch of a site pressed as a person would.
+/// The dashboard in a real browser: the front page with the sites and their traffic, a service page
+/// whose SVG chart draws the recorded history, a site page whose chart draws the site's, and the
+/// maintenance switch pressed as a person would.
 @Suite("Dashboard: history charts, sites and maintenance in a browser", .serialized)
 struct DashboardTests {
     struct Setup {
@@ -17,7 +18,7 @@ struct DashboardTests {
     func start() throws -> Setup {
         let directory = try TemporaryDirectory()
         let app = try TestApp(in: directory)
-        let (port, proxyPort) = (TestSupport.freePort(), TestSupport.freePort())
+        let (port, proxyPort, nobody) = (TestSupport.freePort(), TestSupport.freePort(), TestSupport.freePort())
         try directory.write("maintenance.html", "<h1>back soon</h1>\n", mode: 0o644)
         let rc = try directory.write(
             "wardenrc",
@@ -34,6 +35,7 @@ struct DashboardTests {
               stop program = "\(app.stopScript)"
             check site web with host "app.local"
                 pass / to http://127.0.0.1:\(app.port)/ for service app
+                pass /broken to http://127.0.0.1:\(nobody)/
                 maintenance page \(directory.path)/maintenance.html
             """)
         let warden = try WardenProcess(controlFile: rc, logPath: directory.path + "/log")
@@ -59,6 +61,22 @@ struct DashboardTests {
         let answer = try curl(setup.port, "/_history?service=app", user: "admin:s3cret")
         let document = try #require(try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any], "\(answer)")
         return (document["points"] as? [[String: Any]] ?? [], document["start"] as? Double ?? 0)
+    }
+
+    /// The site's history, as `/_history?site=` gives it.
+    func siteHistory(_ setup: Setup) throws -> [[String: Any]] {
+        let answer = try curl(setup.port, "/_history?site=web", user: "admin:s3cret")
+        guard answer.status == 200 else { return [] }
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any], "\(answer)")
+        return document["points"] as? [[String: Any]] ?? []
+    }
+
+    /// Requests through the proxy in one curl (kept alive): each URL's status.
+    func traffic(_ setup: Setup, _ paths: [String]) throws -> [Int] {
+        // An `-o` for each URL: curl writes the bodies of the others to its standard output.
+        let urls = paths.flatMap { ["-o", "/dev/null", "http://127.0.0.1:\(setup.proxyPort)\($0)"] }
+        let result = try TestSupport.run("/usr/bin/curl", ["-s", "-m", "20", "-H", "Host: app.local", "-w", "%{http_code}\\n"] + urls, timeout: 25)
+        return result.stdout.split(separator: "\n").compactMap { Int($0) }
     }
 
     /// Width and height from a PNG's header, nil when the bytes are not a PNG.
@@ -107,35 +125,68 @@ struct DashboardTests {
             setup.warden.stop()
             setup.app.killAll()
         }
-        // A few cycles of history, CPU and memory known (CPU needs two samples of the process).
-        #expect(TestSupport.waitUntil(timeout: 20) { ((try? history(setup))?.points.filter { $0["cpu"] != nil }.count ?? 0) >= 5 })
+        // The app killed: warden sees its exit (the pidfd, then the reaper's status) and starts it again.
+        let killed = try #require(setup.app.pid)
+        kill(killed, SIGKILL)
+        #expect(TestSupport.waitUntil(timeout: 20) { setup.app.pid != killed && setup.app.isServing }, "\(setup.warden.log)")
+        // Traffic through the proxy, bounded in count and time: nine of ten answered by the app, one
+        // by an upstream nobody listens on (502), until the site's chart has points (one per 10 s)
+        // and the service's history a few cycles with CPU and memory known.
+        var answers: [Int] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, answers.count < 20_000 {
+            answers += try traffic(setup, Array(repeating: "/ping", count: 45) + Array(repeating: "/broken", count: 5))
+            if try siteHistory(setup).filter({ $0["p50"] != nil }).count >= 3,
+                ((try? history(setup))?.points.filter { $0["cpu"] != nil }.count ?? 0) >= 5
+            {
+                break
+            }
+            usleep(200_000)
+        }
+        let byStatus = Dictionary(grouping: answers, by: { $0 }).mapValues(\.count)
+        #expect((byStatus[200] ?? 0) >= 200 && (byStatus[502] ?? 0) >= 20, "answers by status: \(byStatus)")
         let output = "/tmp/warden-dashboard-\(getpid())"
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        let (front, page) = (output + "/front.png", output + "/service.png")
+        let (front, page, sitePage) = (output + "/front.png", output + "/service.png", output + "/site.png")
         let viewport = (width: 1200, height: 1500)
         let session = try Browser.session(
             port: setup.port, user: "admin", password: "s3cret",
-            steps: [.dom, .screenshot(front), .navigate("/app"), .dom, .screenshot(page), .navigate("/"), .click("#site-web button[value=maintenance-on]"), .dom],
+            steps: [
+                .dom, .screenshot(front), .navigate("/app"), .dom, .screenshot(page), .navigate("/_site/web"), .dom, .screenshot(sitePage),
+                .click("#maintenance button[value=maintenance-on]"), .dom,
+            ],
             viewport: viewport)
         let recorded = try history(setup)
+        let siteRecorded = try siteHistory(setup)
         #expect(session.error == nil, "\(session.error ?? "") \(session.output.suffix(500))")
         #expect(session.authChallenges >= 1, "the browser answered the 401 challenge itself")
-        try #require(session.doms.count == 3, "\(session.doms.count) pages read")
+        try #require(session.doms.count == 4, "\(session.doms.count) pages read")
 
-        // The front page lists the site beside the services: its host, where it sends, maintenance off.
+        // The front page lists the site beside the services: its host, where it sends, its traffic, maintenance off.
         let dashboard = session.doms[0]
         #expect(dashboard.contains("id=\"service-app\""))
-        let site = try #require(dashboard.firstRange(of: "<tr id=\"site-web\">").map { String(dashboard[$0.lowerBound...].prefix(1200)) })
+        let site = try #require(dashboard.firstRange(of: "<tr id=\"site-web\">").map { String(dashboard[$0.lowerBound...].prefix(2000)) })
         #expect(site.contains("app.local") && site.contains("data-maintenance=\"off\""), "\(site)")
         #expect(site.contains("<a href=\"/app\">app</a>: http://127.0.0.1:\(setup.app.port)/"), "\(site)")
-        for path in [front, page] {
+        #expect(site.contains("<a href=\"/_site/web\">web</a>"), "the site's page is linked: \(site)")
+        func figure(_ name: String) -> Double? {
+            site.firstMatch(of: try! Regex(#"data-\#(name)="([0-9.e+-]+)""#)).flatMap { Double(String($0.output[1].substring ?? "")) }
+        }
+        #expect((figure("rate") ?? 0) > 1, "requests per second: \(site)")
+        #expect(abs((figure("errors") ?? 0) - 0.1) < 0.05, "a tenth of the answers are 502: \(site)")
+        #expect((figure("p50") ?? 0) > 0 && (figure("p99") ?? 0) >= (figure("p50") ?? 0), "\(site)")
+        #expect(site.contains(" ms</td>") && site.contains("%</td>"), "\(site)")
+        #expect(dashboard.contains("<th>Requests/s</th><th>5xx</th><th>p50</th><th>p99</th>"))
+        #expect(dashboard.firstMatch(of: try Regex(#"over the last (minute|\d+ s)"#)) != nil, "the window is said on the page")
+        for path in [front, page, sitePage] {
             let size = pngSize(path)
             #expect(size?.width == viewport.width && size?.height == viewport.height, "\(path): \(String(describing: size))")
         }
 
-        // The service page's chart: every recorded point of the page's time, where it belongs.
+        // The service page's chart: every recorded point of the page's time, where it belongs; how the process last ended.
         let service = session.doms[1]
         #expect(service.contains("role=\"img\"") && service.contains("<title id=\"history-title\">CPU, memory and check latency of 'app'</title>"))
+        #expect(service.contains("data-exit=\"-9\">killed by signal 9 (SIGKILL) at "), "the last exit status")
         let shown = try #require(
             service.firstMatch(of: try Regex(#"UTC, (\d+) points?"#)).flatMap { Int(String($0.output[1].substring ?? "")) }, "the caption counts the points")
         #expect(recorded.points.count >= shown && shown >= 5, "\(recorded.points.count) recorded, \(shown) on the page")
@@ -154,11 +205,37 @@ struct DashboardTests {
             expectDrawn(chartPoints(service, series: series), recorded: values, window: window, scale: scale, panel: panel, series: series)
         }
 
-        // The maintenance button: the form's POST, back on the front page, the site in maintenance.
+        // The site page's chart: requests, errors, p50 and p99 of each recorded span, where they belong.
+        let sitePageDOM = session.doms[2]
+        #expect(sitePageDOM.contains("<title id=\"site-history-title\">Requests, errors and latency of site 'web'</title>"))
+        let siteShown = try #require(
+            sitePageDOM.firstMatch(of: try Regex(#"UTC, (\d+) points?"#)).flatMap { Int(String($0.output[1].substring ?? "")) }, "the site chart's caption")
+        #expect(siteRecorded.count >= siteShown && siteShown >= 3, "\(siteRecorded.count) recorded, \(siteShown) on the page")
+        let siteBounds = try #require(sitePageDOM.firstMatch(of: try Regex(#"data-start="([0-9.]+)" data-end="([0-9.]+)""#)))
+        let siteWindow = (
+            start: Double(String(siteBounds.output[1].substring ?? "")) ?? 0, end: Double(String(siteBounds.output[2].substring ?? "")) ?? 0
+        )
+        for (panel, axis, series, key) in [
+            (0, "requests", "requests", "requestsPerSecond"), (1, "errors", "errors", "errorsPerSecond"), (2, "latency", "p50", "p50"),
+            (2, "latency", "p99", "p99"),
+        ] {
+            let scale = try #require(
+                sitePageDOM.firstMatch(of: try Regex(#"data-series="\#(axis)" data-scale="([0-9.e+-]+)""#)).flatMap {
+                    Double(String($0.output[1].substring ?? ""))
+                }, "\(axis)'s axis")
+            let values = siteRecorded.prefix(siteShown).compactMap { point -> (time: Double, value: Double)? in
+                guard let time = point["time"] as? Double, let value = point[key] as? Double else { return nil }
+                return (time, value)
+            }
+            expectDrawn(chartPoints(sitePageDOM, series: series), recorded: values, window: siteWindow, scale: scale, panel: panel, series: series)
+        }
+        #expect(siteRecorded.prefix(siteShown).dropFirst().contains { ($0["errorsPerSecond"] as? Double ?? 0) > 0 }, "the 502s are charted")
+
+        // The maintenance button on the site page: the form's POST, back on the site page, the site in maintenance.
         let base = "http://127.0.0.1:\(setup.port)"
-        #expect(session.clicks == ["clicked"], "the button is in the site's row")
+        #expect(session.clicks == ["clicked"], "the button is on the site's page")
         #expect(session.requests.contains("POST \(base)/_maintenance"), "\(session.requests)")
-        #expect(session.doms[2].contains("data-maintenance=\"on\""), "the front page shows it on")
+        #expect(session.doms[3].contains("data-maintenance=\"on\"") && session.doms[3].contains("id=\"site-history\""), "the site page shows it on")
         let during = TestSupport.httpGet(port: setup.proxyPort, path: "/ping", headers: ["Host": "app.local"])
         #expect(during?.status == 503 && during?.body.contains("back soon") == true, "the site answers with its maintenance page: \(String(describing: during))")
         #expect(setup.warden.log.contains("'web' maintenance on requested by admin"), "\(setup.warden.log)")
@@ -183,6 +260,32 @@ struct DashboardTests {
         let counted = metrics.split(separator: "\n").first { $0.hasPrefix("warden_service_check_duration_seconds_count{service=\"app\"} ") }
         #expect((counted?.split(separator: " ").last).flatMap { Int($0) } ?? 0 >= shown, "\(metrics)")
         #expect(metrics.contains("warden_service_state{service=\"app\",state=\"running\"} 1"))
+        #expect(metrics.contains("warden_service_last_exit_status{service=\"app\"} -9"), "\(metrics)")
+        #expect(metrics.contains("warden_service_restarts_by_cause_total{service=\"app\",cause=\"crash\"} 1"), "\(metrics)")
+
+        // `warden status`: the same figures in columns, in colour only on a terminal without NO_COLOR.
+        let rc = setup.directory.path + "/wardenrc"
+        #expect(try traffic(setup, Array(repeating: "/ping", count: 20)).allSatisfy { $0 == 200 }, "requests within the minute the status shows")
+        let piped = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "status"])
+        #expect(piped.status == 0 && !piped.stdout.contains("\u{1B}["), "\(piped.stdout)\(piped.stderr)")
+        let siteLine = piped.stdout.split(separator: "\n").first { $0.hasPrefix("web ") }.map(String.init) ?? ""
+        #expect(siteLine.contains("app.local") && siteLine.contains(" ms ") && siteLine.contains("%") && siteLine.contains(" off "), "\(piped.stdout)")
+        #expect(piped.stdout.contains("SERVICE") && piped.stdout.contains("signal 9"), "\(piped.stdout)")
+        let command = "\(TestSupport.wardenBinary) -c \(rc) status"
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_COLOR"] = nil
+        let terminal = try TestSupport.run("/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"], environment: environment)
+        #expect(terminal.status == 0 && terminal.stdout.contains("\u{1B}[32mOK\u{1B}[0m"), "a terminal gets colour: \(terminal.stdout)")
+        environment["NO_COLOR"] = "1"
+        let plain = try TestSupport.run("/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"], environment: environment)
+        #expect(plain.status == 0 && plain.stdout.contains("SERVICE") && !plain.stdout.contains("\u{1B}["), "NO_COLOR: \(plain.stdout)")
+        let json = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "status", "--json"])
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let jsonSite = (document["sites"] as? [[String: Any]])?.first
+        #expect(((jsonSite?["traffic"] as? [String: Any])?["requestsPerSecond"] as? Double ?? 0) > 0, "\(json.stdout.prefix(3000))")
+        #expect(jsonSite?["services"] as? [String] == ["app"])
+        let app = (document["services"] as? [[String: Any]])?.first { $0["name"] as? String == "app" }
+        #expect((app?["metrics"] as? [String: Any])?["exitStatus"] as? Int == -9)
         guard let promtool = TestSupport.peer("promtool") else {
             #expect(!TestSupport.isCI, "promtool is not installed (.ci/run installs prometheus)")
             return
