@@ -170,11 +170,11 @@ public struct SystemInspector: ProcessInspector {
 
     public func exitStatus(of pid: pid_t) async -> Int32? {
         // A pidfd is readable once the process is a zombie; the reaper's thread takes its status a
-        // moment later. Another process's child is not ours to know: no wait for it.
+        // moment later. Until the pid is gone the reaper's record may be an earlier process's with the
+        // same pid, so it is read only then. Another process's child is not ours to know.
         for _ in 0..<20 {
-            let zombie = ProcessTable.snapshot(pid)
-            if let status = ChildReaper.shared.takeStatus(pid) { return status }
-            guard let zombie, zombie.parentPID == getpid() else { return nil }
+            guard let process = ProcessTable.snapshot(pid) else { return ChildReaper.shared.lastStatus(pid) }
+            guard process.parentPID == getpid() else { return nil }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return nil

@@ -15,7 +15,9 @@ public final class ChildReaper: Sendable {
         var waiters: [pid_t: [CheckedContinuation<Int32, Never>]] = [:]
         /// Statuses nobody has asked for yet (a program that exited before its waiter registered).
         var unclaimed: [pid_t: Int32] = [:]
-        var unclaimedOrder: [pid_t] = []
+        /// Every recent status, claimed or not, for those who only want to know how a process ended.
+        var recent: [pid_t: Int32] = [:]
+        var recentOrder: [pid_t] = []
         var started = false
     }
 
@@ -55,6 +57,12 @@ public final class ChildReaper: Sendable {
         state.withLock { $0.unclaimed.removeValue(forKey: pid) }
     }
 
+    /// How a recently reaped process ended, whoever collected its status: reading it takes nothing
+    /// from a waiter.
+    public func lastStatus(_ pid: pid_t) -> Int32? {
+        state.withLock { $0.recent[pid] }
+    }
+
     private func loop() {
         while true {
             var status: Int32 = 0
@@ -69,14 +77,16 @@ public final class ChildReaper: Sendable {
 
     private func deliver(_ pid: pid_t, _ status: Int32) {
         let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
-            if let waiters = state.waiters.removeValue(forKey: pid) { return waiters }
-            state.unclaimed[pid] = status
-            state.unclaimedOrder.append(pid)
             // Orphaned daemons are reaped too and never claimed: keep only recent statuses.
-            if state.unclaimedOrder.count > 4096 {
-                let old = state.unclaimedOrder.removeFirst()
+            state.recent[pid] = status
+            state.recentOrder.append(pid)
+            if state.recentOrder.count > 4096 {
+                let old = state.recentOrder.removeFirst()
+                state.recent.removeValue(forKey: old)
                 state.unclaimed.removeValue(forKey: old)
             }
+            if let waiters = state.waiters.removeValue(forKey: pid) { return waiters }
+            state.unclaimed[pid] = status
             return []
         }
         for waiter in waiters { waiter.resume(returning: status) }
