@@ -129,10 +129,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "WardenApp",
+            dependencies: [
+                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP", "WardenProxy", "WardenMail", "WardenACME", "CWardenShims",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "warden",
             dependencies: [
-                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP", "WardenProxy", "WardenMail", "WardenACME",
+                "WardenApp", "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
