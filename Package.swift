@@ -144,7 +144,6 @@ let package = Package(
             dependencies: [
                 "WardenApp", "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings,

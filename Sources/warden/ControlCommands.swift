@@ -40,45 +40,32 @@ func checked(_ response: ControlClient.Response) throws -> ControlClient.Respons
     throw ExitCode(1)
 }
 
-func call<T>(_ body: @escaping @Sendable () async throws -> T) throws -> T where T: Sendable {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
-        done.signal()
-    }
-    done.wait()
-    switch box.get()! {
-    case .success(let value): return value
-    case .failure(let error as ControlClient.Failure):
+/// The daemon's answer to `request`; a daemon that cannot be reached is exit status 2.
+func reach<T>(_ request: () async throws -> T) async throws -> T {
+    do {
+        return try await request()
+    } catch let error as ControlClient.Failure {
         printError("warden: \(error)")
         throw ExitCode(2)
-    case .failure(let error): throw error
     }
-}
-
-final class ResultBox<T: Sendable>: Sendable {
-    private let value = Mutex<Result<T, any Error>?>(nil)
-    func set(_ result: Result<T, any Error>) { value.withLock { $0 = result } }
-    func get() -> Result<T, any Error>? { value.withLock { $0 } }
 }
 
 extension Warden {
-    struct Status: ParsableCommand {
+    struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the status of every service, or of one.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "A service name.") var name: String?
         @Flag(help: "Print the documented JSON status.") var json = false
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let client = try options.client()
             if json {
-                let response = try checked(try call { try await client.get("/_status?format=json") })
+                let response = try checked(try await reach { try await client.get("/_status?format=json") })
                 print(response.body)
                 return
             }
             let path = "/_status" + (name.map { "?service=\(Pages.escapeURL($0))" } ?? "")
-            let response = try checked(try call { try await client.get(path) })
+            let response = try checked(try await reach { try await client.get(path) })
             if let name, !response.body.contains("'\(name)'") {
                 printError("warden: there is no service named \"\(name)\"")
                 throw ExitCode(1)
@@ -87,18 +74,18 @@ extension Warden {
         }
     }
 
-    struct Summary: ParsableCommand {
+    struct Summary: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print one line per service.")
         @OptionGroup var options: ClientOptions
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let client = try options.client()
-            print(try checked(try call { try await client.get("/_summary") }).body, terminator: "")
+            print(try checked(try await reach { try await client.get("/_summary") }).body, terminator: "")
         }
     }
 
     /// Planned work on a site: its requests get the maintenance page (503, Retry-After) until `off`.
-    struct Maintenance: ParsableCommand {
+    struct Maintenance: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Put a proxied site into planned maintenance, or take it out.",
             discussion: "While on, every request to the site is answered with its maintenance page (503 and Retry-After). The setting survives a restart of warden.")
@@ -110,15 +97,14 @@ extension Warden {
             guard state == "on" || state == "off" else { throw ValidationError("say 'on' or 'off', not '\(state)'") }
         }
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let client = try options.client()
-            let (state, site) = (state, site)
-            print(try checked(try call { try await client.post("/_maintenance", form: ["site": site, "action": state]) }).body, terminator: "")
+            print(try checked(try await reach { try await client.post("/_maintenance", form: ["site": site, "action": state]) }).body, terminator: "")
         }
     }
 
     /// A new generation of a service's instances, switched to once ready; the old one drains and stops.
-    struct Deploy: ParsableCommand {
+    struct Deploy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Deploy a service with instances without a pause for its clients.",
             discussion: """
@@ -131,14 +117,13 @@ extension Warden {
         @OptionGroup var options: ClientOptions
         @Argument(help: "A service with 'instances N ports A-B'.") var name: String
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let client = try options.client()
-            let name = name
-            _ = try checked(try call { try await client.post("/_deploy", form: ["service": name]) })
+            _ = try checked(try await reach { try await client.post("/_deploy", form: ["service": name]) })
             var printed = 0
             // Followed until it ends: a deploy is bounded by its deploy and drain timeouts.
             while true {
-                let response = try checked(try call { try await client.get("/_deploy?service=\(Pages.escapeURL(name))") })
+                let response = try checked(try await reach { try await client.get("/_deploy?service=\(Pages.escapeURL(name))") })
                 let record = try JSONCoding.decode(DeployRecord.self, from: Array(response.body.utf8))
                 for line in record.lines.dropFirst(printed) { print("\(name): \(line)") }
                 printed = record.lines.count
@@ -146,48 +131,45 @@ extension Warden {
                     if !record.succeeded { throw ExitCode(1) }
                     return
                 }
-                usleep(100_000)
+                try await Task.sleep(for: .milliseconds(100))
             }
         }
     }
 
     /// start, stop, restart, monitor, unmonitor: one service, `all`, or a group with -g.
-    struct Act: ParsableCommand {
+    struct Act: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "action", shouldDisplay: false)
         @OptionGroup var options: ClientOptions
         @Argument var action: String
         @Argument var name: String?
         @Option(name: .customShort("g"), help: "Every service of this group.") var group: String?
 
-        mutating func run() throws {
+        mutating func run() async throws {
             guard let userAction = UserAction(rawValue: action) else { throw ValidationError("unknown action '\(action)'") }
             let client = try options.client()
             var targets: [String]
             if let group {
-                let snapshots = try statusDocument(client).services
+                let snapshots = try await statusDocument(client).services
                 targets = snapshots.filter { $0.groups.contains(group) }.map(\.name)
                 guard !targets.isEmpty else {
                     printError("warden: there is no service in group \"\(group)\"")
                     throw ExitCode(1)
                 }
             } else if name == "all" {
-                targets = try statusDocument(client).services.filter { $0.type != "System" }.map(\.name)
+                targets = try await statusDocument(client).services.filter { $0.type != "System" }.map(\.name)
             } else if let name {
                 targets = [name]
             } else {
                 throw ValidationError("name a service, 'all', or a group with -g")
             }
             for target in targets {
-                _ = try checked(try call { try await client.post("/_doaction", form: ["action": userAction.rawValue, "service": target]) })
+                _ = try checked(try await reach { try await client.post("/_doaction", form: ["action": userAction.rawValue, "service": target]) })
             }
         }
 
-        func statusDocument(_ client: ControlClient) throws -> StatusDocument {
-            let response = try checked(try call { try await client.get("/_status?format=json") })
+        func statusDocument(_ client: ControlClient) async throws -> StatusDocument {
+            let response = try checked(try await reach { try await client.get("/_status?format=json") })
             return try JSONCoding.decode(StatusDocument.self, from: Array(response.body.utf8))
         }
     }
 }
-
-import Dispatch
-import Synchronization

@@ -1,6 +1,8 @@
 import ArgumentParser
+import WardenApp
 import WardenConfig
 import WardenCore
+import WardenPlatform
 
 #if canImport(Glibc)
 import Glibc
@@ -27,7 +29,7 @@ struct GlobalOptions: ParsableArguments {
 }
 
 @main
-struct Warden: ParsableCommand {
+struct Warden: AsyncParsableCommand {
     static let version = "0.1.0"
 
     static let configuration = CommandConfiguration(
@@ -52,7 +54,7 @@ struct Warden: ParsableCommand {
     var foreground = false
 
     /// `warden start NAME` and friends are `warden action start NAME` underneath.
-    static func main() {
+    static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
         var index = 0
         while index < arguments.count, arguments[index].hasPrefix("-") {
@@ -62,19 +64,33 @@ struct Warden: ParsableCommand {
             arguments.insert("action", at: index)
         }
         do {
-            var command = try parseAsRoot(arguments)
-            try command.run()
+            switch try parseAsRoot(arguments) {
+            case let warden as Warden where !warden.testOnly:
+                // Here, before the first await, warden still has one thread: the daemon may fork.
+                let daemon = try warden.prepareDaemon()
+                throw ExitCode(await daemon.run())
+            case var command as any AsyncParsableCommand:
+                try await command.run()
+            case var command:
+                // On the main thread, before any await (`ProxyWorker` needs it).
+                try command.run()
+            }
         } catch {
             exit(withError: error)
         }
     }
 
-    mutating func run() throws {
-        let path = try options.resolveControlFile()
-        if testOnly {
-            throw ExitCode(Validate.check(path))
+    /// `warden -t`. The daemon (no -t) is started by `main`, which must let it fork before anything awaits.
+    mutating func run() async throws {
+        throw ExitCode(Validate.check(try options.resolveControlFile()))
+    }
+
+    /// Reads the control file, daemonizes unless -I, takes the pid lock: synchronous, see `Daemon.prepare`.
+    func prepareDaemon() throws -> Daemon.Prepared {
+        guard let prepared = Daemon(controlFile: try options.resolveControlFile(), foreground: foreground, verbose: options.verbose).prepare() else {
+            throw ExitCode(1)
         }
-        throw ExitCode(try Daemon(controlFile: path, foreground: foreground, verbose: options.verbose).run())
+        return prepared
     }
 }
 
@@ -138,7 +154,7 @@ extension Warden {
         }
     }
 
-    struct Quit: ParsableCommand {
+    struct Quit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop the daemon; services keep running unless --stop-services is given.")
 
@@ -147,12 +163,12 @@ extension Warden {
         @Flag(help: "Stop every service, dependants first, before quitting.")
         var stopServices = false
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let (pid, _) = try Warden.daemonPID(options)
             kill(pid, stopServices ? SIGUSR2 : SIGTERM)
             // Wait (bounded) so scripts can rely on the daemon being gone when this returns.
             for _ in 0..<600 where kill(pid, 0) == 0 {
-                usleep(50_000)
+                try await Task.sleep(for: .milliseconds(50))
             }
             print("warden daemon with pid \(pid) stopped")
         }
