@@ -231,6 +231,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "WardenAppTests",
+            dependencies: [
+                "WardenApp", "WardenConfig", "WardenCore", "WardenPlatform", "WardenTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WardenIntegrationTests",
             dependencies: ["WardenConfig", "WardenTestSupport"],
             swiftSettings: swiftSettings
