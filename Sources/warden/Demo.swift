@@ -14,11 +14,22 @@ extension Warden {
     /// password. `warden deploy myapp` replaces them without a pause. Ctrl-C stops it all.
     struct Demo: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the chapter's deployment on 127.0.0.1: app, supervisor, proxy and dashboard.")
+            abstract: "Run the chapter's deployment on 127.0.0.1: app, supervisor, proxy and dashboard.",
+            discussion: """
+                Writes a control file to a new directory under /tmp and runs warden in the foreground with it: \
+                the example app myapp as two instances checked on /ping, the proxy in front of them and the \
+                dashboard behind a generated password. A port in use is replaced by the next free one. Ctrl-C \
+                stops the services and warden.
 
-        @Option(help: "Port of the proxy (the site).") var proxyPort = 8000
-        @Option(help: "Port of the dashboard.") var dashboardPort = 2812
-        @Option(help: "First of the four ports of the app's instances (two serve, two are for a deploy).") var appPort = 8080
+                EXAMPLES
+                  warden demo
+                  warden demo --proxy-port 9000 --dashboard-port 9001
+                """)
+
+        @Option(help: ArgumentHelp("Port of the proxy (the site).", valueName: "PORT")) var proxyPort = 8000
+        @Option(help: ArgumentHelp("Port of the dashboard.", valueName: "PORT")) var dashboardPort = 2812
+        @Option(help: ArgumentHelp("First of the four ports of the app's instances (two serve, two are for a deploy).", valueName: "PORT"))
+        var appPort = 8080
         @Flag(name: .customShort("v"), help: "Also print warden's log.") var verbose = false
 
         mutating func run() async throws {

@@ -16,7 +16,10 @@ extension Warden {
     /// Here the main thread stays parked while the worker runs on the concurrency runtime's threads,
     /// and the worker ends the process when it is done.
     struct ProxyWorker: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "proxy-worker", shouldDisplay: false)
+        static let configuration = CommandConfiguration(
+            commandName: "proxy-worker",
+            abstract: "The proxy's process when 'set proxy' names a user; the daemon starts it, not a person.",
+            shouldDisplay: false)
         @OptionGroup var options: GlobalOptions
 
         mutating func run() throws {
