@@ -131,12 +131,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "WardenApp",
+            dependencies: [
+                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP", "WardenProxy", "WardenMail", "WardenACME", "CWardenShims",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "warden",
             dependencies: [
-                "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP", "WardenProxy", "WardenMail", "WardenACME",
+                "WardenApp", "WardenConfig", "WardenCore", "WardenPlatform", "WardenHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings,
@@ -221,6 +230,16 @@ let package = Package(
         .testTarget(
             name: "WardenPlatformTests",
             dependencies: ["WardenPlatform", "WardenConfig", "WardenTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WardenAppTests",
+            dependencies: [
+                "WardenApp", "WardenConfig", "WardenCore", "WardenPlatform", "WardenTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

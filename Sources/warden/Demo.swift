@@ -1,4 +1,5 @@
 import ArgumentParser
+import WardenApp
 import WardenConfig
 import WardenCore
 import WardenPlatform
@@ -11,16 +12,27 @@ extension Warden {
     /// The whole chapter on 127.0.0.1: myapp as two instances supervised with their /ping check, the
     /// proxy in front balancing over them with a maintenance hold, and the dashboard behind a generated
     /// password. `warden deploy myapp` replaces them without a pause. Ctrl-C stops it all.
-    struct Demo: ParsableCommand {
+    struct Demo: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the chapter's deployment on 127.0.0.1: app, supervisor, proxy and dashboard.")
+            abstract: "Run the chapter's deployment on 127.0.0.1: app, supervisor, proxy and dashboard.",
+            discussion: """
+                Writes a control file to a new directory under /tmp and runs warden in the foreground with it: \
+                the example app myapp as two instances checked on /ping, the proxy in front of them and the \
+                dashboard behind a generated password. A port in use is replaced by the next free one. Ctrl-C \
+                stops the services and warden.
 
-        @Option(help: "Port of the proxy (the site).") var proxyPort = 8000
-        @Option(help: "Port of the dashboard.") var dashboardPort = 2812
-        @Option(help: "First of the four ports of the app's instances (two serve, two are for a deploy).") var appPort = 8080
+                EXAMPLES
+                  warden demo
+                  warden demo --proxy-port 9000 --dashboard-port 9001
+                """)
+
+        @Option(help: ArgumentHelp("Port of the proxy (the site).", valueName: "PORT")) var proxyPort = 8000
+        @Option(help: ArgumentHelp("Port of the dashboard.", valueName: "PORT")) var dashboardPort = 2812
+        @Option(help: ArgumentHelp("First of the four ports of the app's instances (two serve, two are for a deploy).", valueName: "PORT"))
+        var appPort = 8080
         @Flag(name: .customShort("v"), help: "Also print warden's log.") var verbose = false
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let myapp = try Self.locateApp()
             var template = Array("/tmp/warden-demo-XXXXXX".utf8CString)
             guard mkdtemp(&template) != nil else { throw ValidationError("cannot create a temporary directory") }
@@ -78,9 +90,11 @@ extension Warden {
                 Press Ctrl-C to stop everything.
 
                 """)
+            // In the foreground: no fork, so the daemon may be prepared after an await.
             var daemon = Daemon(controlFile: rc, foreground: true, verbose: verbose)
             daemon.stopServicesOnExit = true
-            let status = try daemon.run()
+            guard let prepared = daemon.prepare() else { throw ExitCode(1) }
+            let status = await prepared.run()
             printOut("warden demo: stopped; files left in \(directory)")
             throw ExitCode(status)
         }

@@ -10,9 +10,17 @@ extension Warden {
     /// Reads the service's log file itself, as `journalctl -u NAME` does: on the daemon's machine, no daemon needed.
     struct Log: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the last lines of a service's own log (its program's output), and follow it with -f.")
+            abstract: "Print the last lines of a service's own log (its program's output), and follow it with -f.",
+            discussion: """
+                Reads the log file the control file gives the service ('log PATH', else warden's own log) on \
+                this machine; the daemon need not run.
+
+                EXAMPLES
+                  warden log myapp
+                  warden log -n 100 -f myapp@8081
+                """)
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "A service name (an instance: NAME@PORT).") var name: String
+        @Argument(help: ArgumentHelp("A service (an instance: NAME@PORT).", valueName: "NAME")) var name: String
         @Option(name: .customShort("n"), help: ArgumentHelp("How many of the last lines to print.", valueName: "LINES"))
         var lines = 10
         @Flag(name: .customShort("f"), help: "Keep printing lines as they are written, across rotations, until interrupted.")

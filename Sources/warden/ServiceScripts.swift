@@ -9,7 +9,12 @@ import Glibc
 extension Warden {
     struct Service: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write what a deployment needs around an app.", subcommands: [Generate.self])
+            abstract: "Write what a deployment needs around an app.",
+            discussion: """
+                EXAMPLES
+                  warden service generate myapp --exec '/srv/myapp/myapp --port 8080' --user www-data --dir /srv/myapp
+                """,
+            subcommands: [Generate.self])
     }
 }
 
@@ -18,15 +23,23 @@ extension Warden.Service {
     /// pharo-service-script.sh), a run script (pharo-run-script.sh), a systemd unit, and the check block.
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Generate an init script, a run script, a systemd unit and a warden/monit check block.")
+            abstract: "Generate an init script, a run script, a systemd unit and a warden/monit check block.",
+            discussion: """
+                Writes NAME (an LSB init script), NAME-run, NAME.service and NAME.wardenrc to --dir, and prints \
+                how to install the init script.
 
-        @Argument(help: "The service name, e.g. myapp.") var name: String
-        @Option(help: "The app's executable and its arguments, e.g. '/srv/myapp/myapp --port 8080'.") var exec: String
-        @Option(help: "Run the app as this user.") var user: String?
-        @Option(help: "Write the files here (and run the app from here).") var dir: String = "."
-        @Option(help: "The pidfile.") var pidfile: String?
-        @Option(help: "The app's log file.") var log: String?
-        @Option(help: "The port the app's /ping answers on, for the health check.") var port = 8080
+                EXAMPLES
+                  warden service generate myapp --exec '/srv/myapp/myapp --port 8080' --dir /srv/myapp
+                """)
+
+        @Argument(help: ArgumentHelp("The service name, e.g. myapp.", valueName: "NAME")) var name: String
+        @Option(help: ArgumentHelp("The app's executable and its arguments, e.g. '/srv/myapp/myapp --port 8080'.", valueName: "COMMAND"))
+        var exec: String
+        @Option(help: ArgumentHelp("Run the app as this user.", valueName: "USER")) var user: String?
+        @Option(help: ArgumentHelp("Write the files here (and run the app from here).", valueName: "DIRECTORY")) var dir: String = "."
+        @Option(help: ArgumentHelp("The pidfile (default /var/run/NAME.pid).", valueName: "FILE")) var pidfile: String?
+        @Option(help: ArgumentHelp("The app's log file (default /var/log/NAME.log).", valueName: "FILE")) var log: String?
+        @Option(help: ArgumentHelp("The port the app's /ping answers on, for the health check.", valueName: "PORT")) var port = 8080
 
         func validate() throws {
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), !name.isEmpty else {
@@ -209,10 +222,17 @@ extension Warden {
     /// `warden import nginx|apache FILE`: the chapter's front-server configuration in warden's syntax.
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Translate an nginx server block or an Apache VirtualHost into set proxy / check site.")
+            abstract: "Translate an nginx server block or an Apache VirtualHost into set proxy / check site.",
+            discussion: """
+                Prints the control file text; what has no equivalent is reported on standard error with its line.
 
-        @Argument(help: "nginx or apache.") var kind: String
-        @Argument(help: "The configuration file.") var file: String
+                EXAMPLES
+                  warden import nginx /etc/nginx/sites-enabled/myapp >> /etc/warden/wardenrc
+                  warden import apache /etc/apache2/sites-enabled/myapp.conf
+                """)
+
+        @Argument(help: ArgumentHelp("The front server's kind.", valueName: "nginx|apache")) var kind: String
+        @Argument(help: ArgumentHelp("Its configuration file.", valueName: "FILE")) var file: String
 
         mutating func run() throws {
             let bytes = try FileSystemReader().read(file)

@@ -1,14 +1,22 @@
 import ArgumentParser
+import WardenApp
 import WardenConfig
 import WardenCore
+import WardenPlatform
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `-c`, `-v`, `-I`: shared by the daemon and every command that reads the control file.
+/// `-c`, `-v`: shared by the daemon and every command that reads the control file.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customShort("c"), help: "Use this control file (a monitrc works too).")
+    @Option(
+        name: .customShort("c"),
+        help: ArgumentHelp(
+            "Use this control file (a monitrc works too).",
+            discussion: "Without -c: the first of ~/.wardenrc, /etc/warden/wardenrc and ./wardenrc that exists.",
+            valueName: "FILE"),
+        completion: .file())
     var controlFile: String?
 
     @Flag(name: .customShort("v"), help: "Verbose logging to standard error.")
@@ -27,20 +35,51 @@ struct GlobalOptions: ParsableArguments {
 }
 
 @main
-struct Warden: ParsableCommand {
+struct Warden: AsyncParsableCommand {
     static let version = "0.1.0"
 
     static let configuration = CommandConfiguration(
         commandName: "warden",
-        abstract: "Supervise services as monit does, with monit's control-file language.",
+        abstract: "Supervise services as monit does, and proxy their web traffic as nginx does.",
+        usage: """
+            warden [-c FILE] [-v] [-I]
+            warden [-c FILE] -t
+            warden [-c FILE] <command> [<arguments>]
+            """,
         discussion: """
-            Commands: warden [-c FILE] [-I] [-v] runs the daemon; -t validates; status [NAME] [--json], summary,
-            start|stop|restart|monitor|unmonitor NAME|all|-g GROUP, reload, quit [--stop-services], validate.
-            Exit codes: 0 success; 1 invalid control file, refused or failed action; 2 no daemon reachable;
-            64 usage error.
+            Without a command, warden runs the daemon: it reads the control file (monit's language; a monitrc \
+            works), starts and checks the services it declares every cycle, serves the dashboard of 'set httpd' \
+            and proxies the sites of 'set proxy'. It leaves the terminal unless -I is given or the control file \
+            says 'set init'. SIGHUP re-reads the control file, SIGUSR1 re-opens the log files, SIGTERM ends the \
+            daemon and leaves the services running.
+
+            The commands that act on services (start, stop, restart, monitor, unmonitor, status, summary, \
+            deploy, maintenance) ask the running daemon through the 'set httpd' interface named in the same \
+            control file.
+
+            Without -c, the control file is the first of ~/.wardenrc, /etc/warden/wardenrc and ./wardenrc that exists.
+
+            EXIT STATUS
+              0   success
+              1   an invalid control file, or an action refused or failed
+              2   no daemon reachable
+              64  a usage error
+
+            EXAMPLES
+              warden -t -c /etc/warden/wardenrc   check a control file
+              warden -c /etc/warden/wardenrc      start the daemon
+              warden status                       the status of every service
+              warden restart myapp                restart one service
+              warden stop -g web                  stop every service of group 'web'
+              warden deploy myapp                 new instances, switched to once ready
             """,
         version: version,
-        subcommands: [Demo.self, Service.self, Import.self, ProxyWorker.self, Validate.self, Reload.self, Quit.self, Status.self, Summary.self, Maintenance.self, Deploy.self, Act.self, Log.self]
+        groupedSubcommands: [
+            CommandGroup(name: "Service", subcommands: [Start.self, Stop.self, Restart.self, Monitor.self, Unmonitor.self, Deploy.self, Maintenance.self]),
+            CommandGroup(name: "Status", subcommands: [Status.self, Summary.self, Log.self]),
+            CommandGroup(name: "Daemon", subcommands: [Validate.self, Reload.self, Quit.self]),
+            CommandGroup(name: "Other", subcommands: [Demo.self, Service.self, Import.self, ProxyWorker.self]),
+        ]
     )
 
     @OptionGroup var options: GlobalOptions
@@ -51,37 +90,49 @@ struct Warden: ParsableCommand {
     @Flag(name: .customShort("I"), help: "Stay in the foreground (do not daemonize).")
     var foreground = false
 
-    /// `warden start NAME` and friends are `warden action start NAME` underneath.
-    static func main() {
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        var index = 0
-        while index < arguments.count, arguments[index].hasPrefix("-") {
-            index += arguments[index] == "-c" || arguments[index] == "-g" ? 2 : 1
-        }
-        if index < arguments.count, UserAction(rawValue: arguments[index]) != nil {
-            arguments.insert("action", at: index)
-        }
+    static func main() async {
         do {
-            var command = try parseAsRoot(arguments)
-            try command.run()
+            switch try parseAsRoot() {
+            case let warden as Warden where !warden.testOnly:
+                // Here, before the first await, warden still has one thread: the daemon may fork.
+                let daemon = try warden.prepareDaemon()
+                throw ExitCode(await daemon.run())
+            case var command as any AsyncParsableCommand:
+                try await command.run()
+            case var command:
+                // On the main thread, before any await (`ProxyWorker` needs it).
+                try command.run()
+            }
         } catch {
             exit(withError: error)
         }
     }
 
-    mutating func run() throws {
-        let path = try options.resolveControlFile()
-        if testOnly {
-            throw ExitCode(Validate.check(path))
+    /// `warden -t`. The daemon (no -t) is started by `main`, which must let it fork before anything awaits.
+    mutating func run() async throws {
+        throw ExitCode(Validate.check(try options.resolveControlFile()))
+    }
+
+    /// Reads the control file, daemonizes unless -I, takes the pid lock: synchronous, see `Daemon.prepare`.
+    func prepareDaemon() throws -> Daemon.Prepared {
+        guard let prepared = Daemon(controlFile: try options.resolveControlFile(), foreground: foreground, verbose: options.verbose).prepare() else {
+            throw ExitCode(1)
         }
-        throw ExitCode(try Daemon(controlFile: path, foreground: foreground, verbose: options.verbose).run())
+        return prepared
     }
 }
 
 extension Warden {
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check the control file and print every problem, compiler-style.")
+            abstract: "Check the control file and print every problem, compiler-style.",
+            discussion: """
+                Prints each error and warning with its file, line and column, and 'Control file syntax OK' \
+                when there is no error (warnings alone do not fail). The same check as warden -t.
+
+                EXAMPLES
+                  warden validate -c /etc/warden/wardenrc
+                """)
 
         @OptionGroup var options: GlobalOptions
 
@@ -120,7 +171,14 @@ extension Warden {
 
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Re-read the control file in the running daemon (checked here first).")
+            abstract: "Re-read the control file in the running daemon (checked here first).",
+            discussion: """
+                Checks the control file, then sends SIGHUP to the daemon named by its pidfile. A control file \
+                with an error is not sent: the daemon keeps its configuration and the exit status is 1.
+
+                EXAMPLES
+                  warden reload
+                """)
 
         @OptionGroup var options: GlobalOptions
 
@@ -138,21 +196,29 @@ extension Warden {
         }
     }
 
-    struct Quit: ParsableCommand {
+    struct Quit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Stop the daemon; services keep running unless --stop-services is given.")
+            abstract: "Stop the daemon; services keep running unless --stop-services is given.",
+            discussion: """
+                Sends SIGTERM (SIGUSR2 with --stop-services) to the daemon named by the control file's pidfile, \
+                and returns once it has ended.
+
+                EXAMPLES
+                  warden quit
+                  warden quit --stop-services
+                """)
 
         @OptionGroup var options: GlobalOptions
 
         @Flag(help: "Stop every service, dependants first, before quitting.")
         var stopServices = false
 
-        mutating func run() throws {
+        mutating func run() async throws {
             let (pid, _) = try Warden.daemonPID(options)
             kill(pid, stopServices ? SIGUSR2 : SIGTERM)
             // Wait (bounded) so scripts can rely on the daemon being gone when this returns.
             for _ in 0..<600 where kill(pid, 0) == 0 {
-                usleep(50_000)
+                try await Task.sleep(for: .milliseconds(50))
             }
             print("warden daemon with pid \(pid) stopped")
         }

@@ -1,12 +1,10 @@
 import CWardenShims
-import Dispatch
 import Logging
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
 import WardenConfig
 import WardenCore
-import WardenHTTP
 import WardenMail
 import WardenProxy
 import WardenPlatform
@@ -15,13 +13,19 @@ import WardenPlatform
 import Glibc
 #endif
 
-/// The running daemon: loads the control file, daemonizes, and runs the supervisor until SIGTERM.
-struct Daemon {
-    let controlFile: String
-    let foreground: Bool
-    let verbose: Bool
+/// The running daemon: loads the control file, daemonizes, and runs warden's services until SIGTERM.
+public struct Daemon {
+    public let controlFile: String
+    public let foreground: Bool
+    public let verbose: Bool
     /// The demo stops its services when it ends, so it leaves no process behind.
-    var stopServicesOnExit = false
+    public var stopServicesOnExit = false
+
+    public init(controlFile: String, foreground: Bool, verbose: Bool) {
+        self.controlFile = controlFile
+        self.foreground = foreground
+        self.verbose = verbose
+    }
 
     /// The open files warden needs (nginx's `worker_rlimit_nofile`): two per proxied connection (the
     /// client and its upstream) and 64 for listeners, logs, pipes and checks. Without a proxy the limit
@@ -54,36 +58,43 @@ struct Daemon {
         }
     }
 
-    static let gracefulShutdownBound = Duration.seconds(30)
-
-    static func defaultPIDFile() -> String {
+    public static func defaultPIDFile() -> String {
         if getuid() == 0 { return "/run/warden.pid" }
         return (getenv("HOME").map { String(cString: $0) } ?? "/tmp") + "/.warden.pid"
     }
 
-    func run() throws -> Int32 {
+    /// What warden does before its services start: reads the control file, refuses a second daemon,
+    /// daemonizes, takes the pid lock and sets up logging. Nil when warden must end with status 1
+    /// (the reason is printed).
+    ///
+    /// Call it before the first `await`: daemonizing forks, and fork(2) copies only the calling
+    /// thread, so the process must not have another yet. The concurrency runtime starts its threads
+    /// when it is first given a job; until then an async `main` runs alone on the main thread.
+    public func prepare() -> Prepared? {
         let result = ControlFile.load(controlFile)
-        if !result.diagnostics.isEmpty { printError(result.renderedDiagnostics(), terminator: "") }
-        guard let configuration = result.configuration else { return 1 }
+        if !result.diagnostics.isEmpty { LogSink.writeAll(2, result.renderedDiagnostics()) }
+        guard let configuration = result.configuration else { return nil }
         let pidPath = configuration.pidfile ?? Self.defaultPIDFile()
         if let running = PIDLock.runningPID(pidPath) {
-            printError("warden: a warden daemon is already running with pid \(running) (pidfile '\(pidPath)')")
-            return 1
+            LogSink.writeAll(2, "warden: a warden daemon is already running with pid \(running) (pidfile '\(pidPath)')\n")
+            return nil
         }
         let stayInForeground = foreground || configuration.initMode
         if !stayInForeground {
-            printOut("Starting warden \(Supervisor.version) daemon\(configuration.httpd.map { h in h.port.map { " with http interface at [\(h.address ?? "*")]:\($0)" } ?? "" } ?? "")")
+            LogSink.writeAll(
+                1,
+                "Starting warden \(Supervisor.version) daemon\(configuration.httpd.map { h in h.port.map { " with http interface at [\(h.address ?? "*")]:\($0)" } ?? "" } ?? "")\n")
             guard warden_daemonize() == 0 else {
-                printError("warden: cannot daemonize: \(String(cString: strerror(errno)))")
-                return 1
+                LogSink.writeAll(2, "warden: cannot daemonize: \(String(cString: strerror(errno)))\n")
+                return nil
             }
         }
         let lock: PIDLock
         do {
             lock = try PIDLock(path: pidPath)
         } catch {
-            printError("warden: \(error)")
-            return 1
+            LogSink.writeAll(2, "warden: \(error)\n")
+            return nil
         }
         signal(SIGPIPE, SIG_IGN)  // a proxy worker that died must not kill the daemon through its pipe
         // A reload or log-rotation signal that arrives before the signal service listens must not
@@ -96,132 +107,38 @@ struct Daemon {
         Self.raiseOpenFileLimit(wanted: Self.wantedOpenFiles(maxConnections: configuration.proxy?.maximumConnections), logger: logger)
         // warden reaps every child and, as subreaper, every daemon its start programs leave behind.
         ChildReaper.shared.start()
+        return Prepared(daemon: self, configuration: configuration, lock: lock, sink: sink, logger: logger)
+    }
 
-        let status = Mutex<Int32>(0)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            // The proxy comes first: the supervisor asks it to drain a service before a planned stop.
-            var localProxy: ProxyServer?
-            var worker: (control: WorkerProxyControl, input: Int32)?
-            var traffic: ProxyTraffic?
-            if let proxySettings = configuration.proxy {
-                if proxySettings.user != nil, geteuid() == 0 {
-                    // Bind as root, serve as the configured user: a worker process of its own, since the
-                    // daemon must stay root to run start programs `as uid`. It reads what the daemon
-                    // knows from a pipe on its standard input.
-                    var fds: [Int32] = [-1, -1]
-                    guard warden_pipe(&fds, 0) == 0 else {
-                        logger.error("proxy worker: cannot create its pipe: \(String(cString: strerror(errno)))")
-                        status.withLock { $0 = 1 }
-                        done.signal()
-                        return
-                    }
-                    let control = WorkerProxyControl(fd: fds[1])
-                    worker = (control, fds[0])
-                    traffic = ProxyTraffic(target: control)
-                } else {
-                    if let user = proxySettings.user {
-                        logger.warning("proxy: 'user \(user)' needs warden to run as root; serving as uid \(geteuid())")
-                    }
-                    let availability = ServiceAvailability()
-                    let proxy = ProxyServer(settings: proxySettings, sites: configuration.sites, availability: availability, logger: logger)
-                    localProxy = proxy
-                    traffic = ProxyTraffic(target: LocalProxyControl(availability: availability, proxy: proxy))
-                }
-            }
-            let supervisor = Supervisor(configuration: configuration, logger: logger, traffic: traffic)
-            traffic?.target.onUnreachableInstance { supervisor.instanceUnreachable($0) }
-            var signals = SignalService(supervisor: supervisor, controlFile: controlFile, sink: sink, logger: logger)
-            signals.stopServicesOnTermination = stopServicesOnExit
-            // Decided before the service list takes its copy of `signals`.
-            if let proxy = localProxy {
-                signals.onReopenLogs = { proxy.reopenLogs() }
-            } else if let worker {
-                signals.onReopenLogs = { worker.control.send(.reopenLogs) }
-            }
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-                .init(service: supervisor),
-                .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
-            ]
-            if configuration.httpd != nil || configuration.metricsListener != nil {
-                let proxyMetrics: (any ProxyMetricsSource)? = if let localProxy { localProxy } else { worker?.control }
-                let metrics = MetricsFeed(supervisor: supervisor, interval: configuration.daemon.interval, proxy: proxyMetrics)
-                services.append(.init(service: metrics))
-                do {
-                    if let listener = configuration.metricsListener {
-                        services.append(
-                            .init(
-                                service: try ControlServer.metricsListener(
-                                    listener, feed: metrics, supervisor: supervisor, configuration: configuration, logger: logger)))
-                    }
-                    if let httpd = configuration.httpd {
-                        services.append(
-                            .init(
-                                service: try ControlServer(
-                                    settings: httpd, supervisor: supervisor, configuration: configuration, logger: logger,
-                                    metrics: metrics.exporter)))
-                    }
-                } catch {
-                    logger.error("httpd: cannot load the TLS certificate: \(error)")
-                    status.withLock { $0 = 1 }
-                    done.signal()
-                    return
-                }
-            }
-            if !configuration.mailServers.isEmpty || !configuration.alerts.isEmpty || configuration.services.contains(where: { !$0.alerts.isEmpty }) {
-                let alerts = AlertService(
-                    configuration: configuration, hostName: Pages.hostName(), mailer: "warden \(Supervisor.version)", logger: logger)
-                // First in the group, so it is shut down last and still mails warden's own "stopped" event.
-                services.insert(.init(service: AlertFeed(supervisor: supervisor, alerts: alerts, interval: configuration.daemon.interval)), at: 0)
-            }
-            // `tls auto`: certificates are ordered here, as root, and only they reach the proxy.
-            let certificates = configuration.acme != nil ? traffic.map { CertificateFeed(proxy: $0.target) } : nil
-            if let certificates {
-                services.append(
-                    .init(service: ACMEService(supervisor: supervisor, feed: certificates, logger: logger, interval: ACMEService.interval(configuration))))
-            }
-            if configuration.proxy?.listens.contains(where: { $0.certificate != nil }) == true {
-                services.append(.init(service: CertificateFileService(supervisor: supervisor, logger: logger, interval: ACMEService.interval(configuration))))
-            }
-            let stickyKey = Self.stickyKey(configuration, logger: logger)
-            if let worker, let traffic {
-                services.append(
-                    .init(
-                        service: ProxyWorkerService(
-                            controlFile: controlFile, input: worker.input, control: worker.control,
-                            feed: ProxyFeed(supervisor: supervisor, traffic: traffic, stickyKey: stickyKey), certificates: certificates,
-                            logger: logger)))
-            }
-            if let proxy = localProxy, let traffic {
-                do {
-                    try await proxy.bind()
-                } catch {
-                    logger.error("proxy: cannot listen: \(error)")
-                    status.withLock { $0 = 1 }
-                    done.signal()
-                    return
-                }
-                services.append(.init(service: proxy))
-                services.append(.init(service: ProxyFeed(supervisor: supervisor, traffic: traffic, stickyKey: stickyKey)))
-            }
-            var groupConfiguration = ServiceGroupConfiguration(
-                services: services, gracefulShutdownSignals: stopServicesOnExit ? [] : [.sigterm, .sigint], logger: logger)
-            // A stop that hangs (a mail server that never answers the last alert) is cancelled after
-            // this; the alert stays in the event queue when one is set.
-            groupConfiguration.maximumGracefulShutdownDuration = Self.gracefulShutdownBound
-            let group = ServiceGroup(configuration: groupConfiguration)
+    /// A daemon whose pid lock is taken and whose log is set up.
+    public struct Prepared {
+        let daemon: Daemon
+        let configuration: Configuration
+        let lock: PIDLock
+        let sink: LogSink
+        let logger: Logger
+
+        /// Runs warden's services until a signal (or `warden quit`) ends them; the exit status.
+        public func run() async -> Int32 {
+            var status: Int32 = 0
             do {
-                try await group.run()
+                let options = WardenApp.Options(
+                    controlFile: daemon.controlFile, logSink: sink, stopServicesOnExit: daemon.stopServicesOnExit)
+                let app = try await WardenApp(configuration: configuration, options: options, logger: logger)
+                do {
+                    try await app.run()
+                } catch {
+                    logger.error("warden stopped: \(error)")
+                    status = 1
+                }
             } catch {
-                logger.error("warden stopped: \(error)")
-                status.withLock { $0 = 1 }
+                logger.error("\(error)")
+                status = 1
             }
-            done.signal()
+            ServiceLogs.shared.flushAll()  // the services' last lines, still queued
+            lock.release()
+            return status
         }
-        done.wait()
-        ServiceLogs.shared.flushAll()  // the services' last lines, still queued
-        lock.release()
-        return status.withLock { $0 }
     }
 }
 
@@ -264,47 +181,6 @@ struct SignalService: ServiceLifecycle.Service {
                 break
             }
         }
-    }
-}
-
-/// The daemon's pidfile, locked with flock(2) so a second daemon on the same file is refused.
-final class PIDLock {
-    let path: String
-    private let fd: Int32
-
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    init(path: String) throws {
-        self.path = path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw Failure(description: "cannot open pidfile '\(path)': \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let other = PIDFile.read(path).map { " with pid \($0)" } ?? ""
-            close(fd)
-            throw Failure(description: "a warden daemon is already running\(other) (pidfile '\(path)')")
-        }
-        _ = ftruncate(fd, 0)
-        LogSink.writeAll(fd, "\(getpid())\n")
-        fsync(fd)
-    }
-
-    /// The pid of a daemon holding the lock, or nil when none does.
-    static func runningPID(_ path: String) -> pid_t? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return nil
-        }
-        return PIDFile.read(path) ?? -1
-    }
-
-    func release() {
-        unlink(path)
-        close(fd)
     }
 }
 

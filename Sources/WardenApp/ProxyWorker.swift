@@ -1,6 +1,4 @@
-import ArgumentParser
 import CWardenShims
-import Dispatch
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -61,48 +59,30 @@ struct ProxyWorkerService: ServiceLifecycle.Service {
     }
 }
 
-extension Warden {
-    /// Binds the proxy's listeners (as root), drops to `set proxy … user U group G`, then serves.
-    /// What the daemon knows arrives on standard input (see `WorkerProxyControl`); end of input stops it.
-    struct ProxyWorker: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "proxy-worker", shouldDisplay: false)
-        @OptionGroup var options: GlobalOptions
-
-        mutating func run() throws {
-            let path = try options.resolveControlFile()
-            guard let configuration = ControlFile.load(path).configuration, let settings = configuration.proxy else {
-                printError("proxy-worker: no valid 'set proxy' in \(path)")
-                throw ExitCode(1)
+/// The worker process of a proxy that serves as an unprivileged user (`warden proxy-worker`): binds
+/// the proxy's listeners (as root), drops to `set proxy … user U group G`, then serves. What the daemon
+/// knows arrives on standard input (see `WorkerProxyControl`); end of input stops it.
+public enum ProxyWorkerProcess {
+    /// Serves until SIGTERM, SIGINT or the end of standard input; the exit status.
+    public static func run(configuration: Configuration, settings: ProxySettings, logger: Logger) async -> Int32 {
+        let availability = ServiceAvailability()
+        availability.onUnreachableInstance { answer(.unreachable($0)) }
+        let proxy = ProxyServer(settings: settings, sites: configuration.sites, availability: availability, logger: logger)
+        do {
+            try await proxy.bind()
+            if let user = settings.user {
+                try Privileges.drop(user: user, group: settings.group)
+                logger.info("proxy worker running as \(user) with pid \(getpid()) (uid \(getuid()))")
             }
-            let sink = LogSink(target: nil, verbose: false, toStandardError: true)
-            LoggingSystem.bootstrap { _ in MonitStyleLogHandler(sink: sink, logLevel: .info) }
-            let logger = Logger(label: "warden.proxy")
-            let availability = ServiceAvailability()
-            availability.onUnreachableInstance { answer(.unreachable($0)) }
-            let status = Mutex<Int32>(0)
-            let done = DispatchSemaphore(value: 0)
-            Task {
-                defer { done.signal() }
-                let proxy = ProxyServer(settings: settings, sites: configuration.sites, availability: availability, logger: logger)
-                do {
-                    try await proxy.bind()
-                    if let user = settings.user {
-                        try Privileges.drop(user: user, group: settings.group)
-                        logger.info("proxy worker running as \(user) with pid \(getpid()) (uid \(getuid()))")
-                    }
-                } catch {
-                    logger.error("proxy worker: \(error)")
-                    status.withLock { $0 = 1 }
-                    return
-                }
-                WardenPlatform.Thread.start(name: "proxy-feed") { readFeed(availability, proxy) }
-                let group = ServiceGroup(
-                    configuration: .init(services: [.init(service: proxy)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-                try? await group.run()
-            }
-            done.wait()
-            throw ExitCode(status.withLock { $0 })
+        } catch {
+            logger.error("proxy worker: \(error)")
+            return 1
         }
+        WardenPlatform.Thread.start(name: "proxy-feed") { readFeed(availability, proxy) }
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: proxy)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try? await group.run()
+        return 0
     }
 }
 

@@ -8,17 +8,17 @@ import Glibc
 #endif
 
 /// Where log lines go: a file (re-opened on SIGUSR1 for logrotate), syslog, and/or standard error.
-final class LogSink: Sendable {
+public final class LogSink: Sendable {
     private struct State {
         var fd: Int32 = -1
     }
 
-    let target: LogTarget?
-    let verbose: Bool
-    let toStandardError: Bool
+    public let target: LogTarget?
+    public let verbose: Bool
+    public let toStandardError: Bool
     private let state = Mutex(State())
 
-    init(target: LogTarget?, verbose: Bool, toStandardError: Bool) {
+    public init(target: LogTarget?, verbose: Bool, toStandardError: Bool) {
         self.target = target
         self.verbose = verbose
         self.toStandardError = toStandardError
@@ -27,13 +27,13 @@ final class LogSink: Sendable {
     }
 
     /// Opens the log file again (after logrotate moved it away); mode 0640, never through a symlink.
-    func reopen() {
+    public func reopen() {
         guard case .file(let path) = target else { return }
         let fd = LogFileOpening.open(path)
         if fd < 0 {
             // Said where it can still be seen: standard error (before daemonizing) and syslog.
             let problem = "warden: cannot open the log file '\(path)': \(String(cString: strerror(errno)))"
-            printError(problem)
+            Self.writeAll(2, problem + "\n")
             problem.withCString { withVaList([$0]) { vsyslog(LOG_ERR, "%s", $0) } }
         }
         let old = state.withLock { state -> Int32 in
@@ -43,7 +43,7 @@ final class LogSink: Sendable {
         if old >= 0 { close(old) }
     }
 
-    func write(level: Logger.Level, _ message: String) {
+    public func write(level: Logger.Level, _ message: String) {
         let line = "[\(Self.timestamp())] \(Self.levelName(level).padding(9)): \(message)\n"
         switch target {
         case .file:
@@ -72,7 +72,7 @@ final class LogSink: Sendable {
         TimeFormat.string(Double(time(nil)), "%Y-%m-%dT%H:%M:%S%z")
     }
 
-    static func writeAll(_ fd: Int32, _ text: String) {
+    public static func writeAll(_ fd: Int32, _ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
@@ -84,17 +84,22 @@ final class LogSink: Sendable {
 }
 
 /// monit's log line format: `[2026-11-25T12:41:26+0000] error    : 'app' process is not running`.
-struct MonitStyleLogHandler: LogHandler {
+public struct MonitStyleLogHandler: LogHandler {
     let sink: LogSink
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public init(sink: LogSink, logLevel: Logger.Level) {
+        self.sink = sink
+        self.logLevel = logLevel
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         sink.write(level: event.level, "\(event.message)")
     }
 }
