@@ -23,15 +23,15 @@ struct CLITests {
     }
 
     /// monit's forms: -c before or after the command, an action's name or -g GROUP, -t; the
-    /// commands that ask the daemon say so with status 2 when none answers.
+    /// commands that ask the daemon say so with status 2 when none answers (on a socket of the test's
+    /// own, which no other test's daemon can be listening on, as a free TCP port could be by then).
     @Test func monitFormsStillParse() throws {
         let directory = try TemporaryDirectory()
         let rc = try directory.write(
             "wardenrc",
             """
             set pidfile \(directory.path)/warden.pid
-            set httpd port \(TestSupport.freePort()) and use address 127.0.0.1
-                allow 127.0.0.1
+            set httpd unixsocket \(directory.path)/warden.sock
             check process app with pidfile \(directory.path)/app.pid
                 start program = "/bin/true"
                 group web
