@@ -95,7 +95,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The response to an idempotent request, while it is read whole before any of it goes to the
     /// client: a small one with a known length (`wholeResponseBytes`), so that an upstream that dies
     /// in the middle of it is retried like one that died before its head.
-    private var heldResponse: (head: ResponseFramer.Head, body: ByteBuffer)?
+    // Unchecked: appending to it reaches only NIO's buffer code; checked, every request paid for two
+    // runtime checks (asking whether there is one) because of that append.
+    @exclusivity(unchecked) private var heldResponse: (head: ResponseFramer.Head, body: ByteBuffer)?
     static let wholeResponseBytes = 65536
     /// The service's count this request is in, from when it is sent upstream until its response
     /// ends or fails: a planned stop waits for it (`ServiceAvailability.hold`).
@@ -503,20 +505,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
         }
-        var connection: StaticString?
+        let connection: StaticString?
         if head.status == 101 {
             guard upgrade else {
                 upstreamBroken(ResponseFramer.Failure(description: "upstream switched protocols unasked"))
                 return
             }
+            connection = nil
         } else {
             // A body that ends with the upstream connection, or chunks a 1.0 client cannot read, ends this one too.
             if head.framing == .untilClose || (head.framing == .chunked && version == .http1_0) { keepAlive = false }
-            if !keepAlive {
-                connection = "Connection: close\r\n"
-            } else if version == .http1_0 {
-                connection = "Connection: keep-alive\r\n"
-            }
+            connection = !keepAlive ? "Connection: close\r\n" : version == .http1_0 ? "Connection: keep-alive\r\n" : nil
         }
         if head.hasURLFields {
             let publicHost = request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost"
