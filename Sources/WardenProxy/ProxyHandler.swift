@@ -17,6 +17,8 @@ struct ProxyContext: Sendable {
     var scheme: String
     /// sendfile needs a plain socket: TLS (and HTTP/2 inside it) gets files read in pieces instead.
     var sendsFileRegions: Bool
+    /// Opens new upstream connections.
+    var connector: any UpstreamConnector = BootstrapConnector()
 }
 
 /// Numbers client connections for the error log (nginx's `*N`).
@@ -37,19 +39,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     enum State {
         case idle
-        /// Waiting for the service or a connection; the body parts that arrive meanwhile are kept
-        /// (the head is `forwardedHead`).
-        case pending(deadline: NIODeadline, body: [ByteBuffer], ended: Bool)
+        /// Waiting for the service or a connection (see `attempt`); the body parts that arrive
+        /// meanwhile are kept (the head is `forwardedHead`).
+        case pending(body: [ByteBuffer], ended: Bool)
         case forwarding(UpstreamHandler, requestEnded: Bool)
         /// Answered locally (static file, error page); the rest of the request body is dropped.
         case draining
         /// Upgraded: the pipeline is being handed to a `TunnelHandler`.
         case tunnel
-    }
-
-    /// What the connection's one timer is waiting for.
-    enum Timeout {
-        case none, header, idle, upstreamRead, send
     }
 
     private let shared: ProxyContext
@@ -90,17 +87,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The client's body was chunked; the decoder hands it over de-chunked, so it is chunked again
     /// upstream.
     private var chunkedBody = false
-    /// A GET or HEAD without a body: sent again when its upstream dies before the response is
-    /// complete (see `heldResponse`), on a new connection, once the service is back.
-    private var idempotent = false
-    private var retries = 0
-    /// The request went out on a pooled connection: one the upstream may have closed meanwhile, so
-    /// its failure does not count against `retries` (there are only as many as the pool held).
-    private var onPooledConnection = false
+    /// The hold while the service comes back, and the resend of an idempotent request whose
+    /// upstream died before its response was complete (see `heldResponse`).
+    // Unchecked, as are `timeouts`, `compression` and `series`: their methods never reach back into
+    // this handler, and the runtime checks cost about 70 instructions each per request.
+    @exclusivity(unchecked) private var attempt = UpstreamAttempt()
     /// The response to an idempotent request, while it is read whole before any of it goes to the
     /// client: a small one with a known length (`wholeResponseBytes`), so that an upstream that dies
     /// in the middle of it is retried like one that died before its head.
-    private var heldResponse: (head: ResponseFramer.Head, body: ByteBuffer)?
+    // Unchecked: appending to it reaches only NIO's buffer code; checked, every request paid for two
+    // runtime checks (asking whether there is one) because of that append.
+    @exclusivity(unchecked) private var heldResponse: (head: ResponseFramer.Head, body: ByteBuffer)?
     static let wholeResponseBytes = 65536
     /// The service's count this request is in, from when it is sent upstream until its response
     /// ends or fails: a planned stop waits for it (`ServiceAvailability.hold`).
@@ -113,30 +110,37 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var clientPaused = false
     private var upstreamNeedsFlush = false
     /// A static file being sent in pieces (see `ProxyContext.sendsFileRegions`).
-    private var file: (handle: NIOFileHandle, offset: Int, end: Int)?
+    private var file: StaticFiles.FilePieces?
     /// The response body being compressed (`compress`), if it is.
-    private var compression = ResponseCompression()
+    @exclusivity(unchecked) private var compression = ResponseCompression()
 
-    // One timer per connection, re-armed lazily: most requests only move `deadline`.
-    private var timeout = Timeout.none
-    private var deadline = NIODeadline.distantFuture
+    // One timer per connection, re-armed lazily: most requests only move the deadline.
+    @exclusivity(unchecked) private var timeouts: ConnectionTimeouts
     private var timer: Scheduled<Void>?
-    private var timerFiresAt = NIODeadline.distantFuture
 
     // What the metrics count of the request (see `measure`).
     private var meter: ProxyMetrics.Local?
-    private var series = ProxyMetrics.Slot()
+    @exclusivity(unchecked) private var series = ProxyMetrics.Slot()
     private var route: SiteTable.Route?
     private var requestStarted = NIODeadline.distantPast
-    private var holdStarted: NIODeadline?
     private var requestBodyBytes = 0
+
+    /// The connection's event loop: its clock (`now`) times requests and timeouts, so a test's
+    /// `EmbeddedEventLoop` can move it. Unowned: the loop outlives its channels, and counting
+    /// references to it cost two atomic operations per read of the clock. The clock is read twice per
+    /// request, as it starts and as it ends; what happens in between reuses those times.
+    private unowned(unsafe) var loop: (any EventLoop)?
 
     init(shared: ProxyContext) {
         self.shared = shared
+        timeouts = ConnectionTimeouts(settings: shared.settings)
     }
+
+    private var now: NIODeadline { loop?.now ?? .now() }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        loop = context.eventLoop
         pool = shared.pool.local(on: context.eventLoop)
         meter = shared.metrics.local(on: context.eventLoop)
         if context.channel.isActive { connected(context: context) }
@@ -252,9 +256,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         picked = nil
         pinnedPort = nil
         route = nil
-        onPooledConnection = false
+        attempt.reset()
         requestBodyBytes = 0
-        requestStarted = .now()
+        let now = self.now
+        requestStarted = now
         setTimeout(.none, context: context)
         entry = sites.entry(forHost: head.host, in: shared.sites)
         if let problem = HeaderRules.reject(head, maximumBody: shared.settings.maximumBodyBytes) {
@@ -288,6 +293,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             chunkedBody = head.framing == .chunked
+            let idempotent: Bool
             switch head.framing {
             case .none, .length(0): idempotent = head.isGETOrHEAD
             default: idempotent = false
@@ -295,9 +301,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             let uri = upstream.basePath.map { Self.upstreamURI(head.uri, prefix: route.prefix, base: $0) }
             forwardedHead = HeaderRules.upstreamHead(
                 head, uri: uri, client: clientFields, reusing: spareUpstreamHead.take())
-            retries = 0
-            state = .pending(deadline: .now() + .seconds(Int64(entry.site.hold)), body: [], ended: complete)
-            connect(context: context)
+            attempt.begin(hold: entry.site.hold, idempotent: idempotent, now: now)
+            state = .pending(body: [], ended: complete)
+            connect(context: context, now: now)
         }
     }
 
@@ -312,10 +318,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func forward(_ bytes: ByteBuffer, end isEnd: Bool, context: ChannelHandlerContext) {
         switch state {
-        case .pending(let deadline, var body, _):
+        case .pending(var body, _):
             state = .idle  // keeps `body` uniquely referenced while it grows
             if bytes.readableBytes > 0 { body.append(bytes) }
-            state = .pending(deadline: deadline, body: body, ended: isEnd)
+            state = .pending(body: body, ended: isEnd)
         case .forwarding(let upstream, _):
             if bytes.readableBytes > 0 {
                 upstream.write(bytes)
@@ -334,101 +340,89 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Connects (or reuses a pooled connection); while the service is down or refuses, retries until the hold ends.
-    private func connect(context: ChannelHandlerContext) {
-        guard case .pending(let deadline, _, _) = state, let destination = target else { return }
+    /// `now`: the time, when the caller has just read it.
+    private func connect(context: ChannelHandlerContext, now: NIODeadline? = nil) {
+        guard case .pending = state, let destination = target else { return }
         // The upstream's address, read from the shared route (not a copy of its URL per request).
         if let backends = destination.backends {
             picked = backends.pick(destination.balance, pinned: pinnedPort, client: clientAddress, isUp: shared.availability.isUp)
-            guard picked != nil else { return waitForService(destination.service, until: deadline, context: context) }
+            guard picked != nil else { return waitForService(destination.service, context: context) }
         } else if let service = destination.service, !shared.availability.isUp(service) {
-            return waitForService(service, until: deadline, context: context)
+            return waitForService(service, context: context)
         }
         let (host, port) = picked.map { ($0.backend.host, $0.backend.port) } ?? (destination.url.host, destination.url.port)
         let tls = destination.tls
         if let upstream = pool?.acquire(host: host, port: port, tls: tls) {
-            attach(upstream, pooled: true, context: context)
+            attach(upstream, pooled: true, context: context, now: now)
             return
         }
         // Waiting for a new connection: stop reading the client meanwhile (back-pressure).
         setClientReading(false, context: context)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let pools = shared.pool
-        ClientBootstrap(group: context.eventLoop)
-            .connectTimeout(.seconds(Int64(shared.settings.connectTimeout)))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            // Responses come in larger pieces than requests: start reading 16 KB at a time.
-            .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16384, maximum: 65536))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler()) }
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(host: host, port: port, tls: tls, pool: pools.local(on: channel.eventLoop)))
-                }
+        shared.connector.connect(
+            host: host, port: port, tls: tls, timeout: .seconds(Int64(shared.settings.connectTimeout)), pool: shared.pool, on: context.eventLoop
+        ) { result in
+            let handler = loopBound.value
+            guard let context = handler.context else { return }
+            switch result {
+            case .success(let upstream): handler.attach(upstream, pooled: false, context: context)
+            case .failure(let error): handler.connectFailed(error, context: context)
             }
-            .connect(host: host, port: port)
-            .assumeIsolated()
-            .whenComplete { result in
-                let handler = loopBound.value
-                guard let context = handler.context else { return }
-                switch result {
-                case .success(let channel):
-                    guard let upstream = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    handler.attach(upstream, pooled: false, context: context)
-                case .failure(let error):
-                    handler.connectFailed(error, context: context)
-                }
-            }
+        }
     }
 
     /// The service is down (or has no instance ready): the request waits while the hold lasts, unless
     /// the service's next start (a restart delay, when it keeps failing) comes after the hold ends.
-    private func waitForService(_ service: String?, until deadline: NIODeadline, context: ChannelHandlerContext) {
-        if let service, let seconds = shared.availability.secondsUntilStart(service), NIODeadline.now() + .seconds(Int64(seconds)) > deadline {
-            return maintenance(retryAfter: seconds, context: context)
-        }
+    private func waitForService(_ service: String?, context: ChannelHandlerContext) {
+        let action = attempt.serviceDown(now: now, secondsUntilStart: service.flatMap(shared.availability.secondsUntilStart))
+        if case .maintenance(let seconds?) = action { return maintenance(retryAfter: seconds, context: context) }
         setClientReading(false, context: context)
-        if NIODeadline.now() < deadline {
-            if holdStarted == nil { holdStarted = .now() }
-            retry(after: .milliseconds(25), context: context)
-        } else {
-            maintenance(context: context)
-        }
+        carryOut(action, context: context)
     }
 
     private func connectFailed(_ error: any Error, context: ChannelHandlerContext) {
-        guard case .pending(let deadline, _, _) = state, let entry else { return }
-        if picked != nil || entry.site.hold == 0 || NIODeadline.now() >= deadline {
-            measure { $0.upstreamFailed(slot: $1, ProxyMetrics.kind(of: error)) }
+        guard case .pending = state else { return }
+        let (counts, action) = attempt.connectFailed(now: now, instance: picked != nil) {
+            target?.service.map(shared.availability.isUp) ?? true
         }
-        if let failed = picked.take() {
-            // Nothing was sent: any request may go to another instance.
-            shared.availability.unreachable(failed)
-            logError("warn", "connect() failed (\(error)) while connecting to instance \(failed.backend.instance); trying another")
-            connect(context: context)
-        } else if entry.site.hold > 0, NIODeadline.now() < deadline {
-            if holdStarted == nil { holdStarted = .now() }
-            retry(after: .milliseconds(25), context: context)
-        } else if let service = target?.service, !shared.availability.isUp(service) {
-            maintenance(context: context)
-        } else {
+        if counts { measure { $0.upstreamFailed(slot: $1, ProxyMetrics.kind(of: error)) } }
+        switch action {
+        case .anotherInstance:
+            if let failed = picked.take() {
+                shared.availability.unreachable(failed)
+                logError("warn", "connect() failed (\(error)) while connecting to instance \(failed.backend.instance); trying another")
+            }
+        case .badGateway:
             logError("error", "connect() failed (\(error)) while connecting to upstream")
+        default:
+            break
+        }
+        carryOut(action, context: context)
+    }
+
+    /// What the `attempt` decided.
+    private func carryOut(_ action: UpstreamAttempt.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .retry(let delay):
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+                let handler = loopBound.value
+                guard let context = handler.context else { return }
+                handler.connect(context: context)
+            }
+        case .anotherInstance:
+            connect(context: context)
+        case .maintenance(let retryAfter):
+            maintenance(retryAfter: retryAfter, context: context)
+        case .badGateway:
             respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
+        case .close:
+            context.close(promise: nil)
         }
     }
 
-    private func retry(after delay: TimeAmount, context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            let handler = loopBound.value
-            guard let context = handler.context else { return }
-            handler.connect(context: context)
-        }
-    }
-
-    private func attach(_ upstream: UpstreamHandler, pooled: Bool, context: ChannelHandlerContext) {
-        guard case .pending(_, let body, let ended) = state, let head = forwardedHead else {
+    private func attach(_ upstream: UpstreamHandler, pooled: Bool, context: ChannelHandlerContext, now: NIODeadline? = nil) {
+        guard case .pending(let body, let ended) = state, let head = forwardedHead else {
             upstream.release(reusable: false)
             return
         }
@@ -445,7 +439,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             inFlight = traffic
         }
         endHold()
-        onPooledConnection = pooled
+        attempt.sent(pooled: pooled)
         upstream.owner = self
         state = .forwarding(upstream, requestEnded: ended)
         upstream.expectResponse(toHead: request?.isHEAD ?? false, dechunk: request?.version == .http1_0, headBuffer: spareResponseHead.take())
@@ -457,7 +451,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             for part in body { upstream.write(part) }
             upstream.flush()
         }
-        if ended { setTimeout(.upstreamRead, context: context) }
+        if ended { setTimeout(.upstreamRead, context: context, now: now) }
         if upstream.isWritable { setClientReading(true, context: context) }
     }
 
@@ -484,13 +478,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context, let version = request?.version else { return }
         // A response complete in this read (the usual small one) goes out at once; the read
         // timeout keeps running for one held back.
-        if idempotent, case .length(let count) = head.framing, count > (body?.readableBytes ?? 0), count <= Self.wholeResponseBytes {
+        if attempt.idempotent, case .length(let count) = head.framing, count > (body?.readableBytes ?? 0), count <= Self.wholeResponseBytes {
             var whole = context.channel.allocator.buffer(capacity: count)
             if let body { whole.writeImmutableBuffer(body) }
             heldResponse = (head, whole)
             return
         }
-        if timeout == .upstreamRead { setTimeout(.none, context: context) }
+        if timeouts.kind == .upstreamRead { setTimeout(.none, context: context) }
         send(&head, body: body, version: version, upstream: upstream, context: context)
     }
 
@@ -511,20 +505,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
         }
-        var connection: StaticString?
+        let connection: StaticString?
         if head.status == 101 {
             guard upgrade else {
                 upstreamBroken(ResponseFramer.Failure(description: "upstream switched protocols unasked"))
                 return
             }
+            connection = nil
         } else {
             // A body that ends with the upstream connection, or chunks a 1.0 client cannot read, ends this one too.
             if head.framing == .untilClose || (head.framing == .chunked && version == .http1_0) { keepAlive = false }
-            if !keepAlive {
-                connection = "Connection: close\r\n"
-            } else if version == .http1_0 {
-                connection = "Connection: keep-alive\r\n"
-            }
+            connection = !keepAlive ? "Connection: close\r\n" : version == .http1_0 ? "Connection: keep-alive\r\n" : nil
         }
         if head.hasURLFields {
             let publicHost = request?.host ?? entry?.site.hosts.first { $0 != "*" } ?? "localhost"
@@ -611,7 +602,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func upstreamEnd(upstream: UpstreamHandler, reusable: Bool) {
         guard let context else { return }
         if heldResponse != nil, var held = heldResponse.take(), let version = request?.version {
-            if timeout == .upstreamRead { setTimeout(.none, context: context) }
+            if timeouts.kind == .upstreamRead { setTimeout(.none, context: context) }
             send(&held.head, body: held.body, version: version, upstream: upstream, context: context)
         }
         finishCompression(context: context)
@@ -624,28 +615,28 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func upstreamFailed() {
         guard let context else { return }
         leftUpstream()
-        if timeout == .upstreamRead { setTimeout(.none, context: context) }
+        if timeouts.kind == .upstreamRead { setTimeout(.none, context: context) }
+        let pooled = attempt.onPooledConnection
         // A pooled connection closed before it answered is the upstream's keep-alive ending, not an error.
-        if !onPooledConnection || responseStatus != 0 { measure { $0.upstreamFailed(slot: $1, .reset) } }
+        if !pooled || responseStatus != 0 { measure { $0.upstreamFailed(slot: $1, .reset) } }
         // A fresh connection reset before any response: the instance is in trouble (a pooled one may
         // just have been closed by the upstream's keep-alive timeout).
-        if responseStatus == 0, !onPooledConnection, let picked { shared.availability.unreachable(picked) }
+        if responseStatus == 0, !pooled, let picked { shared.availability.unreachable(picked) }
         // The upstream died before answering, or in the middle of a response held back (a crash,
         // or a pooled connection it had closed): an idempotent request is sent again, held while
         // the service comes back.
-        if responseStatus == 0, idempotent, case .forwarding(_, true) = state, forwardedHead != nil, let entry, retries < 3 {
-            if !onPooledConnection { retries += 1 }
-            state = .pending(deadline: .now() + .seconds(Int64(max(entry.site.hold, 1))), body: [], ended: true)
-            retry(after: .milliseconds(10), context: context)
-            return
-        }
-        if responseStatus == 0 {
+        var requestSent = false
+        if case .forwarding(_, true) = state, forwardedHead != nil { requestSent = true }
+        let action = attempt.upstreamFailed(now: now, responseStarted: responseStatus != 0, resendable: requestSent)
+        switch action {
+        case .retry:
+            state = .pending(body: [], ended: true)
+        case .badGateway:
             logError("error", "upstream prematurely closed connection while reading response header from upstream")
-            respond(status: .badGateway, body: ProxyPages.badGateway, context: context)
-        } else {
+        default:
             logError("error", "upstream prematurely closed connection while reading upstream")
-            context.close(promise: nil)
         }
+        carryOut(action, context: context)
     }
 
     /// The upstream's certificate was refused (or its TLS settings could not be loaded): a 502, not
@@ -715,8 +706,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if context.channel.isWritable {
             if case .forwarding(let upstream, _) = state { upstream.resumeReading() }
             if file != nil { pumpFile(context: context) }
-            if timeout == .send { setTimeout(.none, context: context) }
-        } else if timeout == .none {
+            if timeouts.kind == .send { setTimeout(.none, context: context) }
+        } else if timeouts.kind == .none {
             setTimeout(.send, context: context)
         }
         context.fireChannelWritabilityChanged()
@@ -725,8 +716,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
-        if let file { try? file.handle.close() }
-        file = nil
+        file.take()?.close()
         compression.abandon()
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
         leftUpstream()
@@ -754,51 +744,32 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Timeouts
 
-    private func setTimeout(_ kind: Timeout, context: ChannelHandlerContext) {
-        timeout = kind
-        let seconds: Int
-        switch kind {
-        case .none:
-            deadline = .distantFuture
-            return
-        case .header: seconds = shared.settings.headerTimeout
-        case .idle: seconds = shared.settings.idleTimeout
-        case .upstreamRead: seconds = shared.settings.readTimeout
-        case .send: seconds = shared.settings.sendTimeout
-        }
-        deadline = .now() + .seconds(Int64(seconds))
-        if deadline < timerFiresAt { arm(at: deadline, context: context) }
+    private func setTimeout(_ kind: ConnectionTimeouts.Kind, context: ChannelHandlerContext, now: NIODeadline? = nil) {
+        if let deadline = timeouts.set(kind, now: now ?? self.now) { arm(at: deadline, context: context) }
     }
 
     private func arm(at when: NIODeadline, context: ChannelHandlerContext) {
         timer?.cancel()
-        timerFiresAt = when
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { loopBound.value.timerFired() }
     }
 
     private func timerFired() {
         timer = nil
-        timerFiresAt = .distantFuture
-        guard let context, timeout != .none else { return }
-        if NIODeadline.now() < deadline {
+        guard let context else { return }
+        switch timeouts.fired(now: now) {
+        case .nothing:
+            break
+        case .early(let deadline):
             arm(at: deadline, context: context)
-            return
-        }
-        let expired = timeout
-        timeout = .none
-        deadline = .distantFuture
-        switch expired {
-        case .upstreamRead:
+        case .expired(.upstreamRead):
             guard case .forwarding(let upstream, _) = state, responseStatus == 0 else { return }
             logError("error", "upstream timed out (110: Connection timed out) while reading response header from upstream")
             measure { $0.upstreamFailed(slot: $1, .timeout) }
             upstream.release(reusable: false)
             respond(status: .gatewayTimeout, body: ProxyPages.gatewayTimeout, context: context)
-        case .header, .idle, .send:
+        case .expired:
             context.close(promise: nil)
-        case .none:
-            break
         }
     }
 
@@ -817,7 +788,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func respond(status: HTTPResponseStatus, body: [UInt8], extraHeaders: HTTPHeaders = HTTPHeaders(), context: ChannelHandlerContext) {
         if case .forwarding(let upstream, _) = state { upstream.release(reusable: false) }
-        if case .pending(_, _, let ended) = state, !ended { keepAlive = false }
+        if case .pending(_, let ended) = state, !ended { keepAlive = false }
         state = .draining
         var headers = extraHeaders
         headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
@@ -851,26 +822,26 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         var head = context.channel.allocator.buffer(capacity: 512)
         HeadEncoding.response(response.status, headers, into: &head)
-        switch response.body {
-        case .bytes(let bytes) where request?.isHEAD != true:
+        let sending = StaticFiles.Sending(
+            response.body, isHEAD: request?.isHEAD == true, fileRegions: shared.sendsFileRegions && !compression.isActive)
+        switch sending {
+        case .inline(let bytes):
             responseBytes = bytes.count
             head.writeBytes(bytes)
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
-        case .file(let handle, let range) where request?.isHEAD != true && (!shared.sendsFileRegions || compression.isActive):
+        case .pieces(let handle, let range):
             responseBytes = 0  // counted as the pieces go out
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
-            file = (handle, range.lowerBound, range.upperBound)
+            file = StaticFiles.FilePieces(handle, range)
             pumpFile(context: context)
             return
-        case .file(let handle, let range) where request?.isHEAD != true:
+        case .region(let handle, let range):
             responseBytes = range.count
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
             let region = FileRegion(fileHandle: handle, readerIndex: range.lowerBound, endIndex: range.upperBound)
             context.write(wrapOutboundOut(.fileRegion(region))).assumeIsolated().whenComplete { _ in try? handle.close() }
-        case .file(let handle, _):
-            try? handle.close()
-            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
-        default:
+        case .headOnly(let handle):
+            try? handle?.close()
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         }
         finish(context: context)
@@ -878,32 +849,25 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Writes the next pieces of `file` while the client keeps up; the rest when it is writable again.
     private func pumpFile(context: ChannelHandlerContext) {
-        guard var current = file else { return }
-        while context.channel.isWritable, current.offset < current.end {
-            let count = min(65536, current.end - current.offset)
-            var chunk = context.channel.allocator.buffer(capacity: count)
-            let offset = current.offset
-            let read = (try? current.handle.withUnsafeFileDescriptor { fd in
-                chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pread(fd, $0.baseAddress, count, off_t(offset)) }
-            }) ?? -1
-            guard read > 0 else {
-                // The file shrank or failed under us: the response cannot be completed.
+        guard var pieces = file else { return }
+        while true {
+            switch pieces.next(writable: context.channel.isWritable, allocator: context.channel.allocator) {
+            case .piece(let piece):
+                writeBody(piece, context: context)
+            case .wait:
+                file = pieces
+                context.flush()
+                return
+            case .done:
                 file = nil
-                try? current.handle.close()
+                finishCompression(context: context)
+                finish(context: context)
+                return
+            case .failed:
+                file = nil
                 context.close(promise: nil)
                 return
             }
-            current.offset += read
-            writeBody(chunk, context: context)
-        }
-        if current.offset < current.end {
-            file = current
-            context.flush()
-        } else {
-            file = nil
-            try? current.handle.close()
-            finishCompression(context: context)
-            finish(context: context)
         }
     }
 
@@ -911,15 +875,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func finish(context: ChannelHandlerContext) {
         compression.abandon()
         leftUpstream()
-        endHold()
-        countRequest()
+        let now = self.now
+        endHold(now: now)
+        countRequest(now: now)
         logAccess()
         request = nil
         spareUpstreamHead = forwardedHead.take()
         state = .idle
         if keepAlive {
             context.flush()
-            setTimeout(.idle, context: context)
+            setTimeout(.idle, context: context, now: now)
             setClientReading(true, context: context)
             processQueue(context: context)
         } else {
@@ -945,20 +910,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         count(meter, series.index(in: meter, entry: entry, route: route, upstream: target, instance: picked))
     }
 
-    private func countRequest() {
+    private func countRequest(now: NIODeadline? = nil) {
         guard let request else { return }
-        let nanoseconds = (NIODeadline.now() - requestStarted).nanoseconds
+        let nanoseconds = ((now ?? self.now) - requestStarted).nanoseconds
         measure {
             $0.requestEnded(
                 slot: $1, method: request.method, status: responseStatus, nanoseconds: nanoseconds, requestBytes: requestBodyBytes,
-                responseBytes: responseBytes, reused: onPooledConnection)
+                responseBytes: responseBytes, reused: attempt.onPooledConnection)
         }
     }
 
     /// A held request goes upstream at last, is answered, or is given up by its client.
-    private func endHold() {
-        guard let started = holdStarted.take() else { return }
-        let nanoseconds = (NIODeadline.now() - started).nanoseconds
+    private func endHold(now: NIODeadline? = nil) {
+        guard attempt.holdStarted != nil, let nanoseconds = attempt.endHold(now: now ?? self.now) else { return }
         measure { $0.held(slot: $1, nanoseconds: nanoseconds) }
     }
 

@@ -11,6 +11,9 @@
 #
 # Usage: scripts/bench/proxy-instructions.sh [PATH...]   (default: /ping /image.png)
 # NIO_FLOOR=1 counts scripts/bench/nio-floor on /ping too: SwiftNIO's own share of a request.
+# KEEP=DIR keeps each proxy's callgrind dump there (DIR/warden-ping.out), for `callgrind_annotate`.
+# BASE=BINARY counts another release build of warden (a copy of .build/release/warden from before a
+# change) in the same run, right after this one: the host's load moves both alike.
 # Needs valgrind, nginx and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +23,7 @@ lab_needs="valgrind callgrind_control callgrind_annotate"
 # valgrind 3.19 cannot read the DWARF 5 that swift emits: count a copy without debug sections.
 strip --strip-debug -o "$work/warden" .build/release/warden
 [ -z "$floor" ] || strip --strip-debug -o "$work/nio-floor" "$floor"
+[ -z "${BASE:-}" ] || strip --strip-debug -o "$work/warden-base" "$BASE"
 
 # count LABEL PATH COMMAND... -> prints "requests instructions"
 count() {
@@ -40,6 +44,7 @@ count() {
     local dump
     dump=$(ls -t "$work/$label.out".* | head -1)
     echo "$requests $(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(/,/,"",$1); print $1}')"
+    [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP" && cp "$dump" "$KEEP/$label-$(basename "$path" | tr -c 'a-zA-Z0-9.\n' _).out"; }
     rm -f "$work/$label.out"*
     wait_port_free "$proxy_port"
 }
@@ -54,6 +59,12 @@ for path in "${paths[@]}"; do
     printf "%-12s %-8s %10d %14d %10d\n" "$path" nginx "$nginx_requests" "$nginx_total" "$nginx_each"
     printf "%-12s %-8s %10d %14d %10d\n" "$path" warden "$warden_requests" "$warden_total" "$warden_each"
     echo "$path: warden runs $(awk -v w="$warden_each" -v n="$nginx_each" 'BEGIN{printf "%.2f", w/n}')x nginx's user-space instructions per request"
+    if [ -n "${BASE:-}" ]; then
+        read -r base_requests base_total < <(count warden-base "$path" "$work/warden-base" -c "$work/wardenrc" -I)
+        base_each=$((base_total / base_requests))
+        printf "%-12s %-8s %10d %14d %10d\n" "$path" base "$base_requests" "$base_total" "$base_each"
+        echo "$path: warden runs $(awk -v w="$warden_each" -v b="$base_each" 'BEGIN{printf "%+.1f", (w/b-1)*100}') % against the base's instructions per request"
+    fi
     # The floor answers with the upstream's first read: only a response that fits one read, /ping's.
     if [ -n "$floor" ] && [ "$path" = /ping ]; then
         read -r floor_requests floor_total < <(count floor "$path" "$work/nio-floor" "$proxy_port" "$upstream_port")
