@@ -32,12 +32,14 @@ struct CertificateReloadTests {
         try install(certificate: one.certificate, key: one.key)
         try directory.write("public/ping", "pong", mode: 0o644)
         chmod(directory.path + "/public", 0o755)
-        let port = TestSupport.freePort()
+        let port = TestSupport.freePort(), httpd = TestSupport.freePort()
         let rc = try directory.write(
             "wardenrc",
             """
             set daemon 1
             set pidfile \(directory.path)/warden.pid
+            set httpd port \(httpd) and use address 127.0.0.1
+                allow 127.0.0.1
             set proxy
                 listen 127.0.0.1 port \(port) with ssl { certificate: \(certificate), key: \(key) }
                 \(worker ? "user nobody group nogroup" : "")

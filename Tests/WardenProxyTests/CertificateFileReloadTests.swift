@@ -11,8 +11,8 @@ import WardenTestSupport
 /// serve what they hold, and when to keep the current pair and say why.
 @Suite("Certificate files followed")
 struct CertificateFileReloadTests {
-    let files = [FileStamp(device: 1, inode: 10, size: 900, modified: 1), FileStamp(device: 1, inode: 11, size: 200, modified: 1)]
-    let renewed = [FileStamp(device: 1, inode: 20, size: 910, modified: 2), FileStamp(device: 1, inode: 21, size: 200, modified: 2)]
+    let files: [FileStamp?] = [FileStamp(device: 1, inode: 10, size: 900, modified: 1), FileStamp(device: 1, inode: 11, size: 200, modified: 1)]
+    let renewed: [FileStamp?] = [FileStamp(device: 1, inode: 20, size: 910, modified: 2), FileStamp(device: 1, inode: 21, size: 200, modified: 2)]
     let now = 1_000_000.0
     let valid = 2_000_000.0
 
