@@ -80,11 +80,7 @@ struct TLSWriteCoalescerTests {
         channel.write(IOData.byteBuffer(ByteBuffer(string: "payload")), promise: second)
         #expect(try channel.readOutbound(as: IOData.self) == nil, "held until the flush")
         channel.flush()
-        #expect(try channel.readOutbound(as: IOData.self) == nil, "flushed once the loop is done with its I/O")
-        channel.write(IOData.byteBuffer(ByteBuffer(string: "+another")), promise: nil)
-        channel.flush()
-        channel.embeddedEventLoop.run()
-        #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(ByteBuffer(string: "headerpayload+another")))
+        #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(ByteBuffer(string: "headerpayload")))
         #expect(try channel.readOutbound(as: IOData.self) == nil)
         try first.futureResult.wait()
         try second.futureResult.wait()
@@ -93,13 +89,8 @@ struct TLSWriteCoalescerTests {
         channel.write(IOData.byteBuffer(ByteBuffer(string: "small")), promise: nil)
         channel.write(IOData.byteBuffer(large), promise: nil)
         channel.flush()
-        channel.embeddedEventLoop.run()
         #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(ByteBuffer(string: "small")))
         #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(large))
-        // A close (the connection's GOAWAY, then the TLS close) sends what is held first.
-        channel.write(IOData.byteBuffer(ByteBuffer(string: "last")), promise: nil)
-        channel.flush()
-        try channel.close().wait()
-        #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(ByteBuffer(string: "last")))
+        #expect(try channel.finish().isClean)
     }
 }
