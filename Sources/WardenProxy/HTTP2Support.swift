@@ -180,8 +180,9 @@ final class TLSWriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     func flush(context: ChannelHandlerContext) {
         writeHeld(context: context)
         context.flush()
-        // TLS has taken the bytes by now (unless the socket is full): the buffer is ours again, no copy.
-        held?.clear()
+        // TLS has taken the bytes by now: the buffer is ours again, no copy. Not if the flush made the
+        // HTTP/2 handler write again (a window opened) before flushing: those bytes wait for their flush.
+        if held?.readableBytes == 0 { held?.clear() }
     }
 
     private func writeHeld(context: ChannelHandlerContext) {

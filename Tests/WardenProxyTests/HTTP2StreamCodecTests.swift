@@ -93,4 +93,29 @@ struct TLSWriteCoalescerTests {
         #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(large))
         #expect(try channel.finish().isClean)
     }
+
+    /// What the flush makes the HTTP/2 handler write (a window the socket write let in) is not lost
+    /// when the buffer is made ready for the next flush.
+    @Test func aWriteDuringTheFlushWaitsForTheNextOne() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([WritesDuringFlush(), TLSWriteCoalescer()])
+        channel.write(IOData.byteBuffer(ByteBuffer(string: "first")), promise: nil)
+        channel.flush()
+        #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(ByteBuffer(string: "first")))
+        channel.flush()
+        #expect(try channel.readOutbound(as: IOData.self) == .byteBuffer(ByteBuffer(string: "late")))
+    }
+
+    /// On its first flush, writes through the whole pipeline (into the coalescer) without flushing.
+    final class WritesDuringFlush: ChannelOutboundHandler {
+        typealias OutboundIn = IOData
+        private var done = false
+
+        func flush(context: ChannelHandlerContext) {
+            context.flush()
+            guard !done else { return }
+            done = true
+            context.channel.write(IOData.byteBuffer(ByteBuffer(string: "late")), promise: nil)
+        }
+    }
 }
