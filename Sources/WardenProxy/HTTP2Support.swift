@@ -154,6 +154,11 @@ extension HTTP2StreamCodec: Sendable {}
 /// Between TLS and the HTTP/2 handler: the frames written before a flush reach TLS as one buffer, so
 /// they go out as one TLS record rather than one per frame header and per payload (a response was
 /// five). Writes over 16 KB, a TLS record's most, pass as they are, after what is held.
+///
+/// A flush is carried out once the event loop is done with the I/O it is handling: the responses of
+/// every stream whose upstream answered in that round go out in one record and one system call, not
+/// one each (a stream's flush reaches the connection at once outside its own reads). A close writes
+/// what is held first.
 final class TLSWriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = IOData
     typealias OutboundOut = IOData
@@ -161,6 +166,7 @@ final class TLSWriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     static let limit = 16384
     private var held: ByteBuffer?
     private var promise: EventLoopPromise<Void>?
+    private var flushScheduled = false
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard case .byteBuffer(var buffer) = unwrapOutboundIn(data), buffer.readableBytes + (held?.readableBytes ?? 0) <= Self.limit else {
@@ -178,6 +184,20 @@ final class TLSWriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     }
 
     func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flushNow(context: context)
+        }
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        flushNow(context: context)
+        context.close(mode: mode, promise: promise)
+    }
+
+    private func flushNow(context: ChannelHandlerContext) {
         writeHeld(context: context)
         context.flush()
         // TLS has taken the bytes by now: the buffer is ours again, no copy. Not if the flush made the
