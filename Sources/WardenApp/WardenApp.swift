@@ -131,7 +131,10 @@ public struct WardenApp: ServiceLifecycle.Service {
                 .init(service: ACMEService(supervisor: supervisor, feed: certificates, logger: logger, interval: ACMEService.interval(configuration))))
         }
         if configuration.proxy?.listens.contains(where: { $0.certificate != nil }) == true {
-            services.append(.init(service: CertificateFileService(supervisor: supervisor, logger: logger, interval: ACMEService.interval(configuration))))
+            services.append(
+                .init(
+                    service: CertificateFileService(
+                        supervisor: supervisor, logger: logger, interval: ACMEService.interval(configuration), proxy: traffic?.target)))
         }
         let stickyKey = Daemon.stickyKey(configuration, logger: logger)
         if let worker, let traffic {

@@ -17,10 +17,9 @@ struct DashboardTLS: Sendable {
     /// nil for `ssl` without a certificate (`ssl enable` alone), as before: no HTTPS.
     init?(_ ssl: SSLSettings) throws {
         guard let chainFile = ssl.pemchain ?? ssl.pemfile else { return nil }
-        let chain = try NIOSSLCertificate.fromPEMFile(chainFile).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try NIOSSLPrivateKey(file: ssl.pemkey ?? chainFile, format: .pem)
-        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        TLSOptions.apply(versions: ssl.tlsMinorVersions, ciphers: ssl.ciphers, to: &configuration)
+        var configuration = TLSServerContext.configuration(
+            chain: try NIOSSLCertificate.fromPEMFile(chainFile), key: try NIOSSLPrivateKey(file: ssl.pemkey ?? chainFile, format: .pem),
+            protocols: TLSServerContext.http1, versions: ssl.tlsMinorVersions, ciphers: ssl.ciphers)
         if let file = ssl.clientPemfile {
             let listed = try NIOSSLCertificate.fromPEMFile(file)
             // BoringSSL checks the chain against the file and requires a certificate; the gate then

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOSSL
 import Synchronization
 import WardenConfig
+import WardenPlatform
 
 /// What the proxy answers before any site's routes: ACME http-01 challenges, `redirect to https`;
 /// and, for `tls auto` listeners, which certificate each handshake gets. Fed by the daemon's ACME
@@ -22,6 +23,7 @@ public final class FrontDoor: Sendable {
     /// Read by every request: a request pays one atomic load while no challenge is pending.
     private let pendingTokens = Atomic<Int>(0)
     private let certificates = Mutex(Certificates())
+    private let listenerCertificates = Mutex<[CertificateFiles: ListenerCertificate]>([:])
     /// The port of the first TLS listener, for `redirect to https` (nil or 443: none in the URL).
     let httpsPort: Int?
 
@@ -44,7 +46,7 @@ public final class FrontDoor: Sendable {
 
     /// Serves `chain` for `names` from the next handshake on; connections open now keep theirs.
     public func install(names: [String], chainPEM: String, keyPEM: String) throws {
-        let context = try Self.context(chainPEM: chainPEM, keyPEM: keyPEM, protocols: ["h2", "http/1.1"])
+        let context = try TLSServerContext.context(chainPEM: Array(chainPEM.utf8), keyPEM: Array(keyPEM.utf8), protocols: TLSServerContext.http2AndHTTP1)
         certificates.withLock { table in
             for name in names { table.byName[name.lowercased()] = context }
             if table.fallback == nil { table.fallback = context }
@@ -54,17 +56,36 @@ public final class FrontDoor: Sendable {
     /// Publishes (or with nil withdraws) the tls-alpn-01 certificate for `name`.
     public func setChallengeCertificate(name: String, chainPEM: String?, keyPEM: String?) throws {
         let context = try chainPEM.flatMap { chain in
-            try keyPEM.map { try Self.context(chainPEM: chain, keyPEM: $0, protocols: [Self.acmeALPN]) }
+            try keyPEM.map { try TLSServerContext.context(chainPEM: Array(chain.utf8), keyPEM: Array($0.utf8), protocols: [Self.acmeALPN]) }
         }
         certificates.withLock { $0.challenges[name.lowercased()] = context }
     }
 
-    static func context(chainPEM: String, keyPEM: String, protocols: [String]) throws -> NIOSSLContext {
-        let chain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8)).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
-        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        configuration.applicationProtocols = protocols
-        return try NIOSSLContext(configuration: configuration)
+    // MARK: - Certificate files (`listen … ssl { certificate: … }`)
+
+    /// The certificate of the listeners of `files`, read at bind (before privileges are dropped).
+    func listenerCertificate(_ files: CertificateFiles) throws -> ListenerCertificate {
+        if let known = listenerCertificates.withLock({ $0[files] }) { return known }
+        let reader = FileSystemReader()
+        let chain = try reader.read(files.certificate)
+        let key = files.key == files.certificate ? chain : try reader.read(files.key)
+        let certificate = ListenerCertificate(
+            digest: CertificatePair.digest(chainPEM: chain, keyPEM: key),
+            context: try TLSServerContext.context(chainPEM: chain, keyPEM: key, protocols: TLSServerContext.http2AndHTTP1))
+        listenerCertificates.withLock { $0[files] = certificate }
+        return certificate
+    }
+
+    /// Serves a renewed pair for the listeners of `files` from the next handshake on (connections open
+    /// now keep theirs); false when it is the pair served already. The daemon checked the pair before
+    /// sending it; one that fails here anyway throws, and the current one stays.
+    public func replaceListenerCertificate(_ files: CertificateFiles, chainPEM: String, keyPEM: String) throws -> Bool {
+        guard let certificate = listenerCertificates.withLock({ $0[files] }) else { return false }
+        let (chain, key) = (Array(chainPEM.utf8), Array(keyPEM.utf8))
+        let digest = CertificatePair.digest(chainPEM: chain, keyPEM: key)
+        guard digest != certificate.digest else { return false }
+        certificate.replace(digest: digest, context: try TLSServerContext.context(chainPEM: chain, keyPEM: key, protocols: TLSServerContext.http2AndHTTP1))
+        return true
     }
 
     /// The context for a handshake, from the ClientHello's server name and ALPN offer.
@@ -97,6 +118,24 @@ public final class FrontDoor: Sendable {
         // 301 lets a client turn a POST into a GET; 308 keeps the method and body.
         let status: HTTPResponseStatus = head.isGETOrHEAD ? .movedPermanently : .permanentRedirect
         return (status, ProxyPages.page(Int(status.code), status.reasonPhrase, "warden"), HTTPHeaders([("Location", location)]))
+    }
+}
+
+/// The certificate of a `listen … ssl { certificate: … }` listener: each new connection takes the
+/// current one, so a renewed pair is served from the next handshake on while open connections keep
+/// theirs, as `tls auto` does.
+final class ListenerCertificate: Sendable {
+    private let current: Mutex<(digest: [UInt8], context: NIOSSLContext)>
+
+    init(digest: [UInt8], context: NIOSSLContext) {
+        current = Mutex((digest, context))
+    }
+
+    var context: NIOSSLContext { current.withLock { $0.context } }
+    var digest: [UInt8] { current.withLock { $0.digest } }
+
+    func replace(digest: [UInt8], context: NIOSSLContext) {
+        current.withLock { $0 = (digest, context) }
     }
 }
 
@@ -252,9 +291,14 @@ enum ClientHello {
 }
 
 extension ProxyServer {
-    func applyACME(_ message: ProxyFeedMessage) {
+    /// Certificates and challenge answers from the daemon: `tls auto`'s, and renewed certificate files.
+    func applyCertificate(_ message: ProxyFeedMessage) {
         do {
             switch message {
+            case .listenerCertificate(let files, let chainPEM, let keyPEM):
+                if try front.replaceListenerCertificate(files, chainPEM: chainPEM, keyPEM: keyPEM) {
+                    logger.info("proxy: serving the new certificate of '\(files.certificate)' from the next connection on")
+                }
             case .challengeToken(let token, let keyAuthorization):
                 front.setToken(token, keyAuthorization: keyAuthorization)
             case .challengeCertificate(let name, let chainPEM, let keyPEM):

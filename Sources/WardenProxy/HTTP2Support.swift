@@ -1,46 +1,84 @@
 import NIOCore
 import NIOHTTP1
+import NIOHPACK
 import NIOHTTP2
 import WardenConfig
 
-/// Lets the byte-speaking `ProxyHandler` serve an HTTP/2 stream (TLS listeners offer `h2` by ALPN):
-/// the HTTP/1.1 response it writes is framed again by a `ResponseFramer` (chunks undone) and handed
-/// to NIO's HTTP/2-to-HTTP/1 codec as parts, without the connection-specific headers HTTP/2 forbids.
-final class HTTP2ResponseAdapter: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
+/// Lets the byte-speaking `ProxyHandler` serve an HTTP/2 stream (TLS listeners offer `h2` by ALPN).
+/// Inbound, a request's HEADERS and DATA become the HTTP/1 parts the handler reads. Outbound, the
+/// HTTP/1.1 response it writes is framed again by a `ResponseFramer` (chunks undone) and goes out as
+/// HEADERS and DATA frames, without the connection-specific headers HTTP/2 forbids, the last frame
+/// written with the end of the response carrying END_STREAM. (NIO's HTTP/2-to-HTTP/1 codec took a
+/// response head through `HTTPHeaders` to `HPACKHeaders`, and ended each response with an empty DATA
+/// frame of its own: a TLS record more per response.)
+final class HTTP2StreamCodec: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = IOData
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = HTTP2Frame.FramePayload
 
     private var framer = ResponseFramer()
-    /// Promises of writes that produced no part yet, completed once what came before is flushed.
+    /// A HEADERS frame after the request's head: its trailers.
+    private var headReceived = false
+    /// Promises of writes that produced no frame yet, completed once what came before is flushed.
     private var waiting: [EventLoopPromise<Void>] = []
+    /// The frames of one write, kept between writes for its capacity.
+    private var frames: [HTTP2Frame.FramePayload] = []
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let head) = unwrapInboundIn(data) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers) where headReceived:
+            context.fireChannelRead(wrapInboundOut(.end(HTTPHeaders(headers.headers.filter { !$0.name.hasPrefix(":") }.map { ($0.name, $0.value) }))))
+        case .headers(let headers):
+            headReceived = true
+            let head: HTTPRequestHead
+            do {
+                head = try Self.requestHead(headers.headers)
+            } catch {
+                context.fireErrorCaught(error)
+                return
+            }
             framer.expectResponse(toHead: head.method == .HEAD, dechunk: true)
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            if headers.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+        case .data(let data):
+            guard case .byteBuffer(let bytes) = data.data else { return }
+            if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(bytes))) }
+            if data.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+        default:
+            break
         }
-        context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        var parts: [HTTPServerResponsePart] = []
+        frames.removeAll(keepingCapacity: true)
         do {
             guard case .byteBuffer(var buffer) = unwrapOutboundIn(data) else {
                 // The ProxyHandler sends no FileRegion into TLS (`ProxyContext.sendsFileRegions`).
                 throw ResponseFramer.Failure(description: "a file region cannot cross HTTP/2")
             }
-            try frame(&buffer, into: &parts)
+            try framer.parse(&buffer) { output in
+                switch output {
+                case .head(let head):
+                    frames.append(.headers(.init(headers: Self.responseHeaders(head.bytes))))
+                case .informational:
+                    break  // 100 Continue and the like: HTTP/2 clients do without
+                case .body(let bytes):
+                    frames.append(.data(.init(data: .byteBuffer(bytes))))
+                case .end:
+                    frames.append(Self.endingStream(frames.popLast()))
+                }
+            }
         } catch {
             promise?.fail(error)
             context.close(promise: nil)
             return
         }
-        guard let last = parts.popLast() else {
+        guard let last = frames.popLast() else {
             if let promise { waiting.append(promise) }
             return
         }
-        for part in parts { context.write(wrapOutboundOut(part), promise: nil) }
+        for frame in frames { context.write(wrapOutboundOut(frame), promise: nil) }
         context.write(wrapOutboundOut(last), promise: promise)
     }
 
@@ -51,37 +89,133 @@ final class HTTP2ResponseAdapter: ChannelDuplexHandler, RemovableChannelHandler 
         for promise in done { promise.succeed(()) }
     }
 
-    private func frame(_ buffer: inout ByteBuffer, into parts: inout [HTTPServerResponsePart]) throws {
-        try framer.parse(&buffer) { output in
-            switch output {
-            case .head(let head):
-                parts.append(.head(Self.responseHead(head.bytes)))
-            case .informational:
-                break  // 100 Continue and the like: HTTP/2 clients do without
-            case .body(let bytes):
-                parts.append(.body(.byteBuffer(bytes)))
-            case .end:
-                parts.append(.end(nil))
-            }
+    /// `frame` (the last of this write) with END_STREAM set, or an empty DATA frame that carries it.
+    static func endingStream(_ frame: HTTP2Frame.FramePayload?) -> HTTP2Frame.FramePayload {
+        switch frame {
+        case .headers(var headers):
+            headers.endStream = true
+            return .headers(headers)
+        case .data(var data):
+            data.endStream = true
+            return .data(data)
+        default:
+            return .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))
         }
     }
 
-    /// The status and headers of an HTTP/1.1 head (status line and header lines, CRLF-separated).
-    static func responseHead(_ buffer: ByteBuffer) -> HTTPResponseHead {
+    /// The request head of a HEADERS frame, as NIO's codec made it: `:authority` as the first field,
+    /// `Host`, and the other pseudo-header fields left out. NIO's HTTP/2 handler has checked the block
+    /// (pseudo-header fields present, once, first; names in lowercase).
+    static func requestHead(_ block: HPACKHeaders) throws -> HTTPRequestHead {
+        var method: String?
+        var path: String?
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(block.count)
+        for (name, value, _) in block {
+            guard name.utf8.first == UInt8(ascii: ":") else {
+                headers.add(name: name, value: value)
+                continue
+            }
+            switch name {
+            case ":method": method = value
+            case ":path": path = value
+            case ":authority": headers.replaceOrAdd(name: "host", value: value)
+            default: break
+            }
+        }
+        guard let method, let path else { throw NIOHTTP2Errors.missingPseudoHeader(method == nil ? ":method" : ":path") }
+        return HTTPRequestHead(version: .http2, method: HTTPMethod(rawValue: method), uri: path, headers: headers)
+    }
+
+    /// `:status` and the fields of an HTTP/1.1 response head (status line and field lines,
+    /// CRLF-separated), names in lowercase, hop-by-hop fields left out.
+    static func responseHeaders(_ buffer: ByteBuffer) -> HPACKHeaders {
         buffer.withUnsafeReadableBytes { bytes in
             let status = bytes.count >= 12 ? ASCII.decimal(bytes, 9..<12) ?? 502 : 502
-            var headers = HTTPHeaders()
+            var headers = HPACKHeaders()
+            headers.reserveCapacity(12)
+            headers.add(name: ":status", value: String(status))
             HeadLines.forEachField(bytes, from: HeadLines.firstField(bytes)) { name, value, _ in
                 guard !FieldName(bytes, name).isHopByHop else { return }
-                headers.add(name: ASCII.string(bytes, name), value: ASCII.string(bytes, value))
+                let lowercased = String(unsafeUninitializedCapacity: name.count) { out in
+                    for (index, byte) in bytes[name].enumerated() { out[index] = ASCII.lowercased(byte) }
+                    return name.count
+                }
+                headers.add(name: lowercased, value: ASCII.string(bytes, value))
             }
-            return HTTPResponseHead(version: .http2, status: HTTPResponseStatus(statusCode: status), headers: headers)
+            return headers
         }
     }
 }
 
 @available(*, unavailable)
-extension HTTP2ResponseAdapter: Sendable {}
+extension HTTP2StreamCodec: Sendable {}
+
+/// Between TLS and the HTTP/2 handler: the frames written before a flush reach TLS as one buffer, so
+/// they go out as one TLS record rather than one per frame header and per payload (a response was
+/// five). Writes over 16 KB, a TLS record's most, pass as they are, after what is held.
+///
+/// A flush is carried out once the event loop is done with the I/O it is handling: the responses of
+/// every stream whose upstream answered in that round go out in one record and one system call, not
+/// one each (a stream's flush reaches the connection at once outside its own reads). A close writes
+/// what is held first.
+final class TLSWriteCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    static let limit = 16384
+    private var held: ByteBuffer?
+    private var promise: EventLoopPromise<Void>?
+    private var flushScheduled = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .byteBuffer(var buffer) = unwrapOutboundIn(data), buffer.readableBytes + (held?.readableBytes ?? 0) <= Self.limit else {
+            writeHeld(context: context)
+            context.write(data, promise: promise)
+            return
+        }
+        if held == nil {
+            held = context.channel.allocator.buffer(capacity: 1024)
+        }
+        held!.writeBuffer(&buffer)
+        if let promise {
+            if let earlier = self.promise { earlier.futureResult.cascade(to: promise) } else { self.promise = promise }
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.flushNow(context: context)
+        }
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        flushNow(context: context)
+        context.close(mode: mode, promise: promise)
+    }
+
+    private func flushNow(context: ChannelHandlerContext) {
+        writeHeld(context: context)
+        context.flush()
+        // TLS has taken the bytes by now: the buffer is ours again, no copy. Not if the flush made the
+        // HTTP/2 handler write again (a window opened) before flushing: those bytes wait for their flush.
+        if held?.readableBytes == 0 { held?.clear() }
+    }
+
+    private func writeHeld(context: ChannelHandlerContext) {
+        guard let bytes = held, bytes.readableBytes > 0 else { return }
+        let promise = self.promise
+        self.promise = nil
+        held!.moveReaderIndex(forwardBy: bytes.readableBytes)
+        context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
+    }
+}
+
+@available(*, unavailable)
+extension TLSWriteCoalescer: Sendable {}
 
 extension RequestHead {
     /// An HTTP/2 request as the proxy's HTTP/1 side sees it: written as HTTP/1 bytes and parsed by
@@ -109,11 +243,14 @@ extension ProxyServer {
     static func configureNegotiated(_ channel: any Channel, shared: ProxyContext) -> EventLoopFuture<Void> {
         channel.configureHTTP2SecureUpgrade(
             h2ChannelConfigurator: { channel in
-                channel.configureHTTP2Pipeline(mode: .server, inboundStreamInitializer: { stream in
+                do {
+                    try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescer())
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                return channel.configureHTTP2Pipeline(mode: .server, inboundStreamInitializer: { stream in
                     stream.eventLoop.makeCompletedFuture {
-                        try stream.pipeline.syncOperations.addHandlers([
-                            HTTP2FramePayloadToHTTP1ServerCodec(), HTTP2ResponseAdapter(), ProxyHandler(shared: shared),
-                        ])
+                        try stream.pipeline.syncOperations.addHandlers([HTTP2StreamCodec(), ProxyHandler(shared: shared)])
                     }
                 }).map { _ in }
             },

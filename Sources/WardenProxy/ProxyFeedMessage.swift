@@ -32,6 +32,9 @@ public enum ProxyFeedMessage: Sendable, Hashable, Codable {
     case challengeCertificate(name: String, chainPEM: String?, keyPEM: String?)
     /// A `tls auto` site's certificate and key, served from the next handshake on.
     case certificate(names: [String], chainPEM: String, keyPEM: String)
+    /// What the certificate files of `listen … ssl` listeners hold now, checked by the daemon (which
+    /// can read them after the worker dropped its privileges): served from the next handshake on.
+    case listenerCertificate(CertificateFiles, chainPEM: String, keyPEM: String)
     /// Asks a worker for its metrics now (a scrape), besides the report it sends every second; the
     /// number comes back in the report.
     case reportMetrics(Int)
@@ -74,7 +77,7 @@ extension ProxyServer {
         case .drain(let name, let milliseconds): return shared.availability.beginDrain(name, timeout: .milliseconds(Int64(milliseconds)))
         case .reopenLogs: reopenLogs()
         case .stickyKey(let key): shared.availability.setStickyKey(Base64.decode(key) ?? [])
-        case .challengeToken, .challengeCertificate, .certificate: applyACME(message)
+        case .challengeToken, .challengeCertificate, .certificate, .listenerCertificate: applyCertificate(message)
         case .reportMetrics: break  // answered by the worker's feed reader, which has the pipe
         }
         return nil

@@ -48,14 +48,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
     public func bind() async throws {
         for (index, listen) in settings.listens.enumerated() {
             var shared = self.shared
-            var tls: NIOSSLContext?
-            if let certificate = listen.certificate {
-                let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
-                let key = try NIOSSLPrivateKey(file: listen.key ?? certificate, format: .pem)
-                var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-                configuration.applicationProtocols = ["h2", "http/1.1"]
-                tls = try NIOSSLContext(configuration: configuration)
-            }
+            let tls = try CertificateFiles(listen).map(front.listenerCertificate)
             if listen.isTLS {
                 shared.scheme = "https"
                 shared.sendsFileRegions = false
@@ -93,7 +86,7 @@ public final class ProxyServer: ServiceLifecycle.Service, Sendable {
                     }
                     guard let tls else { return channel.eventLoop.makeCompletedFuture { try Self.configureHTTP1(channel, shared: shared) } }
                     do {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
                         try TLSHandshakeCounter.add(to: channel, metrics: shared.metrics, listener: index)
                     } catch {
                         return channel.eventLoop.makeFailedFuture(error)

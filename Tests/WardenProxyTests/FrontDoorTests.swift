@@ -68,3 +68,33 @@ struct FrontDoorTests {
     }
 }
 
+
+@Suite("Front door: certificate files")
+struct ListenerCertificateTests {
+    /// The pair read at bind is replaced by a renewed one for the next connections; the same bytes
+    /// again change nothing (the context and its session tickets stay), and a pair that does not load
+    /// keeps the current one.
+    @Test func aRenewedPairReplacesTheListenersContextAndABrokenOneDoesNot() throws {
+        let directory = try TemporaryDirectory()
+        let ca = try TestCA("front", in: directory)
+        let one = try ca.issue("one", names: ["app.test"]), two = try ca.issue("two", names: ["app.test"])
+        func text(_ path: String) throws -> String { try String(contentsOfFile: path, encoding: .utf8) }
+        func served(_ listener: ListenerCertificate) -> [NIOSSLCertificateSource] { listener.context.configuration.certificateChain }
+        let front = FrontDoor(httpsPort: 443)
+        let files = CertificateFiles(certificate: one.certificate, key: one.key)
+        let listener = try front.listenerCertificate(files)
+        #expect(try front.listenerCertificate(files) === listener, "listeners on the same files share it")
+        let loaded = listener.context
+        #expect(served(listener) == (try NIOSSLCertificate.fromPEMFile(one.certificate)).map { .certificate($0) })
+
+        #expect(try front.replaceListenerCertificate(files, chainPEM: text(one.certificate), keyPEM: text(one.key)) == false)
+        #expect(listener.context === loaded)
+        #expect(throws: (any Error).self) { try front.replaceListenerCertificate(files, chainPEM: text(two.certificate), keyPEM: text(one.key)) }
+        #expect(listener.context === loaded)
+        #expect(try front.replaceListenerCertificate(files, chainPEM: text(two.certificate), keyPEM: text(two.key)) == true)
+        #expect(served(listener) == (try NIOSSLCertificate.fromPEMFile(two.certificate)).map { .certificate($0) })
+        #expect(listener.context.configuration.applicationProtocols == ["h2", "http/1.1"])
+        let other = CertificateFiles(certificate: two.certificate, key: two.key)
+        #expect(try front.replaceListenerCertificate(other, chainPEM: text(one.certificate), keyPEM: text(one.key)) == false, "no listener has these files")
+    }
+}
