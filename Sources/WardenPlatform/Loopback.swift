@@ -15,15 +15,12 @@ public enum Loopback {
     }
 
     private static func withSocket(_ port: Int, _ body: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool) -> Bool {
+        // getaddrinfo fills the address: spelling out sockaddr_in's fields depends on which module a
+        // clean build finds the type in (a MemberImportVisibility error once NIO's shims came first).
+        guard let address = ResolvedAddress("127.0.0.1", family: 4, port: port) else { return false }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        return address.withSockaddr { body(fd, $0, $1) }
     }
 }

@@ -10,17 +10,19 @@ public struct ResolvedAddress: Sendable {
 
     init() {}
 
-    /// `family` 4 or 6; nil: IPv4 when the host has such an address, else IPv6.
-    public init?(_ host: String, family: Int?) {
+    /// `family` 4 or 6; nil: IPv4 when the host has such an address, else IPv6. With `port`, the
+    /// address carries it (for bind or connect).
+    public init?(_ host: String, family: Int?, port: Int? = nil) {
         guard let family else {
-            guard let any = ResolvedAddress(host, family: 4) ?? ResolvedAddress(host, family: 6) else { return nil }
+            guard let any = ResolvedAddress(host, family: 4, port: port) ?? ResolvedAddress(host, family: 6, port: port) else { return nil }
             self = any
             return
         }
         var hints = addrinfo()
         hints.ai_family = family == 6 ? AF_INET6 : AF_INET
+        hints.ai_flags = AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        guard getaddrinfo(host, port.map(String.init), &hints, &result) == 0, let first = result else { return nil }
         defer { freeaddrinfo(result) }
         length = first.pointee.ai_addrlen
         withUnsafeMutableBytes(of: &storage) { target in
@@ -49,7 +51,7 @@ public struct ResolvedAddress: Sendable {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    public func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
     }
 }
