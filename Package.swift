@@ -5,6 +5,10 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
+// WardenPlatform spells the C socket structs' fields (sockaddr, ifaddrs, …). glibc's headers are not
+// modular, so a clean build may find them in NIO's shim module instead of Glibc, and member import
+// visibility then refuses every field; which module wins depends on the build's order.
+let platformSwiftSettings: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
 let package = Package(
     name: "warden",
@@ -55,7 +59,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: platformSwiftSettings
         ),
         .target(
             name: "WardenCore",
