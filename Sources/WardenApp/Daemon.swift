@@ -106,7 +106,7 @@ public struct Daemon {
         let logger = Logger(label: "warden")
         Self.raiseOpenFileLimit(wanted: Self.wantedOpenFiles(maxConnections: configuration.proxy?.maximumConnections), logger: logger)
         // warden reaps every child and, as subreaper, every daemon its start programs leave behind.
-        ChildReaper.shared.start()
+        ChildReaper.shared.start(everyChild: true)
         return Prepared(daemon: self, configuration: configuration, lock: lock, sink: sink, logger: logger)
     }
 

@@ -8,6 +8,8 @@ import Glibc
 
 /// The only caller of waitpid(2) in the daemon: reaps every child (and, as a subreaper, every orphaned
 /// descendant) the moment it exits, so no zombie lingers, and hands exit statuses to whoever waits.
+/// Outside the daemon (a test process, where Foundation's Process waits for its own children) it
+/// reaps only the programs `Spawner` started: taking another owner's child would hide its status.
 public final class ChildReaper: Sendable {
     public static let shared = ChildReaper()
 
@@ -19,24 +21,30 @@ public final class ChildReaper: Sendable {
         var recent: [pid_t: Int32] = [:]
         var recentOrder: [pid_t] = []
         var started = false
+        /// The daemon's mode: every child and orphan; otherwise only these.
+        var reapsEveryChild = false
+        var spawned: Set<pid_t> = []
     }
 
     private let state = Mutex(State())
     private let childAppeared = DispatchSemaphore(value: 0)
 
-    /// Makes warden the reaper of orphaned descendants and starts the reaping thread (once).
-    public func start() {
+    /// Starts the reaping thread (once). `everyChild`: the daemon's mode, which also makes warden the
+    /// reaper of orphaned descendants.
+    public func start(everyChild: Bool = false) {
+        if everyChild { _ = warden_set_child_subreaper() }
         let first = state.withLock { state -> Bool in
             defer { state.started = true }
+            state.reapsEveryChild = state.reapsEveryChild || everyChild
             return !state.started
         }
         guard first else { return }
-        _ = warden_set_child_subreaper()
         Thread.start(name: "warden-reap") { [self] in loop() }
     }
 
-    /// Tells the reaper a child exists now, waking it if it had none.
-    func childSpawned() {
+    /// Tells the reaper a child of `Spawner`'s exists now, waking it if it had none.
+    func childSpawned(_ pid: pid_t) {
+        state.withLock { _ = $0.spawned.insert(pid) }
         childAppeared.signal()
     }
 
@@ -65,14 +73,37 @@ public final class ChildReaper: Sendable {
 
     private func loop() {
         while true {
-            var status: Int32 = 0
-            let pid = waitpid(-1, &status, 0)
-            if pid > 0 {
-                deliver(pid, status)
-            } else if errno == ECHILD {
-                _ = childAppeared.wait(timeout: .now() + .seconds(1))
+            if state.withLock({ $0.reapsEveryChild }) {
+                var status: Int32 = 0
+                let pid = waitpid(-1, &status, 0)
+                if pid > 0 {
+                    deliver(pid, status)
+                } else if errno == ECHILD {
+                    _ = childAppeared.wait(timeout: .now() + .seconds(1))
+                }
+            } else {
+                reapSpawned()
             }
         }
+    }
+
+    /// Waits until some child has exited without reaping it (WNOWAIT), then reaps those of `Spawner`'s
+    /// that have; a child of someone else's is left to its owner, who reaps it in a moment.
+    private func reapSpawned() {
+        var info = siginfo_t()
+        guard waitid(P_ALL, 0, &info, WEXITED | WNOWAIT) == 0 else {
+            if errno == ECHILD { _ = childAppeared.wait(timeout: .now() + .seconds(1)) }
+            return
+        }
+        var reaped = false
+        for pid in state.withLock({ $0.spawned }) {
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { continue }
+            state.withLock { _ = $0.spawned.remove(pid) }
+            deliver(pid, status)
+            reaped = true
+        }
+        if !reaped { usleep(5_000) }
     }
 
     private func deliver(_ pid: pid_t, _ status: Int32) {

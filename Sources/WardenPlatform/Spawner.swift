@@ -82,7 +82,7 @@ public enum Spawner {
             path, argv, envp, input ?? -1, pipeFDs[1], uid ?? getuid(), gid ?? getgid(), uid != nil || gid != nil ? 1 : 0,
             directory, &pid)
         close(pipeFDs[1])
-        if pid > 0 { ChildReaper.shared.childSpawned() }
+        if pid > 0 { ChildReaper.shared.childSpawned(pid) }
         guard result == 0 else {
             close(pipeFDs[0])
             throw SpawnError(description: "cannot run '\(path)': \(String(cString: strerror(result)))")

@@ -34,7 +34,9 @@ import Glibc
                 stop program = "\(app.stopScript)"
             """)
         let configuration = try #require(ControlFile.load(controlFile).configuration)
-        ChildReaper.shared.start()  // the daemon's: every start program is waited for through it
+        // As in a library, not the daemon: only the programs warden spawns are reaped here, so the other
+        // tests' Foundation processes in this test process keep their exit statuses.
+        ChildReaper.shared.start()
         let warden = try await WardenApp(configuration: configuration, options: Self.options(controlFile), logger: Logger(label: "test"))
 
         try await testGracefulShutdown { trigger in
