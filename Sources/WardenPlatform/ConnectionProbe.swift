@@ -85,7 +85,7 @@ public struct ConnectionProbe: Sendable {
         let started = ContinuousClock.now
         do {
             let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(Self.timeAmount(timeout))
+                .connectTimeout(TimeAmount(timeout))
                 .connect(host: host, port: port).get()
             try? await channel.close()
             return ProbeResult(succeeded: true, message: "connection succeeded", responseTime: .now - started, status: nil)
@@ -161,17 +161,6 @@ public struct ConnectionProbe: Sendable {
         var unverified = TLSConfiguration.makeClientConfiguration()
         unverified.certificateVerification = .none
         return try NIOSSLContext(configuration: configuration ?? unverified)
-    }
-
-    /// A TCP client bootstrap with the test's timeout, going out from `source` when the test names one.
-    func bootstrap(timeout: Duration, source: String?) throws -> ClientBootstrap {
-        let bootstrap = ClientBootstrap(group: group).connectTimeout(Self.timeAmount(timeout))
-        guard let source else { return bootstrap }
-        return bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
-    }
-
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     /// The system's words for a socket error ("Connection refused"), as monit reports them.

@@ -87,9 +87,7 @@ public struct HTTP1Client: Sendable {
         let promise = eventLoop.makePromise(of: HTTP1Response.self)
         let channel: any Channel
         do {
-            var bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(Self.timeAmount(request.timeout))
-            if let source = request.source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
-            bootstrap = bootstrap.channelInitializer { channel in
+            let bootstrap = try ClientBootstrap.outgoing(group: eventLoop, timeout: request.timeout, source: request.source).channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     if let tls = request.tls {
@@ -107,7 +105,7 @@ public struct HTTP1Client: Sendable {
             promise.fail(error)
             throw .cannotConnect(error)
         }
-        let timer = channel.eventLoop.scheduleTask(in: Self.timeAmount(request.timeout)) {
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(request.timeout)) {
             promise.fail(HTTP1ClientError.timedOut)
             channel.close(promise: nil)
         }
@@ -130,9 +128,21 @@ public struct HTTP1Client: Sendable {
             throw .broken(error)
         }
     }
+}
 
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+extension TimeAmount {
+    init(_ duration: Duration) {
+        self = .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+}
+
+extension ClientBootstrap {
+    /// A client connection that takes at most `timeout` to connect, going out from the numeric local
+    /// address `source` when one is given (monit's `address`).
+    static func outgoing(group: any EventLoopGroup, timeout: Duration, source: String?) throws -> ClientBootstrap {
+        let bootstrap = ClientBootstrap(group: group).connectTimeout(TimeAmount(timeout))
+        guard let source else { return bootstrap }
+        return bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
     }
 }
 

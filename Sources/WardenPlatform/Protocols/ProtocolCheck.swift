@@ -72,7 +72,7 @@ extension ConnectionProbe {
                 succeeded: false, message: "cannot connect to \(Self.name(request.target)) -- \(Self.describe(error))",
                 responseTime: .now - started)
         }
-        let deadline = channel.eventLoop.scheduleTask(in: Self.timeAmount(request.timeout)) {
+        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(request.timeout)) {
             expired.withLockedValue { $0 = true }
             channel.close(promise: nil)
         }
@@ -149,10 +149,10 @@ extension ConnectionProbe {
         }
         switch target {
         case .tcp(let host, let port):
-            return try await bootstrap(timeout: request.timeout, source: request.source)
+            return try await ClientBootstrap.outgoing(group: group, timeout: request.timeout, source: request.source)
                 .connect(host: host, port: port, channelInitializer: initializer)
         case .unixSocket(let path):
-            return try await bootstrap(timeout: request.timeout, source: nil).connect(unixDomainSocketPath: path, channelInitializer: initializer)
+            return try await ClientBootstrap.outgoing(group: group, timeout: request.timeout, source: nil).connect(unixDomainSocketPath: path, channelInitializer: initializer)
         case .udp(let host, let port):
             let datagrams = DatagramBootstrap(group: group)
             guard let source = request.source else {
