@@ -360,11 +360,12 @@ struct ServiceStateMachine<Instant: InstantProtocol> where Instant.Duration == D
     static var readinessInterval: Duration { .milliseconds(100) }
 
     /// After a start or a check: while the start's grace lasts (no connection test has passed yet),
-    /// check again soon; one such check at a time.
-    mutating func followUp(now: Instant) -> Action? {
+    /// check again soon; one such check at a time. Right after a start, at once: the process was found,
+    /// so the app often answers already (a pidfile written after its bind).
+    mutating func followUp(now: Instant, justStarted: Bool = false) -> Action? {
         guard !readinessCheckPending, inConnectionGrace(now: now), hasConnectionTests else { return nil }
         readinessCheckPending = true
-        return .checkAgain(after: Self.readinessInterval)
+        return .checkAgain(after: justStarted ? .zero : Self.readinessInterval)
     }
 
     /// A check is under way: a readiness check it was may be asked for again.

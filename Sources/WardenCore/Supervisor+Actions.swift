@@ -174,7 +174,7 @@ extension ServiceSupervisor {
         }
         await carryOut(services[name]?.startFinished(result, now: clock.now, timeout: .seconds(timeout)) ?? [], for: name)
         reportTraffic(name)
-        if let followUp = services[name]?.followUp(now: clock.now) { await carryOut([followUp], for: name) }
+        if let followUp = services[name]?.followUp(now: clock.now, justStarted: true) { await carryOut([followUp], for: name) }
     }
 
     private func launch(_ start: ProgramSpec, of name: String, timeout: Int) async -> Machine.StartResult {
@@ -209,7 +209,8 @@ extension ServiceSupervisor {
                 return .running(process, startDate: inspector.startDate(process))
             }
             do {
-                try await clock.sleep(for: elapsed < .seconds(1) ? .milliseconds(15) : .milliseconds(100))
+                // Requests are held until this start is seen: look often, a pidfile read is cheap.
+                try await clock.sleep(for: elapsed < .seconds(1) ? .milliseconds(15) : .milliseconds(25))
             } catch {
                 break  // warden is shutting down
             }

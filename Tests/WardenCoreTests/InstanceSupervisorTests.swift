@@ -30,7 +30,7 @@ struct InstanceSupervisorTests {
         return system
     }
 
-    /// Their first readiness probe comes 100 ms after their start, on the clock.
+    /// Ready once their start is seen and their first probe passed, on the clock.
     static func bothInstancesReady(_ supervisor: ServiceSupervisor<ManualClock>, clock: ManualClock) async throws {
         try await SupervisorTests.advance(clock, by: .milliseconds(50), upTo: .seconds(5)) {
             let snapshots = await supervisor.snapshots()
@@ -67,6 +67,20 @@ struct InstanceSupervisorTests {
             #expect(await supervisor.snapshots().map { $0.instance?.index } == [0, 1])
             #expect(Set(system.spawned.map(\.[0])) == ["/app/start-9000", "/app/start-9001"])
             #expect(await supervisor.trafficTargets()["app"]?.map(\.port) == [9000, 9001])
+        }
+    }
+
+    /// Requests wait for a ready instance, so the first probe runs as soon as the start is seen, not a
+    /// readiness interval later: ready within a start poll or two (15 ms each), well under 100 ms.
+    @Test func anInstanceIsProbedAsSoonAsItsStartIsSeen() async throws {
+        let system = Self.system()
+        let clock = ManualClock()
+        let probed = Self.text + "\n    if failed port $PORT then restart"
+        try await SupervisorTests.running(probed, system: system, clock: clock) { supervisor in
+            try await SupervisorTests.advance(clock, by: .milliseconds(5), upTo: .milliseconds(50)) {
+                let snapshots = await supervisor.snapshots()
+                return snapshots.count == 2 && snapshots.allSatisfy { $0.instance?.ready == true }
+            }
         }
     }
 
