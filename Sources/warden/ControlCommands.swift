@@ -168,7 +168,7 @@ struct ServiceTarget: ParsableArguments {
     @OptionGroup var options: ClientOptions
     @Argument(help: ArgumentHelp("A service, or 'all' for every service but the system.", valueName: "NAME"))
     var name: String?
-    @Option(name: .customShort("g"), help: ArgumentHelp("Every service of this group instead of NAME.", valueName: "GROUP"))
+    @Option(name: .customShort("g", allowingJoined: true), help: ArgumentHelp("Every service of this group instead of NAME.", valueName: "GROUP"))
     var group: String?
 
     func validate() throws {

@@ -92,7 +92,7 @@ struct Warden: AsyncParsableCommand {
 
     static func main() async {
         do {
-            switch try parseAsRoot() {
+            switch try parseAsRoot(monitOrder(Array(CommandLine.arguments.dropFirst()))) {
             case let warden as Warden where !warden.testOnly:
                 // Here, before the first await, warden still has one thread: the daemon may fork.
                 let daemon = try warden.prepareDaemon()
@@ -106,6 +106,33 @@ struct Warden: AsyncParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// monit takes the group before the action (`monit -g web restart`); warden's commands take it after
+    /// theirs. A `-g GROUP` ahead of the command's name moves behind it; everything else keeps its place.
+    static func monitOrder(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var group: [String] = []
+        var index = arguments.startIndex
+        while index < arguments.endIndex {
+            let argument = arguments[index]
+            if argument == "-g", index + 1 < arguments.endIndex {
+                group = [argument, arguments[index + 1]]
+                index += 2
+            } else if argument.hasPrefix("-g"), argument.count > 2 {
+                group = [argument]
+                index += 1
+            } else if argument.hasPrefix("-") {
+                leading.append(argument)
+                // -c takes a value: it is not the command's name.
+                if argument == "-c", index + 1 < arguments.endIndex { leading.append(arguments[index + 1]); index += 1 }
+                index += 1
+            } else {
+                break
+            }
+        }
+        guard !group.isEmpty, index < arguments.endIndex else { return arguments }
+        return leading + [arguments[index]] + group + arguments[(index + 1)...]
     }
 
     /// `warden -t`. The daemon (no -t) is started by `main`, which must let it fork before anything awaits.

@@ -43,6 +43,8 @@ struct CLITests {
             ["-c", rc, "start", "app"], ["start", "app", "-c", rc], ["-c", rc, "stop", "all"], ["-c", rc, "restart", "-g", "web"],
             ["-c", rc, "monitor", "app"], ["-c", rc, "unmonitor", "-g", "web"], ["-c", rc, "status"], ["-c", rc, "status", "app"],
             ["-c", rc, "summary"], ["-c", rc, "deploy", "app"], ["-c", rc, "maintenance", "on", "site"],
+            // monit's order: the group before the action.
+            ["-c", rc, "-g", "web", "stop"], ["-gweb", "-c", rc, "start"],
         ] {
             let result = try TestSupport.run(warden, arguments)
             #expect(result.status == 2, "\(arguments): \(result.stderr)")

@@ -146,7 +146,8 @@ struct ControlServerTests {
         let before = try #require(setup.app.pid)
         #expect(try TestSupport.run(warden, ["-c", rc, "restart", "app"]).status == 0)
         #expect(TestSupport.waitUntil(timeout: 15) { setup.app.pid != before && setup.app.isServing })
-        #expect(try TestSupport.run(warden, ["-c", rc, "unmonitor", "-g", "web"]).status == 0)
+        // monit's order, the group before the action.
+        #expect(try TestSupport.run(warden, ["-c", rc, "-g", "web", "unmonitor"]).status == 0)
         #expect(TestSupport.waitUntil(timeout: 5) { (try? TestSupport.run(warden, ["-c", rc, "summary"]).stdout.contains("Not monitored")) == true })
         #expect(try TestSupport.run(warden, ["-c", rc, "monitor", "all"]).status == 0)
         #expect(try TestSupport.run(warden, ["-c", rc, "stop", "app"]).status == 0)
