@@ -156,28 +156,19 @@ run_warden "warden restart" 28101 28122 "check process myapp with pidfile $work/
     "pass / to http://127.0.0.1:28300/ for service myapp" \
     "$warden -c $work/warden-restart/wardenrc restart myapp; sleep 3" 28300
 
-run_warden "warden idle" 28104 28125 "check process myapp with pidfile $work/myapp.\$PORT.pid
-    instances 1 ports 28600-28601
-    start program = \"$work/start.sh \$PORT\"
-    stop program = \"$work/stop.sh \$PORT\"
-    if failed url http://127.0.0.1:\$PORT/ping then restart" \
-    "pass / to service myapp" \
-    "true" 28600
+# myapp as N instances on the port range A-B, each checked on its /ping.
+instances() {
+    printf '%s\n' "check process myapp with pidfile $work/myapp.\$PORT.pid" \
+        "    instances $1 ports $2" \
+        "    start program = \"$work/start.sh \$PORT\"" \
+        "    stop program = \"$work/stop.sh \$PORT\"" \
+        "    if failed url http://127.0.0.1:\$PORT/ping then restart"
+}
 
-run_warden "warden deploy" 28102 28123 "check process myapp with pidfile $work/myapp.\$PORT.pid
-    instances 1 ports 28400-28401
-    start program = \"$work/start.sh \$PORT\"
-    stop program = \"$work/stop.sh \$PORT\"
-    if failed url http://127.0.0.1:\$PORT/ping then restart" \
-    "pass / to service myapp" \
+run_warden "warden idle" 28104 28125 "$(instances 1 28600-28601)" "pass / to service myapp" "true" 28600
+run_warden "warden deploy" 28102 28123 "$(instances 1 28400-28401)" "pass / to service myapp" \
     "$warden -c $work/warden-deploy/wardenrc deploy myapp" 28400
-
-run_warden "warden rolling" 28103 28124 "check process myapp with pidfile $work/myapp.\$PORT.pid
-    instances 3 ports 28500-28505
-    start program = \"$work/start.sh \$PORT\"
-    stop program = \"$work/stop.sh \$PORT\"
-    if failed url http://127.0.0.1:\$PORT/ping then restart" \
-    "pass / to service myapp" \
+run_warden "warden rolling" 28103 28124 "$(instances 3 28500-28505)" "pass / to service myapp" \
     "$warden -c $work/warden-rolling/wardenrc restart myapp" 28502
 
 read -r steal_end total_end < <(cpu_ticks)
