@@ -33,7 +33,7 @@ struct CertificateFileService: ServiceLifecycle.Service {
                             Event(service: site.name, kind: .certificate, state: succeeded ? .changed : .failed, message: text, action: succeeded ? "reload" : "alert"))
                     }
                 }
-                let (certificates, problems) = Self.read(configuration)
+                let (certificates, problems) = Self.served(configuration, by: follower)
                 for problem in problems.subtracting(reported) { logger.error("proxy: \(problem)") }
                 reported = problems
                 supervisor.certificates.keep(Set(certificates.map(\.site)), of: .file)
@@ -50,16 +50,18 @@ struct CertificateFileService: ServiceLifecycle.Service {
     }
 
     /// The certificate of each site the first file listener serves (every site but those `tls auto`
-    /// gets one for), and the files that could not be read.
-    static func read(_ configuration: Configuration) -> (certificates: [SiteCertificate], problems: Set<String>) {
+    /// gets one for): the pair the follower last sent to the proxy, not a refused one the files may
+    /// hold now. Files never served have no certificate here; the follower reports why.
+    static func served(_ configuration: Configuration, by follower: CertificateFileFollower) -> (certificates: [SiteCertificate], problems: Set<String>) {
         let listens = configuration.proxy?.listens ?? []
-        guard let path = listens.lazy.compactMap(\.certificate).first else { return ([], []) }
+        guard let files = listens.lazy.compactMap(CertificateFiles.init).first, let chain = follower.servedChain(files) else { return ([], []) }
         let info: CertificateInfo
         do {
-            info = try CertificateInfo(chainPEM: String(decoding: try FileSystemReader().read(path), as: UTF8.self))
+            info = try CertificateInfo(chainPEM: String(decoding: chain, as: UTF8.self))
         } catch {
-            return ([], ["cannot read the certificate '\(path)': \(error)"])
+            return ([], ["cannot read the certificate '\(files.certificate)': \(error)"])
         }
+        let path = files.certificate
         return (sites(configuration).map { SiteCertificate(site: $0.name, issuer: info.issuer, names: info.names, notAfter: info.notAfter, source: .file, path: path) }, [])
     }
 

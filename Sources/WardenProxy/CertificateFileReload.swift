@@ -210,8 +210,15 @@ public struct CertificateFileFollower: Sendable {
     }
 
     private var reloads: [CertificateFiles: CertificateFileReload] = [:]
+    private var served: [CertificateFiles: [UInt8]] = [:]
 
     public init() {}
+
+    /// The chain last sent to the proxy for these files: what the status shows, since the files may
+    /// hold a pair that was refused.
+    public func servedChain(_ files: CertificateFiles) -> [UInt8]? {
+        served[files]
+    }
 
     /// Looks at the files of `listens`; returns what to do, and how soon to look again (nil: at the next cycle).
     public mutating func look(_ listens: [ProxySettings.Listen], now: Double) -> (outcomes: [Outcome], again: Double?) {
@@ -239,6 +246,7 @@ public struct CertificateFileFollower: Sendable {
                 break
             case .serve(let first):
                 guard let pair else { break }
+                served[files] = pair.chainPEM
                 let message = ProxyFeedMessage.listenerCertificate(
                     files, chainPEM: String(decoding: pair.chainPEM, as: UTF8.self), keyPEM: String(decoding: pair.keyPEM, as: UTF8.self))
                 let text =
@@ -252,6 +260,7 @@ public struct CertificateFileFollower: Sendable {
             }
         }
         reloads = next
+        served = served.filter { next[$0.key] != nil }
         return (outcomes, again)
     }
 }

@@ -16,7 +16,8 @@ struct CertificateReloadTests {
         chmod(directory.path, 0o755)
         let ca = try TestCA("reload", in: directory)
         let one = try ca.issue("one", names: ["app.test"]), two = try ca.issue("two", names: ["app.test"])
-        let three = try ca.issue("three", names: ["app.test"])
+        // Valid for longer than the others, so the status tells it apart.
+        let three = try ca.issue("three", names: ["app.test"], days: 90)
         let live = directory.path + "/live"
         mkdir(live, 0o700)
         let certificate = live + "/fullchain.pem", key = live + "/privkey.pem"
@@ -105,15 +106,26 @@ struct CertificateReloadTests {
         try install(certificate: three.certificate, key: two.key)
         #expect(warden.waitForLog("are not served: the key does not match the certificate", timeout: 15), "\(warden.log)")
         #expect(served() == (try fingerprint(two.certificate)))
-        let json = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "status", "--json"]).stdout
-        let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
-        let site = ((document?["sites"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == "main" }
-        let events = (site?["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+        func site() throws -> [String: Any]? {
+            let json = try TestSupport.run(TestSupport.wardenBinary, ["-c", rc, "status", "--json"]).stdout
+            let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            return ((document?["sites"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == "main" }
+        }
+        /// The days until the certificate the status shows expires: 30 for two, 90 for three.
+        func daysShown() throws -> Int? {
+            let notAfter = (try site()?["certificate"] as? [String: Any])?["notAfter"] as? Double
+            return notAfter.map { Int((($0 - Date().timeIntervalSince1970) / 86400).rounded()) }
+        }
+        let events = (try site()?["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
         #expect(events.contains { $0.hasPrefix("certificate reloaded from") }, "\(events)")
         #expect(events.contains { $0.contains("are not served: the key does not match") }, "\(events)")
+        // Wait a cycle: the status shows the pair served, not the refused files.
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try daysShown() == 30)
         // Its key follows: served.
         try install(certificate: three.certificate, key: three.key)
         #expect(TestSupport.waitUntil(timeout: 15) { served() == (try? fingerprint(three.certificate)) }, "\(warden.log)")
+        #expect(TestSupport.waitUntil(timeout: 5) { (try? daysShown()) == 90 })
         #expect(!warden.log.contains("Fatal error"))
     }
 }

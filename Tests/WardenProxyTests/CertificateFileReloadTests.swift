@@ -133,6 +133,7 @@ struct CertificateFileReloadTests {
         #expect(renewal.outcomes.first?.report?.text.contains("certificate reloaded from '\(certificate)': serial ") == true)
         guard case .listenerCertificate(_, let renewedChain, _) = renewal.outcomes.first?.message else { Issue.record("no message"); return }
         #expect(renewedChain == (try String(contentsOfFile: two.certificate, encoding: .utf8)))
+        #expect(follower.servedChain(files) == Array(renewedChain.utf8))
 
         try install(one, key: two.key)
         let mismatch = follower.look([listen], now: now + 2)
@@ -141,5 +142,6 @@ struct CertificateFileReloadTests {
         #expect(refusal.outcomes.first?.message == nil)
         #expect(refusal.outcomes.first?.report?.succeeded == false)
         #expect(refusal.outcomes.first?.report?.text.contains("changed but are not served: the key does not match the certificate") == true)
+        #expect(follower.servedChain(files) == Array(renewedChain.utf8), "the status shows the pair served, not the refused files")
     }
 }
