@@ -176,7 +176,7 @@ let package = Package(
             exclude: ["Corpus"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "WardenTestSupport", dependencies: ["WardenPlatform", "WardenCore", "WardenConfig"], path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
+        .target(name: "WardenTestSupport", dependencies: ["CWardenShims", "WardenPlatform", "WardenCore", "WardenConfig"], path: "Tests/WardenTestSupport", swiftSettings: swiftSettings),
         .testTarget(
             name: "WardenCoreTests",
             dependencies: [

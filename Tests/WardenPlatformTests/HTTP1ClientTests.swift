@@ -37,7 +37,7 @@ struct HTTP1ClientTests {
         let peer = try Peer("/usr/bin/python3", ["-c", Self.server, "\(port)"], log: directory.path + "/server.log")
         defer { peer.stop() }
         #expect(TestSupport.waitUntil(timeout: 10) { TestSupport.portOpen(port) }, "\(peer.output)")
-        func send(_ path: String, method: HTTPMethod = .GET, limit: Int = 1024, timeout: Duration = .seconds(5)) async -> Result<HTTP1Response, HTTP1ClientError> {
+        func send(_ path: String, method: HTTPMethod = .GET, limit: Int = 1024, timeout: Duration = .seconds(60)) async -> Result<HTTP1Response, HTTP1ClientError> {
             do {
                 return .success(
                     try await HTTP1Client().send(
@@ -58,7 +58,9 @@ struct HTTP1ClientTests {
             Issue.record("a silent server did not time out")
             return
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Its own 500 ms, not the 60 s the other requests get; the bound is loose because the test
+        // process's two cooperative threads can be held by other suites' synchronous tests.
+        #expect(ContinuousClock.now - started < .seconds(30))
         guard case .failure(.bodyTooLarge(limit: 10)) = await send("/large", limit: 10) else {
             Issue.record("100 bytes passed a limit of 10")
             return

@@ -1,46 +1,64 @@
+import CWardenShims
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A Debian server started by a test on 127.0.0.1, in the foreground, and ended by its pid.
+///
+/// Spawned and waited for here, not through Foundation's Process: Foundation learns of an exit when
+/// a socket the child inherits closes, then waits for that pid on the one thread that reaps all its
+/// children. A server that closes the descriptors it inherited (sshd does) looked exited at once, so
+/// that thread blocked until the server really ended, and every other test waiting for any program
+/// hung with it: the whole test run once stopped so.
 public final class Peer {
-    public let process = Process()
+    public let pid: pid_t
     public let log: String
+    private let status = Mutex<Int32?>(nil)
 
-    /// Execs its arguments with no signal blocked or ignored: the test runner blocks SIGTERM, and a child
-    /// inherits that, so a server that does not reset its mask (python's) would never see our SIGTERM.
-    static let launcher = """
-        import os, signal, sys
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(s, signal.SIG_DFL)
-        os.execv(sys.argv[1], sys.argv[1:])
-        """
-
-    public init(_ path: String, _ arguments: [String], log: String, uid: uid_t? = nil) throws {
-        self.log = log
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        // setpriv execs the server in its own place, so the pid stays the server's (postgres refuses root).
-        let user = uid.map { ["/usr/bin/setpriv", "--reuid=\($0)", "--regid=\(getpwuid($0).pointee.pw_gid)", "--clear-groups"] } ?? []
-        process.arguments = ["-c", Self.launcher] + user + [path] + arguments
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+    public struct SpawnError: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    public var pid: pid_t { process.processIdentifier }
+    /// Started as warden starts a program (`warden_spawn`): no signal blocked or ignored (the test
+    /// runner blocks SIGTERM, which a child inherits), no descriptor of the test process but its log.
+    public init(_ path: String, _ arguments: [String], log: String, uid: uid_t? = nil) throws {
+        self.log = log
+        let output = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw SpawnError(description: "cannot open \(log): \(String(cString: strerror(errno)))") }
+        defer { close(output) }
+        let argv = [path] + arguments
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        // Postgres refuses root: such a peer runs as `uid` with its primary group.
+        let gid = uid.flatMap { getpwuid($0)?.pointee.pw_gid } ?? 0
+        var child: pid_t = 0
+        let result = warden_spawn(path, &cArguments, environ, -1, output, uid ?? 0, gid, uid == nil ? 0 : 1, nil, &child)
+        guard result == 0 else { throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(result)))") }
+        pid = child
+    }
+
+    /// Reaps the server if it has exited.
+    public var isRunning: Bool {
+        status.withLock { status in
+            guard status == nil else { return false }
+            var raw: Int32 = 0
+            guard waitpid(pid, &raw, WNOHANG) == pid else { return true }
+            status = raw
+            return false
+        }
+    }
 
     /// SIGTERM, then SIGKILL after 10 s.
     public func stop() {
-        guard process.isRunning else { return }
+        guard isRunning else { return }
         kill(pid, SIGTERM)
-        if !TestSupport.waitUntil(timeout: 10, { !process.isRunning }) { kill(pid, SIGKILL) }
-        process.waitUntilExit()
+        if !TestSupport.waitUntil(timeout: 10, { !isRunning }) {
+            kill(pid, SIGKILL)
+            TestSupport.waitUntil(timeout: 10) { !isRunning }
+        }
     }
 
     public var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
