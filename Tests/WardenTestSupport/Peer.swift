@@ -16,7 +16,7 @@ import Glibc
 public final class Peer {
     public let pid: pid_t
     public let log: String
-    private let status = Mutex<Int32?>(nil)
+    private let exited = Mutex(false)
 
     public struct SpawnError: Error, CustomStringConvertible {
         public let description: String
@@ -36,18 +36,19 @@ public final class Peer {
         let gid = uid.flatMap { getpwuid($0)?.pointee.pw_gid } ?? 0
         var child: pid_t = 0
         let result = warden_spawn(path, &cArguments, environ, -1, output, uid ?? 0, gid, uid == nil ? 0 : 1, nil, &child)
-        guard result == 0 else { throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(result)))") }
+        guard result == 0 else {
+            // The exec failed: the child has exited (127) and is ours to reap.
+            if child > 0 { waitpid(child, nil, 0) }
+            throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(result)))")
+        }
         pid = child
     }
 
     /// Reaps the server if it has exited.
     public var isRunning: Bool {
-        status.withLock { status in
-            guard status == nil else { return false }
-            var raw: Int32 = 0
-            guard waitpid(pid, &raw, WNOHANG) == pid else { return true }
-            status = raw
-            return false
+        exited.withLock { exited in
+            if !exited { exited = waitpid(pid, nil, WNOHANG) == pid }
+            return !exited
         }
     }
 
